@@ -1,0 +1,109 @@
+"""The application factory: one Litestar app assembled from the domains.
+
+``create_app(settings)`` is the only entry point. It reads no environment and opens
+nothing until the server starts it; its lifespan opens the pools and clients
+(:mod:`bff.resources`) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.stores.redis import RedisStore
+
+from bff.domains import attach_domains
+from bff.guards import ContentTypeMiddleware
+from bff.observability import RequestContextMiddleware
+from bff.ops import JwksController, OpsController
+from bff.problems import exception_handlers
+from bff.resources import close_resources, open_resources
+from bff.settings import Settings
+from core.redis import create_redis
+from identity import AuthController, MeController, provide_identity, provide_principal
+
+__all__ = ["create_app"]
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the OneCity BFF for ``settings``.
+
+    Args:
+        settings: Built once by :func:`bff.settings.load_settings` (or by a test).
+
+    Returns:
+        A Litestar app whose lifespan opens and closes every shared resource.
+    """
+
+    # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
+    # connects lazily, on the first command, inside the server's event loop.
+    redis = create_redis(settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        resources = await open_resources(settings, redis)
+        app.state.resources = resources
+        attach_domains(app.state, resources)
+        try:
+            yield
+        finally:
+            await close_resources(resources)
+
+    # group_path: label metrics by route template, so ids in paths don't explode cardinality.
+    prometheus = PrometheusConfig(app_name="onecity", prefix="onecity", group_path=True, exclude=["/metrics"])
+    return Litestar(
+        route_handlers=[OpsController, JwksController, PrometheusController, AuthController, MeController],
+        dependencies={
+            "identity": Provide(provide_identity, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        exception_handlers=exception_handlers(),
+        middleware=[
+            RequestContextMiddleware,
+            prometheus.middleware,
+            ContentTypeMiddleware,
+            # Per-address ceiling on the login endpoints (Litestar's limiter, shared via
+            # Redis across processes); the finer per-phone limits live in identity.otp.
+            RateLimitConfig(
+                rate_limit=("minute", settings.server.auth_rate_per_minute),
+                store="rate_limit",
+                exclude=[r"^(?!/v1/auth/)"],
+            ).middleware,
+        ],
+        cors_config=CORSConfig(
+            allow_origins=list(settings.server.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Policy", "RateLimit"],
+            max_age=600,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="OneCity",
+            version=VERSION,
+            description="Backend-for-frontend of the city's one-entry citizen app.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                }
+            ),
+        ),
+        request_max_body_size=settings.server.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,135 @@
+"""The ``onecity`` command line.
+
+Subcommands: ``dev`` (everything, embedded default), ``serve`` (production server),
+``migrate``, ``keys rotate|list``, ``simulate NAME`` (one department simulator).
+Every command reads settings once, from the environment, at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import timedelta
+
+import msgspec
+
+from bff.observability import configure_logging
+from bff.resources import StartupError
+from bff.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main"]
+
+
+def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.dev import run_dev  # noqa: PLC0415 - pulls in the embedded servers
+
+    server = msgspec.structs.replace(settings.server, port=args.port or settings.server.port)
+    overrides: dict[str, object] = {"server": server}
+    if "ONECITY_ENV" not in os.environ:
+        overrides["env"] = "dev"
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    return run_dev(msgspec.structs.replace(settings, **overrides), simulators=not args.no_simulators)
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.serve import serve  # noqa: PLC0415
+
+    return serve(settings, workers=args.workers, host=args.host, port=args.port)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.storage import migrate  # noqa: PLC0415
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    applied = asyncio.run(migrate(settings.database.url))
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.storage import prepare, rotate_key  # noqa: PLC0415
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    if args.keys_command == "rotate":
+        kid = asyncio.run(rotate_key(settings, args.purpose, activate_in=timedelta(seconds=args.activate_in)))
+        print(f"new {args.purpose} key {kid}; the previous key keeps verifying until what it signed expires")
+    else:
+        created = asyncio.run(prepare(settings))
+        print(f"created {len(created)} key(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from services.simulators import DEFAULT_PORTS, serve  # noqa: PLC0415
+
+    serve(
+        args.name,
+        host=args.host,
+        port=args.port or DEFAULT_PORTS[args.name],
+        jwks_url=args.jwks_url,
+        dev_mode=settings.env != "prod" or args.dev_mode,
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run everything on the embedded default (or the configured servers)")
+    dev.add_argument("--port", type=int, default=None, help="BFF port (default 8000)")
+    dev.add_argument("--data-dir", default=None, help="data folder (default .onecity)")
+    dev.add_argument("--no-simulators", action="store_true", help="use the configured department URLs as they are")
+    dev.set_defaults(handler=_cmd_dev)
+
+    serve = commands.add_parser("serve", help="run the production server (one worker per core)")
+    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(handler=_cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = key_commands.add_parser("rotate", help="add a new signing key; the old one keeps verifying")
+    rotate.add_argument("--purpose", required=True, choices=["token", "code", "service"])
+    rotate.add_argument("--activate-in", type=int, default=0, help="seconds before the new key starts signing")
+    key_commands.add_parser("ensure", help="create a key for every purpose that has none")
+    keys.set_defaults(handler=_cmd_keys)
+
+    simulate = commands.add_parser("simulate", help="run one department simulator")
+    simulate.add_argument(
+        "name", choices=["health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram"]
+    )
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=None)
+    simulate.add_argument("--jwks-url", default="http://127.0.0.1:8000/.well-known/jwks.json")
+    simulate.add_argument("--dev-mode", action="store_true", help="accept live- liveness tokens even in prod env")
+    simulate.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``onecity`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        code: int = args.handler(args, settings)
+        return code
+    except (SettingsError, StartupError) as exc:
+        print(f"onecity: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

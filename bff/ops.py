@@ -1,0 +1,99 @@
+"""Operations endpoints: liveness, readiness and the published token/service keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+
+from bff.problems import problem_response
+from core.problem import ProblemDocument
+from core.structs import Response as ResponseStruct
+
+__all__ = ["JwksController", "OpsController"]
+
+_CHECK_TIMEOUT_S = 1.0
+
+
+class Liveness(ResponseStruct, frozen=True):
+    """The process is up."""
+
+    status: str = "live"
+
+
+class Readiness(ResponseStruct, frozen=True):
+    """This process can serve: each dependency's state."""
+
+    status: str
+    checks: dict[str, str]
+
+
+class Jwks(ResponseStruct, frozen=True):
+    """A JSON Web Key Set (RFC 7517)."""
+
+    keys: list[dict[str, str]]
+
+
+async def _check(coro: Any) -> str:
+    try:
+        await asyncio.wait_for(coro, timeout=_CHECK_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - any failure means "down"; the class name is enough
+        return "down"
+    return "ok"
+
+
+class OpsController(Controller):
+    """Liveness and readiness for the load balancer and the orchestrator."""
+
+    path = "/health"
+    tags = ["operations"]
+
+    @get("/live", summary="Liveness: the process answers", cache=False)
+    async def live(self) -> Liveness:
+        """Always 200 while the event loop runs."""
+        return Liveness()
+
+    @get(
+        "/ready",
+        summary="Readiness: PostgreSQL and Redis reachable",
+        responses={503: ResponseSpec(ProblemDocument, description="PostgreSQL or Redis unreachable")},
+    )
+    async def ready(self, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+        """200 when PostgreSQL and Redis both answer within a second, else 503 problem JSON."""
+        resources = state.resources
+        postgres, redis = await asyncio.gather(
+            _check(resources.pool.fetchval("SELECT 1")), _check(resources.redis.ping())
+        )
+        checks = {"postgres": postgres, "redis": redis}
+        if postgres == "ok" and redis == "ok":
+            return Response(Readiness(status="ready", checks=checks))
+        down = ", ".join(name for name, value in checks.items() if value != "ok")
+        return problem_response(
+            request,
+            status=503,
+            slug="unavailable",
+            title="Not ready",
+            detail=f"Unreachable: {down}",
+            headers={"Retry-After": "2"},
+            extensions={"checks": checks},
+        )
+
+
+class JwksController(Controller):
+    """Public keys of the token and service signing keys."""
+
+    path = "/.well-known"
+    tags = ["keys"]
+
+    @get("/jwks.json", summary="JWKS of the token and service signing keys", cache_control=None)
+    async def jwks(self, request: Request[Any, Any, Any], state: State) -> Response[Jwks]:
+        """Every key that verifies now or will sign soon (rotation overlap)."""
+        ring = state.resources.keys.ring
+        return Response(
+            Jwks(keys=ring.jwks(("token", "service"))["keys"]),
+            headers={"Cache-Control": "public, max-age=300"},
+            media_type="application/jwk-set+json",
+        )

@@ -1,0 +1,178 @@
+"""RFC 9457 problem documents: the single place where errors become HTTP responses.
+
+Every exception that can leave a handler ends here. Our own hierarchy
+(:mod:`core.errors`) carries its status and ``type`` slug; Litestar's HTTP exceptions are
+translated (validation errors name the field); PostgreSQL and Redis outages become 503 with
+``Retry-After``; anything else is a 500 whose body says nothing about the cause, while the
+log line carries the exception class and the request id for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.exceptions
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from core.errors import OneCityError
+from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE, FieldError, ProblemDocument
+
+__all__ = ["exception_handlers", "problem_response"]
+
+
+log = logging.getLogger("onecity.errors")
+
+_STATUS_SLUGS: Mapping[int, tuple[str, str]] = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("unprocessable", "Request content refused"),
+    429: ("rate-limited", "Too many requests"),
+    503: ("unavailable", "Temporarily unavailable"),
+}
+
+
+def problem_response(
+    request: Request[Any, Any, Any] | None,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Response[ProblemDocument]:
+    """Build a problem+json response."""
+    request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
+    extra = dict(extensions or {})
+    doc = ProblemDocument(
+        type=TYPE_BASE + slug,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path if request is not None else None,
+        request_id=request_id,
+        field=extra.pop("field", None),
+        errors=extra.pop("errors", None),
+        required_level=extra.pop("required_level", None),
+        checks=extra.pop("checks", None),
+    )
+    return Response(content=doc, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+
+
+# msgspec says "Expected `int`, got `str` - at `$.device.id`"; the field is the JSON path.
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def _field_errors(exc: ValidationException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, Mapping):
+            continue
+        message = str(item.get("message", "invalid"))
+        match = _AT_PATH.search(message)
+        key = str(item.get("key") or "")
+        field = match.group(1) if match else key
+        if match:
+            message = message[: match.start()]
+        # "Object contains unknown field `x`" names the field only inside the message.
+        unknown = re.search(r"unknown field `([^`]+)`", message)
+        if unknown and not field:
+            field = unknown.group(1)
+        errors.append(FieldError(field=field or "body", message=message, source=item.get("source")))
+    return errors
+
+
+def _on_onecity_error(request: Request[Any, Any, Any], exc: OneCityError) -> Response[ProblemDocument]:
+    return problem_response(
+        request,
+        status=exc.status,
+        slug=exc.type_slug,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ProblemDocument]:
+    errors = _field_errors(exc)
+    if errors:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    else:
+        # Litestar's own message ("Invalid content-length", "JSON is malformed") is safe.
+        detail = exc.detail
+    return problem_response(
+        request,
+        status=400,
+        slug="validation-error",
+        title="Invalid request",
+        detail=detail,
+        extensions={"errors": errors or None, "field": errors[0].field if errors else None},
+    )
+
+
+def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemDocument]:
+    status = exc.status_code
+    if status >= 500:
+        return _on_unexpected(request, exc)
+    slug, title = _STATUS_SLUGS.get(status, ("client-error", "Request refused"))
+    return problem_response(
+        request, status=status, slug=slug, title=title, detail=exc.detail if exc.detail != title else None,
+        headers=exc.headers,
+    )
+
+
+def _on_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDocument]:
+    log.warning("dependency unavailable", extra={"error": exc.__class__.__name__, "path": request.url.path})
+    return problem_response(
+        request,
+        status=503,
+        slug="unavailable",
+        title="Temporarily unavailable",
+        detail="A storage service is unavailable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDocument]:
+    # The class name and request id are enough to find it; the message may hold input data.
+    log.error("unhandled error", extra={"error": exc.__class__.__name__, "path": request.url.path})
+    return problem_response(
+        request, status=500, slug="internal-error", title="Internal error", detail="Something went wrong on our side."
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The handler map for ``Litestar(exception_handlers=...)``."""
+    return {
+        OneCityError: _on_onecity_error,
+        ValidationException: _on_validation_error,
+        HTTPException: _on_http_exception,
+        asyncpg.PostgresConnectionError: _on_dependency_down,
+        asyncpg.InterfaceError: _on_dependency_down,
+        asyncpg.CannotConnectNowError: _on_dependency_down,
+        asyncpg.TooManyConnectionsError: _on_dependency_down,
+        asyncpg.exceptions.ConnectionDoesNotExistError: _on_dependency_down,
+        asyncpg.QueryCanceledError: _on_dependency_down,
+        ConnectionError: _on_dependency_down,
+        OSError: _on_dependency_down,
+        TimeoutError: _on_dependency_down,
+        redis.exceptions.ConnectionError: _on_dependency_down,
+        redis.exceptions.TimeoutError: _on_dependency_down,
+        Exception: _on_unexpected,
+    }

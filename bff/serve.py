@@ -1,0 +1,40 @@
+"""``onecity serve``: the production server.
+
+Granian runs one worker process per core (configurable). Each worker builds its own app
+from the environment (:func:`bff.asgi.app_factory`), so workers share nothing but
+PostgreSQL and Redis, exactly like several hosts behind a load balancer. On SIGTERM or
+SIGINT granian stops accepting, lets in-flight requests finish, then runs each app's
+shutdown (pools and clients close).
+"""
+
+from __future__ import annotations
+
+import os
+
+from granian.constants import Interfaces
+from granian.server import Server
+
+from bff.resources import StartupError
+from bff.settings import Settings
+
+__all__ = ["serve"]
+
+
+def serve(settings: Settings, *, workers: int | None = None, host: str | None = None, port: int | None = None) -> int:
+    """Run granian until stopped; return the exit code."""
+    if not settings.database.url or not settings.redis.url:
+        raise StartupError("ONECITY_DATABASE_URL and ONECITY_REDIS_URL must be set for `onecity serve`")
+    count = workers or settings.server.workers or os.cpu_count() or 1
+    Server(
+        "bff.asgi:app_factory",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host or settings.server.host,
+        port=port or settings.server.port,
+        workers=count,
+        backlog=2048,
+        log_access=False,
+        workers_kill_timeout=30,
+        respawn_failed_workers=True,
+    ).serve()
+    return 0

@@ -1,0 +1,202 @@
+"""Typed settings, built once from ``ONECITY_*`` environment variables.
+
+Nothing here runs at import time: :func:`load_settings` is called by the CLI (or a test)
+and its result is passed to :func:`bff.app.create_app`. Every variable is listed in
+``ENVIRONMENT`` with the settings field it fills, which is also what the README documents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from core.crypto import MasterKeyError, parse_master_key
+from identity.settings import IdentitySettings
+from services.departments import DepartmentEndpoints
+
+__all__ = [
+    "ENVIRONMENT",
+    "DatabaseSettings",
+    "RedisSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "data_path",
+    "load_settings",
+    "with_derived",
+]
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a usable configuration (message names the variable)."""
+
+
+class Secret:
+    """A value that must never be printed: its ``repr`` and ``str`` are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        """The secret itself; call only where it is used."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """PostgreSQL. ``url`` unset means "embedded" to ``onecity dev`` and an error elsewhere."""
+
+    url: str | None = None
+    pool_min: int = 2
+    pool_max: int = 10
+    command_timeout_s: float = 10.0
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Redis. ``url`` unset means "embedded" to ``onecity dev`` and an error elsewhere."""
+
+    url: str | None = None
+    max_connections: int = 64
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The HTTP server and request limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 0  # 0: one per CPU core
+    max_body_bytes: int = 64 * 1024
+    cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
+    auth_rate_per_minute: int = 120
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything OneCity is configured by.
+
+    Attributes:
+        env: ``dev`` enables demo conveniences (liveness ``live-`` tokens, printed summary);
+            ``prod`` disables them.
+        public_url: The externally visible base URL; the OIDC issuer and JWKS URLs derive from it.
+        city: Short id of the issuing city, the ``iss`` of codes.
+        master_key: Encrypts private keys and PII at rest (``ONECITY_MASTER_KEY``).
+        data_dir: Where ``onecity dev`` keeps the embedded PostgreSQL and Redis.
+    """
+
+    env: Literal["dev", "test", "prod"] = "prod"
+    public_url: str = "http://127.0.0.1:8000"
+    city: str = "cs"
+    log_level: str = "INFO"
+    data_dir: str = ".onecity"
+    master_key: Secret | None = None
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    server: ServerSettings = ServerSettings()
+    departments: DepartmentEndpoints = DepartmentEndpoints()
+    identity: IdentitySettings = IdentitySettings()
+
+    def require_master_key(self) -> bytes:
+        """The master key, or a :class:`SettingsError` that says how to set one."""
+        if self.master_key is None:
+            raise SettingsError("ONECITY_MASTER_KEY is not set (32 random bytes, base64url)")
+        return self.master_key.reveal()
+
+
+#: Environment variable → dotted settings path. The README's configuration table mirrors it.
+ENVIRONMENT: Mapping[str, str] = {
+    "ONECITY_ENV": "env",
+    "ONECITY_PUBLIC_URL": "public_url",
+    "ONECITY_CITY": "city",
+    "ONECITY_LOG_LEVEL": "log_level",
+    "ONECITY_DATA_DIR": "data_dir",
+    "ONECITY_DATABASE_URL": "database.url",
+    "ONECITY_DB_POOL_MIN": "database.pool_min",
+    "ONECITY_DB_POOL_MAX": "database.pool_max",
+    "ONECITY_DB_COMMAND_TIMEOUT_S": "database.command_timeout_s",
+    "ONECITY_REDIS_URL": "redis.url",
+    "ONECITY_REDIS_MAX_CONNECTIONS": "redis.max_connections",
+    "ONECITY_HOST": "server.host",
+    "ONECITY_PORT": "server.port",
+    "ONECITY_WORKERS": "server.workers",
+    "ONECITY_MAX_BODY_BYTES": "server.max_body_bytes",
+    "ONECITY_CORS_ORIGINS": "server.cors_origins",
+    "ONECITY_AUTH_RATE_PER_MINUTE": "server.auth_rate_per_minute",
+    "ONECITY_HEALTH_URL": "departments.health",
+    "ONECITY_TRANSPORT_URL": "departments.transport",
+    "ONECITY_SOCSEC_URL": "departments.socsec",
+    "ONECITY_REGISTRY_URL": "departments.registry",
+    "ONECITY_LIVENESS_URL": "departments.liveness",
+    "ONECITY_SMS_URL": "departments.sms",
+    "ONECITY_MINIPROGRAM_URL": "departments.miniprogram",
+    "ONECITY_ACCESS_TOKEN_TTL_S": "identity.access_token_ttl_s",
+    "ONECITY_REFRESH_IDLE_TTL_S": "identity.refresh_idle_ttl_s",
+    "ONECITY_SESSION_TTL_S": "identity.session_absolute_ttl_s",
+}
+
+_LISTS = {"server.cors_origins"}
+
+
+def _nest(flat: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = [v.strip() for v in value.split(",") if v.strip()] if path in _LISTS else value
+    return tree
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Args:
+        environ: The variables to read; only ``ONECITY_*`` names in ``ENVIRONMENT`` count.
+        overrides: Top-level fields to set after reading, e.g. ``env="dev"``.
+
+    Raises:
+        SettingsError: naming the variable whose value is unusable (never echoing a secret).
+    """
+    env = os.environ if environ is None else environ
+    flat = {path: env[name] for name, path in ENVIRONMENT.items() if env.get(name, "") != ""}
+    path_to_var = {path: name for name, path in ENVIRONMENT.items()}
+    try:
+        settings = msgspec.convert(_nest(flat), Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `int`, got `str` - at `$.server.port`": name the variable.
+        message = str(exc)
+        for path, name in path_to_var.items():
+            if message.endswith(f"`$.{path}`"):
+                message = f"{name}: {message.rsplit(' - at ', 1)[0]}"
+                break
+        raise SettingsError(message) from None
+    raw_key = env.get("ONECITY_MASTER_KEY")
+    if raw_key:
+        try:
+            settings = msgspec.structs.replace(settings, master_key=Secret(parse_master_key(raw_key)))
+        except MasterKeyError as exc:
+            raise SettingsError(str(exc)) from None
+    if overrides:
+        settings = msgspec.structs.replace(settings, **overrides)
+    return with_derived(settings)
+
+
+def with_derived(settings: Settings) -> Settings:
+    """Fill the fields that follow from others (token issuer = public URL)."""
+    identity = msgspec.structs.replace(settings.identity, issuer=settings.public_url.rstrip("/"))
+    return msgspec.structs.replace(settings, identity=identity)
+
+
+def data_path(settings: Settings) -> Path:
+    """The data folder as an absolute path."""
+    return Path(settings.data_dir).expanduser().resolve()

@@ -1,0 +1,53 @@
+"""One-shot storage tasks run by the CLI: migrate, ensure keys, rotate keys, seed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bff.settings import Settings
+from core.crypto import Vault
+from core.db import create_pool
+from core.keys import KeyStore
+from core.migrate import apply_migrations
+
+__all__ = ["migrate", "prepare", "rotate_key"]
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await apply_migrations(conn)
+    finally:
+        await pool.close()
+
+
+async def prepare(settings: Settings) -> list[str]:
+    """Migrate and make sure every key purpose has a signing key (what `onecity dev` runs).
+
+    Returns:
+        The kids of keys created now (empty when the store was ready).
+    """
+    assert settings.database.url
+    await migrate(settings.database.url)
+    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
+    try:
+        store = KeyStore(pool, Vault(settings.require_master_key()))
+        created = await store.ensure_active()
+        await store.load()  # proves the master key decrypts what is stored
+        return created
+    finally:
+        await pool.close()
+
+
+async def rotate_key(settings: Settings, purpose: str, *, activate_in: timedelta) -> str:
+    """Add a new signing key for ``purpose``; the old one keeps verifying."""
+    assert settings.database.url
+    pool = await create_pool(settings.database.url, min_size=1, max_size=1)
+    try:
+        store = KeyStore(pool, Vault(settings.require_master_key()))
+        await store.load()
+        return await store.rotate(purpose, activate_in=activate_in)
+    finally:
+        await pool.close()

@@ -1,0 +1,197 @@
+"""QR images of code payloads (PNG and SVG) and printable venue posters.
+
+Error correction is level M, the level the 320-character payload budget was sized for (version
+<= 13). Rendering is CPU-bound and synchronous; :func:`render` runs it in a worker thread so the
+event loop is never blocked, and a small LRU cache answers the repeated requests an app makes
+for the same code (one payload is typically fetched as image a few times during its life).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Literal
+
+import qrcode
+import qrcode.constants
+from PIL import Image, ImageDraw, ImageFont
+from qrcode.image.svg import SvgPathFillImage
+
+__all__ = [
+    "BORDER",
+    "BOX_SIZE",
+    "ImageFormat",
+    "clear_cache",
+    "qr_version",
+    "render",
+    "render_png",
+    "render_svg",
+    "render_venue_poster_png",
+]
+
+ImageFormat = Literal["png", "svg"]
+
+#: Pixels per module in PNGs: a version-13 code is 616 px wide, sharp on any phone screen.
+BOX_SIZE = 8
+#: Quiet zone in modules; ISO/IEC 18004 requires 4 for reliable scanning.
+BORDER = 4
+_CACHE_SIZE = 256
+_POSTER_BOX_SIZE = 16
+# Fonts that carry CJK glyphs, tried in order for poster titles (venue names are often Chinese).
+_CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "C:/Windows/Fonts/msyh.ttc",
+)
+
+
+class _LruCache:
+    """A tiny thread-safe LRU: renders happen in worker threads, look-ups on the event loop."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, str], value: bytes) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_cache = _LruCache(_CACHE_SIZE)
+
+
+def clear_cache() -> None:
+    """Forget every cached image (tests, or after changing rendering settings)."""
+    _cache.clear()
+
+
+def _qr(payload: str, *, box_size: int = BOX_SIZE, image_factory: type | None = None) -> qrcode.QRCode:
+    code = qrcode.QRCode(
+        version=None,  # smallest version that fits
+        error_correction=qrcode.constants.ERROR_CORRECT_M,
+        box_size=box_size,
+        border=BORDER,
+        image_factory=image_factory,
+    )
+    code.add_data(payload)
+    code.make(fit=True)
+    return code
+
+
+def qr_version(payload: str) -> int:
+    """The QR version (1-40) ``payload`` needs at level M; <= 13 for every valid code."""
+    return int(_qr(payload).version)
+
+
+def _png(payload: str) -> bytes:
+    image = _qr(payload).make_image(fill_color="black", back_color="white")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _svg(payload: str) -> bytes:
+    # One <path> on a white background: small, and readable on a dark-mode page.
+    image = _qr(payload, image_factory=SvgPathFillImage).make_image()
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue()
+
+
+def _cached(payload: str, fmt: ImageFormat) -> bytes:
+    key = (payload, fmt)
+    image = _cache.get(key)
+    if image is None:
+        image = _png(payload) if fmt == "png" else _svg(payload)
+        _cache.put(key, image)
+    return image
+
+
+def render_png(payload: str) -> bytes:
+    """The QR code of ``payload`` as PNG bytes (black on white, level M, 4-module quiet zone)."""
+    return _cached(payload, "png")
+
+
+def render_svg(payload: str) -> bytes:
+    """The QR code of ``payload`` as an SVG document (UTF-8 bytes)."""
+    return _cached(payload, "svg")
+
+
+async def render(payload: str, fmt: ImageFormat) -> bytes:
+    """Render off the event loop; a cache hit is answered without a thread hop.
+
+    Raises:
+        ValueError: for a format other than ``png`` or ``svg``.
+    """
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unsupported image format {fmt!r}")
+    cached = _cache.get((payload, fmt))
+    if cached is not None:
+        return cached
+    return await asyncio.to_thread(_cached, payload, fmt)
+
+
+def _title_font(title: str, size: int, font_path: str | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont | None:
+    if font_path is not None:
+        return ImageFont.truetype(font_path, size)
+    for candidate in _CJK_FONTS:
+        if Path(candidate).is_file():
+            return ImageFont.truetype(candidate, size)
+    # Pillow's bundled font has Latin glyphs only: better no title than a row of boxes.
+    return ImageFont.load_default(size=size) if title.isascii() else None
+
+
+def render_venue_poster_png(payload: str, title: str, *, font_path: str | None = None) -> bytes:
+    """A printable venue poster: a large QR code with the venue name underneath.
+
+    Args:
+        payload: The venue code (``OC1:...``, type ``V``).
+        title: The venue name. Drawn when a font with its glyphs is available (a CJK system font
+            or ``font_path``); otherwise the poster carries the QR code alone.
+        font_path: A TrueType/OpenType font to use for the title.
+    """
+    qr_image = _qr(payload, box_size=_POSTER_BOX_SIZE).make_image(fill_color="black", back_color="white")
+    qr_rgb = qr_image.get_image().convert("RGB")
+    width, height = qr_rgb.size
+    font_size = max(24, width // 16)
+    font = _title_font(title, font_size, font_path) if title.strip() else None
+    text_height = 0
+    if font is not None:
+        left, _top, right, bottom = font.getbbox(title)
+        # Shrink long names to fit the poster width.
+        while right - left > width * 0.9 and font_size > 12:
+            font_size = int(font_size * 0.9)
+            font = _title_font(title, font_size, font_path)
+            assert font is not None
+            left, _top, right, bottom = font.getbbox(title)
+        # Below the QR's quiet zone (never inside it), plus a margin under the text.
+        text_height = bottom + font_size
+    poster = Image.new("RGB", (width, height + text_height), "white")
+    poster.paste(qr_rgb, (0, 0))
+    if font is not None:
+        text_width = font.getbbox(title)[2] - font.getbbox(title)[0]
+        ImageDraw.Draw(poster).text(((width - text_width) // 2, height), title, fill="black", font=font)
+    buffer = io.BytesIO()
+    poster.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,86 @@
+"""Numbered plain-SQL migrations, applied once each, under an advisory lock.
+
+A dozen lines of SQL bookkeeping did not justify a migration framework (asyncpg-trek, the
+one maintained option for asyncpg, adds a CLI and a layout of its own); this runner does
+exactly what OneCity needs: files named ``NNNN_description.sql`` in order, each in its own
+transaction, recorded in ``schema_migrations``, with ``pg_advisory_lock`` so two processes
+starting together never migrate at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import asyncpg
+
+__all__ = ["MIGRATIONS_DIR", "MigrationError", "apply_migrations", "pending_migrations"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# An arbitrary constant shared by every OneCity process: the advisory lock's identity.
+_LOCK_ID = 0x0C17_0001
+
+
+class MigrationError(RuntimeError):
+    """A migration file is misnamed, changed after being applied, or failed."""
+
+
+def _files(directory: Path) -> list[Path]:
+    files = sorted(p for p in directory.iterdir() if p.suffix == ".sql")
+    for path in files:
+        if not _NAME.match(path.name):
+            raise MigrationError(f"migration file name must look like 0001_name.sql: {path.name}")
+    return files
+
+
+async def _ensure_table(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            name text PRIMARY KEY,
+            checksum text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+
+
+async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Names of the migration files not yet applied."""
+    await _ensure_table(conn)
+    applied = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+    return [p.name for p in _files(directory) if p.name not in applied]
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply every pending migration in order; return the names applied.
+
+    Already-applied files are skipped; one whose content changed since is an error, because
+    a changed migration means two databases can no longer be assumed to match.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    try:
+        await _ensure_table(conn)
+        applied = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+        done: list[str] = []
+        for path in _files(directory):
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in applied:
+                if applied[path.name] != checksum:
+                    raise MigrationError(f"{path.name} was changed after it was applied; add a new migration instead")
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", path.name, checksum
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}") from exc
+            done.append(path.name)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)

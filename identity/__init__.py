@@ -1,0 +1,20 @@
+"""Citizen identity: one account, OTP login, real-name levels, sessions and rotating tokens."""
+
+from identity.controllers import AuthController, MeController
+from identity.dependencies import provide_identity, provide_principal
+from identity.repository import IdentityRepository
+from identity.service import IdentityService, Principal
+from identity.settings import IdentitySettings
+from identity.tokens import AccessTokens
+
+__all__ = [
+    "AccessTokens",
+    "AuthController",
+    "IdentityRepository",
+    "IdentityService",
+    "IdentitySettings",
+    "MeController",
+    "Principal",
+    "provide_identity",
+    "provide_principal",
+]

@@ -1,0 +1,121 @@
+"""HTTP endpoints of citizen identity: thin, each decodes a Struct and calls the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from core.http import BEARER, error_responses
+from identity.dependencies import client_ip
+from identity.schemas import (
+    Account,
+    LoginRequest,
+    MiniProgramLinkRequired,
+    MiniProgramLoginRequest,
+    OtpRequest,
+    OtpSent,
+    RealNameRequest,
+    RealPersonRequest,
+    RefreshRequest,
+    SessionList,
+    TokenPair,
+)
+from identity.service import IdentityService, Principal
+
+__all__ = ["AuthController", "MeController"]
+
+
+class AuthController(Controller):
+    """Login, refresh and logout for the citizen app."""
+
+    path = "/v1/auth"
+    tags = ["identity"]
+
+    @post("/otp", status_code=HTTP_202_ACCEPTED, responses=error_responses(429))
+    async def send_otp(
+        self, data: OtpRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> OtpSent:
+        """Send a 6-digit one-time code to the phone by SMS (valid 5 minutes)."""
+        return await identity.send_otp(data.phone, client_ip=client_ip(request))
+
+    @post("/login", status_code=HTTP_200_OK, responses=error_responses(401, 429))
+    async def login(self, data: LoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]) -> TokenPair:
+        """Log in (the first time: sign up at level L2) with the phone and its code."""
+        return await identity.login(data, client_ip=client_ip(request))
+
+    @post("/refresh", status_code=HTTP_200_OK, responses=error_responses(401))
+    async def refresh(
+        self, data: RefreshRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> TokenPair:
+        """Rotate the refresh token; a reused one revokes its whole family."""
+        return await identity.refresh(data.refresh_token, client_ip=client_ip(request))
+
+    @post(
+        "/miniprogram",
+        status_code=HTTP_200_OK,
+        responses={
+            202: ResponseSpec(MiniProgramLinkRequired, description="First login: link with an OTP"),
+            **error_responses(401, 429),
+        },
+    )
+    async def miniprogram(
+        self, data: MiniProgramLoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> Response[TokenPair | MiniProgramLinkRequired]:
+        """Log in from a mini-program. The first time, answers 202 with a ``link_token``:
+        send an OTP to the phone and log in with it and the ``link_token`` to link."""
+        result = await identity.miniprogram_login(data, client_ip=client_ip(request))
+        status = HTTP_202_ACCEPTED if isinstance(result, MiniProgramLinkRequired) else HTTP_200_OK
+        return Response(result, status_code=status)
+
+    @post("/logout", status_code=HTTP_204_NO_CONTENT, security=BEARER, responses=error_responses(401))
+    async def logout(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]) -> None:
+        """End the current session: its access and refresh tokens stop working."""
+        await identity.end_session(principal, principal.session_id, reason="logout", client_ip=client_ip(request))
+
+
+class MeController(Controller):
+    """The signed-in citizen's account, sessions and identity levels."""
+
+    path = "/v1/me"
+    tags = ["identity"]
+    security = BEARER
+
+    @get("/", responses=error_responses(401))
+    async def me(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> Account:
+        """The account with its level and masked name, phone and ID number."""
+        return await identity.me(principal)
+
+    @get("/sessions", responses=error_responses(401))
+    async def sessions(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> SessionList:
+        """Every signed-in device; ``id`` is the session's ``sid``."""
+        return await identity.sessions(principal)
+
+    @delete("/sessions/{session_id:uuid}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
+    async def end_session(
+        self, session_id: Any, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> None:
+        """Sign a device out: its tokens stop working within seconds."""
+        await identity.end_session(principal, str(session_id), reason="ended_by_user", client_ip=client_ip(request))
+
+    @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422))
+    async def real_name(
+        self, data: RealNameRequest, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> Account:
+        """Real-name verification against the population registry: level L3.
+        Refresh the tokens afterwards to carry the new ``acr``."""
+        return await identity.verify_real_name(principal, data, client_ip=client_ip(request))
+
+    @post("/verification/real-person", status_code=HTTP_200_OK, responses=error_responses(401, 403))
+    async def real_person(
+        self,
+        data: RealPersonRequest,
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
+    ) -> Account:
+        """Real-person (liveness) verification: level L4. Needs L3 first."""
+        return await identity.verify_real_person(principal, data, client_ip=client_ip(request))

@@ -1,0 +1,224 @@
+"""All SQL of the identity domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.db import Pool
+
+__all__ = ["IdentityRepository"]
+
+Row = asyncpg.Record
+
+_ROTATE = """
+WITH old AS (
+    UPDATE refresh_tokens SET used_at = now()
+    WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+    RETURNING session_id
+), sess AS (
+    UPDATE sessions s SET last_seen_at = now()
+    FROM old WHERE s.id = old.session_id AND s.ended_at IS NULL AND s.expires_at > now()
+    RETURNING s.id, s.account_id, s.expires_at
+), fresh AS (
+    INSERT INTO refresh_tokens (token_hash, session_id, account_id, expires_at)
+    SELECT $2, sess.id, sess.account_id, LEAST(now() + make_interval(secs => $3), sess.expires_at) FROM sess
+    RETURNING session_id
+), audit AS (
+    INSERT INTO audit_log (actor_type, actor_id, subject_id, action, outcome, client_ip, details)
+    SELECT 'citizen', sess.account_id::text, sess.account_id::text, 'auth.refresh', 'success', $4,
+           jsonb_build_object('session_id', sess.id::text)
+    FROM sess
+)
+SELECT sess.id::text AS session_id, a.id::text AS account_id, a.level, a.phone_enc, a.name_enc,
+       a.id_number_enc, a.created_at
+FROM sess JOIN accounts a ON a.id = sess.account_id
+"""
+
+
+class IdentityRepository:
+    """Reads and writes accounts, sessions, refresh tokens and mini-program links."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    # accounts -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def upsert_account(conn: asyncpg.Connection, *, phone_enc: bytes, phone_index: bytes) -> Row:
+        """The account of this phone, created at ``L2`` on first login."""
+        row = await conn.fetchrow(
+            """INSERT INTO accounts (phone_enc, phone_index) VALUES ($1, $2)
+               ON CONFLICT (phone_index) DO UPDATE SET phone_index = EXCLUDED.phone_index
+               RETURNING id::text AS id, level, phone_enc, name_enc, id_number_enc, created_at,
+                         (xmax = 0) AS created""",
+            phone_enc,
+            phone_index,
+        )
+        assert row is not None
+        return row
+
+    async def get_account(self, account_id: str) -> Row | None:
+        """One account by id."""
+        return await self.pool.fetchrow(
+            """SELECT id::text AS id, level, phone_enc, name_enc, id_number_enc, created_at, region_code
+               FROM accounts WHERE id = $1::uuid""",
+            account_id,
+        )
+
+    @staticmethod
+    async def set_real_name(
+        conn: asyncpg.Connection,
+        *,
+        account_id: str,
+        name_enc: bytes,
+        id_number_enc: bytes,
+        id_number_index: bytes,
+        region_code: str,
+    ) -> str:
+        """Record the verified identity; level becomes at least ``L3``. Returns the level.
+
+        Raises:
+            asyncpg.UniqueViolationError: the ID number is verified on another account.
+        """
+        level: str = await conn.fetchval(
+            """UPDATE accounts SET name_enc = $2, id_number_enc = $3, id_number_index = $4,
+                      region_code = $5,
+                      level = CASE WHEN level = 'L4' THEN 'L4' ELSE 'L3' END,
+                      level_changed_at = now()
+               WHERE id = $1::uuid RETURNING level""",
+            account_id,
+            name_enc,
+            id_number_enc,
+            id_number_index,
+            region_code,
+        )
+        return level
+
+    @staticmethod
+    async def set_level(conn: asyncpg.Connection, account_id: str, level: str) -> None:
+        """Raise the level (callers check the precondition)."""
+        await conn.execute(
+            "UPDATE accounts SET level = $2, level_changed_at = now() WHERE id = $1::uuid", account_id, level
+        )
+
+    # sessions and refresh tokens ----------------------------------------------------------
+
+    @staticmethod
+    async def create_session(
+        conn: asyncpg.Connection,
+        *,
+        account_id: str,
+        device_id: str,
+        device_name: str,
+        platform: str,
+        auth_method: str,
+        absolute_ttl_s: int,
+    ) -> str:
+        """A new session; returns its id (the ``sid``)."""
+        sid: str = await conn.fetchval(
+            """INSERT INTO sessions (account_id, device_id, device_name, platform, auth_method, expires_at)
+               VALUES ($1::uuid, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id::text""",
+            account_id,
+            device_id,
+            device_name,
+            platform,
+            auth_method,
+            absolute_ttl_s,
+        )
+        return sid
+
+    @staticmethod
+    async def insert_refresh_token(
+        conn: asyncpg.Connection, *, token_hash: bytes, session_id: str, account_id: str, idle_ttl_s: int
+    ) -> None:
+        """Store a refresh token's hash, expiring after the idle lifetime (capped by the session)."""
+        await conn.execute(
+            """INSERT INTO refresh_tokens (token_hash, session_id, account_id, expires_at)
+               SELECT $1, s.id, s.account_id, LEAST(now() + make_interval(secs => $4), s.expires_at)
+               FROM sessions s WHERE s.id = $2::uuid AND s.account_id = $3::uuid""",
+            token_hash,
+            session_id,
+            account_id,
+            idle_ttl_s,
+        )
+
+    async def rotate_refresh_token(
+        self, *, old_hash: bytes, new_hash: bytes, idle_ttl_s: int, client_ip: str | None
+    ) -> Row | None:
+        """Atomically spend ``old_hash`` and store ``new_hash`` in its family, auditing it.
+
+        One statement, one round trip: the old token is marked used only if it is live and
+        its session is live, and the new token, the session's ``last_seen_at`` and the audit
+        row are written by the same statement. ``None`` means nothing was rotated.
+        """
+        return await self.pool.fetchrow(_ROTATE, old_hash, new_hash, idle_ttl_s, client_ip)
+
+    async def find_spent_token(self, token_hash: bytes) -> Row | None:
+        """A known token that can no longer be used: rotated, revoked or expired."""
+        return await self.pool.fetchrow(
+            """SELECT session_id::text AS session_id, account_id::text AS account_id,
+                      used_at IS NOT NULL AS rotated
+               FROM refresh_tokens WHERE token_hash = $1""",
+            token_hash,
+        )
+
+    @staticmethod
+    async def end_session(conn: asyncpg.Connection, *, session_id: str, account_id: str, reason: str) -> bool:
+        """End a live session of ``account_id`` and revoke its refresh tokens."""
+        ended = await conn.fetchval(
+            """UPDATE sessions SET ended_at = now(), end_reason = $3
+               WHERE id = $1::uuid AND account_id = $2::uuid AND ended_at IS NULL RETURNING true""",
+            session_id,
+            account_id,
+            reason,
+        )
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1::uuid AND revoked_at IS NULL",
+            session_id,
+        )
+        return bool(ended)
+
+    async def list_sessions(self, account_id: str) -> list[Row]:
+        """The account's live sessions, most recently used first."""
+        return await self.pool.fetch(
+            """SELECT id::text AS id, device_name, platform, created_at, last_seen_at FROM sessions
+               WHERE account_id = $1::uuid AND ended_at IS NULL AND expires_at > now()
+               ORDER BY last_seen_at DESC""",
+            account_id,
+        )
+
+    # mini-program links -------------------------------------------------------------------
+
+    async def find_link(self, platform: str, openid_index: bytes) -> str | None:
+        """The account linked to this platform identity, if any."""
+        account_id: str | None = await self.pool.fetchval(
+            "SELECT account_id::text FROM miniprogram_links WHERE platform = $1 AND openid_index = $2",
+            platform,
+            openid_index,
+        )
+        return account_id
+
+    @staticmethod
+    async def link(conn: asyncpg.Connection, *, platform: str, openid_index: bytes, account_id: str) -> None:
+        """Link a platform identity to an account (first link wins)."""
+        await conn.execute(
+            """INSERT INTO miniprogram_links (platform, openid_index, account_id) VALUES ($1, $2, $3::uuid)
+               ON CONFLICT (platform, openid_index) DO NOTHING""",
+            platform,
+            openid_index,
+            account_id,
+        )
+
+    @staticmethod
+    def created_at(row: Row) -> datetime:
+        """Typed access for mypy."""
+        value: datetime = row["created_at"]
+        return value
+
+    @staticmethod
+    def as_dict(row: Row) -> dict[str, Any]:
+        """A record as a plain dict."""
+        return dict(row.items())

@@ -1,0 +1,140 @@
+"""Request and response bodies of the identity endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from core.structs import IdNumber, Phone, Request, Response, ShortStr
+
+__all__ = [
+    "Account",
+    "Device",
+    "Level",
+    "LoginRequest",
+    "MiniProgramLinkRequired",
+    "MiniProgramLoginRequest",
+    "OtpRequest",
+    "OtpSent",
+    "RealNameRequest",
+    "RealPersonRequest",
+    "RefreshRequest",
+    "SessionInfo",
+    "SessionList",
+    "TokenPair",
+]
+
+Level = Literal["L2", "L3", "L4"]
+OtpCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="The 6-digit code from the SMS")]
+ChineseName = Annotated[str, msgspec.Meta(min_length=2, max_length=32, description="Name as in the registry")]
+OpaqueToken = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+
+
+class OtpRequest(Request):
+    """Ask for a one-time code by SMS."""
+
+    phone: Phone
+
+
+class OtpSent(Response):
+    """The code is on its way."""
+
+    expires_in: int
+    resend_after: int
+
+
+class Device(Request):
+    """The device a session is bound to."""
+
+    id: ShortStr
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    platform: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$", examples=["ios", "android", "harmony"])]
+
+
+class LoginRequest(Request):
+    """Log in (or sign up) with the phone and its one-time code.
+
+    ``link_token`` completes a first mini-program login: the platform identity is linked to
+    this account only now that the OTP proved the phone is the caller's.
+    """
+
+    phone: Phone
+    otp: OtpCode
+    device: Device
+    link_token: OpaqueToken | None = None
+
+
+class RefreshRequest(Request):
+    """Exchange a refresh token for a new pair."""
+
+    refresh_token: OpaqueToken
+
+
+class MiniProgramLoginRequest(Request):
+    """Log in from a mini-program with the platform's one-time login code."""
+
+    platform: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    device: Device | None = None
+
+
+class RealNameRequest(Request):
+    """Real-name verification (L3)."""
+
+    name: ChineseName
+    id_number: IdNumber
+
+
+class RealPersonRequest(Request):
+    """Real-person verification (L4) with the liveness SDK's session token."""
+
+    liveness_token: OpaqueToken
+
+
+class Account(Response):
+    """The signed-in citizen, masked: the app never receives a full phone or ID number."""
+
+    id: str
+    level: Level
+    phone: str
+    name: str | None
+    id_number: str | None
+    created_at: datetime
+
+
+class TokenPair(Response):
+    """What a login or refresh returns."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    account: Account
+    token_type: str = "Bearer"
+
+
+class MiniProgramLinkRequired(Response):
+    """First login from this mini-program identity: prove the phone with an OTP, then log in
+    with ``link_token`` to link it."""
+
+    link_required: bool
+    link_token: str
+    expires_in: int
+
+
+class SessionInfo(Response):
+    """One signed-in device."""
+
+    id: str
+    device_name: str
+    platform: str
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class SessionList(Response):
+    """Every active session of the account."""
+
+    sessions: list[SessionInfo]

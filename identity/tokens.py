@@ -1,0 +1,138 @@
+"""Access tokens: RFC 9068 JWTs signed with the ``token`` Ed25519 key.
+
+Verification is strict by construction: the algorithm is fixed (``EdDSA``, never taken from
+the token), the key comes only from our own ``token`` key set by a ``kid`` of a known shape
+(never from ``jku``/``jwk``/``x5u`` headers, which are refused outright), and ``typ`` must
+be ``at+jwt`` so an ID token or a code can never pass as an access token.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import jwt
+import msgspec
+
+from core.errors import Unauthorized
+from core.keys import KeyManager
+from core.structs import Response
+from identity.settings import IdentitySettings
+
+__all__ = ["ACCESS_TOKEN_TYP", "AccessClaims", "AccessTokens"]
+
+ACCESS_TOKEN_TYP = "at+jwt"
+_ACCEPTED_TYP = {"at+jwt", "application/at+jwt"}
+_KID = re.compile(r"^token-[0-9]{8}-[0-9a-f]{8}$")
+_FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
+_MAX_TOKEN_CHARS = 4096
+_REQUIRED = ["iss", "aud", "sub", "sid", "acr", "iat", "exp", "jti"]
+
+
+class AccessClaims(Response, frozen=True):
+    """The claims of a verified access token."""
+
+    iss: str
+    aud: str | list[str]
+    sub: str
+    sid: str
+    acr: str
+    iat: int
+    exp: int
+    jti: str
+    client_id: str
+    scope: str = ""
+
+
+def _invalid(detail: str = "The access token is invalid") -> Unauthorized:
+    return Unauthorized(detail, error="invalid_token")
+
+
+class AccessTokens:
+    """Issues and verifies citizen access tokens.
+
+    Args:
+        keys: The process's key manager (``token`` purpose).
+        settings: Lifetimes, issuer and audience.
+    """
+
+    def __init__(self, keys: KeyManager, settings: IdentitySettings) -> None:
+        self._keys = keys
+        self._settings = settings
+
+    def issue(
+        self,
+        *,
+        account_id: str,
+        session_id: str,
+        level: str,
+        client_id: str | None = None,
+        audience: str | None = None,
+        scope: str = "",
+        now: int | None = None,
+    ) -> tuple[str, int]:
+        """Sign a new access token; return it and its lifetime in seconds."""
+        issued = int(time.time()) if now is None else now
+        ttl = self._settings.access_token_ttl_s
+        claims: dict[str, Any] = {
+            "iss": self._settings.issuer,
+            "aud": audience or self._settings.audience,
+            "sub": account_id,
+            "sid": session_id,
+            "acr": level,
+            "client_id": client_id or self._settings.audience,
+            "iat": issued,
+            "exp": issued + ttl,
+            "jti": secrets.token_urlsafe(12),
+        }
+        if scope:
+            claims["scope"] = scope
+        return self._keys.signer("token").sign(claims, typ=ACCESS_TOKEN_TYP), ttl
+
+    async def verify(self, token: str, *, audience: str | None = None) -> AccessClaims:
+        """Verify ``token`` completely or raise :class:`Unauthorized` (``invalid_token``).
+
+        Session revocation is checked separately (:mod:`identity.revocation`), because it
+        needs Redis and some callers (introspection) report rather than reject.
+        """
+        if len(token) > _MAX_TOKEN_CHARS or token.count(".") != 2:
+            raise _invalid()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid() from None
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise _invalid()
+        kid = header.get("kid")
+        if (
+            header.get("alg") != "EdDSA"
+            or str(header.get("typ", "")).lower() not in _ACCEPTED_TYP
+            or not isinstance(kid, str)
+            or not _KID.match(kid)
+        ):
+            raise _invalid()
+        key = await self._keys.public_key(kid, "token")
+        if key is None:
+            raise _invalid()
+        try:
+            raw = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA"],
+                audience=audience or self._settings.audience,
+                issuer=self._settings.issuer,
+                leeway=self._settings.clock_skew_s,
+                options={"require": _REQUIRED},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _invalid("The access token has expired") from None
+        except jwt.PyJWTError:
+            raise _invalid() from None
+        if raw["iat"] > time.time() + self._settings.clock_skew_s:
+            raise _invalid()
+        try:
+            return msgspec.convert(raw, AccessClaims)
+        except msgspec.ValidationError:
+            raise _invalid() from None

@@ -1,0 +1,154 @@
+"""Fixtures shared by the whole suite: real PostgreSQL, real Redis, real simulators.
+
+Scopes: the server, the test database (migrated once), the pool, the signing keys and the
+seven department simulators live for the whole session; every test that uses ``client``
+starts from empty tables (keys and migrations kept) and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from bff.app import create_app
+from bff.embedded import EmbeddedServers, start_embedded
+from bff.settings import Settings, load_settings
+from core.crypto import Vault
+from core.db import Pool, create_pool
+from core.keys import KeyStore
+from core.migrate import apply_migrations
+from core.redis import Redis, create_redis
+from services.departments import DepartmentEndpoints
+from services.simulators import SIMULATORS, RunningServer, start_in_process
+from tests.support.backends import DatabaseFactory
+from tests.support.jwks import KeyStoreJwks
+
+MASTER_KEY = secrets.token_bytes(32)
+_KEPT_TABLES = ("schema_migrations", "signing_keys")
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServers]:
+    """Embedded servers for whatever the environment does not provide."""
+    need_pg = not os.environ.get("ONECITY_TEST_DATABASE_URL")
+    need_redis = not os.environ.get("ONECITY_TEST_REDIS_URL")
+    servers = start_embedded(Path(tmp_path_factory.mktemp("embedded")), postgres=need_pg, redis=need_redis)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded: EmbeddedServers) -> str:
+    url = os.environ.get("ONECITY_TEST_REDIS_URL") or embedded.redis_url
+    assert url
+    return url
+
+
+@pytest.fixture(scope="session")
+async def database_factory(embedded: EmbeddedServers) -> AsyncIterator[DatabaseFactory]:
+    admin = os.environ.get("ONECITY_TEST_DATABASE_URL") or embedded.database_url
+    assert admin
+    factory = DatabaseFactory(admin)
+    yield factory
+    await factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_factory: DatabaseFactory) -> str:
+    """The session's database, migrated."""
+    url = await database_factory.create()
+    pool = await create_pool(url, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+    await pool.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def vault() -> Vault:
+    return Vault(MASTER_KEY)
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=5)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def key_store(pool: Pool, vault: Vault) -> KeyStore:
+    store = KeyStore(pool, vault)
+    await store.ensure_active()
+    return store
+
+
+@pytest.fixture(scope="session")
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = create_redis(redis_url)
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def simulators(key_store: KeyStore) -> AsyncIterator[dict[str, RunningServer]]:
+    """Every department simulator on its own loopback port, trusting the test key store."""
+    running = {}
+    for name, factory in SIMULATORS.items():
+        running[name] = await start_in_process(factory(jwks=KeyStoreJwks(key_store), dev_mode=True))
+    yield running
+    for server in running.values():
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+def department_endpoints(simulators: dict[str, RunningServer]) -> DepartmentEndpoints:
+    return DepartmentEndpoints(**{name: server.base_url for name, server in simulators.items()})
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, department_endpoints: DepartmentEndpoints) -> Settings:
+    """Settings as the environment of a test deployment would give them."""
+    base = load_settings(
+        {
+            "ONECITY_ENV": "test",
+            "ONECITY_DATABASE_URL": database_url,
+            "ONECITY_REDIS_URL": redis_url,
+            "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(MASTER_KEY).decode(),
+            "ONECITY_LOG_LEVEL": "WARNING",
+        }
+    )
+    return msgspec.structs.replace(base, departments=department_endpoints)
+
+
+async def reset_state(pool: Pool, redis: Redis) -> None:
+    """Empty every table but migrations and keys, and the Redis test database."""
+    async with pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND NOT tablename = ANY($1::text[])",
+            list(_KEPT_TABLES),
+        )
+        if tables:
+            names = ", ".join(f'"{r["tablename"]}"' for r in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    await redis.flushdb()
+
+
+@pytest.fixture
+async def clean(pool: Pool, redis: Redis) -> None:
+    await reset_state(pool, redis)
+
+
+@pytest.fixture
+async def client(settings: Settings, clean: None) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    """The BFF in-process (its lifespan run), talking to the real servers and simulators."""
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        yield test_client

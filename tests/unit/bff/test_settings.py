@@ -1,0 +1,48 @@
+import base64
+import secrets
+
+import pytest
+
+from bff.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+    assert settings.database.url is None
+    assert settings.redis.url is None
+    assert settings.server.port == 8000
+    assert settings.departments.health.endswith(":8101")
+    with pytest.raises(SettingsError, match="ONECITY_MASTER_KEY"):
+        settings.require_master_key()
+
+
+def test_reads_typed_values_and_nested_sections() -> None:
+    key = secrets.token_bytes(32)
+    settings = load_settings(
+        {
+            "ONECITY_DATABASE_URL": "postgresql://db/x",
+            "ONECITY_PORT": "9001",
+            "ONECITY_CORS_ORIGINS": "https://app.example, https://m.example",
+            "ONECITY_HEALTH_URL": "http://health.internal:80",
+            "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(key).decode().rstrip("="),
+            "UNRELATED": "ignored",
+        }
+    )
+    assert isinstance(settings, Settings)
+    assert settings.database.url == "postgresql://db/x"
+    assert settings.server.port == 9001
+    assert settings.server.cors_origins == ("https://app.example", "https://m.example")
+    assert settings.departments.health == "http://health.internal:80"
+    assert settings.require_master_key() == key
+    assert "***" in repr(settings) and base64.urlsafe_b64encode(key).decode()[:10] not in repr(settings)
+
+
+def test_a_bad_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="ONECITY_PORT"):
+        load_settings({"ONECITY_PORT": "eighty"})
+
+
+def test_a_bad_master_key_names_the_variable_not_the_value() -> None:
+    with pytest.raises(SettingsError, match="ONECITY_MASTER_KEY") as info:
+        load_settings({"ONECITY_MASTER_KEY": "dG9vLXNob3J0"})
+    assert "dG9vLXNob3J0" not in str(info.value)
