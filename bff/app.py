@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
@@ -49,7 +48,9 @@ def create_app(settings: Settings) -> Litestar:
 
     # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
     # connects lazily, on the first command, inside the server's event loop.
-    redis = create_redis(settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections)
+    redis = create_redis(
+        settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -64,7 +65,19 @@ def create_app(settings: Settings) -> Litestar:
     # group_path: label metrics by route template, so ids in paths don't explode cardinality.
     prometheus = PrometheusConfig(app_name="onecity", prefix="onecity", group_path=True, exclude=["/metrics"])
     return Litestar(
-        route_handlers=[OpsController, JwksController, PrometheusController, AuthController, MeController],
+        route_handlers=[
+            OpsController,
+            JwksController,
+            PrometheusController,
+            # Per-address ceiling on the login endpoints (Litestar's limiter, shared through
+            # Redis by every process); the finer per-phone limits live in identity.otp.
+            Router(
+                path="/",
+                route_handlers=[AuthController],
+                middleware=[RateLimitConfig(rate_limit=("minute", settings.server.auth_rate_per_minute)).middleware],
+            ),
+            MeController,
+        ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
             "principal": Provide(provide_principal),
@@ -77,13 +90,6 @@ def create_app(settings: Settings) -> Litestar:
             RequestContextMiddleware,
             prometheus.middleware,
             ContentTypeMiddleware,
-            # Per-address ceiling on the login endpoints (Litestar's limiter, shared via
-            # Redis across processes); the finer per-phone limits live in identity.otp.
-            RateLimitConfig(
-                rate_limit=("minute", settings.server.auth_rate_per_minute),
-                store="rate_limit",
-                exclude=[r"^(?!/v1/auth/)"],
-            ).middleware,
         ],
         cors_config=CORSConfig(
             allow_origins=list(settings.server.cors_origins),

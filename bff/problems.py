@@ -54,10 +54,9 @@ def problem_response(
     detail: str | None = None,
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
-) -> Response[ProblemDocument]:
-    """Build a problem+json response."""
+) -> Response[dict[str, Any]]:
+    """Build a problem+json response; ``extensions`` become extra members (RFC 9457 §3.2)."""
     request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
-    extra = dict(extensions or {})
     doc = ProblemDocument(
         type=TYPE_BASE + slug,
         title=title,
@@ -65,16 +64,17 @@ def problem_response(
         detail=detail,
         instance=request.url.path if request is not None else None,
         request_id=request_id,
-        field=extra.pop("field", None),
-        errors=extra.pop("errors", None),
-        required_level=extra.pop("required_level", None),
-        checks=extra.pop("checks", None),
     )
-    return Response(content=doc, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+    body = {k: v for k, v in msgspec.structs.asdict(doc).items() if v is not None}
+    for key, value in (extensions or {}).items():
+        if value is not None and key not in body:
+            body[key] = value
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
 
 
 # msgspec says "Expected `int`, got `str` - at `$.device.id`"; the field is the JSON path.
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
 
 
 def _field_errors(exc: ValidationException) -> list[FieldError]:
@@ -85,19 +85,22 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
             continue
         message = str(item.get("message", "invalid"))
         match = _AT_PATH.search(message)
-        key = str(item.get("key") or "")
-        field = match.group(1) if match else key
+        path = match.group(1) if match else ""
         if match:
             message = message[: match.start()]
-        # "Object contains unknown field `x`" names the field only inside the message.
-        unknown = re.search(r"unknown field `([^`]+)`", message)
-        if unknown and not field:
-            field = unknown.group(1)
-        errors.append(FieldError(field=field or "body", message=message, source=item.get("source")))
+        # "Object contains unknown field `x`" / "Object missing required field `x`" name the
+        # field only inside the message; join it to the path of the object that holds it.
+        named = _NAMED_FIELD.search(message)
+        if named:
+            path = f"{path}.{named.group(1)}" if path else named.group(1)
+        # Litestar's own key for a body error is just "data": useless to a client.
+        key = str(item.get("key") or "")
+        field = path or (key if key not in ("", "data") else "body")
+        errors.append(FieldError(field=field, message=message, source=item.get("source")))
     return errors
 
 
-def _on_onecity_error(request: Request[Any, Any, Any], exc: OneCityError) -> Response[ProblemDocument]:
+def _on_onecity_error(request: Request[Any, Any, Any], exc: OneCityError) -> Response[dict[str, Any]]:
     return problem_response(
         request,
         status=exc.status,
@@ -109,13 +112,10 @@ def _on_onecity_error(request: Request[Any, Any, Any], exc: OneCityError) -> Res
     )
 
 
-def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ProblemDocument]:
+def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     errors = _field_errors(exc)
-    if errors:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    else:
-        # Litestar's own message ("Invalid content-length", "JSON is malformed") is safe.
-        detail = exc.detail
+    # Without field errors, Litestar's own message ("JSON is malformed") is safe to show.
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else exc.detail
     return problem_response(
         request,
         status=400,
@@ -126,18 +126,22 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
     )
 
 
-def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemDocument]:
+def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if status >= 500:
         return _on_unexpected(request, exc)
     slug, title = _STATUS_SLUGS.get(status, ("client-error", "Request refused"))
     return problem_response(
-        request, status=status, slug=slug, title=title, detail=exc.detail if exc.detail != title else None,
+        request,
+        status=status,
+        slug=slug,
+        title=title,
+        detail=exc.detail if exc.detail != title else None,
         headers=exc.headers,
     )
 
 
-def _on_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDocument]:
+def _on_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("dependency unavailable", extra={"error": exc.__class__.__name__, "path": request.url.path})
     return problem_response(
         request,
@@ -149,7 +153,7 @@ def _on_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Resp
     )
 
 
-def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDocument]:
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The class name and request id are enough to find it; the message may hold input data.
     log.error("unhandled error", extra={"error": exc.__class__.__name__, "path": request.url.path})
     return problem_response(

@@ -31,7 +31,7 @@ class StartupError(RuntimeError):
 
 
 @dataclass
-class Resources:  # noqa: PLR0902 - one field per shared resource is the point
+class Resources:
     """Everything shared by the requests of one process."""
 
     settings: Settings

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from bff.settings import Settings
+from core.crypto import Vault
+from core.db import create_pool
+from identity.seed import seed_demo_citizens
 
 __all__ = ["seed_demo"]
 
 
 async def seed_demo(settings: Settings) -> None:
     """Seed the demo citizens and the demo partner (DESIGN.md "Demo data"); safe to repeat."""
-    # The identity and single sign-on domains add their seeders here as they land.
-    return None
+    assert settings.database.url
+    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
+    try:
+        vault = Vault(settings.require_master_key())
+        await seed_demo_citizens(pool, vault)
+    finally:
+        await pool.close()

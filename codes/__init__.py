@@ -3,6 +3,9 @@
 This package is the pure core (no database, no HTTP): the BFF wires it to storage, Redis and
 endpoints. :mod:`codes.verifier` and :mod:`codes.ride` import only the standard library and
 ``cryptography`` so partners can copy them into their scanners.
+
+The async ``codes.render.render`` is deliberately not re-exported: a package attribute named
+``render`` would shadow the ``codes.render`` submodule.
 """
 
 from codes.payload import (
@@ -16,7 +19,7 @@ from codes.payload import (
     refresh_after,
 )
 from codes.pseudonym import Pseudonymizer
-from codes.render import qr_version, render, render_png, render_svg, render_venue_poster_png
+from codes.render import qr_version, render_png, render_svg, render_venue_poster_png
 from codes.ride import (
     DeviceCertificate,
     Replay,
@@ -77,7 +80,6 @@ __all__ = [
     "parse_device_certificate",
     "qr_version",
     "refresh_after",
-    "render",
     "render_png",
     "render_svg",
     "render_venue_poster_png",

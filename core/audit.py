@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from core.db import Pool
+from core.db import Connection, Pool
 from core.structs import Response
 
 __all__ = ["AuditBatcher", "AuditEvent", "write_audit"]
@@ -53,7 +53,7 @@ class AuditEvent(Response, frozen=True, kw_only=True):
         )
 
 
-async def write_audit(conn: asyncpg.Connection | Pool, events: Iterable[AuditEvent]) -> None:
+async def write_audit(conn: Connection | Pool, events: Iterable[AuditEvent]) -> None:
     """Insert ``events`` now (inside the caller's transaction when given a connection)."""
     rows = [e.row() for e in events]
     if rows:

@@ -41,7 +41,9 @@ def parse_master_key(text: str | None) -> bytes:
     if not text:
         raise MasterKeyError("ONECITY_MASTER_KEY is not set (32 random bytes, base64url)")
     try:
-        raw = base64.urlsafe_b64decode(text.strip().replace("+", "-").replace("/", "_") + "=" * (-len(text.strip()) % 4))
+        raw = base64.urlsafe_b64decode(
+            text.strip().replace("+", "-").replace("/", "_") + "=" * (-len(text.strip()) % 4)
+        )
     except (ValueError, TypeError) as exc:
         raise MasterKeyError("ONECITY_MASTER_KEY is not valid base64") from exc
     if len(raw) != 32:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["Pool", "create_pool"]
+__all__ = ["Connection", "Pool", "create_pool"]
 
-Pool = asyncpg.Pool
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+#: A connection as handed out by the pool or opened directly.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode

@@ -13,7 +13,7 @@ from core.problem import PROBLEM_MEDIA_TYPE, ProblemDocument
 __all__ = ["BEARER", "error_responses"]
 
 #: OpenAPI security requirement for endpoints that need a bearer access token.
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 _DESCRIPTIONS = {
     400: "Invalid request (the problem names the field)",

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from core.crypto import DecryptionError, MasterKeyError, Vault
-from core.db import Pool
+from core.db import Connection, Pool
 from core.signing import Ed25519Signer, public_key_to_jwk
 
 __all__ = [
@@ -79,9 +79,7 @@ class KeyRing:
             LookupError: if the purpose has no usable key (``ensure_active`` was not run).
         """
         moment = now or datetime.now(UTC)
-        candidates = [
-            k for k in self.keys if k.purpose == purpose and k.signer is not None and k.active_from <= moment
-        ]
+        candidates = [k for k in self.keys if k.purpose == purpose and k.signer is not None and k.active_from <= moment]
         if not candidates:
             raise LookupError(f"no active {purpose} key")
         best = max(candidates, key=lambda k: k.active_from)
@@ -147,10 +145,10 @@ class KeyStore:
                     created.append(await self._insert(conn, purpose, datetime.now(UTC)))
         return created
 
-    async def _insert(self, conn: object, purpose: str, active_from: datetime) -> str:
+    async def _insert(self, conn: Connection, purpose: str, active_from: datetime) -> str:
         key = Ed25519PrivateKey.generate()
         kid = self._new_kid(purpose)
-        await conn.execute(  # type: ignore[attr-defined]
+        await conn.execute(
             """INSERT INTO signing_keys (kid, purpose, public_key, private_key_enc, active_from)
                VALUES ($1, $2, $3, $4, $5)""",
             kid,
@@ -267,5 +265,5 @@ class KeyManager:
             await asyncio.sleep(self._refresh_s)
             try:
                 await self.reload()
-            except Exception:  # noqa: BLE001, S112 - a failed refresh keeps the last good ring
+            except Exception:  # noqa: S112 - a failed refresh keeps the last good ring
                 continue

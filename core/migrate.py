@@ -15,6 +15,8 @@ from pathlib import Path
 
 import asyncpg
 
+from core.db import Connection
+
 __all__ = ["MIGRATIONS_DIR", "MigrationError", "apply_migrations", "pending_migrations"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -35,7 +37,7 @@ def _files(directory: Path) -> list[Path]:
     return files
 
 
-async def _ensure_table(conn: asyncpg.Connection) -> None:
+async def _ensure_table(conn: Connection) -> None:
     await conn.execute(
         """
         CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -47,14 +49,14 @@ async def _ensure_table(conn: asyncpg.Connection) -> None:
     )
 
 
-async def pending_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def pending_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Names of the migration files not yet applied."""
     await _ensure_table(conn)
     applied = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
     return [p.name for p in _files(directory) if p.name not in applied]
 
 
-async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration in order; return the names applied.
 
     Already-applied files are skipped; one whose content changed since is an error, because

@@ -35,7 +35,9 @@ ShortStr = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 Phone = Annotated[
     str,
-    msgspec.Meta(pattern=r"^1[3-9][0-9]{9}$", description="Mainland China mobile number, 11 digits", examples=["13800000001"]),
+    msgspec.Meta(
+        pattern=r"^1[3-9][0-9]{9}$", description="Mainland China mobile number, 11 digits", examples=["13800000001"]
+    ),
 ]
 IdNumber = Annotated[
     str,

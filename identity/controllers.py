@@ -43,7 +43,9 @@ class AuthController(Controller):
         return await identity.send_otp(data.phone, client_ip=client_ip(request))
 
     @post("/login", status_code=HTTP_200_OK, responses=error_responses(401, 429))
-    async def login(self, data: LoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]) -> TokenPair:
+    async def login(
+        self, data: LoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+    ) -> TokenPair:
         """Log in (the first time: sign up at level L2) with the phone and its code."""
         return await identity.login(data, client_ip=client_ip(request))
 
@@ -72,7 +74,12 @@ class AuthController(Controller):
         return Response(result, status_code=status)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, security=BEARER, responses=error_responses(401))
-    async def logout(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]) -> None:
+    async def logout(
+        self,
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
+    ) -> None:
         """End the current session: its access and refresh tokens stop working."""
         await identity.end_session(principal, principal.session_id, reason="logout", client_ip=client_ip(request))
 
@@ -90,20 +97,30 @@ class MeController(Controller):
         return await identity.me(principal)
 
     @get("/sessions", responses=error_responses(401))
-    async def sessions(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> SessionList:
+    async def sessions(
+        self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]
+    ) -> SessionList:
         """Every signed-in device; ``id`` is the session's ``sid``."""
         return await identity.sessions(principal)
 
     @delete("/sessions/{session_id:uuid}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
     async def end_session(
-        self, session_id: Any, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self,
+        session_id: Any,
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
     ) -> None:
         """Sign a device out: its tokens stop working within seconds."""
         await identity.end_session(principal, str(session_id), reason="ended_by_user", client_ip=client_ip(request))
 
     @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422))
     async def real_name(
-        self, data: RealNameRequest, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self,
+        data: RealNameRequest,
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
     ) -> Account:
         """Real-name verification against the population registry: level L3.
         Refresh the tokens afterwards to carry the new ``acr``."""

@@ -108,7 +108,13 @@ class OtpStore:
     def _keys(phone_index: bytes) -> tuple[str, str, str, str, str]:
         # One hash tag per phone: the script's keys share a Redis Cluster slot.
         tag = "{p:" + phone_index.hex()[:32] + "}"
-        return (f"oc:otp:{tag}:lock", f"oc:otp:{tag}:cool", f"oc:otp:{tag}:day", f"oc:otp:{tag}:code", f"oc:otp:{tag}:fails")
+        return (
+            f"oc:otp:{tag}:lock",
+            f"oc:otp:{tag}:cool",
+            f"oc:otp:{tag}:day",
+            f"oc:otp:{tag}:code",
+            f"oc:otp:{tag}:fails",
+        )
 
     def _hash(self, phone_index: bytes, code: str) -> str:
         return hmac.new(self._hash_key, phone_index + b":" + code.encode(), "sha256").hexdigest()
@@ -141,7 +147,7 @@ class OtpStore:
 
     async def withdraw(self, phone_index: bytes) -> None:
         """Undo an :meth:`issue` whose SMS could not be sent (so the citizen can retry now)."""
-        lock, cool, day, code_key, _ = self._keys(phone_index)
+        _lock, cool, day, code_key, _ = self._keys(phone_index)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(cool, code_key)
             pipe.decr(day)
@@ -153,7 +159,13 @@ class OtpStore:
         s = self._settings
         status, value = await self._check(
             keys=[lock, code_key, fails],
-            args=[self._hash(phone_index, code), s.otp_max_attempts, s.lockout_threshold, s.lockout_window_s, s.lockout_s],
+            args=[
+                self._hash(phone_index, code),
+                s.otp_max_attempts,
+                s.lockout_threshold,
+                s.lockout_window_s,
+                s.lockout_s,
+            ],
         )
         outcome = OtpOutcome(status.decode())
         if outcome in (OtpOutcome.LOCKED, OtpOutcome.LOCKED_NOW):

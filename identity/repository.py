@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import asyncpg
 
-from core.db import Pool
+from core.db import Connection, Pool
 
 __all__ = ["IdentityRepository"]
 
@@ -47,7 +44,7 @@ class IdentityRepository:
     # accounts -----------------------------------------------------------------------------
 
     @staticmethod
-    async def upsert_account(conn: asyncpg.Connection, *, phone_enc: bytes, phone_index: bytes) -> Row:
+    async def upsert_account(conn: Connection, *, phone_enc: bytes, phone_index: bytes) -> Row:
         """The account of this phone, created at ``L2`` on first login."""
         row = await conn.fetchrow(
             """INSERT INTO accounts (phone_enc, phone_index) VALUES ($1, $2)
@@ -58,7 +55,8 @@ class IdentityRepository:
             phone_index,
         )
         assert row is not None
-        return row
+        account: Row = row
+        return account
 
     async def get_account(self, account_id: str) -> Row | None:
         """One account by id."""
@@ -70,7 +68,7 @@ class IdentityRepository:
 
     @staticmethod
     async def set_real_name(
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         account_id: str,
         name_enc: bytes,
@@ -98,7 +96,7 @@ class IdentityRepository:
         return level
 
     @staticmethod
-    async def set_level(conn: asyncpg.Connection, account_id: str, level: str) -> None:
+    async def set_level(conn: Connection, account_id: str, level: str) -> None:
         """Raise the level (callers check the precondition)."""
         await conn.execute(
             "UPDATE accounts SET level = $2, level_changed_at = now() WHERE id = $1::uuid", account_id, level
@@ -108,7 +106,7 @@ class IdentityRepository:
 
     @staticmethod
     async def create_session(
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         account_id: str,
         device_id: str,
@@ -132,7 +130,7 @@ class IdentityRepository:
 
     @staticmethod
     async def insert_refresh_token(
-        conn: asyncpg.Connection, *, token_hash: bytes, session_id: str, account_id: str, idle_ttl_s: int
+        conn: Connection, *, token_hash: bytes, session_id: str, account_id: str, idle_ttl_s: int
     ) -> None:
         """Store a refresh token's hash, expiring after the idle lifetime (capped by the session)."""
         await conn.execute(
@@ -166,7 +164,7 @@ class IdentityRepository:
         )
 
     @staticmethod
-    async def end_session(conn: asyncpg.Connection, *, session_id: str, account_id: str, reason: str) -> bool:
+    async def end_session(conn: Connection, *, session_id: str, account_id: str, reason: str) -> bool:
         """End a live session of ``account_id`` and revoke its refresh tokens."""
         ended = await conn.fetchval(
             """UPDATE sessions SET ended_at = now(), end_reason = $3
@@ -202,7 +200,7 @@ class IdentityRepository:
         return account_id
 
     @staticmethod
-    async def link(conn: asyncpg.Connection, *, platform: str, openid_index: bytes, account_id: str) -> None:
+    async def link(conn: Connection, *, platform: str, openid_index: bytes, account_id: str) -> None:
         """Link a platform identity to an account (first link wins)."""
         await conn.execute(
             """INSERT INTO miniprogram_links (platform, openid_index, account_id) VALUES ($1, $2, $3::uuid)
@@ -211,14 +209,3 @@ class IdentityRepository:
             openid_index,
             account_id,
         )
-
-    @staticmethod
-    def created_at(row: Row) -> datetime:
-        """Typed access for mypy."""
-        value: datetime = row["created_at"]
-        return value
-
-    @staticmethod
-    def as_dict(row: Row) -> dict[str, Any]:
-        """A record as a plain dict."""
-        return dict(row.items())

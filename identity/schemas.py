@@ -38,7 +38,7 @@ class OtpRequest(Request):
     phone: Phone
 
 
-class OtpSent(Response):
+class OtpSent(Response, frozen=True):
     """The code is on its way."""
 
     expires_in: int
@@ -93,7 +93,7 @@ class RealPersonRequest(Request):
     liveness_token: OpaqueToken
 
 
-class Account(Response):
+class Account(Response, frozen=True):
     """The signed-in citizen, masked: the app never receives a full phone or ID number."""
 
     id: str
@@ -104,17 +104,17 @@ class Account(Response):
     created_at: datetime
 
 
-class TokenPair(Response):
+class TokenPair(Response, frozen=True):
     """What a login or refresh returns."""
 
     access_token: str
     refresh_token: str
     expires_in: int
     account: Account
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
 
 
-class MiniProgramLinkRequired(Response):
+class MiniProgramLinkRequired(Response, frozen=True):
     """First login from this mini-program identity: prove the phone with an OTP, then log in
     with ``link_token`` to link it."""
 
@@ -123,7 +123,7 @@ class MiniProgramLinkRequired(Response):
     expires_in: int
 
 
-class SessionInfo(Response):
+class SessionInfo(Response, frozen=True):
     """One signed-in device."""
 
     id: str
@@ -134,7 +134,7 @@ class SessionInfo(Response):
     current: bool
 
 
-class SessionList(Response):
+class SessionList(Response, frozen=True):
     """Every active session of the account."""
 
     sessions: list[SessionInfo]

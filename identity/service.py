@@ -15,6 +15,7 @@ import asyncpg
 
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
+from core.db import Connection
 from core.errors import Conflict, Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
 from core.redis import Redis
 from identity.masking import mask_id_number, mask_name, mask_phone
@@ -37,7 +38,7 @@ from identity.schemas import (
 from identity.settings import IdentitySettings
 from identity.tokens import AccessClaims, AccessTokens
 from services.departments import Departments
-from services.errors import DepartmentError
+from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
 __all__ = ["IdentityService", "Principal"]
@@ -54,10 +55,12 @@ class Principal:
     __slots__ = ("account_id", "claims", "level", "session_id")
 
     def __init__(self, claims: AccessClaims) -> None:
+        assert claims.sid is not None
+        assert claims.acr is not None
         self.claims = claims
         self.account_id = claims.sub
-        self.session_id = claims.sid
-        self.level = claims.acr
+        self.session_id: str = claims.sid
+        self.level: str = claims.acr
 
     def require_level(self, level: str) -> None:
         """Raise the RFC 9470 step-up challenge when the token's level is below ``level``."""
@@ -131,6 +134,8 @@ class IdentityService:
     async def authenticate(self, token: str) -> Principal:
         """Verify an access token and its session; the request's principal or 401."""
         claims = await self.tokens.verify(token)
+        if claims.sid is None or claims.acr is None or claims.client_id != self.settings.audience:
+            raise Unauthorized("This token is not a citizen app token", error="invalid_token")
         if await self.revocations.is_revoked(claims.sid):
             raise Unauthorized("The session has ended", error="invalid_token")
         return Principal(claims)
@@ -209,7 +214,7 @@ class IdentityService:
 
     async def _start_session(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         account_id: str,
         device: Device,
@@ -250,7 +255,7 @@ class IdentityService:
         return session_id, refresh
 
     def _pair(self, row: Row, *, session_id: str, refresh: str) -> TokenPair:
-        access, ttl = self.tokens.issue(account_id=str(row["id"]), session_id=session_id, level=row["level"])
+        access, ttl = self.tokens.issue(subject=str(row["id"]), session_id=session_id, level=row["level"])
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl, account=self.account_view(row))
 
     async def login(self, request: LoginRequest, *, client_ip: str | None) -> TokenPair:
@@ -290,9 +295,7 @@ class IdentityService:
             client_ip=client_ip,
         )
         if row is not None:
-            access, ttl = self.tokens.issue(
-                account_id=row["account_id"], session_id=row["session_id"], level=row["level"]
-            )
+            access, ttl = self.tokens.issue(subject=row["account_id"], session_id=row["session_id"], level=row["level"])
             account = self.account_view(
                 {**dict(row.items()), "id": row["account_id"]}  # type: ignore[arg-type]
             )
@@ -489,7 +492,10 @@ class IdentityService:
         self, request: MiniProgramLoginRequest, *, client_ip: str | None
     ) -> TokenPair | MiniProgramLinkRequired:
         """Exchange the platform code; log in if linked, else ask for an OTP-proved link."""
-        session = await self.departments.miniprogram.code2session(request.code)
+        try:
+            session = await self.departments.miniprogram.code2session(request.code)
+        except DepartmentRejectedError:
+            raise Unauthorized("The mini-program login code is invalid or used", error="invalid_grant") from None
         openid_index = self.vault.blind_index(f"{request.platform}:{session.openid}", domain="miniprogram")
         account_id = await self.repository.find_link(request.platform, openid_index)
         if account_id is None:
@@ -502,7 +508,9 @@ class IdentityService:
             return MiniProgramLinkRequired(
                 link_required=True, link_token=link_token, expires_in=self.settings.link_token_ttl_s
             )
-        device = request.device or Device(id=f"{request.platform}-miniprogram", name=request.platform, platform=request.platform)
+        device = request.device or Device(
+            id=f"{request.platform}-miniprogram", name=request.platform, platform=request.platform
+        )
         async with self.repository.pool.acquire() as conn, conn.transaction():
             session_id, refresh = await self._start_session(
                 conn, account_id=account_id, device=device, method="miniprogram", client_ip=client_ip
@@ -518,5 +526,5 @@ class IdentityService:
         raw = await self.redis.getdel(self._link_key(link_token))
         if raw is None:
             raise Unauthorized("The link token is invalid or expired", error="invalid_grant")
-        platform, openid_index = raw.decode().split("|", 1)
+        platform, openid_index = (raw if isinstance(raw, bytes) else raw.encode()).decode().split("|", 1)
         return {"platform": platform, "openid_index": openid_index}

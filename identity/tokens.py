@@ -21,14 +21,17 @@ from core.keys import KeyManager
 from core.structs import Response
 from identity.settings import IdentitySettings
 
-__all__ = ["ACCESS_TOKEN_TYP", "AccessClaims", "AccessTokens"]
+__all__ = ["ACCESS_TOKEN_TYP", "API_AUDIENCE", "AccessClaims", "AccessTokens"]
 
-ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 _ACCEPTED_TYP = {"at+jwt", "application/at+jwt"}
 _KID = re.compile(r"^token-[0-9]{8}-[0-9a-f]{8}$")
 _FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
 _MAX_TOKEN_CHARS = 4096
-_REQUIRED = ["iss", "aud", "sub", "sid", "acr", "iat", "exp", "jti"]
+_REQUIRED = ["iss", "aud", "sub", "iat", "exp", "jti", "client_id"]
+
+#: ``aud`` of tokens for OneCity's own partner-facing APIs (code verification, userinfo).
+API_AUDIENCE = "onecity-api"
 
 
 class AccessClaims(Response, frozen=True):
@@ -37,13 +40,18 @@ class AccessClaims(Response, frozen=True):
     iss: str
     aud: str | list[str]
     sub: str
-    sid: str
-    acr: str
     iat: int
     exp: int
     jti: str
     client_id: str
+    sid: str | None = None  # citizen tokens: the session; absent for client_credentials
+    acr: str | None = None  # citizen tokens: the identity level
     scope: str = ""
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The space-separated ``scope`` claim as a set."""
+        return frozenset(self.scope.split())
 
 
 def _invalid(detail: str = "The access token is invalid") -> Unauthorized:
@@ -65,28 +73,47 @@ class AccessTokens:
     def issue(
         self,
         *,
-        account_id: str,
-        session_id: str,
-        level: str,
+        subject: str,
+        session_id: str | None = None,
+        level: str | None = None,
         client_id: str | None = None,
         audience: str | None = None,
         scope: str = "",
+        extra: dict[str, Any] | None = None,
+        ttl_s: int | None = None,
         now: int | None = None,
     ) -> tuple[str, int]:
-        """Sign a new access token; return it and its lifetime in seconds."""
+        """Sign a new access token; return it and its lifetime in seconds.
+
+        Args:
+            subject: The account id for a citizen; the client id for ``client_credentials``.
+            session_id: ``sid``: ties the token to a session that can be ended.
+            level: ``acr``: the citizen's identity level when the token was issued.
+            client_id: The OAuth client the token was issued to (default: the citizen app).
+            audience: ``aud`` (default: the citizen app); partners' tokens use ``API_AUDIENCE``.
+            scope: Space-separated scopes granted.
+            extra: Further claims (e.g. staff roles); may not override the ones above.
+            ttl_s: Lifetime (default: the configured access token lifetime).
+            now: Issue time (tests).
+        """
         issued = int(time.time()) if now is None else now
-        ttl = self._settings.access_token_ttl_s
-        claims: dict[str, Any] = {
-            "iss": self._settings.issuer,
-            "aud": audience or self._settings.audience,
-            "sub": account_id,
-            "sid": session_id,
-            "acr": level,
-            "client_id": client_id or self._settings.audience,
-            "iat": issued,
-            "exp": issued + ttl,
-            "jti": secrets.token_urlsafe(12),
-        }
+        ttl = ttl_s or self._settings.access_token_ttl_s
+        claims: dict[str, Any] = dict(extra or {})
+        claims.update(
+            {
+                "iss": self._settings.issuer,
+                "aud": audience or self._settings.audience,
+                "sub": subject,
+                "client_id": client_id or self._settings.audience,
+                "iat": issued,
+                "exp": issued + ttl,
+                "jti": secrets.token_urlsafe(12),
+            }
+        )
+        if session_id is not None:
+            claims["sid"] = session_id
+        if level is not None:
+            claims["acr"] = level
         if scope:
             claims["scope"] = scope
         return self._keys.signer("token").sign(claims, typ=ACCESS_TOKEN_TYP), ttl

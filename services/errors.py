@@ -44,8 +44,13 @@ DepartmentErrorKind = Literal["timeout", "unavailable", "dropped", "bad_status",
 class DepartmentError(DependencyUnavailable):
     """A department call failed.
 
+    ``DepartmentError("health", "timeout")`` builds the matching subclass
+    (:class:`DepartmentTimeoutError`), so ``except DepartmentTimeoutError`` and
+    ``error.kind == "timeout"`` always agree.
+
     Args:
         department: The department's short name (its token ``aud``), e.g. ``"health"``.
+        kind: What went wrong; required on the base class, implied by a subclass.
         upstream_status: The department's HTTP status when it answered, else ``None``. (Not
             ``status``: that class attribute is the status OneCity itself answers with, 503.)
     """
@@ -54,7 +59,20 @@ class DepartmentError(DependencyUnavailable):
     retryable: ClassVar[bool] = False
     """Whether repeating the same call may succeed (the department was busy or unreachable)."""
 
-    def __init__(self, department: str, *, upstream_status: int | None = None) -> None:
+    def __new__(
+        cls, department: str, kind: DepartmentErrorKind | None = None, *, upstream_status: int | None = None
+    ) -> DepartmentError:
+        if cls is DepartmentError:
+            if kind is None:
+                raise TypeError("DepartmentError needs a kind")
+            cls = _BY_KIND[kind]
+        return super().__new__(cls)
+
+    def __init__(
+        self, department: str, kind: DepartmentErrorKind | None = None, *, upstream_status: int | None = None
+    ) -> None:
+        if kind is not None and kind != self.kind:
+            raise ValueError(f"{type(self).__name__} is kind {self.kind!r}, not {kind!r}")
         suffix = f" (HTTP {upstream_status})" if upstream_status is not None else ""
         super().__init__(f"The {department} department call failed: {self.kind}{suffix}")
         self.department = department
@@ -107,7 +125,7 @@ class DepartmentRejectedError(DepartmentError):
     kind = "rejected"
 
 
-_BY_KIND: dict[str, type[DepartmentError]] = {
+_BY_KIND: dict[DepartmentErrorKind, type[DepartmentError]] = {
     cls.kind: cls
     for cls in (
         DepartmentTimeoutError,
@@ -130,4 +148,4 @@ def department_error(
         kind: What went wrong.
         upstream_status: The department's HTTP status, when there was one.
     """
-    return _BY_KIND[kind](department, upstream_status=upstream_status)
+    return DepartmentError(department, kind, upstream_status=upstream_status)

@@ -120,7 +120,7 @@ class VerifiedServiceToken(msgspec.Struct, frozen=True, kw_only=True):
     jti: str
 
 
-class InvalidServiceToken(Exception):  # noqa: N818 - the name is part of the agreed API
+class InvalidServiceToken(Exception):
     """The presented service token is not acceptable.
 
     Args:
@@ -200,8 +200,8 @@ class UrlJwks:
         self,
         url: str,
         http: httpx.AsyncClient,
-        *,
         refresh_s: float = 300.0,
+        *,
         min_refetch_s: float = 2.0,
     ) -> None:
         self._url = url

@@ -13,9 +13,10 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
+from httpx import AsyncClient as AsyncTestClient
 
 from bff.app import create_app
 from bff.embedded import EmbeddedServers, start_embedded
@@ -25,8 +26,11 @@ from core.db import Pool, create_pool
 from core.keys import KeyStore
 from core.migrate import apply_migrations
 from core.redis import Redis, create_redis
-from services.departments import DepartmentEndpoints
+from services.departments import DepartmentEndpoints, Departments, build_departments
+from services.departments.sms import SmsGateway
 from services.simulators import SIMULATORS, RunningServer, start_in_process
+from services.tokens import ServiceTokenMinter
+from tests.support.asgi import running_app
 from tests.support.backends import DatabaseFactory
 from tests.support.jwks import KeyStoreJwks
 
@@ -115,6 +119,19 @@ def department_endpoints(simulators: dict[str, RunningServer]) -> DepartmentEndp
 
 
 @pytest.fixture(scope="session")
+async def departments(department_endpoints: DepartmentEndpoints, key_store: KeyStore) -> AsyncIterator[Departments]:
+    """Department clients as the BFF builds them (for reading the SMS outbox and the like)."""
+    ring = await key_store.load()
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        yield build_departments(department_endpoints, http, ServiceTokenMinter(lambda: ring.signer("service")))
+
+
+@pytest.fixture(scope="session")
+def sms(departments: Departments) -> SmsGateway:
+    return departments.sms
+
+
+@pytest.fixture(scope="session")
 def settings(database_url: str, redis_url: str, department_endpoints: DepartmentEndpoints) -> Settings:
     """Settings as the environment of a test deployment would give them."""
     base = load_settings(
@@ -150,5 +167,5 @@ async def clean(pool: Pool, redis: Redis) -> None:
 @pytest.fixture
 async def client(settings: Settings, clean: None) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     """The BFF in-process (its lifespan run), talking to the real servers and simulators."""
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
+    async with running_app(create_app(settings)) as test_client:
         yield test_client

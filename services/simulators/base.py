@@ -29,6 +29,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
+from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler, Receive, ReceiveMessage, Scope, Send
 
 from services.tokens import InvalidServiceToken, JwksSource, ServiceTokenVerifier, VerifiedServiceToken
@@ -281,7 +282,7 @@ def _control_handlers(state: SimulatorState) -> list[ControllerRouterHandler]:
         return state.faults
 
     @post("/_sim/faults", status_code=200, sync_to_thread=False)
-    def set_faults(data: FaultUpdate) -> FaultState:
+    def set_faults(data: JSONBody[FaultUpdate]) -> FaultState:
         return state.update_faults(data)
 
     @delete("/_sim/faults", status_code=200, sync_to_thread=False)
@@ -305,7 +306,7 @@ def build_simulator(state: SimulatorState, route_handlers: Sequence[ControllerRo
 
     Args:
         state: The simulator's state (department, verifier, faults, stats).
-        route_handlers: The contract routes. Each may take ``token: VerifiedServiceToken``.
+        route_handlers: The contract routes. Each may take ``token: NamedDependency[VerifiedServiceToken]``.
     """
     contract = Router(
         path="/",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Litestar, get
+from litestar.di import NamedDependency
 
 from services.simulators import demo
 from services.simulators.base import SimulatorState, build_simulator
@@ -21,15 +22,15 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     """
 
     @get("/v1/me/tests", sync_to_thread=False)
-    def tests(token: VerifiedServiceToken) -> demo.Tests:
+    def tests(token: NamedDependency[VerifiedServiceToken]) -> demo.Tests:
         return demo.health_tests(citizen_of(token))
 
     @get("/v1/me/vaccinations", sync_to_thread=False)
-    def vaccinations(token: VerifiedServiceToken) -> demo.Doses:
+    def vaccinations(token: NamedDependency[VerifiedServiceToken]) -> demo.Doses:
         return demo.vaccinations(citizen_of(token))
 
     @get("/v1/me/risk", sync_to_thread=False)
-    def risk(token: VerifiedServiceToken) -> demo.Risk:
+    def risk(token: NamedDependency[VerifiedServiceToken]) -> demo.Risk:
         return demo.health_risk(citizen_of(token))
 
     return build_simulator(SimulatorState("health", jwks, dev_mode=dev_mode), [tests, vaccinations, risk])

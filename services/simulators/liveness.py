@@ -10,6 +10,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Litestar, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from services.simulators.base import SimulatorState, build_simulator
 from services.tokens import JwksSource, VerifiedServiceToken
@@ -42,7 +44,7 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     """
 
     @post("/v1/liveness", status_code=200, sync_to_thread=False)
-    def liveness(token: VerifiedServiceToken, data: LivenessBody) -> LivenessAnswer:
+    def liveness(token: NamedDependency[VerifiedServiceToken], data: JSONBody[LivenessBody]) -> LivenessAnswer:
         passed = dev_mode and data.session_token.startswith("live-")
         return LivenessAnswer(passed=passed, score=_PASS_SCORE if passed else _FAIL_SCORE)
 

@@ -15,6 +15,8 @@ from typing import Annotated, Final
 
 import msgspec
 from litestar import Litestar, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from services.simulators.base import SimulatorError, SimulatorState, build_simulator
 from services.tokens import JwksSource, VerifiedServiceToken
@@ -60,7 +62,7 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     used: OrderedDict[str, None] = OrderedDict()
 
     @post("/v1/code2session", status_code=200, sync_to_thread=False)
-    def code2session(token: VerifiedServiceToken, data: CodeBody) -> SessionBody:
+    def code2session(token: NamedDependency[VerifiedServiceToken], data: JSONBody[CodeBody]) -> SessionBody:
         match = _CODE.fullmatch(data.code)
         if match is None:
             raise SimulatorError(400, "invalid-code", "Invalid code", "The code is not a valid login code")

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Litestar, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from services.simulators import demo
 from services.simulators.base import SimulatorError, SimulatorState, build_simulator
@@ -36,7 +38,7 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     """
 
     @post("/v1/verify", status_code=200, sync_to_thread=False)
-    def verify(token: VerifiedServiceToken, data: VerifyBody) -> MatchBody:
+    def verify(token: NamedDependency[VerifiedServiceToken], data: JSONBody[VerifyBody]) -> MatchBody:
         # The token names whom the caller is verifying; a body about someone else is refused.
         if token.subject != data.id_number:
             raise SimulatorError(403, "subject-mismatch", "Not allowed", "The body does not match the token subject")

@@ -12,6 +12,8 @@ from typing import Annotated, Final
 
 import msgspec
 from litestar import Litestar, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody
 
 from core.structs import Phone
 from services.simulators.base import SimulatorState, build_simulator
@@ -60,12 +62,12 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     outbox: deque[SentMessage] = deque(maxlen=OUTBOX_LIMIT)
 
     @post("/v1/messages", status_code=202, sync_to_thread=False)
-    def send(token: VerifiedServiceToken, data: MessageBody) -> Accepted:
+    def send(token: NamedDependency[VerifiedServiceToken], data: JSONBody[MessageBody]) -> Accepted:
         outbox.append(SentMessage(to=data.to, text=data.text, sent_at=dt.datetime.now(dt.UTC)))
         return Accepted(id=secrets.token_hex(8))
 
     @get("/v1/messages", sync_to_thread=False)
-    def messages(token: VerifiedServiceToken, to: str | None = None) -> OutboxBody:
+    def messages(token: NamedDependency[VerifiedServiceToken], to: FromQuery[str | None] = None) -> OutboxBody:
         return OutboxBody(messages=[m for m in outbox if to is None or m.to == to])
 
     return build_simulator(SimulatorState("sms", jwks, dev_mode=dev_mode), [send, messages])

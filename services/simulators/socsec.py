@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Annotated
 
 from litestar import Litestar, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from services.simulators import demo
 from services.simulators.base import SimulatorState, build_simulator
@@ -25,12 +26,13 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     """
 
     @get("/v1/me/card", sync_to_thread=False)
-    def card(token: VerifiedServiceToken) -> demo.SocsecCard:
+    def card(token: NamedDependency[VerifiedServiceToken]) -> demo.SocsecCard:
         return demo.socsec_card(citizen_of(token))
 
     @get("/v1/me/contributions", sync_to_thread=False)
     def contributions(
-        token: VerifiedServiceToken, year: Annotated[int | None, Parameter(ge=1950, le=2100)] = None
+        token: NamedDependency[VerifiedServiceToken],
+        year: Annotated[int | None, QueryParameter(ge=1950, le=2100)] = None,
     ) -> demo.Contributions:
         id_number = citizen_of(token)
         now = dt.datetime.now(dt.UTC)

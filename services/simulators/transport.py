@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from litestar import Litestar, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
 from services.simulators import demo
 from services.simulators.base import SimulatorState, build_simulator
@@ -25,11 +27,11 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     """
 
     @get("/v1/me/card", sync_to_thread=False)
-    def card(token: VerifiedServiceToken) -> demo.Card:
+    def card(token: NamedDependency[VerifiedServiceToken]) -> demo.Card:
         return demo.transport_card(citizen_of(token))
 
     @get("/v1/me/trips", sync_to_thread=False)
-    def trips(token: VerifiedServiceToken, since: dt.datetime | None = None) -> demo.Trips:
+    def trips(token: NamedDependency[VerifiedServiceToken], since: FromQuery[dt.datetime | None] = None) -> demo.Trips:
         id_number = citizen_of(token)
         now = dt.datetime.now(dt.UTC)
         return demo.trips(id_number, since or now - _DEFAULT_WINDOW, now)

@@ -43,9 +43,7 @@ class DatabaseFactory:
         conn = await asyncpg.connect(self.admin_url)
         try:
             for name in self.created:
-                await conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-                )
+                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         finally:
             await conn.close()

@@ -5,13 +5,14 @@ import secrets
 import asyncpg
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
+from httpx import AsyncClient as AsyncTestClient
 
 from bff.app import create_app
 from bff.resources import StartupError
 from bff.settings import Secret, Settings
 from core.db import create_pool
 from core.migrate import apply_migrations
+from tests.support.asgi import LifespanError, running_app
 from tests.support.backends import DatabaseFactory
 
 PROBLEM = "application/problem+json"
@@ -25,8 +26,10 @@ async def test_live_and_ready(client: AsyncTestClient) -> None:  # type: ignore[
 
 
 async def test_ready_is_503_problem_when_redis_is_unreachable(settings: Settings, clean: None) -> None:
-    broken = msgspec.structs.replace(settings, redis=msgspec.structs.replace(settings.redis, url="redis://127.0.0.1:1/0"))
-    async with AsyncTestClient(app=create_app(broken)) as client:
+    broken = msgspec.structs.replace(
+        settings, redis=msgspec.structs.replace(settings.redis, url="redis://127.0.0.1:1/0")
+    )
+    async with running_app(create_app(broken)) as client:
         response = await client.get("/health/ready")
     assert response.status_code == 503
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -47,7 +50,7 @@ async def test_ready_goes_red_and_back_when_postgres_refuses_connections(
     own = msgspec.structs.replace(settings, database=msgspec.structs.replace(settings.database, url=url))
     admin = await asyncpg.connect(database_factory.admin_url)
     try:
-        async with AsyncTestClient(app=create_app(own)) as client:
+        async with running_app(create_app(own)) as client:
             assert (await client.get("/health/ready")).status_code == 200
             # The database stops accepting connections and drops the ones it has: an outage.
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
@@ -113,9 +116,7 @@ async def test_request_id_is_echoed_or_made(client: AsyncTestClient) -> None:  #
 
 async def test_cors_preflight_allows_the_app_origin_only(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     origin = "http://localhost:8080"
-    allowed = await client.options(
-        "/health/live", headers={"Origin": origin, "Access-Control-Request-Method": "GET"}
-    )
+    allowed = await client.options("/health/live", headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
     assert allowed.headers.get("access-control-allow-origin") == origin
     denied = await client.options(
         "/health/live", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
@@ -124,13 +125,12 @@ async def test_cors_preflight_allows_the_app_origin_only(client: AsyncTestClient
 
 
 async def _start_up_error(settings: Settings) -> StartupError:
-    """Start the app and return the StartupError its lifespan raised (the test client may
-    wrap it in an exception group)."""
-    with pytest.raises(BaseException) as info:  # noqa: PT011 - unwrapped below
-        async with AsyncTestClient(app=create_app(settings)):
+    """Start the app and return the StartupError its lifespan raised."""
+    with pytest.raises(LifespanError) as info:
+        async with running_app(create_app(settings)):
             pass
-    error: BaseException = info.value
-    while isinstance(error, BaseExceptionGroup):
+    error = info.value.__cause__
+    while isinstance(error, BaseExceptionGroup):  # the lifespan runs in a task group
         error = error.exceptions[0]
     assert isinstance(error, StartupError), repr(error)
     return error

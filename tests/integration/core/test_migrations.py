@@ -26,7 +26,7 @@ async def test_failed_migration_leaves_nothing_half_applied(database_factory: Da
     (tmp_path / "0002_bad.sql").write_text("CREATE TABLE half (id int); SELECT no_such_function();")
     conn = await asyncpg.connect(await database_factory.create())
     try:
-        with pytest.raises(MigrationError, match="0002_bad.sql"):
+        with pytest.raises(MigrationError, match=r"0002_bad\.sql"):
             await apply_migrations(conn, tmp_path)
         assert await conn.fetchval("SELECT to_regclass('good') IS NOT NULL")
         assert await conn.fetchval("SELECT to_regclass('half') IS NULL")

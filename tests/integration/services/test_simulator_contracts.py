@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from core.signing import Ed25519Signer
 from services import check_digit, valid_id_number
 from services.simulators import RunningServer, registry_name
+
+Simulators = dict[str, RunningServer]
+TokenFactory = Callable[..., str]
 
 ZHANG_SAN = "110101199003070011"  # negative test 1 day ago -> G
 LI_SI = "110101198512120019"  # positive test 2 days ago -> R
@@ -68,7 +72,9 @@ async def call(
 # --- health -----------------------------------------------------------------------------------
 
 
-async def test_health_tests_shape_and_demo_citizens(http, simulators, make_token) -> None:
+async def test_health_tests_shape_and_demo_citizens(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     results = {}
     for id_number in (ZHANG_SAN, LI_SI, WANG_WU, OTHER):
         response = await call(http, simulators, "health", "GET", "/v1/me/tests", make_token("health", id_number))
@@ -95,7 +101,9 @@ async def test_health_tests_shape_and_demo_citizens(http, simulators, make_token
     assert dt.timedelta(days=10) <= ago(latest[WANG_WU]["sampled_at"]) <= dt.timedelta(days=10, hours=1)
 
 
-async def test_health_risk_shape_and_demo_citizens(http, simulators, make_token) -> None:
+async def test_health_risk_shape_and_demo_citizens(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     bodies = {}
     for id_number in (ZHANG_SAN, LI_SI, WANG_WU, OTHER):
         response = await call(http, simulators, "health", "GET", "/v1/me/risk", make_token("health", id_number))
@@ -116,7 +124,9 @@ async def test_health_risk_shape_and_demo_citizens(http, simulators, make_token)
     assert at(bodies[LI_SI]["quarantine_until"]) > dt.datetime.now(dt.UTC), "a positive case is isolated"
 
 
-async def test_health_vaccinations_shape(http, simulators, make_token) -> None:
+async def test_health_vaccinations_shape(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     for id_number in (ZHANG_SAN, LI_SI, WANG_WU, OTHER):
         token = make_token("health", id_number)
         response = await call(http, simulators, "health", "GET", "/v1/me/vaccinations", token)
@@ -134,7 +144,9 @@ async def test_health_vaccinations_shape(http, simulators, make_token) -> None:
 # --- transport --------------------------------------------------------------------------------
 
 
-async def test_transport_card_and_trips(http, simulators, make_token) -> None:
+async def test_transport_card_and_trips(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     for id_number in (ZHANG_SAN, LI_SI, WANG_WU):
         response = await call(http, simulators, "transport", "GET", "/v1/me/card", make_token("transport", id_number))
         assert response.status_code == 200
@@ -170,7 +182,9 @@ async def test_transport_card_and_trips(http, simulators, make_token) -> None:
 # --- social security --------------------------------------------------------------------------
 
 
-async def test_socsec_card_and_contributions(http, simulators, make_token) -> None:
+async def test_socsec_card_and_contributions(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     for id_number in (ZHANG_SAN, LI_SI, WANG_WU):
         response = await call(http, simulators, "socsec", "GET", "/v1/me/card", make_token("socsec", id_number))
         assert response.status_code == 200
@@ -195,9 +209,7 @@ async def test_socsec_card_and_contributions(http, simulators, make_token) -> No
 
     future = await call(http, simulators, "socsec", "GET", "/v1/me/contributions", token, params={"year": "2099"})
     assert future.json() == {"months": []}
-    before_work = await call(
-        http, simulators, "socsec", "GET", "/v1/me/contributions", token, params={"year": "1995"}
-    )
+    before_work = await call(http, simulators, "socsec", "GET", "/v1/me/contributions", token, params={"year": "1995"})
     assert before_work.json() == {"months": []}  # 张三 was five
 
 
@@ -216,14 +228,20 @@ async def test_socsec_card_and_contributions(http, simulators, make_token) -> No
         (registry_name(OTHER) + "某", OTHER, False),
     ],
 )
-async def test_registry_verify(http, simulators, make_token, name: str, id_number: str, match: bool) -> None:
+async def test_registry_verify(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory, name: str, id_number: str, match: bool
+) -> None:
     token = make_token("registry", id_number)
-    response = await call(http, simulators, "registry", "POST", "/v1/verify", token, {"name": name, "id_number": id_number})
+    response = await call(
+        http, simulators, "registry", "POST", "/v1/verify", token, {"name": name, "id_number": id_number}
+    )
     assert response.status_code == 200
     assert response.json() == {"match": match}
 
 
-async def test_registry_refuses_a_body_about_someone_else(http, simulators, make_token) -> None:
+async def test_registry_refuses_a_body_about_someone_else(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     token = make_token("registry", LI_SI)
     body = {"name": "张三", "id_number": ZHANG_SAN}
     response = await call(http, simulators, "registry", "POST", "/v1/verify", token, body)
@@ -239,7 +257,9 @@ def test_registry_names_are_deterministic_chinese_names() -> None:
 
 
 @pytest.mark.parametrize(("session_token", "passed"), [("live-123", True), ("live-", True), ("dead-123", False)])
-async def test_liveness_dev_mode(http, simulators, make_token, session_token: str, passed: bool) -> None:
+async def test_liveness_dev_mode(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory, session_token: str, passed: bool
+) -> None:
     token = make_token("liveness", ZHANG_SAN)
     body = {"session_token": session_token}
     response = await call(http, simulators, "liveness", "POST", "/v1/liveness", token, body)
@@ -250,7 +270,7 @@ async def test_liveness_dev_mode(http, simulators, make_token, session_token: st
     assert 0.0 <= answer["score"] <= 1.0
 
 
-async def test_liveness_outside_dev_mode_passes_nobody(signer, make_token) -> None:
+async def test_liveness_outside_dev_mode_passes_nobody(signer: Ed25519Signer, make_token: TokenFactory) -> None:
     from services import StaticJwks
     from services.simulators import SIMULATORS, start_in_process
 
@@ -265,7 +285,7 @@ async def test_liveness_outside_dev_mode_passes_nobody(signer, make_token) -> No
     assert response.json()["passed"] is False
 
 
-async def test_sms_send_and_outbox(http, simulators, make_token) -> None:
+async def test_sms_send_and_outbox(http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory) -> None:
     token = make_token("sms", "onecity")
     phone = "13912345678"
     for text in ("您的验证码是 111111", "您的验证码是 222222"):
@@ -287,7 +307,9 @@ async def test_sms_send_and_outbox(http, simulators, make_token) -> None:
     assert bad.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_miniprogram_code2session(http, simulators, make_token) -> None:
+async def test_miniprogram_code2session(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     token = make_token("miniprogram", "onecity")
 
     async def exchange(code: str) -> httpx.Response:
@@ -311,7 +333,9 @@ async def test_miniprogram_code2session(http, simulators, make_token) -> None:
         assert (await exchange(bad)).status_code == 400
 
 
-async def test_unknown_citizen_is_404(http, simulators, make_token) -> None:
+async def test_unknown_citizen_is_404(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     response = await call(http, simulators, "health", "GET", "/v1/me/tests", make_token("health", "onecity"))
     assert response.status_code == 404
     assert response.json()["status"] == 404
@@ -322,7 +346,13 @@ async def test_unknown_citizen_is_404(http, simulators, make_token) -> None:
 
 @pytest.mark.parametrize(("department", "method", "path", "body"), CONTRACT_ROUTES)
 async def test_every_contract_route_requires_its_own_token(
-    http, simulators, make_token, department: str, method: str, path: str, body: Any
+    http: httpx.AsyncClient,
+    simulators: Simulators,
+    make_token: TokenFactory,
+    department: str,
+    method: str,
+    path: str,
+    body: Any,
 ) -> None:
     forger = Ed25519Signer("svc-test-1", Ed25519PrivateKey.generate())  # right kid, wrong key
     now = int(time.time())
@@ -344,7 +374,9 @@ async def test_every_contract_route_requires_its_own_token(
         assert problem["status"] == 401
 
 
-async def test_the_citizen_comes_only_from_the_token(http, simulators, make_token) -> None:
+async def test_the_citizen_comes_only_from_the_token(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory
+) -> None:
     # A query parameter naming someone else changes nothing.
     token = make_token("health", ZHANG_SAN)
     response = await call(http, simulators, "health", "GET", "/v1/me/tests", token, params={"id_number": LI_SI})
