@@ -14,6 +14,7 @@ def attach_domains(state: State, resources: Resources) -> None:
     """Build every domain service and put it on the app state for dependency injection."""
     settings = resources.settings
     tokens = AccessTokens(resources.keys, settings.identity)
+    state.access_tokens = tokens
     state.identity = IdentityService(
         repository=IdentityRepository(resources.pool),
         redis=resources.redis,

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
@@ -37,21 +38,24 @@ class AuthController(Controller):
 
     @post("/otp", status_code=HTTP_202_ACCEPTED, responses=error_responses(429))
     async def send_otp(
-        self, data: OtpRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self, data: JSONBody[OtpRequest], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
     ) -> OtpSent:
         """Send a 6-digit one-time code to the phone by SMS (valid 5 minutes)."""
         return await identity.send_otp(data.phone, client_ip=client_ip(request))
 
     @post("/login", status_code=HTTP_200_OK, responses=error_responses(401, 429))
     async def login(
-        self, data: LoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self, data: JSONBody[LoginRequest], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
     ) -> TokenPair:
         """Log in (the first time: sign up at level L2) with the phone and its code."""
         return await identity.login(data, client_ip=client_ip(request))
 
     @post("/refresh", status_code=HTTP_200_OK, responses=error_responses(401))
     async def refresh(
-        self, data: RefreshRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[RefreshRequest],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
     ) -> TokenPair:
         """Rotate the refresh token; a reused one revokes its whole family."""
         return await identity.refresh(data.refresh_token, client_ip=client_ip(request))
@@ -65,7 +69,10 @@ class AuthController(Controller):
         },
     )
     async def miniprogram(
-        self, data: MiniProgramLoginRequest, identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[MiniProgramLoginRequest],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
     ) -> Response[TokenPair | MiniProgramLinkRequired]:
         """Log in from a mini-program. The first time, answers 202 with a ``link_token``:
         send an OTP to the phone and log in with it and the ``link_token`` to link."""
@@ -117,7 +124,7 @@ class MeController(Controller):
     @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422))
     async def real_name(
         self,
-        data: RealNameRequest,
+        data: JSONBody[RealNameRequest],
         principal: NamedDependency[Principal],
         identity: NamedDependency[IdentityService],
         request: Request[Any, Any, Any],
@@ -129,7 +136,7 @@ class MeController(Controller):
     @post("/verification/real-person", status_code=HTTP_200_OK, responses=error_responses(401, 403))
     async def real_person(
         self,
-        data: RealPersonRequest,
+        data: JSONBody[RealPersonRequest],
         principal: NamedDependency[Principal],
         identity: NamedDependency[IdentityService],
         request: Request[Any, Any, Any],

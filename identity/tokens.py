@@ -47,6 +47,8 @@ class AccessClaims(Response, frozen=True):
     sid: str | None = None  # citizen tokens: the session; absent for client_credentials
     acr: str | None = None  # citizen tokens: the identity level
     scope: str = ""
+    roles: list[str] | None = None  # staff tokens
+    region: str | None = None  # staff tokens
 
     @property
     def scopes(self) -> frozenset[str]:
