@@ -27,6 +27,7 @@ from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, OpsController
 from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
+from bff.screens import ScreensController, provide_screens
 from bff.settings import Settings
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_identity, provide_principal
@@ -77,10 +78,12 @@ def create_app(settings: Settings) -> Litestar:
                 middleware=[RateLimitConfig(rate_limit=("minute", settings.server.auth_rate_per_minute)).middleware],
             ),
             MeController,
+            ScreensController,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
             "principal": Provide(provide_principal),
+            "screens": Provide(provide_screens, sync_to_thread=False),
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
@@ -112,4 +115,6 @@ def create_app(settings: Settings) -> Litestar:
         ),
         request_max_body_size=settings.server.max_body_bytes,
         debug=False,
+        # Logging is configured once by the CLI (JSON lines); Litestar must not replace it.
+        logging_config=None,
     )

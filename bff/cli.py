@@ -77,6 +77,14 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.outbox import read_outbox, render
+
+    messages = asyncio.run(read_outbox(settings, args.phone))
+    print(render(messages) if messages else "no messages")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--jwks-url", default="http://127.0.0.1:8000/.well-known/jwks.json")
     simulate.add_argument("--dev-mode", action="store_true", help="accept live- liveness tokens even in prod env")
     simulate.set_defaults(handler=_cmd_simulate)
+
+    outbox = commands.add_parser("outbox", help="show the SMS simulator's messages to a phone (dev login codes)")
+    outbox.add_argument("phone")
+    outbox.set_defaults(handler=_cmd_outbox)
     return parser
 
 

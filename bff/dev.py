@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import socket
@@ -30,12 +31,12 @@ from bff.settings import Secret, Settings, data_path
 from bff.storage import prepare
 from core.crypto import parse_master_key
 
-__all__ = ["run_dev"]
+__all__ = ["dev_database_url", "dev_master_key", "run_dev"]
 
 DEMO_PHONES = ("13800000001", "13800000002", "13800000003")
 
 
-def _master_key(settings: Settings, folder: Path) -> Secret:
+def dev_master_key(settings: Settings, folder: Path) -> Secret:
     """The configured master key, else the data folder's own (created once, mode 0600)."""
     if settings.master_key is not None:
         return settings.master_key
@@ -57,6 +58,11 @@ async def _ensure_database(server_url: str, name: str) -> str:
         await conn.close()
     parts = urlsplit(server_url)
     return parts._replace(path=f"/{name}").geturl()
+
+
+def dev_database_url(folder: Path) -> str:
+    """The URL of the embedded database that ``onecity dev`` runs in ``folder``."""
+    return f"postgresql://postgres@/onecity?host={folder / 'postgres'}"
 
 
 def _port_of(url: str) -> int:
@@ -119,7 +125,7 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
     """Run the whole system until interrupted; return the exit code."""
     folder = data_path(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = msgspec.structs.replace(settings, master_key=_master_key(settings, folder))
+    settings = msgspec.structs.replace(settings, master_key=dev_master_key(settings, folder))
     embedded_db, embedded_redis = settings.database.url is None, settings.redis.url is None
     servers = start_embedded(folder, postgres=embedded_db, redis=embedded_redis)
     processes: list[subprocess.Popen[bytes]] = []
@@ -149,7 +155,10 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
             log_config=None,
             timeout_graceful_shutdown=10,
         )
-        uvicorn.Server(config).run()
+        # uvicorn re-raises the Ctrl-C it handled once the server has shut down; the shutdown
+        # was clean, so that is a normal exit.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run()
         return 0
     finally:
         _stop(processes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar.datastructures import State
 
 from bff.resources import Resources
+from bff.screens import DataAccessRepository, ScreenService
 from identity import AccessTokens, IdentityRepository, IdentityService
 
 __all__ = ["attach_domains"]
@@ -22,4 +23,13 @@ def attach_domains(state: State, resources: Resources) -> None:
         tokens=tokens,
         departments=resources.departments,
         settings=settings.identity,
+    )
+    assert resources.fanout is not None
+    # The home screen's `codes` comes from codes_summary (default: none); the codes domain
+    # wires its summary here.
+    state.screens = ScreenService(
+        departments=resources.fanout,
+        identity=state.identity,
+        repository=DataAccessRepository(resources.pool),
+        hasher=resources.vault,
     )

@@ -15,12 +15,14 @@ import asyncpg
 import httpx
 
 from bff.settings import Settings, SettingsError
+from core.audit import AuditBatcher
 from core.crypto import MasterKeyError, Vault
 from core.db import Pool, create_pool
 from core.keys import KeyManager, KeyStore
 from core.migrate import pending_migrations
 from core.redis import Redis, create_redis
 from services.departments import Departments, build_departments
+from services.fanout import ResilientDepartments, build_resilient_departments
 from services.tokens import ServiceTokenMinter
 
 __all__ = ["Resources", "StartupError", "close_resources", "open_resources"]
@@ -42,6 +44,10 @@ class Resources:
     keys: KeyManager
     departments: Departments
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The batched audit writer (department reads, scans) and the resilient department layer;
+    # set by open_resources, optional only so the dataclass keeps its field order.
+    audit: AuditBatcher | None = None
+    fanout: ResilientDepartments | None = None
 
 
 def _department_http_client() -> httpx.AsyncClient:
@@ -98,6 +104,11 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
         settings=settings, vault=vault, pool=pool, redis=redis, http=http, keys=keys, departments=departments
     )
     resources.tasks.append(asyncio.create_task(keys.refresh_forever(), name="key-refresh"))
+    resources.audit = AuditBatcher(pool)
+    resources.audit.start()
+    resources.fanout = build_resilient_departments(
+        departments, redis=redis, hasher=vault, settings=settings.fanout, audit=resources.audit
+    )
     return resources
 
 
@@ -108,6 +119,10 @@ async def close_resources(resources: Resources) -> None:
     for task in resources.tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    if resources.fanout is not None:
+        await resources.fanout.aclose()
     await resources.http.aclose()
+    if resources.audit is not None:
+        await resources.audit.stop()  # writes what is still queued, so before the pool closes
     await resources.redis.aclose()
     await resources.pool.close()

@@ -17,6 +17,7 @@ import msgspec
 from core.crypto import MasterKeyError, parse_master_key
 from identity.settings import IdentitySettings
 from services.departments import DepartmentEndpoints
+from services.fanout import FanoutSettings
 
 __all__ = [
     "ENVIRONMENT",
@@ -104,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server: ServerSettings = ServerSettings()
     departments: DepartmentEndpoints = DepartmentEndpoints()
     identity: IdentitySettings = IdentitySettings()
+    fanout: FanoutSettings = msgspec.field(default_factory=FanoutSettings)
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -141,6 +143,16 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_ACCESS_TOKEN_TTL_S": "identity.access_token_ttl_s",
     "ONECITY_REFRESH_IDLE_TTL_S": "identity.refresh_idle_ttl_s",
     "ONECITY_SESSION_TTL_S": "identity.session_absolute_ttl_s",
+    "ONECITY_OTP_SENDS_PER_IP_PER_HOUR": "identity.otp_sends_per_ip_per_hour",
+    "ONECITY_SCREEN_DEADLINE_MS": "fanout.deadline_ms",
+    "ONECITY_DEPARTMENT_DEADLINE_MS": "fanout.default_deadline_ms",
+    "ONECITY_DEPARTMENT_CALL_TIMEOUT_MS": "fanout.call_timeout_ms",
+    "ONECITY_DEPARTMENT_CACHE": "fanout.cache_enabled",
+    "ONECITY_DEPARTMENT_RETRY_ATTEMPTS": "fanout.retry.max_attempts",
+    "ONECITY_DEPARTMENT_RETRY_BUDGET": "fanout.retry.budget_ratio",
+    "ONECITY_BREAKER_FAILURES": "fanout.breaker.failure_threshold",
+    "ONECITY_BREAKER_FAILURE_RATE": "fanout.breaker.failure_rate",
+    "ONECITY_BREAKER_OPEN_S": "fanout.breaker.open_s",
 }
 
 _LISTS = {"server.cors_origins"}

@@ -198,7 +198,8 @@ async def start_simulators(
 async def _serve(name: str, host: str, port: int, jwks_url: str, dev_mode: bool) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
         app = SIMULATORS[name](UrlJwks(jwks_url, http), dev_mode=dev_mode)
-        config = uvicorn.Config(app, host=host, port=port, workers=1, access_log=False, lifespan="on")
+        # log_config=None keeps the JSON logging the CLI configured.
+        config = uvicorn.Config(app, host=host, port=port, workers=1, access_log=False, lifespan="on", log_config=None)
         await uvicorn.Server(config).serve()
 
 

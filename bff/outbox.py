@@ -1,0 +1,41 @@
+"""``onecity outbox PHONE``: read the SMS simulator's outbox, e.g. a login code in dev.
+
+The outbox is part of the SMS department's contract and needs a service token like every
+department call, so this command signs one with the key store, exactly as the BFF does.
+"""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from bff.dev import dev_database_url, dev_master_key
+from bff.settings import Settings, data_path
+from core.crypto import Vault
+from core.db import create_pool
+from core.keys import KeyStore
+from services.departments import build_departments
+from services.departments.sms import OutboxMessage
+from services.tokens import ServiceTokenMinter
+
+__all__ = ["read_outbox", "render"]
+
+
+async def read_outbox(settings: Settings, phone: str) -> list[OutboxMessage]:
+    """Messages the SMS simulator delivered to ``phone``, oldest first."""
+    folder = data_path(settings)
+    master = settings.master_key or dev_master_key(settings, folder)
+    pool = await create_pool(settings.database.url or dev_database_url(folder), min_size=1, max_size=1)
+    try:
+        ring = await KeyStore(pool, Vault(master.reveal())).load()
+    finally:
+        await pool.close()
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        departments = build_departments(settings.departments, http, ServiceTokenMinter(lambda: ring.signer("service")))
+        outbox = await departments.sms.outbox(phone)
+    return sorted(outbox.messages, key=lambda m: m.sent_at)
+
+
+def render(messages: list[OutboxMessage]) -> str:
+    """One JSON line per message."""
+    return "\n".join(msgspec.json.encode(m).decode() for m in messages)

@@ -1,0 +1,15 @@
+"""The app's data screens: the home screen fan-out, one screen per department, data-access log."""
+
+from bff.screens.controllers import ScreensController
+from bff.screens.dependencies import provide_screens
+from bff.screens.repository import DataAccessRepository
+from bff.screens.service import CodesSummary, ScreenService, mask_card_no
+
+__all__ = [
+    "CodesSummary",
+    "DataAccessRepository",
+    "ScreenService",
+    "ScreensController",
+    "mask_card_no",
+    "provide_screens",
+]

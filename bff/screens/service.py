@@ -1,0 +1,373 @@
+"""The screens service: the home screen and the single-department screens, over the fan-out.
+
+One deadline per screen (``fanout.deadline_ms``) covers the ID-number look-up, every department
+read and the codes summary; the reads run in parallel and each section answers with what it
+has by then. A department's trouble never becomes an error of the screen: every screen here
+answers 200 with a section whose ``state`` says ``stale`` or ``unavailable`` (documented in
+``docs/fanout.md``). The only errors are the citizen's own: not logged in (401), identity level
+too low for a single-department screen (401 step-up, RFC 9470), bad query (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from bff.screens.repository import DataAccessRepository
+from bff.screens.schemas import (
+    ContributionsData,
+    ContributionsSection,
+    DataAccessEntry,
+    DataAccessPage,
+    HealthRecordsData,
+    HealthRecordsSection,
+    HealthSummary,
+    HomeHealthSection,
+    HomeScreen,
+    HomeSections,
+    HomeSocsecSection,
+    HomeTransportSection,
+    Section,
+    SectionState,
+    SocsecCardData,
+    SocsecCardSection,
+    SocsecSummary,
+    TransportCardData,
+    TransportCardSection,
+    TransportSummary,
+    TripsData,
+    TripsSection,
+)
+from core.errors import BadRequest, InsufficientLevel
+from identity import IdentityService, Principal
+from services.fanout import Fetched, KeyedHasher, ResilientDepartments, audit_subject_of
+from services.resilience import Deadline, deadline_scope
+
+__all__ = ["CodesSummary", "ScreenService", "mask_card_no"]
+
+log = logging.getLogger("onecity.screens")
+
+S = TypeVar("S", bound=Section[Any])
+V = TypeVar("V")
+
+CodesSummary = Callable[[Principal], Awaitable[list[Any]]]
+"""Gives the home screen's ``codes``: the code types this citizen can show (wired by the lead)."""
+
+_RANK: dict[SectionState, int] = {"ok": 0, "stale": 1, "unavailable": 2}
+
+
+async def _no_codes(_: Principal) -> list[Any]:
+    return []
+
+
+def mask_card_no(card_no: str) -> str:
+    """All but the last four characters hidden: enough to recognise one's own card."""
+    visible = 4 if len(card_no) > 6 else 1
+    return "*" * (len(card_no) - visible) + card_no[-visible:]
+
+
+def _value(fetched: Fetched[V]) -> V:
+    """The value of a read that is ``ok`` or ``stale`` (only called when the section has data)."""
+    if fetched.value is None:
+        raise RuntimeError("a section was built from a read without a value")
+    return fetched.value
+
+
+def _combine(section: type[S], parts: Sequence[Fetched[Any]], build: Callable[[], Any]) -> S:
+    """One section from several reads: the worst state, the oldest ``as_of``."""
+    worst = max((p.state for p in parts), key=_RANK.__getitem__)
+    if worst == "unavailable":
+        retry = max((p.retry_after_s or 0 for p in parts), default=0) or None
+        return section(state="unavailable", retry_after_s=retry)
+    stamps = [p.as_of for p in parts if p.as_of is not None]
+    return section(state=worst, data=build(), as_of=min(stamps) if stamps else None)
+
+
+class _Cursor(msgspec.Struct, array_like=True, frozen=True):
+    at: dt.datetime
+    id: int
+
+
+class ScreenService:
+    """Builds the screens for one citizen.
+
+    Args:
+        departments: The resilient department layer.
+        identity: For the ID number of ``L3``+ accounts (it travels only in service tokens).
+        repository: The data-access log.
+        hasher: Keyed hashing (the audit pseudonym of reads made without an account id).
+        codes_summary: The home screen's ``codes``; default none.
+    """
+
+    def __init__(
+        self,
+        *,
+        departments: ResilientDepartments,
+        identity: IdentityService,
+        repository: DataAccessRepository,
+        hasher: KeyedHasher,
+        codes_summary: CodesSummary | None = None,
+    ) -> None:
+        self.departments = departments
+        self.identity = identity
+        self.repository = repository
+        self.hasher = hasher
+        self.codes_summary: CodesSummary = codes_summary or _no_codes
+        self.settings = departments.settings
+
+    # helpers ----------------------------------------------------------------------------
+
+    def _deadline(self) -> Deadline:
+        return Deadline.after(self.settings.deadline_ms / 1000)
+
+    def _level_ok(self, principal: Principal, department: str) -> bool:
+        try:
+            principal.require_level(self.settings.policy(department).required_level)
+        except InsufficientLevel:
+            return False
+        return True
+
+    async def _id_number(self, principal: Principal) -> str | None:
+        return await self.identity.id_number_of(principal.account_id)
+
+    async def _require(self, principal: Principal, department: str) -> str:
+        """The ID number for a single-department screen, or the step-up challenge."""
+        principal.require_level(self.settings.policy(department).required_level)
+        id_number = await self._id_number(principal)
+        if id_number is None:  # L3 by token but no ID number on file: re-verify
+            raise InsufficientLevel(self.settings.policy(department).required_level)
+        return id_number
+
+    # home -------------------------------------------------------------------------------
+
+    async def home(self, principal: Principal) -> HomeScreen:
+        """The home screen: the three departments in parallel, and the codes, by the deadline."""
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            eligible = {name: self._level_ok(principal, name) for name in ("health", "transport", "socsec")}
+            id_number = await self._id_number(principal) if any(eligible.values()) else None
+            health, transport, socsec, codes = await asyncio.gather(
+                self._home_health(principal, id_number if eligible["health"] else None, deadline),
+                self._home_transport(principal, id_number if eligible["transport"] else None, deadline),
+                self._home_socsec(principal, id_number if eligible["socsec"] else None, deadline),
+                self._codes(principal, deadline),
+            )
+        return HomeScreen(sections=HomeSections(health=health, transport=transport, socsec=socsec), codes=codes)
+
+    def _locked(self, section: type[S], department: str) -> S:
+        return section(state="unavailable", required_level=self.settings.policy(department).required_level)
+
+    async def _home_health(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeHealthSection:
+        if id_number is None:
+            return self._locked(HomeHealthSection, "health")
+        health = self.departments.health
+        common: dict[str, Any] = {"purpose": "home-screen", "account_id": principal.account_id, "deadline": deadline}
+        tests, risk = await asyncio.gather(
+            health.read_tests(id_number, **common), health.read_risk(id_number, **common)
+        )
+
+        def build() -> HealthSummary:
+            latest = max(_value(tests).tests, key=lambda t: t.sampled_at, default=None)
+            status = _value(risk)
+            return HealthSummary(
+                latest_test=latest,
+                close_contact=status.close_contact,
+                quarantine_until=status.quarantine_until,
+                risk_area_visits=len(status.risk_area_visits),
+            )
+
+        return _combine(HomeHealthSection, [tests, risk], build)
+
+    async def _home_transport(
+        self, principal: Principal, id_number: str | None, deadline: Deadline
+    ) -> HomeTransportSection:
+        if id_number is None:
+            return self._locked(HomeTransportSection, "transport")
+        card = await self.departments.transport.read_card(
+            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
+        )
+
+        def build() -> TransportSummary:
+            value = _value(card)
+            return TransportSummary(
+                card_no_masked=mask_card_no(value.card_no), balance_cents=value.balance_cents, status=value.status
+            )
+
+        return _combine(HomeTransportSection, [card], build)
+
+    async def _home_socsec(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeSocsecSection:
+        if id_number is None:
+            return self._locked(HomeSocsecSection, "socsec")
+        card = await self.departments.socsec.read_card(
+            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
+        )
+
+        def build() -> SocsecSummary:
+            value = _value(card)
+            return SocsecSummary(
+                card_no_masked=mask_card_no(value.card_no),
+                status=value.status,
+                issued_city=value.issued_city,
+                medical_balance_cents=value.medical_balance_cents,
+            )
+
+        return _combine(HomeSocsecSection, [card], build)
+
+    async def _codes(self, principal: Principal, deadline: Deadline) -> list[Any]:
+        # The codes summary is another domain's: bounded by the same deadline, and its failure
+        # leaves the list empty rather than failing the screen.
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                return await self.codes_summary(principal)
+        except TimeoutError:
+            log.warning("codes summary missed the home screen deadline")
+        except Exception as exc:
+            log.error("codes summary failed", extra={"error": exc.__class__.__name__})
+        return []
+
+    # single-department screens ------------------------------------------------------------
+
+    async def health_records(self, principal: Principal) -> HealthRecordsSection:
+        """Tests, vaccinations and risk status."""
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            id_number = await self._require(principal, "health")
+            health = self.departments.health
+            common: dict[str, Any] = {
+                "purpose": "health-records",
+                "account_id": principal.account_id,
+                "deadline": deadline,
+            }
+            tests, vaccinations, risk = await asyncio.gather(
+                health.read_tests(id_number, **common),
+                health.read_vaccinations(id_number, **common),
+                health.read_risk(id_number, **common),
+            )
+
+        def build() -> HealthRecordsData:
+            return HealthRecordsData(
+                tests=_value(tests).tests, vaccinations=_value(vaccinations).doses, risk=_value(risk)
+            )
+
+        return _combine(HealthRecordsSection, [tests, vaccinations, risk], build)
+
+    async def transport_card(self, principal: Principal) -> TransportCardSection:
+        """The transit card."""
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            id_number = await self._require(principal, "transport")
+            card = await self.departments.transport.read_card(
+                id_number, purpose="transport-card", account_id=principal.account_id, deadline=deadline
+            )
+
+        def build() -> TransportCardData:
+            value = _value(card)
+            return TransportCardData(card_no=value.card_no, balance_cents=value.balance_cents, status=value.status)
+
+        return _combine(TransportCardSection, [card], build)
+
+    async def transport_trips(self, principal: Principal, *, days: int) -> TripsSection:
+        """Rides since midnight UTC ``days`` ago (a stable ``since``, so the cache can hit)."""
+        today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - dt.timedelta(days=days)
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            id_number = await self._require(principal, "transport")
+            trips = await self.departments.transport.read_trips(
+                id_number, since, purpose="transport-trips", account_id=principal.account_id, deadline=deadline
+            )
+
+        def build() -> TripsData:
+            return TripsData(since=since, trips=_value(trips).trips)
+
+        return _combine(TripsSection, [trips], build)
+
+    async def socsec_card(self, principal: Principal) -> SocsecCardSection:
+        """The social-security card."""
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            id_number = await self._require(principal, "socsec")
+            card = await self.departments.socsec.read_card(
+                id_number, purpose="socsec-card", account_id=principal.account_id, deadline=deadline
+            )
+
+        def build() -> SocsecCardData:
+            value = _value(card)
+            return SocsecCardData(
+                card_no=value.card_no,
+                status=value.status,
+                issued_city=value.issued_city,
+                medical_balance_cents=value.medical_balance_cents,
+            )
+
+        return _combine(SocsecCardSection, [card], build)
+
+    async def socsec_contributions(self, principal: Principal, *, year: int | None) -> ContributionsSection:
+        """Monthly contributions of ``year`` (default: this year)."""
+        chosen = year or dt.datetime.now(dt.UTC).year
+        deadline = self._deadline()
+        with deadline_scope(deadline):
+            id_number = await self._require(principal, "socsec")
+            months = await self.departments.socsec.read_contributions(
+                id_number, chosen, purpose="socsec-contributions", account_id=principal.account_id, deadline=deadline
+            )
+
+        def build() -> ContributionsData:
+            return ContributionsData(year=chosen, months=_value(months).months)
+
+        return _combine(ContributionsSection, [months], build)
+
+    # data access ------------------------------------------------------------------------
+
+    async def data_access(self, principal: Principal, *, cursor: str | None, limit: int) -> DataAccessPage:
+        """Who read this citizen's department data, when and why; newest first.
+
+        Raises:
+            BadRequest: For a cursor this endpoint did not hand out.
+        """
+        before = _decode_cursor(cursor) if cursor else None
+        subjects = [principal.account_id]
+        id_number = await self._id_number(principal)
+        if id_number is not None:
+            # Reads made through the plain department Protocols carry a pseudonym instead.
+            subjects.append(audit_subject_of(self.hasher, id_number))
+        rows = await self.repository.page(subjects, before=before, limit=limit + 1)
+        items = [_entry(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = _encode_cursor(rows[limit - 1]["at"], rows[limit - 1]["id"]) if more else None
+        return DataAccessPage(items=items, next_cursor=next_cursor)
+
+
+def _entry(row: dict[str, Any]) -> DataAccessEntry:
+    details = row["details"] if isinstance(row["details"], dict) else {}
+    return DataAccessEntry(
+        at=row["at"],
+        department=str(details.get("department", "")),
+        resource=str(details.get("resource", "")),
+        purpose=str(details.get("purpose", "")),
+        outcome=row["outcome"],
+        source=details.get("source"),
+        reader="onecity",
+    )
+
+
+def _encode_cursor(at: dt.datetime, row_id: int) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(_Cursor(at=at, id=row_id))).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        decoded = msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise BadRequest("The cursor is not one this endpoint handed out", extensions={"field": "cursor"}) from None
+    if decoded.at.tzinfo is None:
+        raise BadRequest("The cursor is not one this endpoint handed out", extensions={"field": "cursor"})
+    return decoded.at, decoded.id

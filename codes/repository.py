@@ -1,0 +1,366 @@
+"""All SQL of the codes domain (tables of ``migrations/0020_codes.sql``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.db import Connection, Pool
+
+__all__ = ["SCAN_LOG_COLUMNS", "CodesRepository", "Row"]
+
+Row = asyncpg.Record
+
+#: Column order of the rows :meth:`CodesRepository.copy_scans` writes.
+SCAN_LOG_COLUMNS = (
+    "scanned_at",
+    "partner_id",
+    "venue_id",
+    "code_type",
+    "pseudonym",
+    "jti",
+    "iat",
+    "result",
+    "consumed",
+)
+
+# Serialises rule publication across processes (two admins publishing at once).
+_RULES_LOCK_ID = 0x0C17_0020
+# Only one process at a time runs the retention job.
+RETENTION_LOCK_ID = 0x0C17_0021
+
+_RETENTION_TABLES = {
+    "scan_log": "scanned_at",
+    "checkins": "checked_in_at",
+    "ride_records": "scanned_at",
+}
+
+
+class CodesRepository:
+    """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    # health rules ---------------------------------------------------------------------------
+
+    async def latest_ruleset(self) -> Row | None:
+        """The highest published version (the active one), or ``None`` if none is stored."""
+        return await self.pool.fetchrow(
+            "SELECT version, document, published_by, published_at FROM health_rulesets ORDER BY version DESC LIMIT 1"
+        )
+
+    async def get_ruleset(self, version: int) -> Row | None:
+        """One published version."""
+        return await self.pool.fetchrow(
+            "SELECT version, document, published_by, published_at FROM health_rulesets WHERE version = $1", version
+        )
+
+    async def list_rulesets(self) -> list[Row]:
+        """Every published version, newest first (without documents)."""
+        return await self.pool.fetch(
+            "SELECT version, published_by, published_at FROM health_rulesets ORDER BY version DESC"
+        )
+
+    @staticmethod
+    async def lock_rules(conn: Connection) -> int | None:
+        """Take the publication lock (transaction-scoped); return the highest stored version."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK_ID)
+        version: int | None = await conn.fetchval("SELECT max(version) FROM health_rulesets")
+        return version
+
+    @staticmethod
+    async def insert_ruleset(conn: Connection, *, version: int, document: Any, published_by: str) -> Row:
+        """Store a new version; returns its row."""
+        row = await conn.fetchrow(
+            """INSERT INTO health_rulesets (version, document, published_by) VALUES ($1, $2, $3)
+               RETURNING version, published_by, published_at""",
+            version,
+            document,
+            published_by,
+        )
+        assert row is not None
+        return row
+
+    # overrides ------------------------------------------------------------------------------
+
+    async def get_override(self, account_id: str) -> Row | None:
+        """The citizen's override row (possibly lapsed), if any."""
+        return await self.pool.fetchrow(
+            """SELECT account_id::text AS account_id, status, reason, until, set_by, set_at
+               FROM health_overrides WHERE account_id = $1::uuid""",
+            account_id,
+        )
+
+    @staticmethod
+    async def upsert_override(
+        conn: Connection, *, account_id: str, status: str, reason: str, until: datetime, set_by: str
+    ) -> Row:
+        """Set (replace) the citizen's override."""
+        row = await conn.fetchrow(
+            """INSERT INTO health_overrides (account_id, status, reason, until, set_by, set_at)
+               VALUES ($1::uuid, $2, $3, $4, $5, now())
+               ON CONFLICT (account_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+                   until = EXCLUDED.until, set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at
+               RETURNING account_id::text AS account_id, status, reason, until, set_by, set_at""",
+            account_id,
+            status,
+            reason,
+            until,
+            set_by,
+        )
+        assert row is not None
+        return row
+
+    @staticmethod
+    async def delete_override(conn: Connection, account_id: str) -> bool:
+        """Lift the citizen's override; false if there was none."""
+        return bool(
+            await conn.fetchval("DELETE FROM health_overrides WHERE account_id = $1::uuid RETURNING true", account_id)
+        )
+
+    # last known statuses --------------------------------------------------------------------
+
+    async def save_status(
+        self,
+        *,
+        account_id: str,
+        code_type: str,
+        status: str,
+        rule_version: int | None,
+        reasons: Sequence[str],
+        decided_at: datetime,
+    ) -> None:
+        """Remember a decision; an older one never replaces a newer one."""
+        await self.pool.execute(
+            """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at)
+               VALUES ($1::uuid, $2, $3, $4, $5, $6)
+               ON CONFLICT (account_id, code_type) DO UPDATE SET status = EXCLUDED.status,
+                   rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at
+               WHERE holder_status.decided_at <= EXCLUDED.decided_at""",
+            account_id,
+            code_type,
+            status,
+            rule_version,
+            list(reasons),
+            decided_at,
+        )
+
+    async def last_status(self, account_id: str, code_type: str) -> Row | None:
+        """The stored decision of one holder and type."""
+        return await self.pool.fetchrow(
+            """SELECT status, rule_version, reasons, decided_at FROM holder_status
+               WHERE account_id = $1::uuid AND code_type = $2""",
+            account_id,
+            code_type,
+        )
+
+    # pseudonyms -----------------------------------------------------------------------------
+
+    async def register_subject(self, *, code_type: str, pseudonym: str, account_id: str) -> str | None:
+        """Record pseudonym → account; return the account the pseudonym belongs to.
+
+        A result other than ``account_id`` is a collision (or this account already has another
+        pseudonym of the type, after a key change): the caller must not issue.
+        """
+        owner: str | None = await self.pool.fetchval(
+            """WITH ins AS (
+                   INSERT INTO code_subjects (code_type, pseudonym, account_id) VALUES ($1, $2, $3::uuid)
+                   ON CONFLICT DO NOTHING RETURNING account_id
+               )
+               SELECT account_id::text FROM ins
+               UNION ALL
+               SELECT account_id::text FROM code_subjects WHERE code_type = $1 AND pseudonym = $2
+               LIMIT 1""",
+            code_type,
+            pseudonym,
+            account_id,
+        )
+        return owner
+
+    async def account_of(self, code_type: str, pseudonym: str) -> str | None:
+        """The account behind a pseudonym."""
+        account: str | None = await self.pool.fetchval(
+            "SELECT account_id::text FROM code_subjects WHERE code_type = $1 AND pseudonym = $2", code_type, pseudonym
+        )
+        return account
+
+    # scan log -------------------------------------------------------------------------------
+
+    async def copy_scans(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write scan rows (in :data:`SCAN_LOG_COLUMNS` order) with one ``COPY``, committed."""
+        async with self.pool.acquire() as conn:
+            await conn.copy_records_to_table("scan_log", records=rows, columns=SCAN_LOG_COLUMNS)
+
+    # venues and check-ins -------------------------------------------------------------------
+
+    @staticmethod
+    async def insert_venue(
+        conn: Connection,
+        *,
+        venue_id: str,
+        name: str,
+        address: str,
+        region: str,
+        owner_type: str,
+        owner_id: str,
+    ) -> None:
+        """A new venue (its code is set right after, in the same transaction)."""
+        await conn.execute(
+            """INSERT INTO venues (id, name, address, region_code, owner_type, owner_id)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            venue_id,
+            name,
+            address,
+            region,
+            owner_type,
+            owner_id,
+        )
+
+    @staticmethod
+    async def set_venue_code(conn: Connection, *, venue_id: str, payload: str, jti: str, expires_at: datetime) -> Row:
+        """Make ``payload`` the venue's one valid code."""
+        row = await conn.fetchrow(
+            """UPDATE venues SET code_payload = $2, code_jti = $3, code_expires_at = $4 WHERE id = $1
+               RETURNING id, name, address, region_code, owner_type, owner_id, status, code_payload, code_jti,
+                         code_expires_at, created_at""",
+            venue_id,
+            payload,
+            jti,
+            expires_at,
+        )
+        assert row is not None
+        return row
+
+    async def get_venue(self, venue_id: str) -> Row | None:
+        """One venue."""
+        return await self.pool.fetchrow(
+            """SELECT id, name, address, region_code, owner_type, owner_id, status, code_payload, code_jti,
+                      code_expires_at, created_at
+               FROM venues WHERE id = $1""",
+            venue_id,
+        )
+
+    async def insert_checkin(self, *, venue_id: str, pseudonym: str) -> datetime:
+        """Record a check-in now; returns its time."""
+        at: datetime = await self.pool.fetchval(
+            "INSERT INTO checkins (venue_id, pseudonym) VALUES ($1, $2) RETURNING checked_in_at", venue_id, pseudonym
+        )
+        return at
+
+    async def checkins(self, *, venue_id: str, start: datetime, end: datetime, limit: int) -> list[Row]:
+        """Check-ins of a venue in ``[start, end)``, oldest first, at most ``limit``."""
+        return await self.pool.fetch(
+            """SELECT pseudonym, checked_in_at FROM checkins
+               WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
+               ORDER BY checked_in_at LIMIT $4""",
+            venue_id,
+            start,
+            end,
+            limit,
+        )
+
+    # offline ride devices -------------------------------------------------------------------
+
+    async def get_device(self, device_id: str) -> Row | None:
+        """A registered device key."""
+        return await self.pool.fetchrow(
+            """SELECT device_id, account_id::text AS account_id, public_key, revoked_at, flagged_at
+               FROM transit_devices WHERE device_id = $1""",
+            device_id,
+        )
+
+    async def certify_device(
+        self, *, device_id: str, account_id: str, public_key: bytes, not_before: datetime, not_after: datetime
+    ) -> None:
+        """Register the device (first time) and record the certificate just issued."""
+        await self.pool.execute(
+            """INSERT INTO transit_devices (device_id, account_id, public_key, certified_at, cert_expires_at)
+               VALUES ($1, $2::uuid, $3, $4, $5)
+               ON CONFLICT (device_id) DO UPDATE SET certified_at = EXCLUDED.certified_at,
+                   cert_expires_at = EXCLUDED.cert_expires_at""",
+            device_id,
+            account_id,
+            public_key,
+            not_before,
+            not_after,
+        )
+
+    async def revoke_device(self, *, device_id: str, account_id: str) -> bool:
+        """The citizen retires a device key; false if it is not theirs or already revoked."""
+        return bool(
+            await self.pool.fetchval(
+                """UPDATE transit_devices SET revoked_at = now()
+                   WHERE device_id = $1 AND account_id = $2::uuid AND revoked_at IS NULL RETURNING true""",
+                device_id,
+                account_id,
+            )
+        )
+
+    async def flag_devices(self, device_ids: Iterable[str]) -> list[str]:
+        """Mark devices whose ride codes were replayed; returns the ones newly flagged."""
+        rows = await self.pool.fetch(
+            """UPDATE transit_devices SET flagged_at = now()
+               WHERE device_id = ANY($1::text[]) AND flagged_at IS NULL RETURNING device_id""",
+            list(device_ids),
+        )
+        return [r["device_id"] for r in rows]
+
+    async def insert_ride_records(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store ride records ``(device_id, counter, ride_at, validator_id, scanned_at, subject,
+        partner_id)``; returns how many were new (a re-uploaded line is skipped)."""
+        if not rows:
+            return 0
+        inserted: int = await self.pool.fetchval(
+            """WITH ins AS (
+                   INSERT INTO ride_records (device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id)
+                   SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
+                                        $6::text[], $7::text[])
+                   ON CONFLICT DO NOTHING RETURNING 1
+               ) SELECT count(*) FROM ins""",
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
+        return inserted
+
+    async def ride_records_for(self, keys: Iterable[tuple[str, int]]) -> list[Row]:
+        """Every stored record of the given ``(device_id, counter)`` pairs."""
+        pairs = list(keys)
+        if not pairs:
+            return []
+        return await self.pool.fetch(
+            """SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id
+               FROM ride_records r
+               JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
+                 ON r.device_id = k.device_id AND r.counter = k.counter""",
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+        )
+
+    # retention ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def delete_before(conn: Connection, table: str, cutoff: datetime, *, batch: int) -> int:
+        """Delete up to ``batch`` rows of ``table`` older than ``cutoff``; returns how many."""
+        column = _RETENTION_TABLES[table]  # a fixed name from our own map: never caller text
+        deleted: int = await conn.fetchval(
+            f"""WITH gone AS (
+                    DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))
+                    RETURNING 1
+                ) SELECT count(*) FROM gone""",  # noqa: S608 - identifiers from _RETENTION_TABLES
+            cutoff,
+            batch,
+        )
+        return deleted
+
+    @staticmethod
+    async def delete_lapsed_overrides(conn: Connection, cutoff: datetime) -> int:
+        """Forget overrides that ended before ``cutoff`` (they decide nothing any more)."""
+        deleted: int = await conn.fetchval(
+            "WITH gone AS (DELETE FROM health_overrides WHERE until < $1 RETURNING 1) SELECT count(*) FROM gone",
+            cutoff,
+        )
+        return deleted

@@ -1,0 +1,75 @@
+"""Settings of the codes domain: lifetimes, levels, freshness, retention and limits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["CodesSettings"]
+
+_Seconds = Annotated[int, msgspec.Meta(ge=1)]
+_Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
+_Level = Literal["L2", "L3", "L4"]
+
+
+class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How codes are issued, verified and kept.
+
+    Attributes:
+        health_level: Level needed to hold a health code (its status is read from the health
+            department by ID number, which only an ``L3`` account has).
+        transit_level: Level for a transit code (the card is looked up by ID number: ``L3``).
+        socsec_level: Level for an e-social-security card code.
+        citizen_level: Level for a citizen code.
+        clock_skew_s: Tolerance on ``iat``/``exp`` at verification (online and in the docs'
+            recommendation for offline verifiers, so both agree).
+        status_fresh_s: How long the last known status may stand in for a department that
+            does not answer; after that health falls back to ``Y`` and other types refuse.
+        holder_cache_ttl_s: Life of the Redis copy of a holder's current status and masked
+            name that verification reads (refreshed on every issue and override).
+        rules_refresh_s: How often a process re-reads the published health rules.
+        issue_per_minute: Codes one account may request per type and minute (each request
+            reads department data).
+        verify_per_second: Verifications one partner may request per second (per process
+            window in Redis, shared by every process).
+        scan_retention_days: Scan log rows older than this are deleted by the retention job.
+        checkin_retention_days: Venue check-ins older than this are deleted.
+        ride_retention_days: Uploaded validator ride records older than this are deleted.
+        retention_interval_s: How often a process runs the retention job (one process at a
+            time, under an advisory lock); ``0`` disables the in-process job (run
+            ``onecity codes retention`` from cron instead).
+        scan_log_max_batch: Largest group commit of scan log rows.
+        keys_max_age_s: ``Cache-Control: max-age`` of ``GET /v1/codes/keys``.
+        device_certificate_s: Life of an offline ride device certificate.
+        exposure_max_days: Longest window of one exposure query.
+    """
+
+    health_level: _Level = "L3"
+    transit_level: _Level = "L3"
+    socsec_level: _Level = "L3"
+    citizen_level: _Level = "L2"
+    clock_skew_s: Annotated[int, msgspec.Meta(ge=0, le=120)] = 30
+    status_fresh_s: _Seconds = 24 * 3600
+    holder_cache_ttl_s: _Seconds = 600
+    rules_refresh_s: _Seconds = 15
+    issue_per_minute: _Seconds = 30
+    verify_per_second: _Seconds = 5000
+    scan_retention_days: _Days = 30
+    checkin_retention_days: _Days = 28
+    ride_retention_days: _Days = 90
+    retention_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    scan_log_max_batch: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 2000
+    keys_max_age_s: _Seconds = 300
+    device_certificate_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 24 * 3600
+    exposure_max_days: _Days = 31
+
+    def required_level(self, api_name: str) -> str:
+        """The level needed for holder code type ``api_name`` (``health``, ``transit``...)."""
+        levels = {
+            "health": self.health_level,
+            "transit": self.transit_level,
+            "socsec": self.socsec_level,
+            "citizen": self.citizen_level,
+        }
+        return levels[api_name]

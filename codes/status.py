@@ -1,0 +1,288 @@
+"""A holder's status per code type, from department data, with a defined fallback.
+
+Health: the active rule version evaluated over the health department's tests, vaccinations and
+risk (:mod:`codes.rules`), then a staff override on top. Transit and social security: the card's
+status (``active`` → ``A``, blocked/suspended → ``X``). Citizen: ``A``.
+
+Every decision made from department data is stored (``holder_status``) with its time. When the
+department does not answer (any :class:`~services.errors.DepartmentError`, or data that does not
+fit the contract):
+
+1. the stored decision stands in while it is younger than ``status_fresh_s`` (24 h by default),
+   marked ``source: last_known``;
+2. after that, health falls back to ``Y`` with reason ``health_data_unavailable`` — never green
+   on missing data, never red on our own outage — and transit and social security have no
+   status: issuing answers 503 (a signed ``X`` would assert a suspension nobody decided).
+
+A staff override applies in every case: it is a human decision, not department data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from codes.holders import HolderAccount
+from codes.payload import CodeType
+from codes.repository import CodesRepository
+from codes.rulebook import RuleBook
+from codes.rules import (
+    STAFF_OVERRIDE_REASON,
+    Decision,
+    HealthFacts,
+    HealthStatus,
+    StatusOverride,
+    evaluate,
+    facts_from_department,
+)
+from core.audit import AuditBatcher, AuditEvent
+from core.errors import DependencyUnavailable
+from core.structs import Response
+from services.departments.health import HealthDepartment
+from services.departments.socsec import SocsecDepartment
+from services.departments.transport import TransportDepartment
+from services.errors import DepartmentError
+
+__all__ = ["FALLBACK_HEALTH_STATUS", "HEALTH_UNAVAILABLE_REASON", "StatusDecision", "StatusResolver"]
+
+#: What a health code shows when nothing fresh is known (DESIGN: never green on missing data).
+FALLBACK_HEALTH_STATUS: HealthStatus = "Y"
+HEALTH_UNAVAILABLE_REASON = "health_data_unavailable"
+
+_T = TypeVar("_T")
+
+
+class StatusDecision(Response, frozen=True):
+    """A holder's status for one code type and where it came from.
+
+    Attributes:
+        status: The ``st`` value.
+        reasons: Machine-readable reasons (health rules' reasons, ``staff_override``,
+            ``health_data_unavailable``, ``card_blocked``...).
+        rule_version: Health: the rule version (``rv``).
+        source: ``department``, ``last_known`` or ``fallback``.
+        as_of: When the underlying data was read.
+        overridden: A staff override decided the status.
+    """
+
+    status: str
+    source: str
+    as_of: dt.datetime
+    reasons: tuple[str, ...] = ()
+    rule_version: int | None = None
+    overridden: bool = False
+
+
+class StatusResolver:
+    """Decides statuses.
+
+    Args:
+        health: The health department (any :class:`HealthDepartment`, e.g. a cached layer).
+        transport: The transport department.
+        socsec: The social-security department.
+        repository: Stored decisions and overrides.
+        rules: The health rule versions.
+        fresh_s: How long a stored decision may stand in for an unreachable department.
+        audit: Records each read of department data (who, whose, what, why).
+    """
+
+    def __init__(
+        self,
+        *,
+        health: HealthDepartment,
+        transport: TransportDepartment,
+        socsec: SocsecDepartment,
+        repository: CodesRepository,
+        rules: RuleBook,
+        fresh_s: int,
+        audit: AuditBatcher | None = None,
+    ) -> None:
+        self._health = health
+        self._transport = transport
+        self._socsec = socsec
+        self._repository = repository
+        self._rules = rules
+        self._fresh = dt.timedelta(seconds=fresh_s)
+        self._audit = audit
+
+    # overrides --------------------------------------------------------------------------------
+
+    async def override_of(self, account_id: str) -> StatusOverride | None:
+        """The citizen's override row as a :class:`StatusOverride` (maybe lapsed)."""
+        row = await self._repository.get_override(account_id)
+        if row is None:
+            return None
+        return StatusOverride(status=row["status"], reason=row["reason"], until=row["until"])
+
+    @staticmethod
+    def _with_override(decision: StatusDecision, override: StatusOverride | None, now: dt.datetime) -> StatusDecision:
+        if override is None or not override.is_active(now):
+            return decision
+        return msgspec.structs.replace(
+            decision,
+            status=override.status,
+            reasons=(*decision.reasons, STAFF_OVERRIDE_REASON),
+            overridden=True,
+        )
+
+    # department reads ------------------------------------------------------------------------
+
+    def _audit_read(self, holder: HolderAccount, department: str, purpose: str) -> None:
+        if self._audit is not None:
+            self._audit.add(
+                AuditEvent(
+                    action="department.read",
+                    outcome="success",
+                    actor_type="citizen",
+                    actor_id=holder.account_id,
+                    subject_id=holder.account_id,
+                    details={"department": department, "purpose": purpose},
+                )
+            )
+
+    async def _read(self, holder: HolderAccount, department: str, call: Callable[[str], Awaitable[_T]]) -> _T:
+        if holder.id_number is None:
+            raise DepartmentError(department, "rejected")  # no ID number: nothing to ask for
+        result = await call(holder.id_number)
+        self._audit_read(holder, department, "code_status")
+        return result
+
+    async def _stored(self, holder: HolderAccount, code_type: CodeType, now: dt.datetime) -> StatusDecision | None:
+        row = await self._repository.last_status(holder.account_id, code_type.value)
+        if row is None or now - row["decided_at"] > self._fresh:
+            return None
+        return StatusDecision(
+            status=row["status"],
+            source="last_known",
+            as_of=row["decided_at"],
+            reasons=tuple(row["reasons"]),
+            rule_version=row["rule_version"],
+        )
+
+    async def _save(self, holder: HolderAccount, code_type: CodeType, decision: StatusDecision) -> None:
+        await self._repository.save_status(
+            account_id=holder.account_id,
+            code_type=code_type.value,
+            status=decision.status,
+            rule_version=decision.rule_version,
+            reasons=decision.reasons,
+            decided_at=decision.as_of,
+        )
+
+    # decisions -------------------------------------------------------------------------------
+
+    async def decide(self, holder: HolderAccount, code_type: CodeType) -> StatusDecision:
+        """The holder's status now, from department data or the fallback.
+
+        Raises:
+            DependencyUnavailable: transit/social security with the department down and nothing
+                fresh stored.
+        """
+        now = dt.datetime.now(dt.UTC)
+        if code_type is CodeType.HEALTH:
+            return await self._health_status(holder, now)
+        if code_type is CodeType.CITIZEN:
+            return StatusDecision(status="A", source="department", as_of=now)
+        try:
+            if code_type is CodeType.TRANSIT:
+                card: Any = await self._read(
+                    holder, "transport", lambda idn: self._transport.card(idn, purpose="transit_code")
+                )
+                active, reason = card.status == "active", "card_blocked"
+            else:
+                card = await self._read(holder, "socsec", lambda idn: self._socsec.card(idn, purpose="socsec_code"))
+                active, reason = card.status == "active", "card_suspended"
+        except (DepartmentError, msgspec.ValidationError):
+            stored = await self._stored(holder, code_type, now)
+            if stored is None:
+                raise DependencyUnavailable(
+                    f"The {code_type.api_name} card status cannot be read right now", retry_after=10
+                ) from None
+            return stored
+        decision = StatusDecision(
+            status="A" if active else "X", source="department", as_of=now, reasons=() if active else (reason,)
+        )
+        await self._save(holder, code_type, decision)
+        return decision
+
+    async def _health_facts(self, holder: HolderAccount, now: dt.datetime) -> HealthFacts | None:
+        """The health department's data reduced to facts, or ``None`` if it cannot be had."""
+        try:
+            tests, vaccinations, risk = await asyncio.gather(
+                self._read(holder, "health", lambda idn: self._health.tests(idn, purpose="health_code")),
+                self._read(holder, "health", lambda idn: self._health.vaccinations(idn, purpose="health_code")),
+                self._read(holder, "health", lambda idn: self._health.risk(idn, purpose="health_code")),
+            )
+            return facts_from_department(tests, vaccinations, risk, now)
+        except (DepartmentError, ValueError):  # msgspec.ValidationError is a ValueError
+            return None
+
+    async def _health_status(self, holder: HolderAccount, now: dt.datetime) -> StatusDecision:
+        ruleset = await self._rules.active()
+        # The override is read while the department answers: one latency, not two.
+        facts, override = await asyncio.gather(self._health_facts(holder, now), self.override_of(holder.account_id))
+        if facts is None:
+            stored = await self._stored(holder, CodeType.HEALTH, now)
+            decision = stored or StatusDecision(
+                status=FALLBACK_HEALTH_STATUS,
+                source="fallback",
+                as_of=now,
+                reasons=(HEALTH_UNAVAILABLE_REASON,),
+                rule_version=ruleset.version,
+            )
+        else:
+            # Stored without the override: the override is applied at read time, so lifting or
+            # expiring it never leaves its status behind in the stored decision.
+            evaluated: Decision = evaluate(ruleset, facts, now=now)
+            decision = StatusDecision(
+                status=evaluated.status,
+                source="department",
+                as_of=now,
+                reasons=evaluated.reasons,
+                rule_version=evaluated.rule_version,
+            )
+            await self._save(holder, CodeType.HEALTH, decision)
+        return self._with_override(decision, override, now)
+
+    async def current(self, account_id: str, code_type: CodeType) -> StatusDecision | None:
+        """The current status from stored data only (no department call): for verification.
+
+        Health: the stored decision (or the fallback when it is stale) with the override on
+        top; other types: the stored decision; citizen codes: ``A``. ``None`` when nothing is
+        known for transit or social security.
+        """
+        now = dt.datetime.now(dt.UTC)
+        if code_type is CodeType.CITIZEN:
+            return StatusDecision(status="A", source="department", as_of=now)
+        row = await self._repository.last_status(account_id, code_type.value)
+        fresh = row is not None and now - row["decided_at"] <= self._fresh
+        if code_type is not CodeType.HEALTH:
+            if row is None:
+                return None
+            return StatusDecision(
+                status=row["status"],
+                source="last_known",
+                as_of=row["decided_at"],
+                reasons=tuple(row["reasons"]),
+            )
+        if row is not None and fresh:
+            decision = StatusDecision(
+                status=row["status"],
+                source="last_known",
+                as_of=row["decided_at"],
+                reasons=tuple(row["reasons"]),
+                rule_version=row["rule_version"],
+            )
+        else:
+            decision = StatusDecision(
+                status=FALLBACK_HEALTH_STATUS,
+                source="fallback",
+                as_of=now,
+                reasons=(HEALTH_UNAVAILABLE_REASON,),
+                rule_version=(await self._rules.active()).version,
+            )
+        return self._with_override(decision, await self.override_of(account_id), now)
