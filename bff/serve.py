@@ -3,8 +3,8 @@
 Granian runs one worker process per core (configurable). Each worker builds its own app
 from the environment (:func:`bff.asgi.app_factory`), so workers share nothing but
 PostgreSQL and Redis, exactly like several hosts behind a load balancer. On SIGTERM or
-SIGINT granian stops accepting, lets in-flight requests finish, then runs each app's
-shutdown (pools and clients close).
+SIGINT granian stops accepting, lets in-flight requests finish (up to 30 s), then runs
+each app's lifespan shutdown (pools and clients close).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.server import Server
 
 from bff.resources import StartupError
@@ -36,5 +37,10 @@ def serve(settings: Settings, *, workers: int | None = None, host: str | None = 
         log_access=False,
         workers_kill_timeout=30,
         respawn_failed_workers=True,
+        # Request header limits: a client gets 10 s to send its headers (slow-loris) and the
+        # header buffer is capped; bodies are capped by the app (ONECITY_MAX_BODY_BYTES, 413).
+        http1_settings=HTTP1Settings(
+            header_read_timeout=10_000, max_buffer_size=settings.server.max_header_bytes, keep_alive=True
+        ),
     ).serve()
     return 0

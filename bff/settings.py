@@ -14,8 +14,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from codes.settings import CodesSettings
 from core.crypto import MasterKeyError, parse_master_key
+from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
+from identity.staff.settings import StaffSettings
 from services.departments import DepartmentEndpoints
 from services.fanout import FanoutSettings
 
@@ -78,6 +81,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     workers: int = 0  # 0: one per CPU core
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
     auth_rate_per_minute: int = 120
 
@@ -106,6 +110,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     departments: DepartmentEndpoints = DepartmentEndpoints()
     identity: IdentitySettings = IdentitySettings()
     fanout: FanoutSettings = msgspec.field(default_factory=FanoutSettings)
+    codes: CodesSettings = CodesSettings()
+    oidc: OidcSettings = OidcSettings()
+    staff: StaffSettings = StaffSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -131,6 +138,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_PORT": "server.port",
     "ONECITY_WORKERS": "server.workers",
     "ONECITY_MAX_BODY_BYTES": "server.max_body_bytes",
+    "ONECITY_MAX_HEADER_BYTES": "server.max_header_bytes",
     "ONECITY_CORS_ORIGINS": "server.cors_origins",
     "ONECITY_AUTH_RATE_PER_MINUTE": "server.auth_rate_per_minute",
     "ONECITY_HEALTH_URL": "departments.health",
@@ -153,6 +161,25 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_BREAKER_FAILURES": "fanout.breaker.failure_threshold",
     "ONECITY_BREAKER_FAILURE_RATE": "fanout.breaker.failure_rate",
     "ONECITY_BREAKER_OPEN_S": "fanout.breaker.open_s",
+    "ONECITY_DEPARTMENT_POOL_CONNECTIONS": "fanout.pool.max_connections",
+    "ONECITY_DEPARTMENT_POOL_KEEPALIVE": "fanout.pool.max_keepalive",
+    "ONECITY_CODES_CLOCK_SKEW_S": "codes.clock_skew_s",
+    "ONECITY_CODES_STATUS_FRESH_S": "codes.status_fresh_s",
+    "ONECITY_CODES_HOLDER_CACHE_TTL_S": "codes.holder_cache_ttl_s",
+    "ONECITY_CODES_VERIFY_PER_SECOND": "codes.verify_per_second",
+    "ONECITY_CODES_ISSUE_PER_MINUTE": "codes.issue_per_minute",
+    "ONECITY_SCAN_RETENTION_DAYS": "codes.scan_retention_days",
+    "ONECITY_CHECKIN_RETENTION_DAYS": "codes.checkin_retention_days",
+    "ONECITY_RIDE_RETENTION_DAYS": "codes.ride_retention_days",
+    "ONECITY_CODES_RETENTION_INTERVAL_S": "codes.retention_interval_s",
+    "ONECITY_DEVICE_CERTIFICATE_S": "codes.device_certificate_s",
+    "ONECITY_OIDC_CODE_TTL_S": "oidc.code_ttl_s",
+    "ONECITY_OIDC_ACCESS_TOKEN_TTL_S": "oidc.access_token_ttl_s",
+    "ONECITY_OIDC_CLIENT_TOKEN_TTL_S": "oidc.client_token_ttl_s",
+    "ONECITY_OIDC_REFRESH_IDLE_TTL_S": "oidc.refresh_idle_ttl_s",
+    "ONECITY_OIDC_GRANT_TTL_S": "oidc.grant_ttl_s",
+    "ONECITY_OIDC_CLIENT_CACHE_TTL_S": "oidc.client_cache_ttl_s",
+    "ONECITY_STAFF_TOKEN_TTL_S": "staff.token_ttl_s",
 }
 
 _LISTS = {"server.cors_origins"}
