@@ -29,8 +29,17 @@ from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
 from bff.screens import ScreensController, provide_screens
 from bff.settings import Settings
+from codes import (
+    CODES_DEPENDENCIES,
+    CodesAdminController,
+    CodesPartnerController,
+    MyCodesController,
+    PartnerVenuesController,
+)
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_identity, provide_principal
+from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
+from identity.staff import StaffAuthController
 
 __all__ = ["create_app"]
 
@@ -79,11 +88,21 @@ def create_app(settings: Settings) -> Litestar:
             ),
             MeController,
             ScreensController,
+            DiscoveryController,
+            OAuthController,
+            AuthorizeController,
+            ConsentController,
+            StaffAuthController,
+            MyCodesController,
+            CodesPartnerController,
+            CodesAdminController,
+            PartnerVenuesController,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
             "principal": Provide(provide_principal),
             "screens": Provide(provide_screens, sync_to_thread=False),
+            **CODES_DEPENDENCIES,
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],

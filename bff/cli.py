@@ -77,12 +77,57 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_codes(args: argparse.Namespace, settings: Settings) -> int:
+    from codes.cli import run
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    return run(
+        args,
+        database_url=settings.database.url,
+        master_key=settings.require_master_key(),
+        settings=settings.codes,
+        issuer=settings.city,
+    )
+
+
 def _cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     from bff.outbox import read_outbox, render
 
     messages = asyncio.run(read_outbox(settings, args.phone))
     print(render(messages) if messages else "no messages")
     return 0
+
+
+def _cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.oidc.cli import run
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    return asyncio.run(
+        run(
+            args,
+            database_url=settings.database.url,
+            master_key=settings.require_master_key(),
+            redis_url=settings.redis.url,
+        )
+    )
+
+
+def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.staff.cli import run
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    return asyncio.run(
+        run(
+            args,
+            database_url=settings.database.url,
+            master_key=settings.require_master_key(),
+            redis_url=settings.redis.url,
+            settings=settings.staff,
+        )
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,14 +167,45 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--dev-mode", action="store_true", help="accept live- liveness tokens even in prod env")
     simulate.set_defaults(handler=_cmd_simulate)
 
+    # Listed for --help only: main() hands `onecity bench ...` to bench.cli.main before parsing.
+    commands.add_parser("bench", help="load-test the system with wrk (python -m bench --help)")
+
+    # Listed for --help only: main() hands `onecity verify ...` to codes.verify_cli.main.
+    commands.add_parser("verify", help="verify a scanned code offline against the code keys (JWKS file or URL)")
+    from codes.cli import add_commands as add_codes_commands
+
+    add_codes_commands(commands).set_defaults(handler=_cmd_codes)
+
     outbox = commands.add_parser("outbox", help="show the SMS simulator's messages to a phone (dev login codes)")
     outbox.add_argument("phone")
     outbox.set_defaults(handler=_cmd_outbox)
+
+    from identity.oidc.cli import add_arguments as add_client_arguments
+    from identity.staff.cli import add_arguments as add_staff_arguments
+
+    clients = commands.add_parser("clients", help="manage OpenID Connect clients (partners)")
+    add_client_arguments(clients)
+    clients.set_defaults(handler=_cmd_clients)
+    staff = commands.add_parser("staff", help="manage staff accounts")
+    add_staff_arguments(staff)
+    staff.set_defaults(handler=_cmd_staff)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``onecity`` console script."""
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["verify"]:
+        # Offline verification needs no settings, database or network (beyond a keys URL).
+        from codes.verify_cli import main as verify_main
+
+        return verify_main(given[1:])
+    if given[:1] == ["bench"]:
+        # The benchmark has its own options (argparse cannot pass `--quick` etc. through a
+        # subparser) and reads its own environment, so it takes over before settings load.
+        from bench.cli import main as bench_main
+
+        return bench_main(given[1:])
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -6,7 +6,12 @@ from litestar.datastructures import State
 
 from bff.resources import Resources
 from bff.screens import DataAccessRepository, ScreenService
+from codes import CodesService
 from identity import AccessTokens, IdentityRepository, IdentityService
+from identity.oidc import OidcProvider, TokenRevocations
+from identity.staff import StaffService
+from identity.staff.passwords import Passwords
+from identity.staff.repository import StaffRepository
 
 __all__ = ["attach_domains"]
 
@@ -24,12 +29,58 @@ def attach_domains(state: State, resources: Resources) -> None:
         departments=resources.departments,
         settings=settings.identity,
     )
+    # Partner and staff tokens can be revoked before they expire (RFC 7009, replayed codes,
+    # withdrawn consent, disabled clients or staff): one shared set, checked by the OIDC
+    # endpoints, identity.partners and identity.staff.
+    revocation_window = (
+        max(settings.oidc.access_token_ttl_s, settings.oidc.client_token_ttl_s, settings.staff.token_ttl_s)
+        + settings.identity.clock_skew_s
+    )
+    state.token_revocations = TokenRevocations(resources.redis, resources.pool, window_s=revocation_window)
+    assert resources.audit is not None
+    state.oidc = OidcProvider(
+        pool=resources.pool,
+        redis=resources.redis,
+        vault=resources.vault,
+        keys=resources.keys,
+        tokens=tokens,
+        identity=state.identity,
+        settings=settings.oidc,
+        issuer=settings.identity.issuer,
+        revocations=state.token_revocations,
+        audit=resources.audit,
+    )
+    state.staff = StaffService(
+        repository=StaffRepository(resources.pool),
+        redis=resources.redis,
+        vault=resources.vault,
+        tokens=tokens,
+        sms=resources.departments.sms,
+        passwords=Passwords.from_settings(settings.staff),
+        settings=settings.staff,
+    )
     assert resources.fanout is not None
-    # The home screen's `codes` comes from codes_summary (default: none); the codes domain
-    # wires its summary here.
+    # Codes read department data through the resilient layer (deadlines, breakers, retries,
+    # coalescing, audited reads); on failure it raises and the codes domain falls back to the
+    # last known decision, so it does not audit the reads a second time.
+    state.codes = CodesService(
+        pool=resources.pool,
+        redis=resources.redis,
+        vault=resources.vault,
+        keys=resources.keys,
+        health=resources.fanout.health,
+        transport=resources.fanout.transport,
+        socsec=resources.fanout.socsec,
+        settings=settings.codes,
+        issuer=settings.city,
+        audit=resources.audit,
+        audit_department_reads=False,
+    )
+    resources.tasks.extend(state.codes.background_tasks())
     state.screens = ScreenService(
         departments=resources.fanout,
         identity=state.identity,
         repository=DataAccessRepository(resources.pool),
         hasher=resources.vault,
+        codes_summary=state.codes.summary,
     )

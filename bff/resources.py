@@ -22,7 +22,7 @@ from core.keys import KeyManager, KeyStore
 from core.migrate import pending_migrations
 from core.redis import Redis, create_redis
 from services.departments import Departments, build_departments
-from services.fanout import ResilientDepartments, build_resilient_departments
+from services.fanout import DepartmentPools, ResilientDepartments, build_resilient_departments
 from services.tokens import ServiceTokenMinter
 
 __all__ = ["Resources", "StartupError", "close_resources", "open_resources"]
@@ -107,7 +107,12 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
     resources.audit = AuditBatcher(pool)
     resources.audit.start()
     resources.fanout = build_resilient_departments(
-        departments, redis=redis, hasher=vault, settings=settings.fanout, audit=resources.audit
+        departments,
+        redis=redis,
+        hasher=vault,
+        settings=settings.fanout,
+        audit=resources.audit,
+        pools=DepartmentPools(settings.departments, minter, settings.fanout.pool),
     )
     return resources
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from bff.settings import Settings
+from codes.seed import seed_demo_venue
 from core.crypto import Vault
 from core.db import create_pool
+from identity.oidc import seed_demo_partner
 from identity.seed import seed_demo_citizens
 
 __all__ = ["seed_demo"]
 
 
 async def seed_demo(settings: Settings) -> None:
-    """Seed the demo citizens and the demo partner (DESIGN.md "Demo data"); safe to repeat."""
+    """Seed the demo citizens, the demo partner (DESIGN.md "Demo data") and the demo venue;
+    safe to repeat."""
     assert settings.database.url
     pool = await create_pool(settings.database.url, min_size=1, max_size=2)
     try:
         vault = Vault(settings.require_master_key())
         await seed_demo_citizens(pool, vault)
+        await seed_demo_partner(pool, vault)
+        await seed_demo_venue(pool, vault, issuer=settings.city)
     finally:
         await pool.close()

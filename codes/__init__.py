@@ -1,13 +1,24 @@
 """City-service codes: payloads, verification, health rules, rendering and offline ride codes.
 
-This package is the pure core (no database, no HTTP): the BFF wires it to storage, Redis and
-endpoints. :mod:`codes.verifier` and :mod:`codes.ride` import only the standard library and
-``cryptography`` so partners can copy them into their scanners.
+The pure core (:mod:`codes.payload`, :mod:`codes.verifier`, :mod:`codes.rules`,
+:mod:`codes.render`, :mod:`codes.ride`, :mod:`codes.pseudonym`) has no database and no HTTP;
+:mod:`codes.verifier` and :mod:`codes.ride` import only the standard library and
+``cryptography`` so partners can copy them into their scanners. The rest is the domain as the
+BFF runs it: storage (:mod:`codes.repository`), Redis state (:mod:`codes.live`), one module per
+job (issuing, status, verification, scan log, overrides, venues, rides, rule book, retention),
+assembled by :class:`codes.service.CodesService` and exposed by :mod:`codes.controllers`.
 
 The async ``codes.render.render`` is deliberately not re-exported: a package attribute named
 ``render`` would shadow the ``codes.render`` submodule.
 """
 
+from codes.controllers import (
+    CODES_DEPENDENCIES,
+    CodesAdminController,
+    CodesPartnerController,
+    MyCodesController,
+    PartnerVenuesController,
+)
 from codes.payload import (
     LIFETIMES,
     CodeClaims,
@@ -45,17 +56,26 @@ from codes.rules import (
     facts_from_department,
     validate_ruleset,
 )
+from codes.service import CodesService
+from codes.settings import CodesSettings
 from codes.verifier import REASONS, Verification, load_jwks, verify_code
 
 __all__ = [
+    "CODES_DEPENDENCIES",
     "DEFAULT_RULESET",
     "LIFETIMES",
     "REASONS",
     "CodeClaims",
     "CodeType",
+    "CodesAdminController",
+    "CodesPartnerController",
+    "CodesService",
+    "CodesSettings",
     "Decision",
     "DeviceCertificate",
     "HealthFacts",
+    "MyCodesController",
+    "PartnerVenuesController",
     "PayloadTooLongError",
     "Pseudonymizer",
     "Replay",

@@ -21,28 +21,35 @@ most 300 s); the holder cache and current codes are rebuilt from PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
-from typing import Any, Literal
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
 
 import msgspec
+from redis import exceptions as redis_exceptions
 
 from core.redis import Redis
 
 __all__ = ["CheckOutcome", "CurrentCode", "HolderEntry", "LiveCodes"]
 
 CheckOutcome = Literal["ok", "revoked", "replayed"]
+_T = TypeVar("_T")
 
 #: Longest life of a holder code plus margin: how long a revocation must be remembered.
 _REVOCATION_TTL_S = 300 + 120
 
+# One bulk string back (outcome letter + cached holder JSON): the cheapest reply to parse.
 _CHECK = """
-local holder = redis.call('GET', KEYS[3])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'revoked', holder} end
+local holder = redis.call('GET', KEYS[3]) or ''
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'v' .. holder end
 if ARGV[2] == '1' then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return {'replayed', holder} end
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 'p' .. holder end
 end
-return {'ok', holder}
+return 'o' .. holder
 """
+_OUTCOMES: dict[int, CheckOutcome] = {ord("o"): "ok", ord("v"): "revoked", ord("p"): "replayed"}
 
 _REVOKE_ALL = """
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
@@ -87,8 +94,80 @@ _current_decoder = msgspec.json.Decoder(CurrentCode)
 _encode = msgspec.json.encode
 
 
+def _decode(decoder: msgspec.json.Decoder[_T], raw: bytes | str | None) -> _T | None:
+    """A cached value, or ``None`` when absent or unreadable (a value written by another
+    version during a rolling deploy is a cache miss, not an error)."""
+    if not raw:
+        return None
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
 def _tag(code_type: str, subject: str) -> str:
     return f"oc:c:{{{code_type}:{subject}}}"
+
+
+class _ScriptBatcher:
+    """Runs one Lua script for many concurrent callers in shared pipelines (auto-pipelining).
+
+    Like the scan log's group commit: a call made while no pipeline is in flight is sent at
+    once; calls arriving meanwhile wait and go together in the next pipeline. Under load that
+    turns hundreds of round trips (and hundreds of redis-py command dispatches, its main CPU
+    cost) into a few, with one connection instead of one per request.
+    """
+
+    _MAX_BATCH = 512
+
+    def __init__(self, redis: Redis, script: str) -> None:
+        self._redis = redis
+        self._script = script
+        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        self._waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((keys, args, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._drain(), name="codes-redis-batch")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._MAX_BATCH], self._waiting[self._MAX_BATCH :]
+            try:
+                results = await self._send([(keys, args) for keys, args, _ in batch])
+            except Exception as exc:  # every caller of the batch gets the failure
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _send(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        results = await self._pipeline(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, redis_exceptions.NoScriptError)]
+        if missing:  # a restarted or failed-over Redis forgot the script: load it, resend those
+            await self._redis.script_load(self._script)
+            retried = await self._pipeline([calls[i] for i in missing])
+            for index, result in zip(missing, retried, strict=True):
+                results[index] = result
+        return results
+
+    async def _pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
 
 class LiveCodes:
@@ -104,8 +183,17 @@ class LiveCodes:
         self._redis = redis
         self._holder_ttl = holder_ttl_s
         self._skew = skew_s
-        self._check = redis.register_script(_CHECK)
+        self._check = _ScriptBatcher(redis, _CHECK)
         self._revoke_all = redis.register_script(_REVOKE_ALL)
+        # redis-py's pool fails a command outright ("Too many connections") once every
+        # connection is busy; a burst of verifications must queue instead. Three quarters of
+        # the pool: the other domains sharing the client keep some connections.
+        limit = getattr(redis.connection_pool, "max_connections", None) or 64
+        self._slots = asyncio.Semaphore(max(1, limit * 3 // 4))
+
+    async def _bounded(self, operation: Awaitable[_T]) -> _T:
+        async with self._slots:
+            return await operation
 
     # verification -----------------------------------------------------------------------------
 
@@ -119,17 +207,14 @@ class LiveCodes:
         """
         tag = _tag(code_type, subject)
         ttl = max(1, int(exp + self._skew - now) + 1)
-        result: list[Any] = await self._check(
-            keys=[f"{tag}:rev", f"{tag}:u:{jti}", f"{tag}:h"], args=[jti, "1" if consume else "0", ttl]
-        )
-        outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
-        raw = result[1] if len(result) > 1 else None
-        holder = _holder_decoder.decode(raw) if raw else None
-        return outcome, holder  # type: ignore[return-value]
+        reply = await self._check([f"{tag}:rev", f"{tag}:u:{jti}", f"{tag}:h"], [jti, "1" if consume else "0", ttl])
+        raw = reply if isinstance(reply, bytes) else str(reply).encode()
+        return _OUTCOMES[raw[0]], _decode(_holder_decoder, raw[1:])
 
-    async def put_holder(self, code_type: str, subject: str, entry: HolderEntry) -> None:
-        """Cache a holder entry (after a miss, an issue, or a status change)."""
-        await self._redis.set(f"{_tag(code_type, subject)}:h", _encode(entry), ex=self._holder_ttl)
+    async def put_holder(self, code_type: str, subject: str, entry: HolderEntry, *, ttl_s: int | None = None) -> None:
+        """Cache a holder entry (after a miss, an issue, or a status change), at most ``ttl_s``."""
+        ttl = self._holder_ttl if ttl_s is None else max(1, min(ttl_s, self._holder_ttl))
+        await self._bounded(self._redis.set(f"{_tag(code_type, subject)}:h", _encode(entry), ex=ttl))
 
     async def forget_holder(self, code_type: str, subject: str) -> None:
         """Drop a cached holder entry (next verification reloads it)."""
@@ -161,7 +246,7 @@ class LiveCodes:
             _encode(current),
             ex=max(1, current.refresh_after - int(now)),
         )
-        await pipe.execute()
+        await self._bounded(pipe.execute())
 
     @staticmethod
     def _current_key(account_id: str, api_name: str) -> str:
@@ -169,8 +254,8 @@ class LiveCodes:
 
     async def current(self, account_id: str, api_name: str) -> CurrentCode | None:
         """The citizen's current code of a type, while before its refresh time."""
-        raw = await self._redis.get(self._current_key(account_id, api_name))
-        return _current_decoder.decode(raw) if raw else None
+        raw = await self._bounded(self._redis.get(self._current_key(account_id, api_name)))
+        return _decode(_current_decoder, raw)
 
     async def drop_current(self, account_id: str, api_name: str) -> None:
         """Forget the current code (its status changed: the next request issues a new one)."""
@@ -183,7 +268,7 @@ class LiveCodes:
         pipe = self._redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 61)
-        count, _ = await pipe.execute()
+        count, _ = await self._bounded(pipe.execute())
         return None if int(count) <= limit else 60 - now % 60
 
     # revocation ------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ class RuleSet(Response, frozen=True, forbid_unknown_fields=True):
         description: Free text for the humans who publish and audit it.
     """
 
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]  # a PostgreSQL integer
     rules: Annotated[tuple[Rule, ...], msgspec.Meta(min_length=1, max_length=64)]
     description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 

@@ -2,10 +2,10 @@
 
 Every online verification appends a row and waits until that row is committed in PostgreSQL;
 only then does the partner get its answer, so an acknowledged scan survives a crash of the
-worker right after. Rows arriving while a ``COPY`` is in flight wait for the next one, which
+worker right after. Rows arriving while an ``INSERT`` is in flight wait for the next one, which
 then carries all of them: at low load each scan is written at once (no timer, no added latency);
-under load the batches grow by themselves and many verifications share one ``COPY`` and one
-commit. At most ``max_batch`` rows go in one ``COPY``.
+under load the batches grow by themselves and many verifications share one ``INSERT`` and one
+commit. At most ``max_batch`` rows go in one statement.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class ScanLog:
     """Group-committed writer of ``scan_log`` rows.
 
     Args:
-        repository: Writes a batch with ``COPY``.
+        repository: Writes a batch in one statement.
         max_batch: Largest batch.
     """
 
@@ -52,21 +52,20 @@ class ScanLog:
         self._waiting.append((tuple(row), future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="scan-log-writer")
-        # Shielded: a caller that goes away (client disconnect) must not cancel the write of
-        # the other rows of its batch, only its own wait.
-        await asyncio.shield(future)
+        # A caller that goes away (client disconnect) cancels only this future: its row is
+        # already queued and the writer task, not the caller, does the write.
+        await future
 
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
             try:
-                await self._repository.copy_scans([row for row, _ in batch])
+                await self._repository.insert_scans([row for row, _ in batch])
             except Exception as exc:
                 log.warning("scan log batch not written", extra={"error": exc.__class__.__name__, "rows": len(batch)})
-                failure = DependencyUnavailable("The scan could not be logged; retry shortly")
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(failure)
+                        future.set_exception(DependencyUnavailable("The scan could not be logged; retry shortly"))
                 continue
             self.batches += 1
             self.rows += len(batch)

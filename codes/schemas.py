@@ -218,7 +218,7 @@ class RideScan(Request):
     """One accepted ride code from a validator's log."""
 
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=400)]
-    scanned_at: Annotated[float, msgspec.Meta(ge=0)]
+    scanned_at: Annotated[float, msgspec.Meta(ge=0, le=2**32, description="Unix seconds")]
 
 
 class RideLogUpload(Request):

@@ -43,6 +43,8 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
         keys_max_age_s: ``Cache-Control: max-age`` of ``GET /v1/codes/keys``.
         device_certificate_s: Life of an offline ride device certificate.
         exposure_max_days: Longest window of one exposure query.
+        partner_token_cache_s: How long a verified partner token is trusted without being
+            checked again (signature, revocation) on the verification hot path.
     """
 
     health_level: _Level = "L3"
@@ -63,6 +65,7 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
     keys_max_age_s: _Seconds = 300
     device_certificate_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 24 * 3600
     exposure_max_days: _Days = 31
+    partner_token_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
 
     def required_level(self, api_name: str) -> str:
         """The level needed for holder code type ``api_name`` (``health``, ``transit``...)."""

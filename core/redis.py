@@ -15,11 +15,14 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
     Timeouts are short on purpose: Redis answers in microseconds, so a slow answer means it
     is gone, and a request should learn that in a second rather than hang.
     """
-    return redis_asyncio.Redis.from_url(
+    # A blocking pool: a burst beyond ``max_connections`` waits (up to the timeout) for a
+    # free connection instead of failing with "Too many connections".
+    pool = redis_asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=2.0,
         socket_connect_timeout=1.0,
         socket_timeout=1.0,
         health_check_interval=15,
-        decode_responses=False,
     )
+    return redis_asyncio.Redis(connection_pool=pool, decode_responses=False)

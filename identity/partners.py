@@ -9,7 +9,7 @@ revocation checks here.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.datastructures import State
@@ -18,6 +18,9 @@ from core.errors import Forbidden, Unauthorized
 from core.structs import Response
 from identity.dependencies import bearer_token
 from identity.tokens import API_AUDIENCE, AccessTokens
+
+if TYPE_CHECKING:
+    from identity.oidc.revocation import TokenRevocations
 
 __all__ = ["PartnerPrincipal", "authenticate_partner", "require_partner_scope"]
 
@@ -30,12 +33,20 @@ class PartnerPrincipal(Response, frozen=True):
     jti: str
 
 
-async def authenticate_partner(tokens: AccessTokens, token: str) -> PartnerPrincipal:
-    """Verify a partner access token (audience ``onecity-api``), or 401."""
+async def authenticate_partner(
+    tokens: AccessTokens, token: str, revocations: TokenRevocations | None = None
+) -> PartnerPrincipal:
+    """Verify a partner access token (audience ``onecity-api``), or 401.
+
+    With ``revocations``, a token revoked by its client (RFC 7009) or issued to a client
+    disabled since is refused too (one Redis round trip).
+    """
     claims = await tokens.verify(token, audience=API_AUDIENCE)
     if claims.sid is not None:
         # A citizen's delegated token is not a partner's machine credential.
         raise Unauthorized("A client_credentials token is required", error="invalid_token")
+    if revocations is not None and await revocations.is_revoked(jti=claims.jti, client_id=claims.client_id):
+        raise Unauthorized("The access token has been revoked", error="invalid_token")
     return PartnerPrincipal(client_id=claims.client_id, scopes=claims.scopes, jti=claims.jti)
 
 
@@ -43,7 +54,7 @@ def require_partner_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Partn
     """A dependency provider: the partner, who must hold ``scope`` (else 403 insufficient_scope)."""
 
     async def provide(request: Request[Any, Any, Any], state: State) -> PartnerPrincipal:
-        partner = await authenticate_partner(state.access_tokens, bearer_token(request))
+        partner = await authenticate_partner(state.access_tokens, bearer_token(request), state.get("token_revocations"))
         if scope not in partner.scopes:
             raise Forbidden(
                 f"This needs the scope {scope}",

@@ -16,7 +16,7 @@ import binascii
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -92,7 +92,7 @@ def _combine(section: type[S], parts: Sequence[Fetched[Any]], build: Callable[[]
 
 class _Cursor(msgspec.Struct, array_like=True, frozen=True):
     at: dt.datetime
-    id: int
+    id: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a bigint: anything else is not ours
 
 
 class ScreenService:

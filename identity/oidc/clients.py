@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "ASSERTION_ALGORITHMS",
     "ASSERTION_TYPE",
     "AUTH_METHODS",
+    "CLIENT_ID_PATTERN",
     "Client",
     "ClientCredentials",
     "ClientRegistry",
@@ -57,6 +59,8 @@ ASSERTION_ALGORITHMS: Mapping[str, tuple[str, str | None]] = {
     "PS256": ("RSA", None),
 }
 _FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit"})
+#: The shape every registered client id has (and the database enforces).
+CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _MAX_ASSERTION_CHARS = 8192
 _CACHE_MAX = 10_000
 
@@ -261,7 +265,8 @@ class ClientRegistry:
         hit = self._cache.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        row = await self._repository.get_client(client_id) if len(client_id) <= 64 else None
+        # Anything not shaped like a client id (NUL bytes, 10 kB) never reaches the database.
+        row = await self._repository.get_client(client_id) if CLIENT_ID_PATTERN.match(client_id) else None
         client = Client.from_row(row) if row is not None else None
         if client is not None and client.disabled:
             client = None

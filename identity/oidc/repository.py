@@ -18,10 +18,16 @@ _CLIENT_COLUMNS = """client_id, name, client_type, auth_method, secret_hash, pre
     redirect_uris, scopes, grant_types, sector_id, disabled_at IS NOT NULL AS disabled, created_at"""
 
 _SPEND_CODE = """
-UPDATE oauth_codes SET used_at = now()
-WHERE code_hash = $1 AND used_at IS NULL
-RETURNING client_id, account_id::text AS account_id, redirect_uri, scope, claims, nonce, code_challenge,
-          acr, amr, EXTRACT(EPOCH FROM auth_time)::bigint AS auth_time, expires_at > now() AS live
+WITH spent AS (
+    UPDATE oauth_codes SET used_at = now()
+    WHERE code_hash = $1 AND used_at IS NULL
+    RETURNING client_id, account_id, redirect_uri, scope, claims, nonce, code_challenge, acr, amr, auth_time,
+              expires_at > now() AS live
+)
+SELECT spent.client_id, spent.account_id::text AS account_id, spent.redirect_uri, spent.scope, spent.claims,
+       spent.nonce, spent.code_challenge, spent.acr, spent.amr,
+       EXTRACT(EPOCH FROM spent.auth_time)::bigint AS auth_time, spent.live, a.level, a.phone_enc, a.name_enc
+FROM spent JOIN accounts a ON a.id = spent.account_id
 """
 
 _ROTATE = """
@@ -137,6 +143,7 @@ class OidcRepository:
         )
         ids = [r["id"] for r in rows]
         await OidcRepository._revoke_refresh_tokens(conn, ids)
+        await conn.execute("UPDATE oauth_codes SET used_at = now() WHERE client_id = $1 AND used_at IS NULL", client_id)
         return ids
 
     # consents -----------------------------------------------------------------------------
@@ -191,6 +198,13 @@ class OidcRepository:
         )
         ids = [r["id"] for r in rows]
         await OidcRepository._revoke_refresh_tokens(conn, ids)
+        # A code issued a moment ago must not turn into a new grant after the withdrawal.
+        await conn.execute(
+            """UPDATE oauth_codes SET used_at = now()
+               WHERE account_id = $1::uuid AND client_id = $2 AND used_at IS NULL""",
+            account_id,
+            client_id,
+        )
         return len(deleted), ids
 
     # authorization codes ------------------------------------------------------------------
@@ -374,3 +388,20 @@ class OidcRepository:
         )
         # Housekeeping: what expired long ago can never be presented again.
         await conn.execute("DELETE FROM oauth_revoked_tokens WHERE expires_at < now() - interval '1 day'")
+
+    # citizen sessions (read-only, for the app's authorization requests) -------------------
+
+    async def session_context(self, session_id: str, account_id: str) -> Row | None:
+        """When and how a live app session signed in, with the account's current level."""
+        return await self.pool.fetchrow(
+            """SELECT EXTRACT(EPOCH FROM s.created_at)::bigint AS auth_time, s.auth_method, a.level
+               FROM sessions s JOIN accounts a ON a.id = s.account_id
+               WHERE s.id = $1::uuid AND s.account_id = $2::uuid AND s.ended_at IS NULL""",
+            session_id,
+            account_id,
+        )
+
+    async def account_level(self, account_id: str) -> str | None:
+        """The account's current identity level, or ``None`` if it no longer exists."""
+        level: str | None = await self.pool.fetchval("SELECT level FROM accounts WHERE id = $1::uuid", account_id)
+        return level

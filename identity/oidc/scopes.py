@@ -62,6 +62,13 @@ SCOPES: dict[str, ScopeInfo] = {
             "Verify citizens' city-service codes (partner machine access)",
             "核验城市服务码（合作方系统权限）",
         ),
+        ScopeInfo(
+            "venues:write",
+            "partner",
+            (),
+            "Register venues and fetch their check-in posters (partner machine access)",
+            "登记场所并获取场所码（合作方系统权限）",
+        ),
     )
 }
 CITIZEN_SCOPES = frozenset(name for name, s in SCOPES.items() if s.kind == "citizen")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from litestar import Request
 from litestar.datastructures import State
@@ -23,11 +23,27 @@ from core.structs import Response
 from identity.dependencies import bearer_token
 from identity.tokens import AccessTokens
 
-__all__ = ["STAFF_AUDIENCE", "Role", "StaffPrincipal", "authenticate_staff", "provide_staff_principal", "region_covers"]
+if TYPE_CHECKING:
+    from identity.oidc.revocation import TokenRevocations
+
+__all__ = [
+    "STAFF_AUDIENCE",
+    "RegionLevel",
+    "Role",
+    "StaffPrincipal",
+    "authenticate_staff",
+    "can_act_on_citizen",
+    "provide_staff_principal",
+    "region_covers",
+    "region_level",
+]
 
 #: ``aud`` and ``client_id`` of staff access tokens: never accepted as citizen or partner tokens.
 STAFF_AUDIENCE = "onecity-staff"
 _REGION = re.compile(r"^(?:[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")
+
+RegionLevel = Literal["city", "district", "street", "community"]
+_LEVELS: dict[int, RegionLevel] = {4: "city", 6: "district", 9: "street", 12: "community"}
 
 
 class Role(StrEnum):
@@ -36,6 +52,11 @@ class Role(StrEnum):
     HEALTH_OFFICER = "health_officer"
     AUDITOR = "auditor"
     ADMIN = "admin"
+
+
+def region_level(region: str) -> RegionLevel | None:
+    """``city``, ``district``, ``street`` or ``community`` for a well-formed code, else ``None``."""
+    return _LEVELS.get(len(region)) if _REGION.match(region) else None
 
 
 def region_covers(staff_region: str, target_region: str | None) -> bool:
@@ -62,15 +83,41 @@ class StaffPrincipal(Response, frozen=True):
         if not region_covers(self.region, target_region):
             raise Forbidden("Outside your region")
 
+    def require_citizen(self, account_region_code: str | None, *roles: Role) -> None:
+        """403 unless :func:`can_act_on_citizen` (and, if given, one of ``roles``)."""
+        if roles:
+            self.require_role(*roles)
+        if not can_act_on_citizen(self, account_region_code):
+            raise Forbidden("This citizen is registered outside your region")
 
-async def authenticate_staff(tokens: AccessTokens, token: str) -> StaffPrincipal:
-    """Verify a staff access token, or 401."""
+
+def can_act_on_citizen(staff: StaffPrincipal, account_region_code: str | None) -> bool:
+    """Whether ``staff`` may act on a citizen registered in ``account_region_code``.
+
+    ``account_region_code`` is ``accounts.region_code``: the six-digit district of the ID
+    number (``None`` below real-name level, which no staff region covers). A city officer
+    covers every district of the city; a district officer that district only, never a
+    neighbour; street and community officers no citizen, since registration records
+    districts only.
+    """
+    if account_region_code is None or len(account_region_code) != 6:
+        return False
+    return region_covers(staff.region, account_region_code)
+
+
+async def authenticate_staff(
+    tokens: AccessTokens, token: str, revocations: TokenRevocations | None = None
+) -> StaffPrincipal:
+    """Verify a staff access token (and, given ``revocations``, that the staff member and
+    the token are not revoked), or 401."""
     claims = await tokens.verify(token, audience=STAFF_AUDIENCE)
     if claims.client_id != STAFF_AUDIENCE or claims.region is None or claims.roles is None:
         raise Unauthorized("A staff access token is required", error="invalid_token")
+    if revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=f"staff:{claims.sub}"):
+        raise Unauthorized("This staff account is disabled", error="invalid_token")
     return StaffPrincipal(staff_id=claims.sub, roles=frozenset(claims.roles), region=claims.region)
 
 
 async def provide_staff_principal(request: Request[Any, Any, Any], state: State) -> StaffPrincipal:
     """Dependency provider: the authenticated staff member."""
-    return await authenticate_staff(state.access_tokens, bearer_token(request))
+    return await authenticate_staff(state.access_tokens, bearer_token(request), state.get("token_revocations"))

@@ -20,18 +20,22 @@ from services.fanout.guard import (
     ReadState,
     audit_subject_of,
 )
+from services.fanout.pools import FANOUT_DEPARTMENTS, DepartmentPools, PoolSettings
 from services.fanout.settings import DEFAULT_TTLS, DepartmentPolicy, FanoutSettings, Level
 
 __all__ = [
     "AUDIT_ACTION",
     "DEFAULT_TTLS",
+    "FANOUT_DEPARTMENTS",
     "AuditSink",
     "DepartmentPolicy",
+    "DepartmentPools",
     "FanoutSettings",
     "Fetched",
     "GuardedDepartment",
     "KeyedHasher",
     "Level",
+    "PoolSettings",
     "ReadState",
     "ResilientDepartments",
     "ResilientHealthDepartment",

@@ -14,6 +14,7 @@ from services.fanout.departments import (
     ResilientTransportDepartment,
 )
 from services.fanout.guard import AuditSink, GuardedDepartment, KeyedHasher
+from services.fanout.pools import DepartmentPools
 from services.fanout.settings import FanoutSettings
 from services.resilience import SwrCache
 
@@ -37,14 +38,17 @@ class ResilientDepartments:
     socsec: ResilientSocsecDepartment
     base: Departments
     settings: FanoutSettings
+    pools: DepartmentPools | None = None
 
     def as_departments(self) -> Departments:
         """A :class:`Departments` whose health, transport and socsec are the resilient ones."""
         return dataclasses.replace(self.base, health=self.health, transport=self.transport, socsec=self.socsec)
 
     async def aclose(self) -> None:
-        """Cancel in-flight upstream calls and background refreshes."""
+        """Cancel in-flight upstream calls and background refreshes; close owned pools."""
         await asyncio.gather(self.health.guard.aclose(), self.transport.guard.aclose(), self.socsec.guard.aclose())
+        if self.pools is not None:
+            await self.pools.aclose()
 
 
 def build_resilient_departments(
@@ -54,6 +58,7 @@ def build_resilient_departments(
     hasher: KeyedHasher,
     settings: FanoutSettings | None = None,
     audit: AuditSink | None = None,
+    pools: DepartmentPools | None = None,
 ) -> ResilientDepartments:
     """Wrap ``base``'s health, transport and socsec clients in the resilient read path.
 
@@ -63,17 +68,22 @@ def build_resilient_departments(
         hasher: Keyed hashing for cache keys and audit pseudonyms (the app's ``Vault``).
         settings: Deadlines, timeouts, breaker, retry and TTLs (defaults if ``None``).
         audit: Receives one ``data.read`` event per read (the app's ``AuditBatcher``).
+        pools: If given, health, transport and socsec are called over these per-department
+            pools instead of ``base``'s client (see :mod:`services.fanout.pools`); the layer
+            closes them in :meth:`ResilientDepartments.aclose`.
     """
     settings = settings or FanoutSettings()
+    inner = pools.wrap(base) if pools is not None else base
     cache = SwrCache(redis, op_timeout_s=settings.cache_timeout_ms / 1000)
 
     def guard(name: str) -> GuardedDepartment:
         return GuardedDepartment(name, settings=settings, cache=cache, hasher=hasher, audit=audit)
 
     return ResilientDepartments(
-        health=ResilientHealthDepartment(base.health, guard("health")),
-        transport=ResilientTransportDepartment(base.transport, guard("transport")),
-        socsec=ResilientSocsecDepartment(base.socsec, guard("socsec")),
+        health=ResilientHealthDepartment(inner.health, guard("health")),
+        transport=ResilientTransportDepartment(inner.transport, guard("transport")),
+        socsec=ResilientSocsecDepartment(inner.socsec, guard("socsec")),
         base=base,
         settings=settings,
+        pools=pools,
     )

@@ -10,6 +10,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from services.fanout.pools import PoolSettings
 from services.resilience import BreakerConfig, CacheTtl, RetryConfig
 
 __all__ = ["DEFAULT_TTLS", "DepartmentPolicy", "FanoutSettings", "Level"]
@@ -77,6 +78,7 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
         cache_timeout_ms: Longest a cache read or write may take before it is skipped.
         breaker: When breakers open and close (one per department, see ``endpoint_breakers``).
         retry: Attempts, backoff and the retry budget (per department).
+        pool: Connection limits of each department's own HTTP pool.
     """
 
     deadline_ms: Annotated[int, msgspec.Meta(ge=50, le=30_000)] = 800
@@ -84,9 +86,10 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout_ms: Annotated[int, msgspec.Meta(ge=10, le=30_000)] = 500
     min_attempt_ms: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 50
     cache_enabled: bool = True
-    cache_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=5_000)] = 100
+    cache_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=5_000)] = 150
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
+    pool: PoolSettings = PoolSettings()
     health: DepartmentPolicy = msgspec.field(default_factory=lambda: _policy("health"))
     transport: DepartmentPolicy = msgspec.field(
         default_factory=lambda: _policy("transport", endpoint_breakers=("trips",))

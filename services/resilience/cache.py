@@ -104,16 +104,23 @@ class SwrCache:
 
     async def get(self, key: str, *, timeout_s: float | None = None) -> CacheEntry | None:
         """The entry under ``key``, or ``None`` on a miss, a broken entry or any Redis trouble."""
-        if self._redis is None:
+        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
+        if self._redis is None or wait <= 0:
             return None
         permit = self._breaker.acquire()
         if permit is None:
             return None
-        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
         try:
             async with asyncio.timeout(wait):
                 raw = await self._redis.get(key)
-        except (TimeoutError, OSError, redis.exceptions.RedisError) as exc:
+        except TimeoutError:
+            if wait < self._timeout:
+                permit.release()  # the caller's deadline was short, not Redis slow: no verdict
+            else:
+                permit.failure()
+                log.warning("cache read skipped", extra={"error": "TimeoutError"})
+            return None
+        except (OSError, redis.exceptions.RedisError) as exc:
             permit.failure()
             log.warning("cache read skipped", extra={"error": exc.__class__.__name__})
             return None

@@ -61,7 +61,8 @@ async def server_process(
             **dict(extra_env or {}),
         }
     )
-    process = subprocess.Popen(
+    # Popen returns at once (it does not wait for the child), so it does not block the loop.
+    process = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-m", "bff.cli", "serve", "--workers", str(workers), "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -31,9 +31,13 @@ async def two(
         "departments": {name: getattr(department_endpoints, name) for name in department_endpoints.__struct_fields__},
         "extra_env": {"ONECITY_AUTH_RATE_PER_MINUTE": "5"},
     }
-    async with server_process(**common) as first_url, server_process(**common) as second_url:
-        async with httpx.AsyncClient(base_url=first_url) as a, httpx.AsyncClient(base_url=second_url) as b:
-            yield a, b
+    async with (
+        server_process(**common) as first_url,
+        server_process(**common) as second_url,
+        httpx.AsyncClient(base_url=first_url) as a,
+        httpx.AsyncClient(base_url=second_url) as b,
+    ):
+        yield a, b
 
 
 async def _login(a: httpx.AsyncClient, b: httpx.AsyncClient, sms: SmsGateway, phone: str) -> dict[str, Any]:

@@ -138,9 +138,10 @@ async def test_hs256_signed_with_the_public_key_bytes(signer: Ed25519Signer, ver
         ({"aud": "transport"}, "wrong_audience"),
         ({"aud": ["health", "transport"]}, "wrong_audience"),
         ({"iss": "someone-else"}, "wrong_issuer"),
-        ({"iat": int(time.time()) - 200, "exp": int(time.time()) - 140}, "expired"),
-        ({"exp": int(time.time()) + 120}, "lifetime_too_long"),
-        ({"iat": int(time.time()) + 120, "exp": int(time.time()) + 150}, "not_yet_valid"),
+        # Times are offsets from "now", applied when the test runs (not at collection).
+        ({"iat": -200, "exp": -140}, "expired"),
+        ({"exp": +120}, "lifetime_too_long"),
+        ({"iat": +120, "exp": +150}, "not_yet_valid"),
         ({"jti": None}, "missing_claim"),
         ({"purpose": None}, "missing_claim"),
         ({"scope": None}, "missing_claim"),
@@ -151,7 +152,9 @@ async def test_hs256_signed_with_the_public_key_bytes(signer: Ed25519Signer, ver
 async def test_bad_claims(
     signer: Ed25519Signer, verifier: ServiceTokenVerifier, overrides: dict[str, Any], reason: str
 ) -> None:
-    token = signer.sign(claims(**overrides), typ="svc+jwt")
+    now = int(time.time())
+    resolved = {k: now + v if k in ("iat", "exp") else v for k, v in overrides.items()}
+    token = signer.sign(claims(**resolved), typ="svc+jwt")
     with pytest.raises(InvalidServiceToken) as caught:
         await verifier.verify(f"Bearer {token}")
     assert caught.value.reason == reason

@@ -7,6 +7,7 @@ with its faults cleared (which also releases requests a ``hang`` left waiting).
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,20 +15,23 @@ import httpx
 import msgspec
 import pytest
 from httpx import AsyncClient as AsyncTestClient
-from litestar import Litestar
+from litestar import Litestar, Response, get
 
 from bff.app import create_app
+from bff.screens import CodesSummary
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
+from identity import Principal
 from identity.seed import seed_demo_citizens
 from services.departments.sms import SmsGateway
 from services.fanout import FanoutSettings
-from services.simulators import RunningServer
+from services.simulators import RunningServer, start_in_process
 from tests.support.asgi import running_app
 from tests.support.citizens import bearer, login
 
 ZHANG_SAN_PHONE = "13800000001"
+LI_SI_PHONE = "13800000002"
 SCREEN_DEPARTMENTS = ("health", "transport", "socsec")
 
 Simulators = dict[str, RunningServer]
@@ -72,6 +76,10 @@ async def sim(simulators: Simulators) -> AsyncIterator[Sim]:
             await control.clear()
 
 
+async def no_codes(_: Principal) -> list[Any]:
+    return []
+
+
 AppFactory = Callable[..., contextlib.AbstractAsyncContextManager[tuple[Litestar, AsyncTestClient]]]
 
 
@@ -81,7 +89,7 @@ def make_app(settings: Settings, clean: None, sim: Sim) -> AppFactory:
 
     @contextlib.asynccontextmanager
     async def make(
-        fanout: FanoutSettings | None = None, **urls: str
+        fanout: FanoutSettings | None = None, *, codes_summary: CodesSummary | None = None, **urls: str
     ) -> AsyncIterator[tuple[Litestar, AsyncTestClient]]:
         chosen = settings
         if fanout is not None:
@@ -90,6 +98,9 @@ def make_app(settings: Settings, clean: None, sim: Sim) -> AppFactory:
             chosen = msgspec.structs.replace(chosen, departments=msgspec.structs.replace(chosen.departments, **urls))
         app = create_app(chosen)
         async with running_app(app) as client:
+            # The codes domain's summary reads departments too; these tests count department
+            # calls, so the home screen's `codes` comes from a stub unless a test passes one.
+            app.state.screens.codes_summary = codes_summary or no_codes
             yield app, client
 
     return make
@@ -105,3 +116,31 @@ def citizen(pool: Pool, vault: Vault, sms: SmsGateway) -> Callable[[AsyncTestCli
         return bearer(tokens["access_token"])
 
     return sign_in
+
+
+FAST = FanoutSettings(deadline_ms=500, default_deadline_ms=800, call_timeout_ms=300, cache_timeout_ms=400)
+"""Shorter than production so fault tests run quickly. The cache timeout is longer: on a busy CI
+machine a cold Redis connection can take 100 ms, and these tests are about logic, not speed."""
+MARGIN_S = 0.4
+"""Slack allowed above the deadline in timing assertions (never a performance threshold)."""
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: a department that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+async def broken_department() -> AsyncIterator[str]:
+    """A department that answers every request with a 500 (the simulators only inject 503s)."""
+
+    @get("/{path:path}", sync_to_thread=False)
+    def fail(path: str) -> Response[bytes]:
+        return Response(b'{"error": "internal"}', status_code=500, media_type="application/json")
+
+    server = await start_in_process(Litestar([fail], openapi_config=None, logging_config=None))
+    yield server.base_url
+    await server.stop()

@@ -1,0 +1,255 @@
+"""``python -m bench`` / ``onecity bench``: start the system, load each scenario, report.
+
+One command does everything: a fresh database on the real PostgreSQL, the seven simulators
+and the BFF (granian, ``--workers`` processes) started here, a warm-up, each scenario under
+wrk, the results printed and written to ``bench/RESULTS.md``, and the system removed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+from bench.cpu import sample_cpu, usage_between
+from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
+from bench.scenarios import BASELINE, SCENARIOS, Scenario
+from bench.servers import compare_servers
+from bench.system import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, StartError, System, SystemConfig
+from bench.wrk import WrkError, WrkSettings, build_script, run_wrk
+
+__all__ = ["Options", "main", "parse_options"]
+
+DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS.md")
+QUICK_DURATION_S = 5
+#: Cores of "other" CPU use above which a run is flagged as measured on a busy machine.
+_BUSY_MACHINE_CORES = 0.25
+#: ``--compare-servers`` loads each server as the original choice was measured.
+COMPARE_CONNECTIONS = 32
+
+
+class Options(argparse.Namespace):
+    """Parsed command line (see :func:`parse_options`)."""
+
+    quick: bool
+    duration: int
+    connections: int
+    threads: int
+    workers: int
+    warmup: int
+    scenarios: list[str]
+    compare_servers: bool
+    output: Path | None
+    keep: bool
+    list: bool
+
+
+def _scenario_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    """Read the command line; ``--quick`` shortens what was not given explicitly."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Start OneCity on the real PostgreSQL and Redis, load it with wrk, write bench/RESULTS.md.",
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S} s per scenario (whole run < 2 min)")
+    parser.add_argument("--duration", type=_positive, default=None, help="seconds of load per scenario (default 20)")
+    parser.add_argument("--connections", type=_positive, default=64, help="wrk connections (default 64)")
+    parser.add_argument(
+        "--threads", type=int, choices=range(1, 9), default=1, metavar="1-8", help="wrk threads (default 1)"
+    )
+    parser.add_argument(
+        "--workers", type=_positive, default=os.cpu_count() or 1, help="granian workers (default: one per core)"
+    )
+    parser.add_argument("--warmup", type=int, default=None, help="seconds of unmeasured load first (default 3)")
+    parser.add_argument(
+        "--scenarios",
+        type=_scenario_list,
+        default=list(SCENARIOS),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default all; {BASELINE} always runs)",
+    )
+    parser.add_argument(
+        "--compare-servers", action="store_true", help="also measure granian vs uvicorn on the trivial endpoint"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results file (default bench/RESULTS.md; with --quick, written only when given)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the logs, scripts and data of the run")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    options = parser.parse_args(argv, namespace=Options())
+    if options.duration is None:
+        options.duration = QUICK_DURATION_S if options.quick else 20
+    if options.warmup is None:
+        options.warmup = 1 if options.quick else 3
+    if options.output is None and not options.quick:
+        options.output = DEFAULT_OUTPUT
+    # The baseline runs first in every run: ratios are only meaningful within one run.
+    options.scenarios = [BASELINE, *(name for name in options.scenarios if name != BASELINE)]
+    return options
+
+
+_START = time.monotonic()
+
+
+def _say(message: str) -> None:
+    print(f"[{time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _run_scenario(system: System, scenario: Scenario, settings: WrkSettings) -> ScenarioResult:
+    workdir = system.config.workdir
+    ctx = system.context(duration_s=settings.duration_s, connections=settings.connections)
+    data_file: Path | None = None
+    count = 0
+    if scenario.prepare is not None:
+        count = scenario.item_count(settings.duration_s, settings.connections)
+        _say(f"{scenario.name}: preparing" + (f" {count:,} items" if count else ""))
+        items = asyncio.run(scenario.prepare(ctx, count))
+        if items:
+            data_file = workdir / f"{scenario.name}.data"
+            data_file.write_text("\n".join(items) + "\n")
+    script = workdir / f"{scenario.name}.lua"
+    script.write_text(build_script(scenario.method, scenario.path, scenario.lua, content_type=scenario.content_type))
+    _say(f"{scenario.name}: {settings.duration_s} s of load")
+    groups = system.process_groups()
+    before, started = sample_cpu(groups, system.database_name), time.monotonic()
+    try:
+        result = run_wrk(system.base_url, script, settings, data_file=data_file, log=workdir / f"{scenario.name}.wrk")
+    finally:
+        if scenario.cleanup is not None:
+            asyncio.run(scenario.cleanup(ctx))
+    # The window includes wrk's start and its data loading: a fraction of a second in 5-20 s.
+    cpu = usage_between(before, sample_cpu(groups, system.database_name), time.monotonic() - started)
+    statuses = ", ".join(f"{status}: {n:,}" for status, n in sorted(result.statuses.items()))
+    _say(f"{scenario.name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, statuses {statuses or 'none'}")
+    if result.first_error:
+        _say(f"{scenario.name}: first failure: {result.first_error}")
+    busy = ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.cores.items())
+    _say(f"{scenario.name}: cores busy: {busy}")
+    return ScenarioResult(scenario.name, scenario.description, result, count, scenario.reference, cpu)
+
+
+def run(options: Options) -> RunReport:
+    """Start the system, measure every chosen scenario (and the servers), stop the system.
+
+    Raises:
+        StartError: When the system does not start.
+        WrkError: When a load run fails.
+    """
+    machine = describe_machine()
+    settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=options.duration)
+    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
+    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
+    try:
+        return _measure(options, settings, machine, SystemConfig(admin_url, redis_url, options.workers, workdir))
+    finally:
+        if options.keep:
+            _say(f"logs, scripts and data are kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(options: Options, settings: WrkSettings, machine: Machine, config: SystemConfig) -> RunReport:
+    load = os.getloadavg()
+    if load[0] > 0.5:
+        # Another busy process shares the cores: the "other" CPU column will show how much.
+        _say(f"warning: load average {load[0]:.2f} before the run; the numbers will be lower than this machine can do")
+    with System(config) as system:
+        _say(f"starting: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
+        system.start()
+        _say(f"ready at {system.base_url}")
+        report = RunReport(
+            started=datetime.now().astimezone(),
+            machine=machine,
+            workers=options.workers,
+            wrk=settings,
+            postgres=system.postgres_version,
+            redis=system.redis_version,
+            quick=options.quick,
+            load_average=load,
+        )
+        if options.warmup > 0:
+            # Opens every worker's PostgreSQL and Redis pools before anything is measured.
+            _say(f"warming up for {options.warmup} s")
+            warm = config.workdir / "warmup.lua"
+            warm.write_text(build_script("GET", "/health/ready", ""))
+            warm_settings = WrkSettings(settings.threads, settings.connections, options.warmup)
+            run_wrk(system.base_url, warm, warm_settings, log=config.workdir / "warmup.wrk")
+        for name in options.scenarios:
+            item = _run_scenario(system, SCENARIOS[name], settings)
+            report.results.append(item)
+            if item.result.first_error:
+                report.notes.append(f"{name}: first failed response: `{item.result.first_error[:200]}`")
+            if item.result.exhausted:
+                report.notes.append(
+                    f"{name} ran out of prepared data: {item.result.exhausted:,} requests reused items "
+                    "(raise its items_per_second); its numbers are not valid."
+                )
+        other = [item.cpu.cores["other"] for item in report.results if item.cpu is not None]
+        if other and max(other) > _BUSY_MACHINE_CORES:
+            report.notes.append(
+                f"Other processes kept up to {max(other):.2f} of the {machine.cores} cores busy during the load: "
+                "these numbers are lower than this machine can do."
+            )
+        if options.compare_servers:
+            report.server_wrk = WrkSettings(1, COMPARE_CONNECTIONS, options.duration)
+            _say(f"comparing ASGI servers, {options.duration} s each")
+            report.servers = compare_servers(system, report.server_wrk, warmup_s=options.warmup, python=sys.executable)
+        _say("stopping the system and dropping the database")
+    return report
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM would end the process without running `finally` blocks; exiting through
+    # SystemExit stops the servers and drops the database first.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 when the system or a load run failed."""
+    options = parse_options(argv)
+    if options.list:
+        for scenario in SCENARIOS.values():
+            print(f"{scenario.name:12} {scenario.description}")
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        report = run(options)
+    except (StartError, WrkError, RuntimeError, OSError) as exc:
+        # The system is already stopped and its database dropped (System.__exit__).
+        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print(render_text(report))
+    if options.output is not None:
+        update_results(options.output, render_run(report))
+        print(f"\nwrote {options.output}")
+    return 0

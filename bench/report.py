@@ -1,0 +1,300 @@
+"""Results: the machine description, the printed table and ``bench/RESULTS.md``.
+
+``RESULTS.md`` keeps the latest run between two markers at the top; a new run moves the
+previous one, unchanged, to the top of the History section below, so nothing measured
+earlier is ever lost.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+from bench.cpu import CATEGORIES, CpuUsage
+from bench.scenarios import BASELINE, Reference
+from bench.wrk import WrkResult, WrkSettings
+
+__all__ = [
+    "LATEST_END",
+    "LATEST_START",
+    "Machine",
+    "RunReport",
+    "ScenarioResult",
+    "ServerResult",
+    "describe_machine",
+    "render_run",
+    "render_text",
+    "update_results",
+]
+
+LATEST_START = "<!-- bench:latest:start -->"
+LATEST_END = "<!-- bench:latest:end -->"
+_HISTORY = "<!-- bench:history -->"
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """Where the numbers were measured."""
+
+    cpu_model: str
+    cores: int
+    memory_gib: float
+    system: str
+    python: str
+    granian: str
+    wrk: str
+    commit: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """One scenario's measurement."""
+
+    name: str
+    description: str
+    result: WrkResult
+    prepared: int
+    reference: Reference | None = None
+    cpu: CpuUsage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerResult:
+    """One ASGI server configuration on the trivial endpoint."""
+
+    label: str
+    result: WrkResult
+    cpu: CpuUsage | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Everything one ``python -m bench`` run measured."""
+
+    started: datetime
+    machine: Machine
+    workers: int
+    wrk: WrkSettings
+    postgres: str
+    redis: str
+    quick: bool
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    results: list[ScenarioResult] = field(default_factory=list)
+    servers: list[ServerResult] = field(default_factory=list)
+    server_wrk: WrkSettings | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def baseline_rps(self) -> float | None:
+        """Requests/s of the trivial endpoint in this run."""
+        for item in self.results:
+            if item.name == BASELINE:
+                return item.result.rps
+        return None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _command_output(*command: str) -> str:
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout or done.stderr).strip()
+
+
+def describe_machine() -> Machine:
+    """CPU model, cores, memory, versions and the commit the run measured."""
+    model = re.search(r"^model name\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.MULTILINE)
+    memory = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.MULTILINE)
+    wrk_version = _command_output(shutil.which("wrk") or "wrk", "--version").splitlines()
+    commit = _command_output("git", "rev-parse", "--short", "HEAD") or "unknown"
+    if _command_output("git", "status", "--porcelain"):
+        commit += " + uncommitted changes"
+    return Machine(
+        cpu_model=model.group(1).strip() if model else platform.processor() or "unknown",
+        cores=os.cpu_count() or 1,
+        memory_gib=int(memory.group(1)) / 1024 / 1024 if memory else 0.0,
+        system=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        granian=metadata.version("granian"),
+        wrk=wrk_version[0].split(" [")[0] if wrk_version else "unknown",
+        commit=commit,
+    )
+
+
+def _per_core(report: RunReport, rps: float) -> float:
+    return rps / max(1, report.workers)
+
+
+def _ratio(report: RunReport, rps: float) -> str:
+    baseline = report.baseline_rps()
+    return f"{rps / baseline:.3f}" if baseline else "-"
+
+
+def _errors(result: WrkResult) -> str:
+    text = f"{result.errors:,}"
+    if result.errors and result.requests:
+        text += f" ({100 * result.errors / result.requests:.1f}%)"
+    return text
+
+
+def _reference(item: ScenarioResult) -> str:
+    if item.reference is None:
+        return "-"
+    return f"{item.reference.per_core_rps:g}/s ({item.reference.source})"
+
+
+def render_run(report: RunReport) -> str:
+    """One run as a Markdown section (a ``###`` heading and its tables)."""
+    m = report.machine
+    w = report.wrk
+    kind = "quick run" if report.quick else "run"
+    lines = [
+        f"### {report.started:%Y-%m-%d %H:%M %Z} ({kind})",
+        "",
+        f"- Machine: {m.cpu_model}, {m.cores} cores, {m.memory_gib:.1f} GiB RAM; {m.system}",
+        f"- Software: Python {m.python}, granian {m.granian}, PostgreSQL {report.postgres}, Redis {report.redis}, "
+        f"{m.wrk}; commit {m.commit}",
+        f"- Server: `onecity serve --workers {report.workers}` (granian); PostgreSQL, Redis, the 7 simulators and "
+        "wrk on the same machine",
+        f"- Load: `wrk -t{w.threads} -c{w.connections} -d{w.duration_s}s --timeout {w.timeout_s}s` per scenario",
+        f"- Load average before the run: {report.load_average[0]:.2f} (1 min), {report.load_average[1]:.2f} (5 min)",
+        "",
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | × trivial | req/s per worker | reference per core |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for item in report.results:
+        r = item.result
+        lines.append(
+            f"| {item.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} | {_errors(r)} "
+            f"| {_ratio(report, r.rps)} | {_per_core(report, r.rps):,.0f} | {_reference(item)} |"
+        )
+    with_cpu = [item for item in report.results if item.cpu is not None]
+    if with_cpu:
+        names = {"bff": "BFF", "postgres": "PostgreSQL", "redis": "Redis", "simulators": "simulators", "wrk": "wrk"}
+        names["other"] = "other processes"
+        lines += [
+            "",
+            f"Where the CPU went: average cores busy during the load (the machine has {m.cores}); "
+            "the BFF's CPU time per request depends much less than req/s on what else shares the machine.",
+            "",
+            "| scenario | " + " | ".join(names[c] for c in CATEGORIES) + " | BFF CPU ms/request |",
+            "|---|" + "---:|" * (len(CATEGORIES) + 1),
+        ]
+        for item in with_cpu:
+            assert item.cpu is not None
+            cells = " | ".join(f"{item.cpu.cores[c]:.2f}" for c in CATEGORIES)
+            per_request = item.cpu.cpu_ms_per_request("bff", item.result.requests)
+            lines.append(f"| {item.name} | {cells} | {per_request:.2f} |")
+    lines += ["", "What each scenario does:", ""]
+    lines += [f"- `{item.name}`: {item.description}" for item in report.results]
+    if report.servers and report.server_wrk:
+        s = report.server_wrk
+        lines += [
+            "",
+            f"ASGI servers on `GET /health/live`, 1 worker each, `wrk -t{s.threads} -c{s.connections} "
+            f"-d{s.duration_s}s` (same run, same machine; uvicorn with h11, as httptools is not installed):",
+            "",
+            "| server | req/s | p50 ms | p99 ms | errors | server cores busy | other processes' cores |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for x in report.servers:
+            r = x.result
+            cpu = f"{x.cpu.cores['bff']:.2f} | {x.cpu.cores['other']:.2f}" if x.cpu else "- | -"
+            lines.append(f"| {x.label} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_errors(r)} | {cpu} |")
+    if report.notes:
+        lines += ["", *[f"- {note}" for note in report.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def render_text(report: RunReport) -> str:
+    """The results as an aligned plain-text table for the terminal."""
+    header = ("scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "x trivial", "per worker", "BFF cpu ms/req")
+    rows = [header]
+    for item in report.results:
+        r = item.result
+        rows.append(
+            (
+                item.name,
+                f"{r.rps:,.0f}",
+                f"{r.p50_ms:.2f}",
+                f"{r.p95_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                _errors(r),
+                _ratio(report, r.rps),
+                f"{_per_core(report, r.rps):,.0f}",
+                f"{item.cpu.cpu_ms_per_request('bff', r.requests):.2f}" if item.cpu else "-",
+            )
+        )
+    for x in report.servers:
+        r = x.result
+        rows.append((x.label, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", "", f"{r.p99_ms:.2f}", _errors(r), "", "", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    text = [
+        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in rows
+    ]
+    return "\n".join(text) + "\n" + "\n".join(f"note: {n}" for n in report.notes)
+
+
+_TEMPLATE = f"""# Benchmark results
+
+Measured by `python -m bench` (how to run it and how to add a scenario:
+[docs/benchmarks.md](../docs/benchmarks.md)). The latest run is first; every earlier run is
+kept, unchanged, under [History](#history).
+
+## Latest run
+
+{LATEST_START}
+{LATEST_END}
+
+## ASGI server choice (2026-11-21)
+
+Measured by hand before the harness existed, on this machine (AMD EPYC, 2 cores), with
+`wrk -t1 -c32 -d8s` on `GET /health/live`, 1 worker each, real PostgreSQL and Redis configured:
+
+| server | event loop | req/s |
+|---|---|---:|
+| granian 2.8.7 | default (asyncio; uvloop was not installed yet) | 4,478 – 5,495 |
+| uvicorn 0.54 (h11) | asyncio | 2,763 – 2,843 |
+| granian 2.8.7 | uvloop | 6,028 – 6,381 |
+| uvicorn 0.54 + httptools | uvloop | 4,849 – 4,926 |
+
+granian was chosen for `onecity serve`, and uvloop added (granian's `auto` loop picks it).
+`python -m bench --compare-servers` re-measures the comparison in a run (uvicorn with h11
+only there, since httptools is not a dependency).
+
+## History
+
+{_HISTORY}
+"""
+
+
+def update_results(path: Path, section: str) -> None:
+    """Put ``section`` at the top of ``path`` and move the previous latest run to History.
+
+    A file without the markers (or no file) starts from the template; everything outside the
+    marked block (e.g. hand-written sections) is kept as it is.
+    """
+    text = path.read_text() if path.exists() else _TEMPLATE
+    if LATEST_START not in text or LATEST_END not in text or _HISTORY not in text:
+        text = _TEMPLATE + "\n" + text
+    head, rest = text.split(LATEST_START, 1)
+    previous, tail = rest.split(LATEST_END, 1)
+    previous = previous.strip()
+    if previous:
+        before, after = tail.split(_HISTORY, 1)
+        tail = f"{before}{_HISTORY}\n\n{previous}\n" + ("\n" + after.lstrip("\n") if after.strip() else "")
+    path.write_text(f"{head}{LATEST_START}\n{section.strip()}\n{LATEST_END}{tail}")

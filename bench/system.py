@@ -1,0 +1,396 @@
+"""The system under test, started for one run and removed after it.
+
+:class:`System` creates a fresh database on the configured PostgreSQL, runs ``onecity
+migrate`` and ``onecity keys ensure`` with a master key made for the run, starts the seven
+department simulators and the BFF (``onecity serve``, granian) as separate processes on
+free loopback ports, and waits until ``/health/ready`` answers. :meth:`System.stop` ends
+every process it started, deletes the app's keys from the bench Redis database and drops
+the database. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import redis
+
+from bench.context import BenchContext
+from bff.settings import ENVIRONMENT
+from services.departments.container import DEPARTMENTS
+
+__all__ = ["DEFAULT_ADMIN_DATABASE_URL", "DEFAULT_REDIS_URL", "ManagedProcess", "StartError", "System", "SystemConfig"]
+
+DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
+HOST = "127.0.0.1"
+
+#: High enough that no limit refuses a benchmark request: the run measures work, not refusals.
+_UNLIMITED = str(10**9)
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 15.0
+_COMMAND_TIMEOUT_S = 120.0
+
+
+class StartError(RuntimeError):
+    """Part of the system did not start (the message carries the end of its log)."""
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class ManagedProcess:
+    """A child process in its own process group, with its output in a log file.
+
+    Its own group (a new session) lets :meth:`stop` reach the workers a server forks
+    (granian's) by the leader's id alone, and keeps a Ctrl-C in the terminal from hitting the
+    children before the harness has stopped them in order.
+    """
+
+    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file: IO[bytes] = log.open("wb")
+        self.process = subprocess.Popen(
+            list(command),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+    def failure(self, what: str) -> StartError:
+        """An error about this process, with the end of its log."""
+        return StartError(f"{self.name}: {what}\n--- {self.log} ---\n{_tail(self.log)}")
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process group this process leads."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until it exits; whether it did in time."""
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Release the log file (the process must have exited)."""
+        self._log_file.close()
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout_s: float = _STOP_TIMEOUT_S) -> None:
+    """SIGTERM every group at once (graceful), then SIGKILL what is left after ``timeout_s``."""
+    for process in processes:
+        if process.alive():
+            process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        if not process.wait(max(0.0, deadline - time.monotonic())):
+            process.signal(signal.SIGKILL)
+            process.wait(5)
+        # Workers of a leader that exited early could outlive it in the group.
+        process.signal(signal.SIGKILL)
+        process.close()
+
+
+def wait_for_port(process: ManagedProcess, port: int, timeout_s: float = 30.0) -> None:
+    """Wait until ``port`` accepts connections.
+
+    Raises:
+        StartError: When the process exits first or the deadline passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise process.failure(f"exited with {process.process.returncode} while starting")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise process.failure(f"port {port} did not open within {timeout_s:.0f} s")
+
+
+def wait_until_ready(process: ManagedProcess, base_url: str, timeout_s: float = _READY_TIMEOUT_S) -> None:
+    """Wait until ``GET /health/ready`` answers 200 (PostgreSQL and Redis reachable).
+
+    Raises:
+        StartError: When the process exits first or the deadline passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    with httpx.Client(base_url=base_url, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise process.failure(f"exited with {process.process.returncode} while starting")
+            try:
+                response = http.get("/health/ready")
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+    raise process.failure(f"not ready within {timeout_s:.0f} s (last: {last})")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemConfig:
+    """Where the servers are and how the BFF runs.
+
+    Attributes:
+        admin_database_url: A PostgreSQL URL allowed to create and drop databases.
+        redis_url: The Redis database the BFF and the preparation use.
+        workers: granian worker processes.
+        workdir: Logs and data files.
+    """
+
+    admin_database_url: str
+    redis_url: str
+    workers: int
+    workdir: Path
+
+
+async def _create_database(admin_url: str, name: str) -> str:
+    conn = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        # FORCE: a worker killed mid-request can leave a session behind for a moment.
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _server_version(url: str) -> str:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        version: str = await conn.fetchval("SHOW server_version")
+        return version
+    finally:
+        await conn.close()
+
+
+class System:
+    """PostgreSQL database, simulators and BFF for one benchmark run (a context manager).
+
+    Args:
+        config: Servers, workers, folder.
+    """
+
+    def __init__(self, config: SystemConfig) -> None:
+        self.config = config
+        self.database_name = "onecity_bench_" + secrets.token_hex(4)
+        self.database_url = ""
+        self.master_key = secrets.token_bytes(32)
+        self.bff_port = free_port()
+        self.department_ports = {name: free_port() for name in DEPARTMENTS}
+        self.postgres_version = ""
+        self.redis_version = ""
+        self._processes: list[ManagedProcess] = []
+        self._bff: ManagedProcess | None = None
+        self._database_created = False
+
+    # addresses ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The BFF's base URL."""
+        return f"http://{HOST}:{self.bff_port}"
+
+    @property
+    def department_urls(self) -> dict[str, str]:
+        """Each simulator's base URL."""
+        return {name: f"http://{HOST}:{port}" for name, port in self.department_ports.items()}
+
+    def context(self, *, duration_s: int, connections: int) -> BenchContext:
+        """What scenario preparation needs."""
+        return BenchContext(
+            base_url=self.base_url,
+            database_url=self.database_url,
+            redis_url=self.config.redis_url,
+            master_key=self.master_key,
+            departments=self.department_urls,
+            workdir=self.config.workdir,
+            duration_s=duration_s,
+            connections=connections,
+        )
+
+    def environment(self, *, port: int | None = None) -> dict[str, str]:
+        """The environment of every ``onecity`` process of the run.
+
+        The caller's own ``ONECITY_*`` variables are dropped, so a developer's settings (say,
+        their dev database) can never leak into the benchmark.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ONECITY_")}
+        env.update(
+            {
+                "ONECITY_ENV": "prod",
+                "ONECITY_DATABASE_URL": self.database_url,
+                "ONECITY_REDIS_URL": self.config.redis_url,
+                "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(self.master_key).decode(),
+                "ONECITY_PUBLIC_URL": f"http://{HOST}:{port or self.bff_port}",
+                # One JSON line per request at INFO would make the server measure its logging.
+                "ONECITY_LOG_LEVEL": "WARNING",
+                "ONECITY_AUTH_RATE_PER_MINUTE": _UNLIMITED,
+                "ONECITY_OTP_SENDS_PER_IP_PER_HOUR": _UNLIMITED,
+            }
+        )
+        by_path = {path: name for name, path in ENVIRONMENT.items()}
+        for department, url in self.department_urls.items():
+            env[by_path[f"departments.{department}"]] = url
+        return env
+
+    def process_groups(self) -> dict[str, set[int]]:
+        """Process-group ids of the BFF and of the simulators (for CPU accounting)."""
+        groups: dict[str, set[int]] = {"bff": set(), "simulators": set()}
+        for process in self._processes:
+            if process.name == "bff":
+                groups["bff"].add(process.process.pid)
+            elif process.name.startswith("simulator "):
+                groups["simulators"].add(process.process.pid)
+        return groups
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the database, migrate, make keys, start the simulators and the BFF.
+
+        Raises:
+            StartError: When any part does not start; what did start is left for :meth:`stop`.
+        """
+        self.database_url = asyncio.run(_create_database(self.config.admin_database_url, self.database_name))
+        self._database_created = True
+        self.postgres_version = asyncio.run(_server_version(self.database_url))
+        self.redis_version = self._redis_version()
+        for args in (["migrate"], ["keys", "ensure"]):
+            self._run_command(args)
+        jwks_url = f"{self.base_url}/.well-known/jwks.json"
+        simulators = []
+        for name, port in self.department_ports.items():
+            command = [*self.onecity(), "simulate", name, "--host", HOST, "--port", str(port), "--jwks-url", jwks_url]
+            simulators.append(self.spawn(f"simulator {name}", command, self.environment()))
+        bff_command = [*self.onecity(), "serve", "--workers", str(self.config.workers)]
+        bff_command += ["--host", HOST, "--port", str(self.bff_port)]
+        self._bff = self.spawn("bff", bff_command, self.environment())
+        for process, port in zip(simulators, self.department_ports.values(), strict=True):
+            wait_for_port(process, port)
+        wait_until_ready(self._bff, self.base_url)
+
+    def stop(self) -> None:
+        """Stop every process, remove the run's Redis keys, drop the database (best effort)."""
+        stop_all(self._processes)
+        self._processes.clear()
+        with contextlib.suppress(redis.RedisError):
+            self._clear_redis()
+        if self._database_created:
+            asyncio.run(_drop_database(self.config.admin_database_url, self.database_name))
+            self._database_created = False
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def onecity() -> list[str]:
+        """The ``onecity`` command, run by this interpreter (the venv's)."""
+        return [sys.executable, "-m", "bff.cli"]
+
+    def spawn(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> ManagedProcess:
+        """Start a process that :meth:`stop` will end."""
+        log = self.config.workdir / (name.replace(" ", "-") + ".log")
+        process = ManagedProcess(name, command, env, log)
+        self._processes.append(process)
+        return process
+
+    def stop_process(self, process: ManagedProcess) -> None:
+        """Stop one process started with :meth:`spawn` before the run ends."""
+        stop_all([process])
+        self._processes.remove(process)
+
+    def _run_command(self, args: list[str]) -> None:
+        done = subprocess.run(
+            [*self.onecity(), *args],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StartError(f"onecity {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+
+    def _redis_version(self) -> str:
+        client = redis.Redis.from_url(self.config.redis_url, socket_timeout=5)
+        try:
+            return str(client.info("server").get("redis_version", "?"))
+        finally:
+            client.close()
+
+    def _clear_redis(self) -> None:
+        """Delete the app's keys (``oc:*``) from the bench database.
+
+        Limits, OTP state and revocations all live under ``oc:``; OTP keys are per run anyway
+        (blind indexes depend on the run's master key), so this only keeps the database small.
+        """
+        client = redis.Redis.from_url(self.config.redis_url, socket_timeout=5)
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match="oc:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        finally:
+            client.close()

@@ -1,0 +1,276 @@
+"""Offline transit ride codes, server side: device certificates and validator log uploads.
+
+The format and the offline checks are :mod:`codes.ride`; this module is what the server adds:
+
+- **Device registration.** The app asks for a nonce, signs
+  ``"OC1R/device-pop/v1\\0" ‖ nonce ‖ public key`` with its device key (proof of possession) and
+  gets a certificate binding the key to its transit pseudonym, for a holder whose level allows
+  transit codes and whose card is active. A key belongs to one account; a revoked or flagged
+  device gets no new certificate.
+- **Log uploads.** Validators upload the ride codes they accepted with their scan times. Each is
+  re-verified (a partner cannot invent rides for a device), stored once, and every
+  ``(device id, counter)`` seen more than once across all uploads so far is reported as a
+  replay; the devices concerned are flagged, so their certificates are not renewed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from codes.holders import Holders
+from codes.live import LiveCodes
+from codes.payload import CodeType
+from codes.repository import CodesRepository
+from codes.ride import RideRecord, device_id_of, find_replays, issue_device_certificate, verify_ride_code
+from codes.schemas import (
+    DeviceCertificateResponse,
+    DeviceChallenge,
+    DeviceRegistration,
+    ReplayScan,
+    ReplayView,
+    RideLogResult,
+    RideLogUpload,
+    RideRejection,
+)
+from codes.settings import CodesSettings
+from codes.status import StatusResolver
+from codes.verification import OnlineVerifier
+from core.audit import AuditBatcher, AuditEvent
+from core.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, Unauthorized, UnprocessableEntity
+from core.keys import KeyManager
+from identity.service import Principal
+
+__all__ = ["POP_CONTEXT", "Rides"]
+
+log = logging.getLogger("onecity.codes.rides")
+
+#: Domain separation of the proof-of-possession signature (never a ride or JWS signature).
+POP_CONTEXT = b"OC1R/device-pop/v1\x00"
+_CHALLENGE_TTL_S = 300
+
+
+def _b64url_decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise UnprocessableEntity("Not base64url") from None
+
+
+class Rides:
+    """Device certificates and ride-log uploads.
+
+    Args:
+        repository: SQL.
+        keys: Signs certificates.
+        holders: Accounts and transit pseudonyms.
+        status: The transit card status (no certificate for a blocked card).
+        live: Nonces.
+        verifier: The ``code`` keys for re-verifying uploaded rides.
+        settings: Levels, certificate life, skew.
+        issuer: The city's id.
+        audit: Records certificates and flagged devices.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: CodesRepository,
+        keys: KeyManager,
+        holders: Holders,
+        status: StatusResolver,
+        live: LiveCodes,
+        verifier: OnlineVerifier,
+        settings: CodesSettings,
+        issuer: str,
+        audit: AuditBatcher | None = None,
+    ) -> None:
+        self._repository = repository
+        self._keys = keys
+        self._holders = holders
+        self._status = status
+        self._live = live
+        self._verifier = verifier
+        self._settings = settings
+        self._issuer = issuer
+        self._audit = audit
+
+    # devices ---------------------------------------------------------------------------------
+
+    async def challenge(self, principal: Principal) -> DeviceChallenge:
+        """A one-time nonce for the device to sign."""
+        principal.require_level(self._settings.transit_level)
+        nonce = secrets.token_urlsafe(24)
+        await self._live.put_challenge(nonce, principal.account_id, ttl_s=_CHALLENGE_TTL_S)
+        return DeviceChallenge(nonce=nonce, expires_in=_CHALLENGE_TTL_S)
+
+    async def certify(self, principal: Principal, request: DeviceRegistration) -> DeviceCertificateResponse:
+        """Check the proof of possession and issue a device certificate.
+
+        Raises:
+            InsufficientLevel: below the transit level.
+            Unauthorized: the nonce is unknown, spent, expired or someone else's.
+            UnprocessableEntity: a malformed key or a wrong signature.
+            Conflict: the key is registered to another account.
+            Forbidden: the device was revoked or flagged, or the transit card is blocked.
+        """
+        principal.require_level(self._settings.transit_level)
+        owner = await self._live.take_challenge(request.nonce)
+        if owner != principal.account_id:
+            raise Unauthorized("The nonce is unknown, used or expired: ask for a new one", error="invalid_request")
+        raw_key = _b64url_decode(request.public_key)
+        signature = _b64url_decode(request.signature)
+        if len(raw_key) != 32 or len(signature) != 64:
+            raise UnprocessableEntity("public_key is 32 bytes and signature 64 bytes (Ed25519)")
+        try:
+            Ed25519PublicKey.from_public_bytes(raw_key).verify(
+                signature, POP_CONTEXT + request.nonce.encode("ascii") + raw_key
+            )
+        except (InvalidSignature, ValueError):
+            raise UnprocessableEntity(
+                "The proof of possession does not verify", extensions={"field": "signature"}
+            ) from None
+        device_id = device_id_of(raw_key)
+        device = await self._repository.get_device(device_id)
+        if device is not None and device["account_id"] != principal.account_id:
+            raise Conflict("This device key is registered to another account")
+        if device is not None and (device["revoked_at"] is not None or device["flagged_at"] is not None):
+            raise Forbidden("This device key no longer gets certificates: register a new key")
+        holder = await self._holders.get(principal.account_id)
+        if holder is None:
+            raise Unauthorized("The account no longer exists")
+        card = await self._status.decide(holder, CodeType.TRANSIT)
+        if card.status != "A":
+            raise Forbidden("The transit card is not active", extensions={"reasons": list(card.reasons)})
+        subject = await self._holders.register(CodeType.TRANSIT, principal.account_id)
+        now = int(time.time())
+        try:
+            certificate = issue_device_certificate(
+                self._keys.signer("code"),
+                device_public_key=raw_key,
+                subject=subject,
+                issuer=self._issuer,
+                now=now,
+                lifetime_s=self._settings.device_certificate_s,
+            )
+        except LookupError:
+            raise DependencyUnavailable("No code-signing key is active") from None
+        not_before = datetime.fromtimestamp(now, UTC)
+        not_after = datetime.fromtimestamp(now + self._settings.device_certificate_s, UTC)
+        await self._repository.certify_device(
+            device_id=device_id,
+            account_id=principal.account_id,
+            public_key=raw_key,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        if self._audit is not None:
+            self._audit.add(
+                AuditEvent(
+                    action="codes.device.certify",
+                    outcome="success",
+                    actor_type="citizen",
+                    actor_id=principal.account_id,
+                    subject_id=principal.account_id,
+                    details={"device_id": device_id},
+                )
+            )
+        return DeviceCertificateResponse(
+            device_id=device_id,
+            certificate=base64.urlsafe_b64encode(certificate).rstrip(b"=").decode("ascii"),
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+    async def revoke(self, principal: Principal, device_id: str) -> None:
+        """The citizen retires a device key (lost phone): no certificate is issued for it again.
+
+        Raises:
+            NotFound: not a live device of this account.
+        """
+        if not await self._repository.revoke_device(device_id=device_id, account_id=principal.account_id):
+            raise NotFound("No such device")
+
+    # validator logs --------------------------------------------------------------------------
+
+    async def upload(self, partner_id: str, request: RideLogUpload) -> RideLogResult:
+        """Store a validator's accepted rides and report every replay they take part in."""
+        keys = self._verifier.code_keys()
+        rejected: list[RideRejection] = []
+        rows = []
+        for index, ride in enumerate(request.rides):
+            result = verify_ride_code(ride.code, keys, now=ride.scanned_at, skew_s=self._settings.clock_skew_s)
+            if not result.valid:
+                rejected.append(RideRejection(index=index, reason=result.reason or "malformed"))
+                continue
+            record = result.record(validator_id=request.validator_id, scanned_at=ride.scanned_at)
+            rows.append(
+                (
+                    record.device_id,
+                    record.counter,
+                    record.at,
+                    record.validator_id,
+                    datetime.fromtimestamp(record.scanned_at, UTC),
+                    record.subject,
+                    partner_id,
+                )
+            )
+        inserted = await self._repository.insert_ride_records(rows)
+        stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows})
+        partners = {(r["device_id"], r["counter"], r["validator_id"], r["scanned_at"]): r["partner_id"] for r in stored}
+        replays = find_replays(
+            RideRecord(
+                device_id=r["device_id"],
+                counter=r["counter"],
+                at=r["ride_at"],
+                validator_id=r["validator_id"],
+                scanned_at=r["scanned_at"].timestamp(),
+                subject=r["subject"],
+            )
+            for r in stored
+        )
+        views = [
+            ReplayView(
+                device_id=replay.device_id,
+                counter=replay.counter,
+                scans=[
+                    ReplayScan(
+                        validator_id=rec.validator_id,
+                        scanned_at=datetime.fromtimestamp(rec.scanned_at, UTC),
+                        partner_id=partners.get(
+                            (rec.device_id, rec.counter, rec.validator_id, datetime.fromtimestamp(rec.scanned_at, UTC)),
+                            "",
+                        ),
+                    )
+                    for rec in replay.records
+                ],
+            )
+            for replay in replays
+        ]
+        flagged = await self._repository.flag_devices({r.device_id for r in replays}) if replays else []
+        if flagged:
+            log.warning("ride code replays detected", extra={"devices": len(flagged)})
+        if self._audit is not None:
+            self._audit.add(
+                AuditEvent(
+                    action="codes.ride_log.upload",
+                    outcome="success",
+                    actor_type="partner",
+                    actor_id=partner_id,
+                    details={
+                        "validator_id": request.validator_id,
+                        "accepted": inserted,
+                        "rejected": len(rejected),
+                        "replays": len(replays),
+                        "flagged_devices": flagged,
+                    },
+                )
+            )
+        return RideLogResult(accepted=inserted, duplicates=len(rows) - inserted, rejected=rejected, replays=views)

@@ -1,0 +1,165 @@
+"""The codes domain assembled: one object the app builds once per process and injects.
+
+Each job lives in its own module (issuing, status, verification, scan log, overrides, venues,
+rides, rules, retention); :class:`CodesService` only wires them to the shared resources and
+starts their background work (the retention loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from codes.holders import Holders
+from codes.issuing import Issuer
+from codes.jobs import RetentionJob
+from codes.live import LiveCodes
+from codes.overrides import Overrides
+from codes.partner_cache import PartnerCache
+from codes.pseudonym import Pseudonymizer
+from codes.repository import CodesRepository
+from codes.rides import Rides
+from codes.rulebook import RuleBook
+from codes.scanlog import ScanLog
+from codes.schemas import CodeStatus
+from codes.settings import CodesSettings
+from codes.status import StatusResolver
+from codes.venues import Venues
+from codes.verification import OnlineVerifier
+from core.audit import AuditBatcher
+from core.crypto import Vault
+from core.db import Pool
+from core.keys import KeyManager
+from core.redis import Redis
+from identity.repository import IdentityRepository
+from identity.service import Principal
+from services.departments.health import HealthDepartment
+from services.departments.socsec import SocsecDepartment
+from services.departments.transport import TransportDepartment
+
+__all__ = ["CodesService"]
+
+
+class CodesService:
+    """Every part of the codes domain.
+
+    Args:
+        pool: PostgreSQL.
+        redis: Redis.
+        vault: Master-key vault (pseudonym keys, decrypting names and ID numbers).
+        keys: The process's key manager.
+        health: Health department (a Protocol: raw client or a resilient layer).
+        transport: Transport department.
+        socsec: Social-security department.
+        settings: The codes settings.
+        issuer: The city's id, the ``iss`` of codes.
+        audit: The app's batched audit writer (department reads, revocations, certificates);
+            ``None`` writes no batched audit events (CLI use).
+        audit_department_reads: Whether the status resolver audits its department reads
+            itself; turn it off when the department clients audit every read already (the
+            resilient layer of ``services.fanout`` does).
+
+    Attributes:
+        issuing: Citizens' codes, overview, images, revocation.
+        verification: Partners' online verification.
+        overrides: Staff health overrides.
+        venues: Venues, posters, check-ins, exposure queries.
+        rides: Offline ride devices and validator logs.
+        rules: Health rule versions.
+        scan_log: The group-committed scan log.
+        retention: The retention job.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        redis: Redis,
+        vault: Vault,
+        keys: KeyManager,
+        health: HealthDepartment,
+        transport: TransportDepartment,
+        socsec: SocsecDepartment,
+        settings: CodesSettings,
+        issuer: str,
+        audit: AuditBatcher | None = None,
+        audit_department_reads: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.repository = CodesRepository(pool)
+        self.audit = audit
+        self.live = LiveCodes(redis, holder_ttl_s=settings.holder_cache_ttl_s, skew_s=settings.clock_skew_s)
+        self.rules = RuleBook(self.repository, refresh_s=settings.rules_refresh_s)
+        self.holders = Holders(
+            accounts=IdentityRepository(pool), repository=self.repository, vault=vault, pseudonyms=Pseudonymizer(vault)
+        )
+        self.status = StatusResolver(
+            health=health,
+            transport=transport,
+            socsec=socsec,
+            repository=self.repository,
+            rules=self.rules,
+            fresh_s=settings.status_fresh_s,
+            audit=audit if audit_department_reads else None,
+        )
+        self.scan_log = ScanLog(self.repository, max_batch=settings.scan_log_max_batch)
+        self.issuing = Issuer(
+            keys=keys,
+            holders=self.holders,
+            status=self.status,
+            live=self.live,
+            settings=settings,
+            issuer=issuer,
+            audit=self.audit,
+        )
+        self.verification = OnlineVerifier(
+            keys=keys,
+            live=self.live,
+            scan_log=self.scan_log,
+            holders=self.holders,
+            status=self.status,
+            repository=self.repository,
+            skew_s=settings.clock_skew_s,
+            per_second=settings.verify_per_second,
+        )
+        self.overrides = Overrides(repository=self.repository, holders=self.holders, status=self.status, live=self.live)
+        self.venues = Venues(
+            repository=self.repository,
+            keys=keys,
+            holders=self.holders,
+            live=self.live,
+            verifier=self.verification,
+            issuer=issuer,
+            skew_s=settings.clock_skew_s,
+        )
+        self.rides = Rides(
+            repository=self.repository,
+            keys=keys,
+            holders=self.holders,
+            status=self.status,
+            live=self.live,
+            verifier=self.verification,
+            settings=settings,
+            issuer=issuer,
+            audit=self.audit,
+        )
+        self.retention = RetentionJob(self.repository, settings)
+        # Verified partner tokens (see codes.dependencies.PartnerCache), per app instance.
+        self.partners = PartnerCache(ttl_s=settings.partner_token_cache_s)
+        self._keys = keys
+
+    async def summary(self, principal: Principal) -> list[CodeStatus]:
+        """The ``codes`` of ``GET /v1/me/codes`` (and of the home screen): each holder code type,
+        whether the citizen may show it, its current status, and for health the reasons and
+        ``rv``."""
+        return (await self.issuing.overview(principal)).codes
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        """JWKS of the code keys: every key that verifies now or will sign soon."""
+        return self._keys.ring.jwks(["code"])
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Start the domain's background work (the retention loop, when enabled) and return the
+        tasks, for the owner of the process's resources to cancel at shutdown."""
+        if self.settings.retention_interval_s <= 0:
+            return []
+        return [asyncio.create_task(self.retention.run_forever(), name="codes-retention")]

@@ -1,0 +1,307 @@
+"""Venues, their long-lived venue codes and posters, citizens' check-ins, exposure queries.
+
+A venue (registered by staff for their region, or by a partner for its own premises) gets one
+signed venue code (``ct: V``, ``sub`` = the venue id, valid a year); re-issuing it makes the
+previous poster invalid (``revoked``). A citizen scanning it checks in: the check-in stores only
+the citizen's check-in pseudonym (the ``V`` pseudonym, unrelated to every code a partner sees).
+A health officer whose region covers the venue can list the pseudonymous check-ins of a time
+window; each such query is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from codes import render
+from codes.holders import Holders
+from codes.live import HolderEntry, LiveCodes
+from codes.payload import CodeType, build_claims, issue_code, new_jti
+from codes.repository import CodesRepository, Row
+from codes.schemas import CheckinList, CheckinRecord, CheckinResult, ImageFormat, VenueCreate, VenueRef, VenueView
+from codes.verification import OnlineVerifier
+from codes.verifier import verify_code
+from core.audit import AuditEvent, write_audit
+from core.errors import DependencyUnavailable, Forbidden, NotFound, UnprocessableEntity
+from core.keys import KeyManager
+from core.signing import Ed25519Signer
+from identity.partners import PartnerPrincipal
+from identity.service import Principal
+from identity.staff.permissions import Role, StaffPrincipal, region_covers
+
+__all__ = ["EXPOSURE_LIMIT", "VENUE_SCOPE", "Venues", "register_venue", "sign_venue_code"]
+
+#: Partner scope for registering venues and fetching their posters.
+VENUE_SCOPE = "venues:write"
+#: Most check-ins one exposure query returns (``truncated`` says when there were more).
+EXPOSURE_LIMIT = 10_000
+_STAFF_ROLES = (Role.HEALTH_OFFICER, Role.ADMIN)
+
+Owner = StaffPrincipal | PartnerPrincipal
+
+
+def _view(row: Row) -> VenueView:
+    return VenueView(
+        id=row["id"],
+        name=row["name"],
+        address=row["address"],
+        region=row["region_code"],
+        status=row["status"],
+        payload=row["code_payload"],
+        code_expires_at=row["code_expires_at"],
+        created_at=row["created_at"],
+    )
+
+
+def sign_venue_code(signer: Ed25519Signer, *, issuer: str, venue_id: str) -> tuple[str, str, datetime]:
+    """A venue code for ``venue_id``: ``(payload, jti, expires_at)``."""
+    claims = build_claims(CodeType.VENUE, issuer=issuer, subject=venue_id, status="A")
+    return issue_code(signer, claims), claims.jti, datetime.fromtimestamp(claims.exp, UTC)
+
+
+async def register_venue(
+    repository: CodesRepository,
+    signer: Ed25519Signer,
+    *,
+    issuer: str,
+    request: VenueCreate,
+    owner_type: str,
+    owner_id: str,
+    venue_id: str | None = None,
+) -> VenueView:
+    """Store a venue with its signed code, audited (the endpoints, the CLI and the demo seed).
+
+    Args:
+        repository: SQL.
+        signer: The active ``code`` key.
+        issuer: The city's id.
+        request: Name, address, region.
+        owner_type: ``staff``, ``partner`` or ``system``.
+        owner_id: The staff id, the partner's client id, or who ran the CLI.
+        venue_id: A given id (the demo venue); random otherwise.
+    """
+    venue_id = venue_id or new_jti()  # 64 random bits, 11 characters: a pseudonym's budget
+    payload, jti, expires_at = sign_venue_code(signer, issuer=issuer, venue_id=venue_id)
+    async with repository.pool.acquire() as conn, conn.transaction():
+        await CodesRepository.insert_venue(
+            conn,
+            venue_id=venue_id,
+            name=request.name,
+            address=request.address,
+            region=request.region,
+            owner_type=owner_type,
+            owner_id=owner_id,
+        )
+        row = await CodesRepository.set_venue_code(
+            conn, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at
+        )
+        await write_audit(
+            conn,
+            [
+                AuditEvent(
+                    action="codes.venue.create",
+                    outcome="success",
+                    actor_type=owner_type,
+                    actor_id=owner_id,
+                    details={"venue_id": venue_id, "region": request.region},
+                )
+            ],
+        )
+    return _view(row)
+
+
+class Venues:
+    """Venue registration, posters, check-ins and exposure queries.
+
+    Args:
+        repository: SQL.
+        keys: Signs venue codes.
+        holders: Check-in pseudonyms.
+        live: Holder cache of venue codes (refreshed when a poster is replaced).
+        verifier: The ``code`` keys for checking scanned venue codes.
+        issuer: The city's id (``iss``).
+        skew_s: Clock tolerance.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: CodesRepository,
+        keys: KeyManager,
+        holders: Holders,
+        live: LiveCodes,
+        verifier: OnlineVerifier,
+        issuer: str,
+        skew_s: int,
+    ) -> None:
+        self._repository = repository
+        self._keys = keys
+        self._holders = holders
+        self._live = live
+        self._verifier = verifier
+        self._issuer = issuer
+        self._skew = skew_s
+
+    # registration ----------------------------------------------------------------------------
+
+    def _sign(self, venue_id: str) -> tuple[str, str, datetime]:
+        try:
+            signer = self._keys.signer("code")
+        except LookupError:
+            raise DependencyUnavailable("No code-signing key is active") from None
+        return sign_venue_code(signer, issuer=self._issuer, venue_id=venue_id)
+
+    async def create(self, owner: Owner, request: VenueCreate) -> VenueView:
+        """Register a venue and sign its code.
+
+        Raises:
+            Forbidden: staff without the role, or a region outside theirs.
+        """
+        if isinstance(owner, StaffPrincipal):
+            owner.require_role(*_STAFF_ROLES)
+            owner.require_region(request.region)
+            owner_type, owner_id = "staff", owner.staff_id
+        else:
+            owner_type, owner_id = "partner", owner.client_id
+        try:
+            signer = self._keys.signer("code")
+        except LookupError:
+            raise DependencyUnavailable("No code-signing key is active") from None
+        return await register_venue(
+            self._repository, signer, issuer=self._issuer, request=request, owner_type=owner_type, owner_id=owner_id
+        )
+
+    async def _owned(self, owner: Owner, venue_id: str) -> Row:
+        row = await self._repository.get_venue(venue_id)
+        if row is None:
+            raise NotFound("No such venue")
+        if isinstance(owner, StaffPrincipal):
+            owner.require_role(*_STAFF_ROLES)
+            owner.require_region(row["region_code"])
+        elif row["owner_type"] != "partner" or row["owner_id"] != owner.client_id:
+            raise NotFound("No such venue")  # a partner does not learn of others' venues
+        return row
+
+    async def get(self, owner: Owner, venue_id: str) -> VenueView:
+        """A venue its owner (or covering staff) may see."""
+        return _view(await self._owned(owner, venue_id))
+
+    async def reissue(self, owner: Owner, venue_id: str) -> VenueView:
+        """Sign a new venue code; the previous poster stops verifying (``revoked``)."""
+        await self._owned(owner, venue_id)
+        payload, jti, expires_at = self._sign(venue_id)
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            row = await CodesRepository.set_venue_code(
+                conn, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at
+            )
+            actor_type = "staff" if isinstance(owner, StaffPrincipal) else "partner"
+            actor_id = owner.staff_id if isinstance(owner, StaffPrincipal) else owner.client_id
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="codes.venue.reissue",
+                        outcome="success",
+                        actor_type=actor_type,
+                        actor_id=actor_id,
+                        details={"venue_id": venue_id},
+                    )
+                ],
+            )
+        await self._live.put_holder(
+            CodeType.VENUE.value,
+            venue_id,
+            HolderEntry(account_id=None, name=row["name"], status=row["status"], jti=jti),
+        )
+        return _view(row)
+
+    async def poster(self, owner: Owner, venue_id: str, fmt: ImageFormat) -> bytes:
+        """The printable poster: PNG with the venue name under the code, or the bare SVG code."""
+        row = await self._owned(owner, venue_id)
+        payload: str = row["code_payload"]
+        if fmt == "svg":
+            return await render.render(payload, "svg")
+        return await asyncio.to_thread(render.render_venue_poster_png, payload, row["name"])
+
+    # check-ins -------------------------------------------------------------------------------
+
+    async def checkin(self, principal: Principal, payload: str) -> CheckinResult:
+        """Record that the citizen scanned a venue code.
+
+        Raises:
+            UnprocessableEntity: not a valid venue code (``reason`` says why: ``wrong_type``,
+                ``expired``, ``revoked``...), or the venue is closed.
+        """
+        result = verify_code(
+            payload, self._verifier.code_keys(), now=time.time(), skew_s=self._skew, expected_types=("venue",)
+        )
+        if not result.valid or result.claims is None:
+            raise UnprocessableEntity("This is not a valid venue code", extensions={"reason": result.reason})
+        venue = await self._repository.get_venue(result.claims["sub"])
+        if venue is None or venue["code_jti"] != result.claims["jti"]:
+            raise UnprocessableEntity("This venue code is no longer valid", extensions={"reason": "revoked"})
+        if venue["status"] != "A":
+            raise UnprocessableEntity("This venue is closed", extensions={"reason": "venue_closed"})
+        pseudonym = await self._holders.register(CodeType.VENUE, principal.account_id)
+        at = await self._repository.insert_checkin(venue_id=venue["id"], pseudonym=pseudonym)
+        return CheckinResult(
+            venue=VenueRef(id=venue["id"], name=venue["name"], address=venue["address"]), checked_in_at=at
+        )
+
+    async def exposure(
+        self,
+        staff: StaffPrincipal,
+        venue_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        max_days: int,
+        client_ip: str | None,
+    ) -> CheckinList:
+        """The pseudonymous check-ins of a venue in ``[start, end)``, audited.
+
+        Raises:
+            Forbidden: not a health officer, or the venue is outside the officer's region.
+            NotFound: no such venue.
+            UnprocessableEntity: a window that is empty, reversed or too long.
+        """
+        staff.require_role(Role.HEALTH_OFFICER)
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        if end <= start or end - start > timedelta(days=max_days):
+            raise UnprocessableEntity(f"The window must be positive and at most {max_days} days")
+        venue = await self._repository.get_venue(venue_id)
+        if venue is None:
+            raise NotFound("No such venue")
+        if not region_covers(staff.region, venue["region_code"]):
+            raise Forbidden("Outside your region")
+        rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=EXPOSURE_LIMIT + 1)
+        truncated = len(rows) > EXPOSURE_LIMIT
+        await write_audit(
+            self._repository.pool,
+            [
+                AuditEvent(
+                    action="codes.exposure_query",
+                    outcome="success",
+                    actor_type="staff",
+                    actor_id=staff.staff_id,
+                    client_ip=client_ip,
+                    details={
+                        "venue_id": venue_id,
+                        "start": start.isoformat(),
+                        "end": end.isoformat(),
+                        "count": min(len(rows), EXPOSURE_LIMIT),
+                    },
+                )
+            ],
+        )
+        return CheckinList(
+            venue_id=venue_id,
+            start=start,
+            end=end,
+            checkins=[
+                CheckinRecord(pseudonym=r["pseudonym"], checked_in_at=r["checked_in_at"]) for r in rows[:EXPOSURE_LIMIT]
+            ],
+            truncated=truncated,
+        )

@@ -1,0 +1,312 @@
+"""HTTP endpoints of the OpenID Connect provider: thin, each decodes a Struct and calls the provider.
+
+- ``DiscoveryController``: ``/.well-known/openid-configuration``.
+- ``OAuthController``: token, introspection, revocation, userinfo. Form bodies, OAuth error
+  JSON (its own exception handlers), ``Cache-Control: no-store``.
+- ``AuthorizeController``: ``/oauth/authorize`` for the app (JSON, citizen bearer token)
+  and for browsers (HTML pages posting forms to ``/oauth/authorize/{otp,login,consent}``).
+- ``ConsentController``: the citizen lists and withdraws consents (``/v1/me/consents``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import ValidationException
+from litestar.openapi import ResponseSpec
+from litestar.params import Body, FromPath, JSONBody, Parameter
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.types import ExceptionHandlersMap
+
+from core.http import BEARER, error_responses
+from identity.dependencies import bearer_token, client_ip
+from identity.oidc.browser import BrowserResult
+from identity.oidc.dependencies import provide_oidc
+from identity.oidc.errors import NO_STORE, invalid_request, oauth_exception_handlers
+from identity.oidc.pages import PAGE_HEADERS, error_page
+from identity.oidc.schemas import (
+    AppAuthorizeRequest,
+    AuthorizePreview,
+    AuthorizeRedirect,
+    BrowserConsentForm,
+    BrowserOtpForm,
+    BrowserPhoneForm,
+    ConsentList,
+    IntrospectForm,
+    IntrospectionResponse,
+    ProviderMetadata,
+    RevokeForm,
+    TokenForm,
+    TokenResponse,
+    UserinfoForm,
+)
+from identity.oidc.service import OidcProvider
+from identity.service import Principal
+
+__all__ = ["AuthorizeController", "ConsentController", "DiscoveryController", "OAuthController"]
+
+FORM: dict[str, Any] = {"content_types": ("application/x-www-form-urlencoded",)}
+_OIDC = {"oidc": Provide(provide_oidc, sync_to_thread=False)}
+
+
+def _oauth_errors(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            data_container=dict[str, str],
+            description="OAuth error: {error, error_description} (RFC 6749 section 5.2)",
+        )
+        for status in sorted({400, *statuses})
+    }
+
+
+class DiscoveryController(Controller):
+    """OpenID Provider Metadata."""
+
+    path = "/.well-known"
+    tags = ["openid-connect"]
+    dependencies = _OIDC
+
+    @get("/openid-configuration", summary="OpenID Connect discovery document", cache_control=None)
+    async def configuration(self, oidc: NamedDependency[OidcProvider]) -> Response[ProviderMetadata]:
+        """Issuer, endpoints, and what each supports (OpenID Connect Discovery 1.0)."""
+        return Response(oidc.metadata(), headers={"Cache-Control": "public, max-age=300"})
+
+
+class OAuthController(Controller):
+    """The OAuth 2.0 endpoints partners' client libraries call."""
+
+    path = "/oauth"
+    tags = ["openid-connect"]
+    dependencies = _OIDC
+    exception_handlers: ExceptionHandlersMap = oauth_exception_handlers()
+
+    @post("/token", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
+    async def token(
+        self,
+        data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[TokenResponse]:
+        """Token endpoint: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``.
+
+        Client authentication: ``client_secret_basic``, ``client_secret_post``,
+        ``private_key_jwt``, or ``none`` for public clients (codes and refresh tokens only).
+        """
+        result = await oidc.endpoint.token(
+            data,
+            authorization=request.headers.get("authorization"),
+            endpoint_url=f"{oidc.issuer}/oauth/token",
+            client_ip=client_ip(request),
+        )
+        return Response(result, headers=NO_STORE)
+
+    @post("/introspect", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
+    async def introspect(
+        self,
+        data: Annotated[IntrospectForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[IntrospectionResponse]:
+        """RFC 7662 introspection of the calling client's own tokens (others: inactive)."""
+        result = await oidc.endpoint.introspect(
+            data, authorization=request.headers.get("authorization"), endpoint_url=f"{oidc.issuer}/oauth/introspect"
+        )
+        return Response(result, headers=NO_STORE)
+
+    @post("/revoke", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
+    async def revoke(
+        self,
+        data: Annotated[RevokeForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[bytes]:
+        """RFC 7009 revocation. Always 200 (empty body) for an authenticated client, whatever the token."""
+        await oidc.endpoint.revoke(
+            data,
+            authorization=request.headers.get("authorization"),
+            endpoint_url=f"{oidc.issuer}/oauth/revoke",
+            client_ip=client_ip(request),
+        )
+        return Response(b"", media_type=MediaType.TEXT, headers=NO_STORE)
+
+    @get("/userinfo", security=BEARER, responses=_oauth_errors(401, 403))
+    async def userinfo(
+        self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]
+    ) -> Response[dict[str, Any]]:
+        """The consented claims of the citizen behind the bearer token."""
+        claims = await oidc.endpoint.userinfo(bearer_token(request), client_ip=client_ip(request))
+        return Response(claims, headers=NO_STORE)
+
+    @post("/userinfo", status_code=HTTP_200_OK, opt=FORM, security=BEARER, responses=_oauth_errors(401, 403))
+    async def userinfo_post(
+        self,
+        data: Annotated[UserinfoForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[dict[str, Any]]:
+        """Userinfo with the token in the header or in the form body (RFC 6750 section 2.2)."""
+        in_header = request.headers.get("authorization")
+        if in_header and data.access_token:
+            raise invalid_request("Send the access token once")
+        token = data.access_token or bearer_token(request)
+        claims = await oidc.endpoint.userinfo(token, client_ip=client_ip(request))
+        return Response(claims, headers=NO_STORE)
+
+
+def _browser_response(result: BrowserResult, *, secure: bool) -> Response[Any]:
+    cookies = [
+        Cookie(
+            key=c.name,
+            value=c.value,
+            max_age=c.max_age,
+            path="/oauth/authorize",
+            httponly=True,
+            secure=secure,
+            samesite="lax",
+        )
+        for c in result.cookies
+    ]
+    if result.location is not None:
+        return Redirect(
+            result.location,
+            status_code=303 if result.status == 303 else 302,
+            cookies=cookies,
+            headers={"Cache-Control": "no-store"},
+        )
+    return Response(
+        result.html or "",
+        status_code=result.status,
+        media_type=MediaType.HTML,
+        headers=dict(PAGE_HEADERS),
+        cookies=cookies,
+    )
+
+
+def _on_bad_form(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    return Response(
+        error_page("请求无效 · The form was not valid."),
+        status_code=400,
+        media_type=MediaType.HTML,
+        headers=dict(PAGE_HEADERS),
+    )
+
+
+_BROWSER_ERRORS: ExceptionHandlersMap = {ValidationException: _on_bad_form}
+
+
+class AuthorizeController(Controller):
+    """The authorization endpoint, for the app and for browsers."""
+
+    path = "/oauth/authorize"
+    tags = ["openid-connect"]
+    dependencies = _OIDC
+
+    @post("/", status_code=HTTP_200_OK, security=BEARER, responses=error_responses(401))
+    async def app_authorize(
+        self,
+        data: JSONBody[AppAuthorizeRequest],
+        principal: NamedDependency[Principal],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> AuthorizeRedirect:
+        """The app, for its signed-in citizen, approves a partner: consent is recorded and
+        the answer is the partner's redirect URI with ``code``, ``state`` and ``iss``.
+
+        Errors in the client or redirect URI are 400 problems; other errors are 400
+        problems with ``error`` and a ``redirect_to`` carrying the error for the partner.
+        """
+        return await oidc.app_authorize(principal, data, client_ip=client_ip(request))
+
+    @get("/preview", security=BEARER, responses=error_responses(401))
+    async def preview(
+        self,
+        principal: NamedDependency[Principal],
+        oidc: NamedDependency[OidcProvider],
+        client_id: Annotated[str, Parameter(query="client_id", max_length=64)],
+        redirect_uri: Annotated[str, Parameter(query="redirect_uri", max_length=512)],
+        # ``scope`` is a name Litestar reserves for the ASGI scope: read it under an alias.
+        requested_scope: Annotated[str, Parameter(query="scope", max_length=512)],
+    ) -> AuthorizePreview:
+        """What the app's consent screen should show for a partner's request."""
+        return await oidc.preview(principal, client_id=client_id, redirect_uri=redirect_uri, scope=requested_scope)
+
+    @get(
+        "/",
+        media_type=MediaType.HTML,
+        include_in_schema=True,
+        summary="Browser authorization (login and consent pages)",
+        exception_handlers=_BROWSER_ERRORS,
+    )
+    async def browser_start(
+        self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """Authorization code request from a partner's web page (``response_type=code``,
+        PKCE S256 required). Shows the login page, then the consent page, then redirects."""
+        query = {key: request.query_params.getall(key) for key in request.query_params}
+        result = await oidc.browser.start(query, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=oidc.browser.secure_cookies)
+
+    @post("/otp", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
+    async def browser_otp(
+        self,
+        data: Annotated[BrowserPhoneForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[Any]:
+        """Login page: send the one-time code."""
+        result = await oidc.browser.send_code(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=oidc.browser.secure_cookies)
+
+    @post("/login", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
+    async def browser_login(
+        self,
+        data: Annotated[BrowserOtpForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[Any]:
+        """Code page: sign in."""
+        result = await oidc.browser.login(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=oidc.browser.secure_cookies)
+
+    @post("/consent", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
+    async def browser_consent(
+        self,
+        data: Annotated[BrowserConsentForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[Any]:
+        """Consent page: approve or deny."""
+        result = await oidc.browser.consent(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=oidc.browser.secure_cookies)
+
+
+class ConsentController(Controller):
+    """What the signed-in citizen shares with partners."""
+
+    path = "/v1/me/consents"
+    tags = ["openid-connect"]
+    security = BEARER
+    dependencies = _OIDC
+
+    @get("/", responses=error_responses(401))
+    async def list_consents(
+        self, principal: NamedDependency[Principal], oidc: NamedDependency[OidcProvider]
+    ) -> ConsentList:
+        """Every partner the citizen shares something with, and what."""
+        return await oidc.consents.list(principal.account_id)
+
+    @delete("/{client_id:str}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
+    async def withdraw(
+        self,
+        client_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> None:
+        """Withdraw consent: the partner's refresh and access tokens for this citizen stop working."""
+        await oidc.consents.withdraw(principal.account_id, client_id, client_ip=client_ip(request))

@@ -1,0 +1,230 @@
+"""Request and response bodies of the OpenID Connect provider.
+
+The OAuth endpoints' form bodies (token, introspection, revocation, userinfo) do *not*
+forbid unknown fields: RFC 6749 section 3.2 says the server MUST ignore unrecognised
+parameters, and client libraries send extras. Every field is still typed and bounded, and a
+repeated parameter (which the RFC forbids) fails validation as ``invalid_request``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from core.structs import Request, Response
+
+__all__ = [
+    "AppAuthorizeRequest",
+    "AuthorizePreview",
+    "AuthorizeRedirect",
+    "BrowserConsentForm",
+    "BrowserOtpForm",
+    "BrowserPhoneForm",
+    "ClientSummary",
+    "ConsentInfo",
+    "ConsentList",
+    "IntrospectForm",
+    "IntrospectionResponse",
+    "ProviderMetadata",
+    "RevokeForm",
+    "ScopeDescription",
+    "TokenForm",
+    "TokenResponse",
+    "UserinfoForm",
+]
+
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, examples=["demo-partner"])]
+Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+ScopeText = Annotated[str, msgspec.Meta(max_length=512, examples=["openid profile"])]
+State = Annotated[str, msgspec.Meta(max_length=512)]
+CodeChallenge = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$", description="BASE64URL(SHA256(code_verifier)), RFC 7636 (S256 only)"),
+]
+Param = Annotated[str, msgspec.Meta(max_length=512)]
+TokenText = Annotated[str, msgspec.Meta(max_length=8192)]
+
+
+class AppAuthorizeRequest(Request):
+    """The app approves a partner for the signed-in citizen (authorization code with PKCE).
+
+    ``share_full_name``: with the ``profile`` scope, the citizen chose to share the full
+    name rather than the masked one (``张*``).
+    """
+
+    client_id: ClientId
+    redirect_uri: Uri
+    scope: ScopeText
+    code_challenge: CodeChallenge
+    code_challenge_method: Literal["S256"]
+    state: State | None = None
+    nonce: State | None = None
+    response_type: Literal["code"] = "code"
+    share_full_name: bool = False
+
+
+class AuthorizeRedirect(Response, frozen=True):
+    """Where to send the citizen: the partner's redirect URI with ``code``, ``state`` and ``iss``."""
+
+    redirect_to: str
+
+
+class ScopeDescription(Response, frozen=True):
+    """One requested scope, as the consent screen shows it."""
+
+    scope: str
+    description: str
+    description_zh: str
+    consented: bool
+
+
+class ClientSummary(Response, frozen=True):
+    """The public face of a client."""
+
+    client_id: str
+    name: str
+
+
+class AuthorizePreview(Response, frozen=True):
+    """What the app shows on its consent screen before calling ``POST /oauth/authorize``."""
+
+    client: ClientSummary
+    scopes: list[ScopeDescription]
+    consent_required: bool
+
+
+class TokenForm(msgspec.Struct, kw_only=True):
+    """``POST /oauth/token`` (``application/x-www-form-urlencoded``)."""
+
+    grant_type: Annotated[str, msgspec.Meta(max_length=128)]
+    code: Param | None = None
+    redirect_uri: Uri | None = None
+    code_verifier: Param | None = None
+    refresh_token: Param | None = None
+    scope: ScopeText | None = None
+    client_id: ClientId | None = None
+    client_secret: Param | None = None
+    client_assertion_type: Param | None = None
+    client_assertion: TokenText | None = None
+
+
+class TokenResponse(Response, frozen=True, omit_defaults=True):
+    """RFC 6749 section 5.1 (plus ``id_token`` for OpenID Connect)."""
+
+    access_token: str
+    token_type: str  # always "Bearer" (required: omit_defaults would drop a default)
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    id_token: str | None = None
+
+
+class IntrospectForm(msgspec.Struct, kw_only=True):
+    """``POST /oauth/introspect`` (RFC 7662)."""
+
+    token: TokenText
+    token_type_hint: Param | None = None
+    client_id: ClientId | None = None
+    client_secret: Param | None = None
+    client_assertion_type: Param | None = None
+    client_assertion: TokenText | None = None
+
+
+class RevokeForm(IntrospectForm, kw_only=True):
+    """``POST /oauth/revoke`` (RFC 7009)."""
+
+
+class UserinfoForm(msgspec.Struct, kw_only=True):
+    """``POST /oauth/userinfo``: the token may travel in the body (RFC 6750 section 2.2)."""
+
+    access_token: TokenText | None = None
+
+
+class IntrospectionResponse(Response, frozen=True, omit_defaults=True):
+    """RFC 7662 section 2.2. Inactive (or not the caller's) tokens are just ``{"active": false}``."""
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    sub: str | None = None
+    aud: str | list[str] | None = None
+    iss: str | None = None
+    jti: str | None = None
+    acr: str | None = None
+
+
+class ConsentInfo(Response, frozen=True):
+    """What the citizen shares with one client."""
+
+    client_id: str
+    client_name: str
+    scopes: list[str]
+    full_name: bool
+    granted_at: datetime
+
+
+class ConsentList(Response, frozen=True):
+    """Every client the citizen shares something with."""
+
+    consents: list[ConsentInfo]
+
+
+class BrowserPhoneForm(msgspec.Struct, kw_only=True):
+    """The login page: which phone to send the code to."""
+
+    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+    phone: Annotated[str, msgspec.Meta(max_length=32)] = ""
+
+
+class BrowserOtpForm(msgspec.Struct, kw_only=True):
+    """The code page."""
+
+    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+    otp: Annotated[str, msgspec.Meta(max_length=16)] = ""
+
+
+class BrowserConsentForm(msgspec.Struct, kw_only=True):
+    """The consent page; ``share_full_name`` is a checkbox (``on`` when ticked)."""
+
+    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+    decision: Literal["approve", "deny"]
+    share_full_name: Annotated[str, msgspec.Meta(max_length=8)] | None = None
+
+
+class ProviderMetadata(Response, frozen=True):
+    """OpenID Provider Metadata (OpenID Connect Discovery 1.0, RFC 8414)."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    userinfo_endpoint: str
+    jwks_uri: str
+    introspection_endpoint: str
+    revocation_endpoint: str
+    scopes_supported: list[str]
+    response_types_supported: list[str]
+    response_modes_supported: list[str]
+    grant_types_supported: list[str]
+    subject_types_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    token_endpoint_auth_signing_alg_values_supported: list[str]
+    introspection_endpoint_auth_methods_supported: list[str]
+    introspection_endpoint_auth_signing_alg_values_supported: list[str]
+    revocation_endpoint_auth_methods_supported: list[str]
+    revocation_endpoint_auth_signing_alg_values_supported: list[str]
+    code_challenge_methods_supported: list[str]
+    claims_supported: list[str]
+    acr_values_supported: list[str]
+    prompt_values_supported: list[str]
+    claims_parameter_supported: bool
+    request_parameter_supported: bool
+    request_uri_parameter_supported: bool
+    require_request_uri_registration: bool
+    authorization_response_iss_parameter_supported: bool
+    ui_locales_supported: list[str]

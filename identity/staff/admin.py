@@ -1,0 +1,136 @@
+"""Managing staff accounts: what ``onecity staff add|list|disable`` runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import asyncpg
+
+from core.audit import AuditEvent, write_audit
+from core.crypto import Vault
+from core.db import Pool
+from identity.oidc.revocation import TokenRevocations
+from identity.staff.passwords import Passwords
+from identity.staff.permissions import Role, region_level
+from identity.staff.repository import StaffRepository
+from identity.staff.schemas import StaffProfile
+from identity.staff.service import StaffService
+
+__all__ = ["StaffAdmin", "StaffAdminError"]
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+_PHONE = re.compile(r"^1[3-9][0-9]{9}$")
+
+
+class StaffAdminError(ValueError):
+    """The requested change is invalid; the message says why."""
+
+
+class StaffAdmin:
+    """Adds, lists and disables staff.
+
+    Args:
+        pool: PostgreSQL.
+        vault: Encrypts staff phones.
+        passwords: argon2 hashing.
+        revocations: When given, disabling kills the member's live tokens at once.
+        min_password_length: Refuse shorter passwords.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        vault: Vault,
+        *,
+        passwords: Passwords | None = None,
+        revocations: TokenRevocations | None = None,
+        min_password_length: int = 12,
+    ) -> None:
+        self._repository = StaffRepository(pool)
+        self._vault = vault
+        self._passwords = passwords or Passwords()
+        self._revocations = revocations
+        self._min_password = min_password_length
+
+    async def add(
+        self, username: str, *, name: str, phone: str, password: str, roles: Sequence[str], region: str
+    ) -> StaffProfile:
+        """Create a staff member.
+
+        Raises:
+            StaffAdminError: invalid input or the username is taken.
+        """
+        if not _USERNAME.match(username):
+            raise StaffAdminError("username: 3-64 characters of a-z, 0-9, '.', '_', '-'")
+        if not 1 <= len(name) <= 64:
+            raise StaffAdminError("name: 1-64 characters")
+        if not _PHONE.match(phone):
+            raise StaffAdminError("phone: an 11-digit mainland mobile number")
+        if len(password) < self._min_password:
+            raise StaffAdminError(f"password: at least {self._min_password} characters")
+        valid_roles = {r.value for r in Role}
+        if not roles or any(r not in valid_roles for r in roles):
+            raise StaffAdminError(f"roles: one or more of {', '.join(sorted(valid_roles))}")
+        if region_level(region) is None:
+            raise StaffAdminError("region: a division code of 4 (city), 6 (district), 9 (street) or 12 digits")
+        password_hash = await self._passwords.hash_async(password)
+        try:
+            async with self._repository.pool.acquire() as conn, conn.transaction():
+                staff_id = await self._repository.insert(
+                    conn,
+                    username=username,
+                    display_name=name,
+                    phone_enc=self._vault.encrypt_text(phone, context="staff-phone"),
+                    password_hash=password_hash,
+                    roles=list(dict.fromkeys(roles)),
+                    region_code=region,
+                )
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="staff.added",
+                            outcome="success",
+                            actor_type="system",
+                            actor_id="cli",
+                            subject_id=staff_id,
+                            details={"roles": list(roles), "region": region},
+                        )
+                    ],
+                )
+        except asyncpg.UniqueViolationError:
+            raise StaffAdminError(f"username {username!r} is taken") from None
+        row = await self._repository.by_id(staff_id)
+        assert row is not None
+        return StaffService.profile_of(row)
+
+    async def list(self) -> list[tuple[StaffProfile, bool]]:
+        """Everyone, with whether they are disabled."""
+        return [(StaffService.profile_of(r), bool(r["disabled"])) for r in await self._repository.list()]
+
+    async def disable(self, username: str) -> str:
+        """Disable a staff member; their tokens stop working. Returns the id.
+
+        Raises:
+            StaffAdminError: no such enabled staff member.
+        """
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            staff_id = await self._repository.disable(conn, username)
+            if staff_id is None:
+                raise StaffAdminError(f"no enabled staff member {username!r}")
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="staff.disabled",
+                        outcome="success",
+                        actor_type="system",
+                        actor_id="cli",
+                        subject_id=staff_id,
+                    )
+                ],
+            )
+        if self._revocations is not None:
+            await self._revocations.revoke_subject(f"staff:{staff_id}")
+        return staff_id

@@ -1,0 +1,65 @@
+"""Fixtures of the staff tests: staff accounts created through the same code as the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import pytest
+from httpx import AsyncClient as AsyncTestClient
+
+from bff.settings import Settings
+from core.crypto import Vault
+from core.db import Pool
+from identity.staff import StaffAdmin
+from identity.staff.passwords import Passwords
+from services.departments.sms import SmsGateway
+from tests.support.citizens import latest_otp
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A staff account of the test."""
+
+    username: str
+    phone: str
+    region: str
+
+
+@pytest.fixture(scope="session")
+def settings(settings: Settings) -> Settings:
+    """Cheaper argon2 parameters keep the suite fast; production uses RFC 9106's."""
+    staff = msgspec.structs.replace(settings.staff, argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+    return msgspec.structs.replace(settings, staff=staff)
+
+
+@pytest.fixture
+def staff_admin(pool: Pool, vault: Vault, settings: Settings) -> StaffAdmin:
+    return StaffAdmin(pool, vault, passwords=Passwords.from_settings(settings.staff))
+
+
+@pytest.fixture
+async def officer(client: AsyncTestClient, staff_admin: StaffAdmin) -> Member:
+    """A health officer of Dongcheng district, Beijing (110101: the demo citizens' district)."""
+    await staff_admin.add(
+        "officer.dongcheng",
+        name="Officer Wang",
+        phone="13700000001",
+        password=PASSWORD,
+        roles=["health_officer"],
+        region="110101",
+    )
+    return Member("officer.dongcheng", "13700000001", "110101")
+
+
+async def sign_in(client: AsyncTestClient, sms: SmsGateway, member: Member, password: str = PASSWORD) -> str:
+    """Password, then the SMS code; returns the staff access token."""
+    step1 = await client.post("/v1/staff/login/password", json={"username": member.username, "password": password})
+    assert step1.status_code == 202, step1.text
+    code = await latest_otp(sms, member.phone)
+    step2 = await client.post("/v1/staff/login/otp", json={"ticket": step1.json()["ticket"], "otp": code})
+    assert step2.status_code == 200, step2.text
+    token: str = step2.json()["access_token"]
+    return token

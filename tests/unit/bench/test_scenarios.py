@@ -1,0 +1,45 @@
+import re
+
+import pytest
+
+from bench.cli import parse_options
+from bench.fixtures import phone_number
+from bench.scenarios import BASELINE, SCENARIOS, Scenario, register
+
+_PHONE = re.compile(r"^1[3-9][0-9]{9}$")  # core.structs.Phone
+
+
+def test_registry_starts_with_the_baseline_and_names_are_unique() -> None:
+    assert next(iter(SCENARIOS)) == BASELINE
+    with pytest.raises(ValueError, match="twice"):
+        register(Scenario(name=BASELINE, description="again", method="GET", path="/"))
+
+
+def test_scenarios_that_need_data_prepare_more_than_one_second_of_it() -> None:
+    for scenario in SCENARIOS.values():
+        if scenario.items_per_second:
+            assert scenario.prepare is not None
+            assert scenario.item_count(10, 64) > scenario.item_count(1, 64) > 64
+        else:
+            assert scenario.item_count(10, 64) == 0
+
+
+def test_phone_numbers_are_valid_and_refuse_what_would_not_be() -> None:
+    assert _PHONE.match(phone_number("17", 0))
+    assert _PHONE.match(phone_number("15", 999_999_999))
+    for prefix, index in (("12", 1), ("1", 1), ("17", 10**9), ("17", -1)):
+        with pytest.raises(ValueError):
+            phone_number(prefix, index)
+
+
+def test_options_always_run_the_baseline_first_and_quick_does_not_write_by_default() -> None:
+    options = parse_options(["--quick", "--scenarios", "refresh"])
+    assert options.scenarios == [BASELINE, "refresh"]
+    assert options.duration == 5
+    assert options.output is None
+    full = parse_options(["--duration", "30"])
+    assert full.duration == 30
+    assert full.output is not None
+    assert full.output.name == "RESULTS.md"
+    with pytest.raises(SystemExit):
+        parse_options(["--scenarios", "nope"])
