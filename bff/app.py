@@ -84,7 +84,15 @@ def create_app(settings: Settings) -> Litestar:
             Router(
                 path="/",
                 route_handlers=[AuthController],
-                middleware=[RateLimitConfig(rate_limit=("minute", settings.server.auth_rate_per_minute)).middleware],
+                middleware=[
+                    RateLimitConfig(
+                        rate_limit=("minute", settings.server.auth_rate_per_minute),
+                        # Only where guessing or abuse is possible (codes sent, codes tried).
+                        # A refresh or logout presents a 256-bit secret nobody can guess, and
+                        # the limiter's two Redis round trips would double their cost.
+                        exclude=[r"^/v1/auth/(refresh|logout)$"],
+                    ).middleware
+                ],
             ),
             MeController,
             ScreensController,

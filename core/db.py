@@ -29,6 +29,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Skip the server-side ``RESET ALL`` on every release (one round trip per query saved).
+
+    asyncpg still rolls back any open transaction before this runs. OneCity leaves no other
+    session state on pooled connections: no ``SET``, no ``LISTEN``, and advisory locks are
+    transaction-scoped, except the migrator's, which it releases itself.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 10.0) -> Pool:
     """Open a pool whose connections speak jsonb through msgspec.
 
@@ -41,6 +50,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, comman
     """
     pool = await asyncpg.create_pool(
         dsn,
+        reset=_keep_session,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,
