@@ -46,3 +46,14 @@ def test_a_bad_master_key_names_the_variable_not_the_value() -> None:
     with pytest.raises(SettingsError, match="ONECITY_MASTER_KEY") as info:
         load_settings({"ONECITY_MASTER_KEY": "dG9vLXNob3J0"})
     assert "dG9vLXNob3J0" not in str(info.value)
+
+
+def test_every_environment_variable_is_documented() -> None:
+    from pathlib import Path
+
+    from bff.settings import ENVIRONMENT
+
+    root = Path(__file__).resolve().parents[3]
+    text = (root / "README.md").read_text() + "".join(p.read_text() for p in (root / "docs").glob("*.md"))
+    missing = [name for name in ENVIRONMENT if name not in text]
+    assert not missing, f"not in README.md or docs/: {missing}"
