@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
@@ -113,7 +114,7 @@ class MeController(Controller):
     @delete("/sessions/{session_id:uuid}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
     async def end_session(
         self,
-        session_id: Any,
+        session_id: FromPath[UUID],
         principal: NamedDependency[Principal],
         identity: NamedDependency[IdentityService],
         request: Request[Any, Any, Any],
