@@ -173,6 +173,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_RIDE_RETENTION_DAYS": "codes.ride_retention_days",
     "ONECITY_CODES_RETENTION_INTERVAL_S": "codes.retention_interval_s",
     "ONECITY_DEVICE_CERTIFICATE_S": "codes.device_certificate_s",
+    "ONECITY_CODES_SUMMARY_CACHE_S": "codes.summary_cache_s",
     "ONECITY_OIDC_CODE_TTL_S": "oidc.code_ttl_s",
     "ONECITY_OIDC_ACCESS_TOKEN_TTL_S": "oidc.access_token_ttl_s",
     "ONECITY_OIDC_CLIENT_TOKEN_TTL_S": "oidc.client_token_ttl_s",

@@ -8,6 +8,10 @@ starts their background work (the retention loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+
+import msgspec
+from redis.exceptions import RedisError
 
 from codes.holders import Holders
 from codes.issuing import Issuer
@@ -37,6 +41,8 @@ from services.departments.socsec import SocsecDepartment
 from services.departments.transport import TransportDepartment
 
 __all__ = ["CodesService"]
+
+_SUMMARY_DECODER = msgspec.json.Decoder(list[CodeStatus])
 
 
 class CodesService:
@@ -146,12 +152,32 @@ class CodesService:
         # Verified partner tokens (see codes.dependencies.PartnerCache), per app instance.
         self.partners = PartnerCache(ttl_s=settings.partner_token_cache_s)
         self._keys = keys
+        self._redis = redis
 
     async def summary(self, principal: Principal) -> list[CodeStatus]:
-        """The ``codes`` of ``GET /v1/me/codes`` (and of the home screen): each holder code type,
-        whether the citizen may show it, its current status, and for health the reasons and
-        ``rv``."""
-        return (await self.issuing.overview(principal)).codes
+        """The home screen's ``codes``: each holder code type, whether the citizen may show
+        it, its current status, and for health the reasons and ``rv``.
+
+        Deciding every status reads department data and writes the decisions, several round
+        trips per code type, and the home screen is the most-viewed page of the app; so the
+        summary is kept in Redis for ``summary_cache_s`` per citizen and level. It is a
+        display: issuing a code and ``GET /v1/me/codes`` always decide afresh. Redis trouble
+        only costs the cache (fail open).
+        """
+        ttl = self.settings.summary_cache_s
+        key = f"oc:codes:summary:{principal.account_id}:{principal.level}"
+        if ttl:
+            try:
+                cached = await self._redis.get(key)
+            except RedisError:
+                cached = None
+            if cached is not None:
+                return _SUMMARY_DECODER.decode(cached)
+        codes = (await self.issuing.overview(principal)).codes
+        if ttl and all(c.source != "unavailable" for c in codes):
+            with contextlib.suppress(RedisError):
+                await self._redis.set(key, msgspec.json.encode(codes), ex=ttl)
+        return codes
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
         """JWKS of the code keys: every key that verifies now or will sign soon."""

@@ -45,6 +45,8 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
         exposure_max_days: Longest window of one exposure query.
         partner_token_cache_s: How long a verified partner token is trusted without being
             checked again (signature, revocation) on the verification hot path.
+        summary_cache_s: How long the home screen's codes summary of one citizen is reused
+            (``GET /v1/me/codes`` and issuing always decide afresh); ``0`` disables it.
     """
 
     health_level: _Level = "L3"
@@ -66,6 +68,7 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
     device_certificate_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 24 * 3600
     exposure_max_days: _Days = 31
     partner_token_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
+    summary_cache_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30
 
     def required_level(self, api_name: str) -> str:
         """The level needed for holder code type ``api_name`` (``health``, ``transit``...)."""
