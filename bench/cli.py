@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -21,8 +22,9 @@ from types import FrameType
 
 from bench.cpu import sample_cpu, usage_between
 from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
-from bench.scenarios import BASELINE, SCENARIOS, Scenario
+from bench.scenarios import BASELINE, SCENARIOS, Prepared, Scenario
 from bench.servers import compare_servers
+from bench.soak import SoakReport, measure_capacity, render_soak, run_soak
 from bench.system import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, StartError, System, SystemConfig
 from bench.wrk import WrkError, WrkSettings, build_script, run_wrk
 
@@ -34,6 +36,8 @@ QUICK_DURATION_S = 5
 _BUSY_MACHINE_CORES = 0.25
 #: ``--compare-servers`` loads each server as the original choice was measured.
 COMPARE_CONNECTIONS = 32
+#: Seconds to wait after the load before reading server-side counters (in-flight requests end).
+_SETTLE_S = 0.5
 
 
 class Options(argparse.Namespace):
@@ -50,6 +54,10 @@ class Options(argparse.Namespace):
     output: Path | None
     keep: bool
     list: bool
+    soak: bool
+    soak_duration: int
+    soak_rate: float | None
+    soak_interval: float
 
 
 def _scenario_list(text: str) -> list[str]:
@@ -101,6 +109,21 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="results file (default bench/RESULTS.md; with --quick, written only when given)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs, scripts and data of the run")
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="instead of the scenarios: measure a mixed workload's capacity, then run it at half of it for "
+        "--soak-duration seconds, sampling the BFF's memory (not part of CI)",
+    )
+    parser.add_argument(
+        "--soak-duration", type=_positive, default=600, help="seconds of paced load of --soak (default 600)"
+    )
+    parser.add_argument(
+        "--soak-rate", type=float, default=None, help="requests/s of --soak (default: half the measured capacity)"
+    )
+    parser.add_argument(
+        "--soak-interval", type=float, default=5.0, help="seconds between memory samples of --soak (default 5)"
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv, namespace=Options())
     if options.duration is None:
@@ -123,35 +146,72 @@ def _say(message: str) -> None:
 
 def _run_scenario(system: System, scenario: Scenario, settings: WrkSettings) -> ScenarioResult:
     workdir = system.config.workdir
+    if scenario.connections is not None:
+        settings = dataclasses.replace(settings, connections=scenario.connections)
     ctx = system.context(duration_s=settings.duration_s, connections=settings.connections)
     data_file: Path | None = None
     count = 0
-    if scenario.prepare is not None:
-        count = scenario.item_count(settings.duration_s, settings.connections)
-        _say(f"{scenario.name}: preparing" + (f" {count:,} items" if count else ""))
-        items = asyncio.run(scenario.prepare(ctx, count))
-        if items:
-            data_file = workdir / f"{scenario.name}.data"
-            data_file.write_text("\n".join(items) + "\n")
-    script = workdir / f"{scenario.name}.lua"
-    script.write_text(build_script(scenario.method, scenario.path, scenario.lua, content_type=scenario.content_type))
-    _say(f"{scenario.name}: {settings.duration_s} s of load")
-    groups = system.process_groups()
-    before, started = sample_cpu(groups, system.database_name), time.monotonic()
+    before: dict[str, int] = {}
     try:
-        result = run_wrk(system.base_url, script, settings, data_file=data_file, log=workdir / f"{scenario.name}.wrk")
+        prepared = Prepared()
+        if scenario.prepare is not None:
+            count = scenario.item_count(settings.duration_s, settings.connections)
+            _say(f"{scenario.name}: preparing" + (f" {count:,} items" if count else ""))
+            made = asyncio.run(scenario.prepare(ctx, count))
+            prepared = made if isinstance(made, Prepared) else Prepared(items=made)
+            if prepared.items:
+                data_file = workdir / f"{scenario.name}.data"
+                data_file.write_text("\n".join(prepared.items) + "\n")
+        script = workdir / f"{scenario.name}.lua"
+        script.write_text(
+            build_script(
+                scenario.method,
+                scenario.path,
+                scenario.lua,
+                content_type=scenario.content_type,
+                expect=scenario.expect,
+                lua_globals=prepared.lua_globals,
+            )
+        )
+        if scenario.counters is not None:
+            before = asyncio.run(scenario.counters(ctx))
+        url = ctx.departments[scenario.server] if scenario.server else system.base_url
+        _say(
+            f"{scenario.name}: {settings.duration_s} s of load" + (f" on {scenario.server}" if scenario.server else "")
+        )
+        groups = system.process_groups()
+        cpu_before, started = sample_cpu(groups, system.database_name), time.monotonic()
+        result = run_wrk(url, script, settings, data_file=data_file, log=workdir / f"{scenario.name}.wrk")
+        # The window includes wrk's start and its data loading: a fraction of a second in 5-20 s.
+        cpu = usage_between(cpu_before, sample_cpu(groups, system.database_name), time.monotonic() - started)
+        counters: dict[str, int] = {}
+        if scenario.counters is not None:
+            # Requests still in flight when wrk stopped finish on the server meanwhile.
+            time.sleep(_SETTLE_S)
+            after = asyncio.run(scenario.counters(ctx))
+            counters = {name: after[name] - before.get(name, 0) for name in after}
     finally:
         if scenario.cleanup is not None:
             asyncio.run(scenario.cleanup(ctx))
-    # The window includes wrk's start and its data loading: a fraction of a second in 5-20 s.
-    cpu = usage_between(before, sample_cpu(groups, system.database_name), time.monotonic() - started)
     statuses = ", ".join(f"{status}: {n:,}" for status, n in sorted(result.statuses.items()))
     _say(f"{scenario.name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, statuses {statuses or 'none'}")
     if result.first_error:
         _say(f"{scenario.name}: first failure: {result.first_error}")
     busy = ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.cores.items())
     _say(f"{scenario.name}: cores busy: {busy}")
-    return ScenarioResult(scenario.name, scenario.description, result, count, scenario.reference, cpu)
+    return ScenarioResult(
+        scenario.name,
+        scenario.description,
+        result,
+        count,
+        scenario.reference,
+        cpu,
+        targets=scenario.targets,
+        counters=counters,
+        acknowledged_counter=scenario.acknowledged_counter,
+        connections=settings.connections,
+        server=scenario.server,
+    )
 
 
 def run(options: Options) -> RunReport:
@@ -194,13 +254,7 @@ def _measure(options: Options, settings: WrkSettings, machine: Machine, config: 
             quick=options.quick,
             load_average=load,
         )
-        if options.warmup > 0:
-            # Opens every worker's PostgreSQL and Redis pools before anything is measured.
-            _say(f"warming up for {options.warmup} s")
-            warm = config.workdir / "warmup.lua"
-            warm.write_text(build_script("GET", "/health/ready", ""))
-            warm_settings = WrkSettings(settings.threads, settings.connections, options.warmup)
-            run_wrk(system.base_url, warm, warm_settings, log=config.workdir / "warmup.wrk")
+        _warm_up(system, settings, options.warmup)
         for name in options.scenarios:
             item = _run_scenario(system, SCENARIOS[name], settings)
             report.results.append(item)
@@ -225,6 +279,72 @@ def _measure(options: Options, settings: WrkSettings, machine: Machine, config: 
     return report
 
 
+def _warm_up(system: System, settings: WrkSettings, seconds: int) -> None:
+    if seconds > 0:
+        # Opens every worker's PostgreSQL and Redis pools before anything is measured.
+        _say(f"warming up for {seconds} s")
+        workdir = system.config.workdir
+        warm = workdir / "warmup.lua"
+        warm.write_text(build_script("GET", "/health/ready", ""))
+        run_wrk(
+            system.base_url,
+            warm,
+            WrkSettings(settings.threads, settings.connections, seconds),
+            log=workdir / "warmup.wrk",
+        )
+
+
+def run_soak_mode(options: Options) -> SoakReport:
+    """``--soak``: measure the mix's capacity on one system, then soak a fresh one at half of it.
+
+    Two systems, one after the other: the soak must not start with what the capacity pass
+    left behind (an open breaker after the overload, a heap grown by it).
+
+    Raises:
+        StartError: When a system does not start.
+        WrkError: When a load run fails.
+    """
+    machine = describe_machine()
+    settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=options.duration)
+    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
+    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
+    # The mix's partner token is fetched once and must outlive the whole pass.
+    token_ttl = {"ONECITY_OIDC_CLIENT_TOKEN_TTL_S": str(options.soak_duration + 3600)}
+    load = os.getloadavg()
+    if load[0] > 0.5:
+        _say(f"warning: load average {load[0]:.2f} before the run; the numbers will be lower than this machine can do")
+    try:
+        for part in ("capacity", "soak"):
+            (workdir / part).mkdir()
+            config = SystemConfig(admin_url, redis_url, options.workers, workdir / part, token_ttl)
+            with System(config) as system:
+                _say(f"{part}: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
+                system.start()
+                _say(f"ready at {system.base_url}")
+                _warm_up(system, settings, options.warmup)
+                if part == "capacity":
+                    capacity = measure_capacity(system, settings, say=_say)
+                else:
+                    report = run_soak(
+                        system,
+                        capacity=capacity,
+                        machine=machine,
+                        soak_duration_s=options.soak_duration,
+                        rate=options.soak_rate,
+                        interval_s=options.soak_interval,
+                        say=_say,
+                        load_average=load,
+                    )
+                _say("stopping the system and dropping the database")
+        return report
+    finally:
+        if options.keep:
+            _say(f"logs, scripts and data are kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM would end the process without running `finally` blocks; exiting through
     # SystemExit stops the servers and drops the database first.
@@ -239,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario.name:12} {scenario.description}")
         return 0
     signal.signal(signal.SIGTERM, _terminate)
+    if options.soak:
+        return _main_soak(options)
     try:
         report = run(options)
     except (StartError, WrkError, RuntimeError, OSError) as exc:
@@ -253,3 +375,21 @@ def main(argv: list[str] | None = None) -> int:
         update_results(options.output, render_run(report))
         print(f"\nwrote {options.output}")
     return 0
+
+
+def _main_soak(options: Options) -> int:
+    """``--soak``: 0 when the soak had no errors, 1 otherwise or when the system failed."""
+    try:
+        report = run_soak_mode(options)
+    except (StartError, WrkError, RuntimeError, OSError) as exc:
+        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    section = render_soak(report)
+    print()
+    print(section)
+    if options.output is not None:
+        update_results(options.output, section, block="soak")
+        print(f"wrote {options.output}")
+    return 0 if report.passed else 1

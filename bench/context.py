@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bff.settings import Settings, load_settings
 from core.crypto import Vault
 from core.redis import Redis, create_redis
 
@@ -31,6 +32,7 @@ class BenchContext:
         workdir: A private folder for data files; removed after the run.
         duration_s: Seconds each scenario loads the server (size prepared data from it).
         connections: wrk connections (the most requests in flight at once).
+        environment: The ``ONECITY_*`` environment the BFF runs with (its settings).
     """
 
     base_url: str
@@ -41,11 +43,23 @@ class BenchContext:
     workdir: Path
     duration_s: int
     connections: int
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @cached_property
     def vault(self) -> Vault:
         """The app's vault under the run's master key."""
         return Vault(self.master_key)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The BFF's settings, read from the environment it was started with (issuer, city,
+        lifetimes): preparation signs and hashes exactly as the server would."""
+        return load_settings(self.environment)
+
+    def http(self, *, connections: int = 32) -> httpx.AsyncClient:
+        """A client for the BFF (close it when done)."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30, limits=limits)
 
     async def connect(self) -> asyncpg.Connection[Any]:
         """A direct connection to the run's database (close it when done)."""

@@ -1,24 +1,66 @@
-"""Data that scenarios prepare before the load: sessions with refresh tokens, live OTP codes.
+"""Data that scenarios prepare before the load: sessions with refresh tokens, live OTP codes,
+real-name citizens with access tokens, the demo partner and its token, city-service codes.
 
-Preparation writes straight to PostgreSQL and Redis with the app's own hashing (the run's
-:class:`core.crypto.Vault`), because going through the API would be rate limited and would
-take longer than the measurement itself.
+Preparation writes straight to PostgreSQL and Redis with the app's own hashing, encryption and
+keys (the run's :class:`core.crypto.Vault` and key store), because going through the API would
+be rate limited and would take longer than the measurement itself. Where the server's own
+work is what makes the data valid (a code's subject registered for verification, a partner
+token), it goes through the API once per item that needs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import functools
+import json
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import httpx
 
 from bench.context import BenchContext
+from codes.payload import build_claims, issue_code
+from core.db import create_pool
+from core.keys import KeyManager, KeyRing, KeyStore
+from core.signing import b64url_decode
+from identity.oidc.seed import DEMO_CLIENT_ID, DEMO_SECRET, seed_demo_partner
 from identity.otp import OtpStore
 from identity.settings import IdentitySettings
+from identity.tokens import AccessTokens
+from services.idnumber import check_digit
+from services.tokens import ServiceTokenMinter
 
-__all__ = ["create_sessions", "issue_otps", "phone_number", "send_otp"]
+__all__ = [
+    "Citizen",
+    "basic_auth",
+    "create_citizens",
+    "create_sessions",
+    "ensure_demo_partner",
+    "gather_bounded",
+    "id_number",
+    "issue_codes",
+    "issue_otps",
+    "key_manager",
+    "key_ring",
+    "mint_codes",
+    "partner_token",
+    "phone_number",
+    "send_otp",
+    "service_token",
+]
+
+_T = TypeVar("_T")
+#: Citizens of one pool: ``pool * _POOL_SIZE + i`` numbers their phones and ID numbers.
+_POOL_SIZE = 1_000_000
+_FIRST_BIRTHDAY = date(1940, 1, 1)
+_ISSUE_ATTEMPTS = 5
 
 _OTP_BATCH = 32  # at most the client's connections (redis-py refuses more than its pool)
 
@@ -34,8 +76,14 @@ def phone_number(prefix: str, index: int) -> str:
     return f"{prefix}{index:09d}"
 
 
-async def create_sessions(ctx: BenchContext, count: int, *, phone_prefix: str = "17") -> list[str]:
+async def create_sessions(ctx: BenchContext, count: int, *, phone_prefix: str = "17", first: int = 0) -> list[str]:
     """Insert ``count`` accounts, each with one live session and one unused refresh token.
+
+    Args:
+        ctx: The run.
+        count: Accounts to create.
+        phone_prefix: The phones' prefix (see :func:`phone_number`).
+        first: Index of the first phone, so that two calls with one prefix never collide.
 
     Returns:
         The refresh tokens in clear (only their keyed hashes are stored, as the app does).
@@ -46,7 +94,7 @@ async def create_sessions(ctx: BenchContext, count: int, *, phone_prefix: str = 
     session_expiry = now + timedelta(seconds=settings.session_absolute_ttl_s)
     token_expiry = now + timedelta(seconds=settings.refresh_idle_ttl_s)
     accounts, sessions, rows, tokens = [], [], [], []
-    for i in range(count):
+    for i in range(first, first + count):
         phone = phone_number(phone_prefix, i)
         account_id, session_id = uuid.uuid4(), uuid.uuid4()
         # The app's own shape ("rt." + 32 random bytes); the server only hashes it.
@@ -115,3 +163,240 @@ async def send_otp(ctx: BenchContext, phone: str) -> None:
         response = await http.post("/v1/auth/otp", json={"phone": phone})
     if response.status_code != 202:
         raise RuntimeError(f"POST /v1/auth/otp answered {response.status_code}: {response.text[:300]}")
+
+
+# --- real-name citizens ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Citizen:
+    """A real-name (``L3``) account with a live session and an access token for it."""
+
+    phone: str
+    account_id: str
+    session_id: str
+    id_number: str
+    access_token: str
+
+
+def id_number(serial: int) -> str:
+    """A valid ID number (district 110101), different for every ``serial`` below 2.5e7.
+
+    The simulators derive a citizen's department data from the ID number alone, so any valid
+    one has a card, tests and contributions.
+    """
+    if not 0 <= serial < 25 * _POOL_SIZE:
+        raise ValueError(f"no ID number for serial {serial}")
+    born = _FIRST_BIRTHDAY + timedelta(days=serial // 1000)
+    first17 = f"110101{born:%Y%m%d}{serial % 1000:03d}"
+    return first17 + check_digit(first17)
+
+
+@contextlib.asynccontextmanager
+async def key_manager(ctx: BenchContext) -> AsyncIterator[KeyManager]:
+    """The run's signing keys (what ``onecity keys ensure`` made), decrypted with its master key,
+    as the server's key manager holds them."""
+    pool = await create_pool(ctx.database_url, min_size=1, max_size=1)
+    try:
+        store = KeyStore(pool, ctx.vault)
+        yield KeyManager(store, await store.load())
+    finally:
+        await pool.close()
+
+
+async def key_ring(ctx: BenchContext) -> KeyRing:
+    """A snapshot of the run's signing keys."""
+    async with key_manager(ctx) as keys:
+        return keys.ring
+
+
+async def create_citizens(
+    ctx: BenchContext, count: int, *, pool: int, token_ttl_s: int | None = None, first: int = 0
+) -> list[Citizen]:
+    """Insert ``count`` real-name citizens, each with a live session and an access token.
+
+    The accounts are what ``identity.seed.seed_demo_citizens`` writes (level ``L3``, name, ID
+    number and region, encrypted and blind-indexed by the app's vault); the access tokens are
+    what a login or refresh returns (``AccessTokens.issue`` with the session and level), signed
+    with the run's ``token`` key.
+
+    Args:
+        ctx: The run.
+        count: Citizens to create (at most a million per pool).
+        pool: Which pool (0-24): scenarios use different pools, so their citizens never meet.
+        token_ttl_s: Access-token lifetime; default the server's, but at least the scenario
+            plus ten minutes (a token must not expire during the load).
+        first: Index of the first citizen in the pool (two calls for one pool must not overlap).
+    """
+    if not 0 <= pool < 25 or not first >= 0 or not 0 <= count <= _POOL_SIZE - first:
+        raise ValueError(f"cannot make {count} citizens in pool {pool}")
+    vault = ctx.vault
+    identity = ctx.settings.identity
+    ttl = token_ttl_s or max(identity.access_token_ttl_s, ctx.duration_s + 600)
+    async with key_manager(ctx) as keys:
+        tokens = AccessTokens(keys, identity)
+    session_expiry = datetime.now(UTC) + timedelta(seconds=identity.session_absolute_ttl_s)
+    accounts, sessions, citizens = [], [], []
+    for i in range(first, first + count):
+        serial = pool * _POOL_SIZE + i
+        phone = phone_number("16", serial)
+        idn = id_number(serial)
+        account_id, session_id = uuid.uuid4(), uuid.uuid4()
+        accounts.append(
+            (
+                account_id,
+                vault.encrypt_text(phone, context="phone"),
+                vault.blind_index(phone, domain="phone"),
+                "L3",
+                vault.encrypt_text(f"测试{i % 997}号", context="name"),
+                vault.encrypt_text(idn, context="id_number"),
+                vault.blind_index(idn, domain="id_number"),
+                idn[:6],
+            )
+        )
+        sessions.append((session_id, account_id, f"bench-{serial}", "Bench phone", "ios", "otp", session_expiry))
+        token, _ = tokens.issue(subject=str(account_id), session_id=str(session_id), level="L3", ttl_s=ttl)
+        citizens.append(Citizen(phone, str(account_id), str(session_id), idn, token))
+    conn = await ctx.connect()
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "accounts",
+                records=accounts,
+                columns=[
+                    "id",
+                    "phone_enc",
+                    "phone_index",
+                    "level",
+                    "name_enc",
+                    "id_number_enc",
+                    "id_number_index",
+                    "region_code",
+                ],
+            )
+            await conn.copy_records_to_table(
+                "sessions",
+                records=sessions,
+                columns=["id", "account_id", "device_id", "device_name", "platform", "auth_method", "expires_at"],
+            )
+        await conn.execute("ANALYZE accounts, sessions")
+    finally:
+        await conn.close()
+    return citizens
+
+
+async def gather_bounded(calls: Sequence[Callable[[], Awaitable[_T]]], *, limit: int = 32) -> list[_T]:
+    """Run ``calls`` with at most ``limit`` at a time; results in order."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[_T]]) -> _T:
+        async with slots:
+            return await call()
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+# --- partners ----------------------------------------------------------------------------------
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    """An ``Authorization: Basic`` value (RFC 6749 section 2.3.1: both parts form-encoded)."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+async def ensure_demo_partner(ctx: BenchContext) -> tuple[str, str]:
+    """Register the demo partner (``identity.oidc.seed``, as ``onecity dev`` does) unless it
+    exists; its client id and secret (scopes ``openid profile codes:verify``)."""
+    pool = await create_pool(ctx.database_url, min_size=1, max_size=1)
+    try:
+        await seed_demo_partner(pool, ctx.vault)
+    finally:
+        await pool.close()
+    return DEMO_CLIENT_ID, DEMO_SECRET
+
+
+async def partner_token(ctx: BenchContext, scope: str = "codes:verify") -> str:
+    """A ``client_credentials`` access token of the demo partner, from ``POST /oauth/token``.
+
+    Raises:
+        RuntimeError: Unless the token endpoint answered 200.
+    """
+    client_id, secret = await ensure_demo_partner(ctx)
+    async with ctx.http() as http:
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            headers={"Authorization": basic_auth(client_id, secret)},
+        )
+    if response.status_code != 200:
+        raise RuntimeError(f"POST /oauth/token answered {response.status_code}: {response.text[:300]}")
+    token: str = response.json()["access_token"]
+    return token
+
+
+# --- codes -------------------------------------------------------------------------------------
+
+
+async def issue_codes(ctx: BenchContext, citizens: Sequence[Citizen], code_type: str = "transit") -> list[str]:
+    """``POST /v1/me/codes/{code_type}`` for each citizen, as the app does; the payloads.
+
+    Issuing through the server registers each citizen's pseudonym, stores the status and fills
+    the holder cache that verification reads. A 503 (the department's answer did not come in
+    time, say on a busy machine) is retried a few times, as the app would after Retry-After.
+
+    Raises:
+        RuntimeError: When an issue was refused.
+    """
+    async with ctx.http() as http:
+
+        async def issue(citizen: Citizen) -> str:
+            for attempt in range(_ISSUE_ATTEMPTS):
+                response = await http.post(
+                    f"/v1/me/codes/{code_type}", headers={"Authorization": f"Bearer {citizen.access_token}"}
+                )
+                if response.status_code != 503 or attempt == _ISSUE_ATTEMPTS - 1:
+                    break
+                await asyncio.sleep(1)
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"POST /v1/me/codes/{code_type} answered {response.status_code}: {response.text[:300]}"
+                )
+            payload: str = response.json()["payload"]
+            return payload
+
+        return await gather_bounded([functools.partial(issue, c) for c in citizens], limit=16)
+
+
+def _claims_of(payload: str) -> dict[str, Any]:
+    claims: dict[str, Any] = json.loads(b64url_decode(payload.split(":", 1)[1].split(".")[1]))
+    return claims
+
+
+async def mint_codes(ctx: BenchContext, issued: Sequence[str], count: int) -> list[str]:
+    """``count`` new codes for the holders of ``issued`` (round-robin), signed now with the
+    run's ``code`` key, each with a fresh ``jti`` and the type's normal lifetime.
+
+    They are what the server would issue to those holders at this moment (same ``iss``,
+    ``sub`` and status): verification accepts each one once with ``consume``. Signing them
+    here takes a second for tens of thousands; issuing them through the API would take minutes.
+    """
+    if not issued:
+        raise ValueError("mint_codes needs at least one issued code")
+    signer = (await key_ring(ctx)).signer("code")
+    templates = [_claims_of(payload) for payload in issued]
+    codes = []
+    for i in range(count):
+        t = templates[i % len(templates)]
+        claims = build_claims(t["ct"], issuer=t["iss"], subject=t["sub"], status=t["st"], rule_version=t.get("rv"))
+        codes.append(issue_code(signer, claims))
+    return codes
+
+
+async def service_token(ctx: BenchContext, department: str, subject: str, scope: str) -> str:
+    """A service token as the BFF mints it for a department call (valid 60 s), signed with the
+    run's ``service`` key: lets a load run call a simulator directly."""
+    ring = await key_ring(ctx)
+    return ServiceTokenMinter(lambda: ring.signer("service")).mint(
+        audience=department, subject=subject, scope=scope, purpose="bench"
+    )

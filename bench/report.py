@@ -18,17 +18,20 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.cpu import CATEGORIES, CpuUsage
-from bench.scenarios import BASELINE, Reference
+from bench.scenarios import BASELINE, Reference, Target
 from bench.wrk import WrkResult, WrkSettings
 
 __all__ = [
     "LATEST_END",
     "LATEST_START",
+    "SOAK_END",
+    "SOAK_START",
     "Machine",
     "RunReport",
     "ScenarioResult",
     "ServerResult",
     "describe_machine",
+    "evaluate_target",
     "render_run",
     "render_text",
     "update_results",
@@ -36,7 +39,10 @@ __all__ = [
 
 LATEST_START = "<!-- bench:latest:start -->"
 LATEST_END = "<!-- bench:latest:end -->"
+SOAK_START = "<!-- bench:soak:start -->"
+SOAK_END = "<!-- bench:soak:end -->"
 _HISTORY = "<!-- bench:history -->"
+_BLOCKS = {"latest": (LATEST_START, LATEST_END), "soak": (SOAK_START, SOAK_END)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,11 @@ class ScenarioResult:
     prepared: int
     reference: Reference | None = None
     cpu: CpuUsage | None = None
+    targets: tuple[Target, ...] = ()
+    counters: dict[str, int] = field(default_factory=dict)  # what the load added, per counter
+    acknowledged_counter: str | None = None
+    connections: int | None = None  # wrk connections it ran with
+    server: str | None = None  # a department simulator loaded instead of the BFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +104,12 @@ class RunReport:
 
     def baseline_rps(self) -> float | None:
         """Requests/s of the trivial endpoint in this run."""
-        for item in self.results:
-            if item.name == BASELINE:
-                return item.result.rps
-        return None
+        item = self.result_of(BASELINE)
+        return item.result.rps if item is not None else None
+
+    def result_of(self, name: str) -> ScenarioResult | None:
+        """The scenario ``name`` measured in this run, if it ran."""
+        return next((item for item in self.results if item.name == name), None)
 
 
 def _read(path: str) -> str:
@@ -146,14 +159,77 @@ def _ratio(report: RunReport, rps: float) -> str:
 def _errors(result: WrkResult) -> str:
     text = f"{result.errors:,}"
     if result.errors and result.requests:
-        text += f" ({100 * result.errors / result.requests:.1f}%)"
+        text += f" ({100 * result.errors / result.requests:.1f}%"
+        text += f"; {result.check_errors:,} wrong bodies)" if result.check_errors else ")"
     return text
+
+
+def evaluate_target(report: RunReport, item: ScenarioResult, target: Target) -> tuple[str, bool | None]:
+    """What ``item`` measured for ``target`` (as text) and whether the target is met
+    (``None``: not measurable in this run, e.g. the baseline it needs did not run)."""
+    r = item.result
+    value: float
+    if target.metric == "per_worker_rps":
+        value = _per_core(report, r.rps)
+        text = f"{value:,.0f}/s per worker"
+    elif target.metric == "x_trivial":
+        baseline = report.baseline_rps()
+        if not baseline:
+            return "no trivial in this run", None
+        value = r.rps / baseline
+        text = f"{value:.3f} × trivial"
+    elif target.metric == "p50_over_ms":
+        other = report.result_of(target.over) if target.over else None
+        base = other.result.p50_ms if other is not None else target.over_fallback_ms
+        value = r.p50_ms - base
+        source = f"{target.over} p50" if other is not None else "injected latency"
+        text = f"{r.p50_ms:.2f} − {base:.2f} ({source}) = {value:.2f} ms"
+    else:
+        value = r.p99_ms
+        text = f"p99 {r.p99_ms:,.0f} ms, max {r.max_ms:,.0f} ms"
+    return text, value >= target.bound if target.at_least else value <= target.bound
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "-"}[met]
+
+
+def _counter_notes(item: ScenarioResult) -> list[str]:
+    """One line per server-side counter: what the load added, per request, and whether an
+    acknowledged counter matches the acknowledged answers."""
+    lines = []
+    r = item.result
+    for name, delta in item.counters.items():
+        text = f"{delta:,} {name} during the load ({delta / max(1, r.requests):.2f} per answered request)"
+        if name == item.acknowledged_counter:
+            in_flight = delta - r.acknowledged
+            limit = item.connections or 0
+            if 0 <= in_flight <= limit:
+                text += (
+                    f"; {r.acknowledged:,} answers acknowledged (2xx): every acknowledged request has its "
+                    f"row, the {in_flight:,} more were in flight when wrk stopped (≤ {limit} connections)"
+                )
+            else:
+                text += f"; **{r.acknowledged:,} answers acknowledged (2xx): mismatch of {in_flight:+,}**"
+        lines.append(text)
+    if r.counts:
+        lines.append("responses: " + ", ".join(f"{name} {n:,}" for name, n in sorted(r.counts.items())))
+    return lines
 
 
 def _reference(item: ScenarioResult) -> str:
     if item.reference is None:
         return "-"
     return f"{item.reference.per_core_rps:g}/s ({item.reference.source})"
+
+
+def _load_note(item: ScenarioResult, report: RunReport) -> str:
+    notes = []
+    if item.connections is not None and item.connections != report.wrk.connections:
+        notes.append(f"`-c{item.connections}`")
+    if item.server is not None:
+        notes.append(f"load on the {item.server} simulator, not the BFF")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def render_run(report: RunReport) -> str:
@@ -198,8 +274,19 @@ def render_run(report: RunReport) -> str:
             cells = " | ".join(f"{item.cpu.cores[c]:.2f}" for c in CATEGORIES)
             per_request = item.cpu.cpu_ms_per_request("bff", item.result.requests)
             lines.append(f"| {item.name} | {cells} | {per_request:.2f} |")
+    targeted = [(item, t) for item in report.results for t in item.targets]
+    if targeted:
+        lines += ["", "Targets:", "", "| scenario | target | measured | |", "|---|---|---|---|"]
+        for item, target in targeted:
+            text, met = evaluate_target(report, item, target)
+            lines.append(f"| {item.name} | {target.label} | {text} | {_verdict(met)} |")
+    counted = [(item, _counter_notes(item)) for item in report.results]
+    if any(notes for _, notes in counted):
+        lines += ["", "Measured on the server side during the load:", ""]
+        for item, notes in counted:
+            lines += [f"- `{item.name}`: {note}" for note in notes]
     lines += ["", "What each scenario does:", ""]
-    lines += [f"- `{item.name}`: {item.description}" for item in report.results]
+    lines += [f"- `{item.name}`: {item.description}{_load_note(item, report)}" for item in report.results]
     if report.servers and report.server_wrk:
         s = report.server_wrk
         lines += [
@@ -246,6 +333,11 @@ def render_text(report: RunReport) -> str:
         "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
         for row in rows
     ]
+    for item in report.results:
+        for target in item.targets:
+            measured, met = evaluate_target(report, item, target)
+            text.append(f"target: {item.name} {target.label}: {measured}: {_verdict(met).strip('*')}")
+        text += [f"{item.name}: {note}".replace("**", "") for note in _counter_notes(item)]
     return "\n".join(text) + "\n" + "\n".join(f"note: {n}" for n in report.notes)
 
 
@@ -259,6 +351,11 @@ kept, unchanged, under [History](#history).
 
 {LATEST_START}
 {LATEST_END}
+
+## Latest soak
+
+{SOAK_START}
+{SOAK_END}
 
 ## ASGI server choice (2026-11-21)
 
@@ -282,19 +379,30 @@ only there, since httptools is not a dependency).
 """
 
 
-def update_results(path: Path, section: str) -> None:
-    """Put ``section`` at the top of ``path`` and move the previous latest run to History.
+def update_results(path: Path, section: str, *, block: str = "latest") -> None:
+    """Put ``section`` at the top of ``path`` and move the previous one of its kind to History.
+
+    Args:
+        path: The results file.
+        section: One run, rendered.
+        block: ``latest`` (a run of the scenarios) or ``soak`` (``--soak``): each kind keeps
+            its newest run at the top; an older one moves, unchanged, to the top of History.
 
     A file without the markers (or no file) starts from the template; everything outside the
-    marked block (e.g. hand-written sections) is kept as it is.
+    marked blocks (e.g. hand-written sections) is kept as it is.
     """
     text = path.read_text() if path.exists() else _TEMPLATE
     if LATEST_START not in text or LATEST_END not in text or _HISTORY not in text:
         text = _TEMPLATE + "\n" + text
-    head, rest = text.split(LATEST_START, 1)
-    previous, tail = rest.split(LATEST_END, 1)
+    start, end = _BLOCKS[block]
+    if start not in text or end not in text:
+        # A file from before this kind of block existed: add it after the latest run.
+        at = text.index(LATEST_END) + len(LATEST_END)
+        text = f"{text[:at]}\n\n## Latest soak\n\n{start}\n{end}{text[at:]}"
+    head, rest = text.split(start, 1)
+    previous, tail = rest.split(end, 1)
     previous = previous.strip()
     if previous:
         before, after = tail.split(_HISTORY, 1)
         tail = f"{before}{_HISTORY}\n\n{previous}\n" + ("\n" + after.lstrip("\n") if after.strip() else "")
-    path.write_text(f"{head}{LATEST_START}\n{section.strip()}\n{LATEST_END}{tail}")
+    path.write_text(f"{head}{start}\n{section.strip()}\n{end}{tail}")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -179,12 +179,15 @@ class SystemConfig:
         redis_url: The Redis database the BFF and the preparation use.
         workers: granian worker processes.
         workdir: Logs and data files.
+        extra_env: ``ONECITY_*`` settings added for this run (e.g. longer partner tokens for
+            a soak), applied last.
     """
 
     admin_database_url: str
     redis_url: str
     workers: int
     workdir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
 async def _create_database(admin_url: str, name: str) -> str:
@@ -257,6 +260,7 @@ class System:
             workdir=self.config.workdir,
             duration_s=duration_s,
             connections=connections,
+            environment=self.environment(),
         )
 
     def environment(self, *, port: int | None = None) -> dict[str, str]:
@@ -277,12 +281,22 @@ class System:
                 "ONECITY_LOG_LEVEL": "WARNING",
                 "ONECITY_AUTH_RATE_PER_MINUTE": _UNLIMITED,
                 "ONECITY_OTP_SENDS_PER_IP_PER_HOUR": _UNLIMITED,
+                # Per account and type, per partner: a run loads a few hundred citizens and one
+                # partner far harder than any real one would be.
+                "ONECITY_CODES_ISSUE_PER_MINUTE": _UNLIMITED,
+                "ONECITY_CODES_VERIFY_PER_SECOND": _UNLIMITED,
             }
         )
+        env.update(self.config.extra_env)
         by_path = {path: name for name, path in ENVIRONMENT.items()}
         for department, url in self.department_urls.items():
             env[by_path[f"departments.{department}"]] = url
         return env
+
+    @property
+    def bff_pid(self) -> int | None:
+        """The BFF's main process (the leader of its process group), once started."""
+        return self._bff.process.pid if self._bff is not None else None
 
     def process_groups(self) -> dict[str, set[int]]:
         """Process-group ids of the BFF and of the simulators (for CPU accounting)."""

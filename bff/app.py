@@ -18,13 +18,13 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
 from bff.observability import RequestContextMiddleware
-from bff.ops import JwksController, OpsController
+from bff.ops import JwksController, MetricsController, OpsController
 from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
 from bff.screens import ScreensController, provide_screens
@@ -36,6 +36,7 @@ from codes import (
     MyCodesController,
     PartnerVenuesController,
 )
+from core.http import VariadicTupleSchemaPlugin
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_identity, provide_principal
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
@@ -78,7 +79,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             OpsController,
             JwksController,
-            PrometheusController,
+            MetricsController,
             # Per-address ceiling on the login endpoints (Litestar's limiter, shared through
             # Redis by every process); the finer per-phone limits live in identity.otp.
             Router(
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
+        plugins=[VariadicTupleSchemaPlugin()],
         state=State({"settings": settings}),
         exception_handlers=exception_handlers(),
         middleware=[

@@ -7,13 +7,15 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
+from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
+from litestar.plugins.prometheus import PrometheusController
 
 from bff.problems import problem_response
 from core.problem import ProblemDocument
 from core.structs import Response as ResponseStruct
 
-__all__ = ["JwksController", "OpsController"]
+__all__ = ["JwksController", "MetricsController", "OpsController"]
 
 _CHECK_TIMEOUT_S = 1.0
 
@@ -88,7 +90,12 @@ class JwksController(Controller):
     path = "/.well-known"
     tags = ["keys"]
 
-    @get("/jwks.json", summary="JWKS of the token and service signing keys", cache_control=None)
+    @get(
+        "/jwks.json",
+        summary="JWKS of the token and service signing keys",
+        cache_control=None,
+        media_type="application/jwk-set+json",
+    )
     async def jwks(self, request: Request[Any, Any, Any], state: State) -> Response[Jwks]:
         """Every key that verifies now or will sign soon (rotation overlap)."""
         ring = state.resources.keys.ring
@@ -97,3 +104,15 @@ class JwksController(Controller):
             headers={"Cache-Control": "public, max-age=300"},
             media_type="application/jwk-set+json",
         )
+
+
+class MetricsController(PrometheusController):
+    """``/metrics``: Prometheus's text exposition format (documented as text, not JSON)."""
+
+    tags = ["operations"]
+
+    @get(media_type=MediaType.TEXT, summary="Prometheus metrics (text exposition format)")
+    async def get(self) -> Response[Any]:
+        """Request counts and latencies by route template, department calls, breakers, pools."""
+        response: Response[Any] = await PrometheusController.get.fn(self)
+        return response

@@ -173,6 +173,11 @@ def exception_handlers() -> ExceptionHandlersMap:
         asyncpg.TooManyConnectionsError: _on_dependency_down,
         asyncpg.exceptions.ConnectionDoesNotExistError: _on_dependency_down,
         asyncpg.QueryCanceledError: _on_dependency_down,
+        # PostgreSQL shutting down or restarting under a query (57P01 admin shutdown, 57P02
+        # crash shutdown, 57P03 cannot connect now), and asyncpg's own protocol-state error
+        # when the server drops a connection mid-operation ("cannot switch to state ...").
+        asyncpg.exceptions.OperatorInterventionError: _on_dependency_down,
+        asyncpg.InternalClientError: _on_dependency_down,
         ConnectionError: _on_dependency_down,
         OSError: _on_dependency_down,
         TimeoutError: _on_dependency_down,

@@ -37,7 +37,7 @@ from codes.schemas import (
     VerifyResult,
 )
 from codes.service import CodesService
-from core.http import BEARER, error_responses
+from core.http import BEARER, ImageOperation, error_responses
 from core.structs import Response as ResponseStruct
 from identity.dependencies import client_ip
 from identity.partners import PartnerPrincipal
@@ -104,6 +104,7 @@ class MyCodesController(Controller):
         "/codes/{code_type:str}/image",
         responses=error_responses(401, 429),
         media_type="image/png",
+        operation_class=ImageOperation,
         cache_control=None,
     )
     async def image(
@@ -179,7 +180,7 @@ class CodesPartnerController(Controller):
         codes: CodesService = state.codes
         return await codes.verification.verify(partner.client_id, data)
 
-    @get("/keys", cache_control=None)
+    @get("/keys", cache_control=None, media_type="application/jwk-set+json")
     async def keys(self, codes: NamedDependency[CodesService]) -> Response[CodeKeysJwks]:
         """JWKS of the code-signing public keys for offline verifiers (cache it; a retired key
         stays listed until what it signed has expired, a new one is listed before it signs)."""
@@ -306,7 +307,12 @@ class CodesAdminController(Controller):
         """Sign a new venue code; the old poster stops verifying."""
         return await codes.venues.reissue(staff, venue_id)
 
-    @get("/venues/{venue_id:str}/poster", responses=error_responses(401, 403, 404), media_type="image/png")
+    @get(
+        "/venues/{venue_id:str}/poster",
+        responses=error_responses(401, 403, 404),
+        media_type="image/png",
+        operation_class=ImageOperation,
+    )
     async def venue_poster(
         self,
         venue_id: VenuePath,
@@ -367,7 +373,12 @@ class PartnerVenuesController(Controller):
         """Sign a new venue code; the old poster stops verifying."""
         return await codes.venues.reissue(partner, venue_id)
 
-    @get("/{venue_id:str}/poster", responses=error_responses(401, 403, 404), media_type="image/png")
+    @get(
+        "/{venue_id:str}/poster",
+        responses=error_responses(401, 403, 404),
+        media_type="image/png",
+        operation_class=ImageOperation,
+    )
     async def poster(
         self,
         venue_id: VenuePath,

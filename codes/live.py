@@ -22,6 +22,7 @@ most 300 s); the holder cache and current codes are rebuilt from PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable
@@ -210,6 +211,12 @@ class LiveCodes:
         reply = await self._check([f"{tag}:rev", f"{tag}:u:{jti}", f"{tag}:h"], [jti, "1" if consume else "0", ttl])
         raw = reply if isinstance(reply, bytes) else str(reply).encode()
         return _OUTCOMES[raw[0]], _decode(_holder_decoder, raw[1:])
+
+    async def release(self, code_type: str, subject: str, jti: str) -> None:
+        """Undo a consume whose verification was not answered (best effort: if Redis is gone,
+        so is the marker's effect on anyone else)."""
+        with contextlib.suppress(redis_exceptions.RedisError, OSError):
+            await self._redis.delete(f"{_tag(code_type, subject)}:u:{jti}")
 
     async def put_holder(self, code_type: str, subject: str, entry: HolderEntry, *, ttl_s: int | None = None) -> None:
         """Cache a holder entry (after a miss, an issue, or a status change), at most ``ttl_s``."""

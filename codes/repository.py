@@ -191,6 +191,14 @@ class CodesRepository:
             pseudonym,
             account_id,
         )
+        if owner is None:
+            # A concurrent first registration of the same row: ON CONFLICT waited for it to
+            # commit, but this statement's snapshot predates it. A new statement sees it.
+            owner = await self.pool.fetchval(
+                "SELECT account_id::text FROM code_subjects WHERE code_type = $1 AND pseudonym = $2",
+                code_type,
+                pseudonym,
+            )
         return owner
 
     async def account_of(self, code_type: str, pseudonym: str) -> str | None:

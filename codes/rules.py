@@ -23,6 +23,7 @@ from core.structs import Response, Slug
 
 __all__ = [
     "DEFAULT_RULESET",
+    "MAX_RULE_VERSION",
     "STAFF_OVERRIDE_REASON",
     "AllOf",
     "AnyOf",
@@ -134,6 +135,10 @@ class Rule(Response, frozen=True, forbid_unknown_fields=True):
     when: Condition
 
 
+#: Highest rule version a health code's ``rv`` can carry within the payload budget.
+MAX_RULE_VERSION = 99
+
+
 class RuleSet(Response, frozen=True, forbid_unknown_fields=True):
     """A published version of the health rules.
 
@@ -143,7 +148,10 @@ class RuleSet(Response, frozen=True, forbid_unknown_fields=True):
         description: Free text for the humans who publish and audit it.
     """
 
-    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]  # a PostgreSQL integer
+    # The code's ``rv`` claim carries it, and a health code must fit the 320-character payload
+    # (codes.payload): with the default two-letter ``iss``, versions up to 99 fit. A higher one
+    # would make every health code unissuable, so publishing it is refused here.
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_RULE_VERSION)]
     rules: Annotated[tuple[Rule, ...], msgspec.Meta(min_length=1, max_length=64)]
     description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 

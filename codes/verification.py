@@ -153,23 +153,33 @@ class OnlineVerifier:
         reason = result.reason
         holder: HolderEntry | None = None
         consumed = False
-        if result.valid and claims is not None:
-            code_type = claims["ct"]
-            if request.consume and code_type == CodeType.VENUE.value:
-                reason = "wrong_type"  # a poster on a wall is not a one-time ticket
-            else:
-                outcome, holder = await self._live.check(
-                    code_type, claims["sub"], claims["jti"], exp=claims["exp"], consume=request.consume, now=now
-                )
-                if holder is None:
-                    holder = await self._load_holder(code_type, claims["sub"], claims["st"])
-                if outcome != "ok":
-                    reason = outcome
-                elif holder is None or (code_type == CodeType.VENUE.value and holder.jti != claims["jti"]):
-                    reason = "revoked"  # holder gone, or the venue's poster was replaced
+        taken: tuple[str, str, str] | None = None  # the one-time marker this request set
+        try:
+            if result.valid and claims is not None:
+                code_type = claims["ct"]
+                if request.consume and code_type == CodeType.VENUE.value:
+                    reason = "wrong_type"  # a poster on a wall is not a one-time ticket
                 else:
-                    consumed = request.consume
-        await self._scan_log.write(self._scan_row(partner_id, request, claims, reason, consumed, now))
+                    outcome, holder = await self._live.check(
+                        code_type, claims["sub"], claims["jti"], exp=claims["exp"], consume=request.consume, now=now
+                    )
+                    if outcome == "ok" and request.consume:
+                        taken = (code_type, claims["sub"], claims["jti"])
+                    if holder is None:
+                        holder = await self._load_holder(code_type, claims["sub"], claims["st"])
+                    if outcome != "ok":
+                        reason = outcome
+                    elif holder is None or (code_type == CodeType.VENUE.value and holder.jti != claims["jti"]):
+                        reason = "revoked"  # holder gone, or the venue's poster was replaced
+                    else:
+                        consumed = request.consume
+            await self._scan_log.write(self._scan_row(partner_id, request, claims, reason, consumed, now))
+        except Exception:
+            # No answer (503): the code was not accepted, so the gate's retry must not find it
+            # "replayed". (A cancelled caller is not released: its row may still be committed.)
+            if taken is not None:
+                await self._live.release(*taken)
+            raise
         checked_at = datetime.fromtimestamp(now, UTC)
         code_type_name = _LETTER_TO_API.get(claims["ct"]) if claims is not None else None
         if reason is not None or holder is None:

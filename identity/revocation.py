@@ -5,7 +5,10 @@ as long as an access token of it could still be unexpired, so the check on every
 one Redis round trip. A marker key says the set is complete: when Redis was flushed or
 restarted the marker is gone and the set is rebuilt from PostgreSQL before anyone is
 believed. Failure policy: if Redis is unreachable, the check falls back to PostgreSQL
-(fail closed only when both are down).
+(fail closed only when both are down). A process that could not reach Redis (a revocation it
+could not write, a check that fell back) also distrusts the set once Redis answers again, and
+has it rebuilt: a Redis restarted from its snapshot still has the marker, but not the sessions
+ended while it was away.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class SessionRevocations:
         self._pool = pool
         self._window = window_s
         self._rebuild_lock = asyncio.Lock()
+        # Set when Redis was unreachable from this process: sessions may have ended meanwhile
+        # (in PostgreSQL) without their key, so the set is rebuilt before it is trusted again.
+        self._incomplete = False
 
     async def revoke(self, session_ids: Iterable[str]) -> None:
         """Mark sessions ended in Redis (call after PostgreSQL recorded it)."""
@@ -58,11 +64,15 @@ class SessionRevocations:
                 await pipe.execute()
         except redis.exceptions.RedisError:
             # PostgreSQL has it; the fallback path and the next rebuild will see it.
+            self._incomplete = True
             log.warning("revocation not written to Redis; PostgreSQL remains authoritative")
 
     async def is_revoked(self, session_id: str) -> bool:
         """Whether the session has ended (or never existed as far as the record knows)."""
         try:
+            if self._incomplete:
+                await self._redis.delete(_READY)  # everyone rebuilds (the rebuild is idempotent)
+                self._incomplete = False
             # One round trip: the completeness marker and this session's key together.
             ready, revoked = await self._redis.mget(_READY, _key(session_id))
             if ready is None:
@@ -70,6 +80,7 @@ class SessionRevocations:
                 revoked = await self._redis.get(_key(session_id))
             return revoked is not None
         except redis.exceptions.RedisError:
+            self._incomplete = True
             return await self._is_ended_in_database(session_id)
 
     async def _is_ended_in_database(self, session_id: str) -> bool:

@@ -5,6 +5,15 @@
 -- from done() that bench/wrk.py parses. Scenario code calls next_item() and defines
 -- request(); a scenario without request() keeps wrk's static request (cheapest for wrk).
 --
+-- Hooks a scenario may define (all optional):
+--   check(status, headers, body)  for a 2xx/3xx response: return nil if it is right, or a short
+--                                 reason; a wrong body counts as an error (say, a 200 that says
+--                                 "valid": false). `expect_body`, set from the scenario's
+--                                 `expect`, makes a default check: the body must contain it.
+--   on_response(status, headers, body)  sees every response (e.g. to keep a value for a later
+--                                 request of the same thread).
+-- count(name) adds one to a named counter, reported per name in the result line.
+--
 -- Arguments (after `--` on the wrk command line): data file path ("-" for none), threads.
 
 local threads = {}
@@ -20,7 +29,9 @@ end
 
 function init(args)
    errors = 0
+   wrong = 0
    exhausted = 0
+   counts = {}
    statuses = {}
    items = {}
    cursor = 0
@@ -55,14 +66,40 @@ function next_item()
    return items[cursor]
 end
 
+function count(name)
+   counts[name] = (counts[name] or 0) + 1
+end
+
+if check == nil and expect_body ~= nil then
+   function check(status, headers, body)
+      if not string.find(body or "", expect_body, 1, true) then
+         return "no " .. expect_body
+      end
+   end
+end
+
 function response(status, headers, body)
    statuses[status] = (statuses[status] or 0) + 1
+   local failure = nil
    if status < 200 or status >= 400 then
+      failure = tostring(status)
+   elseif check ~= nil then
+      local why = check(status, headers, body)
+      if why ~= nil then
+         wrong = wrong + 1
+         count("wrong body: " .. why)
+         failure = status .. " (" .. why .. ")"
+      end
+   end
+   if failure ~= nil then
       errors = errors + 1
       -- Keep the first failure's body: it usually says why (a problem+json detail).
       if first_error == nil then
-         first_error = status .. " " .. string.sub(body or "", 1, 300)
+         first_error = failure .. " " .. string.sub(body or "", 1, 300)
       end
+   end
+   if on_response ~= nil then
+      on_response(status, headers, body)
    end
 end
 
@@ -73,20 +110,28 @@ local function json_escape(text)
 end
 
 function done(summary, latency, requests)
-   local total_errors, total_exhausted, merged, sample = 0, 0, {}, ""
+   local total_errors, total_wrong, total_exhausted, merged, named, sample = 0, 0, 0, {}, {}, ""
    for _, thread in ipairs(threads) do
       if sample == "" then
          sample = thread:get("first_error") or ""
       end
       total_errors = total_errors + (thread:get("errors") or 0)
+      total_wrong = total_wrong + (thread:get("wrong") or 0)
       total_exhausted = total_exhausted + (thread:get("exhausted") or 0)
-      for status, count in pairs(thread:get("statuses") or {}) do
-         merged[status] = (merged[status] or 0) + count
+      for status, n in pairs(thread:get("statuses") or {}) do
+         merged[status] = (merged[status] or 0) + n
+      end
+      for name, n in pairs(thread:get("counts") or {}) do
+         named[name] = (named[name] or 0) + n
       end
    end
    local parts = {}
-   for status, count in pairs(merged) do
-      parts[#parts + 1] = string.format('"%d":%d', status, count)
+   for status, n in pairs(merged) do
+      parts[#parts + 1] = string.format('"%d":%d', status, n)
+   end
+   local names = {}
+   for name, n in pairs(named) do
+      names[#names + 1] = string.format('"%s":%d', json_escape(tostring(name)), n)
    end
    local e = summary.errors
    local seconds = summary.duration / 1e6
@@ -94,8 +139,9 @@ function done(summary, latency, requests)
       'BENCH_RESULT {"requests":%d,"duration_s":%.3f,"rps":%.2f,'
          .. '"p50_us":%d,"p95_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d,'
          .. '"status_errors":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,'
-         .. '"timeouts":%d,"exhausted":%d,"statuses":{%s},"first_error":"%s"}\n',
+         .. '"timeouts":%d,"exhausted":%d,"check_errors":%d,"statuses":{%s},"counts":{%s},"first_error":"%s"}\n',
       summary.requests, seconds, summary.requests / seconds,
       latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean, latency.max,
-      total_errors, e.connect, e.read, e.write, e.timeout, total_exhausted, table.concat(parts, ","), json_escape(sample)))
+      total_errors, e.connect, e.read, e.write, e.timeout, total_exhausted, total_wrong, table.concat(parts, ","),
+      table.concat(names, ","), json_escape(sample)))
 end

@@ -198,6 +198,17 @@ def _on_bad_form(request: Request[Any, Any, Any], exc: ValidationException) -> R
 
 _BROWSER_ERRORS: ExceptionHandlersMap = {ValidationException: _on_bad_form}
 
+# The browser flow's other answers: a redirect (to the partner, with a code or an OAuth error),
+# an HTML error page when the request cannot be answered by a redirect (unknown client, a
+# redirect URI not registered), and the service-wide 503 when storage is down.
+_BROWSER_START_RESPONSES: dict[int, ResponseSpec] = {
+    302: ResponseSpec(None, description="Redirect to the partner's redirect URI (code or error)"),
+    400: ResponseSpec(
+        str, description="Error page: the request cannot be sent back to the partner", media_type=MediaType.HTML
+    ),
+    503: error_responses()[503],
+}
+
 
 class AuthorizeController(Controller):
     """The authorization endpoint, for the app and for browsers."""
@@ -241,6 +252,7 @@ class AuthorizeController(Controller):
         include_in_schema=True,
         summary="Browser authorization (login and consent pages)",
         exception_handlers=_BROWSER_ERRORS,
+        responses=_BROWSER_START_RESPONSES,
     )
     async def browser_start(
         self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -27,7 +28,11 @@ class StaffRepository:
         return await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE username = $1", username)  # noqa: S608
 
     async def by_id(self, staff_id: str) -> Row | None:
-        """One staff member by id."""
+        """One staff member by id (``None`` for anything that is not one, e.g. not a UUID)."""
+        try:
+            uuid.UUID(staff_id)
+        except ValueError:
+            return None
         return await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE id = $1::uuid", staff_id)  # noqa: S608
 
     async def list(self) -> list[Row]:

@@ -8,8 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
+from bff.settings import Settings
+from core.crypto import Vault
 from core.db import Pool
+from core.keys import KeyManager, KeyStore
 from core.redis import Redis
+from identity.seed import seed_demo_citizens
+from identity.tokens import API_AUDIENCE, AccessTokens
 from services.departments import DepartmentEndpoints
 from services.departments.sms import SmsGateway
 from tests.conftest import MASTER_KEY, reset_state
@@ -80,3 +85,28 @@ async def test_rate_limits_are_shared(two: tuple[httpx.AsyncClient, httpx.AsyncC
         statuses.append((await client.post("/v1/auth/otp", json={"phone": f"1320000010{i}"})).status_code)
     assert statuses[:5] == [202] * 5
     assert set(statuses[5:]) == {429}
+
+
+async def test_transit_code_consumed_on_one_is_replayed_on_the_other(
+    two: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    sms: SmsGateway,
+    pool: Pool,
+    vault: Vault,
+    key_store: KeyStore,
+    settings: Settings,
+) -> None:
+    a, b = two
+    await seed_demo_citizens(pool, vault)  # 张三 at L3: transit codes need real-name level
+    citizen = await _login(a, b, sms, "13800000001")
+    issued = await b.post("/v1/me/codes/transit", headers=bearer(citizen["access_token"]))
+    assert issued.status_code == 200, issued.text
+    tokens = AccessTokens(await KeyManager.open(key_store), settings.identity)
+    token, _ = tokens.issue(subject="metro-gates", client_id="metro-gates", audience=API_AUDIENCE, scope="codes:verify")
+    scan = {"payload": issued.json()["payload"], "consume": True}
+
+    first = await a.post("/v1/codes/verify", json=scan, headers=bearer(token))
+    second = await b.post("/v1/codes/verify", json=scan, headers=bearer(token))
+
+    assert first.status_code == 200 and first.json()["valid"] is True, first.text
+    assert second.status_code == 200, second.text
+    assert second.json()["valid"] is False and second.json()["reason"] == "replayed"

@@ -43,3 +43,37 @@ def test_options_always_run_the_baseline_first_and_quick_does_not_write_by_defau
     assert full.output.name == "RESULTS.md"
     with pytest.raises(SystemExit):
         parse_options(["--scenarios", "nope"])
+
+
+def test_targets_servers_and_counters_refer_to_what_exists() -> None:
+    from services.departments.container import DEPARTMENTS
+
+    for scenario in SCENARIOS.values():
+        for target in scenario.targets:
+            if target.over is not None:
+                assert target.over in SCENARIOS, (scenario.name, target.over)
+        if scenario.server is not None:
+            assert scenario.server in DEPARTMENTS
+        if scenario.acknowledged_counter is not None:
+            assert scenario.counters is not None
+        if scenario.connections is not None:
+            # Items are sized on the scenario's own connections, not the run's.
+            assert scenario.item_count(10, 1000) == scenario.item_count(10, 1)
+
+
+def test_the_documented_scenarios_are_registered_in_order() -> None:
+    names = list(SCENARIOS)
+    for name in ("client_credentials", "introspect", "code_issue", "code_verify", "code_image", "home", "home_hanging"):
+        assert name in names
+    # The overhead pass is compared with the department call measured before it.
+    assert names.index("home_department") < names.index("home_overhead")
+    # A hanging department opens breakers that later scenarios would meet: it runs last.
+    assert names[-1] == "home_hanging"
+
+
+def test_soak_options() -> None:
+    options = parse_options(["--soak", "--soak-duration", "60", "--soak-rate", "100"])
+    assert options.soak
+    assert options.soak_duration == 60
+    assert options.soak_rate == 100.0
+    assert parse_options([]).soak_duration == 600

@@ -97,3 +97,55 @@ def test_prelude_hands_out_each_item_once_then_reports_reuse_and_errors(server: 
     assert result.statuses[404] == result.status_errors
     assert result.statuses[404] >= 2
     assert result.statuses[200] + result.statuses[404] == result.requests
+
+
+def test_build_script_renders_globals_and_the_expected_body_before_the_prelude() -> None:
+    script = build_script("GET", "/", "", expect='"valid":true', lua_globals={"token": 'a"b', "pool": ["x", "y"]})
+    head = script[: script.index("function next_item()")]
+    assert 'expect_body = "\\"valid\\":true"' in head
+    assert 'token = "a\\"b"' in head
+    assert 'pool = {"x",\n"y"}' in head
+    with pytest.raises(ValueError, match="not a Lua name"):
+        build_script("GET", "/", "", lua_globals={"not-a-name": "x"})
+
+
+def test_parse_output_reads_wrong_bodies_and_named_counts() -> None:
+    line = _LINE.replace('"statuses"', '"check_errors":2,"statuses"').replace(
+        '"statuses":{"200":1197,"401":3}}', '"statuses":{"200":1197,"401":3},"counts":{"home":7}}'
+    )
+    result = parse_output(line)
+    assert result.check_errors == 2
+    assert result.counts == {"home": 7}
+    assert result.acknowledged == 1197
+    # An older result line (without the new fields) still parses.
+    assert parse_output(_LINE).check_errors == 0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_prelude_counts_bodies_failing_the_check_as_errors_and_reports_counts(server: str, tmp_path: Path) -> None:
+    script = tmp_path / "s.lua"
+    lua = """
+function request()
+   count("sent")
+   return wrk.format(nil, "/?i=x")
+end
+"""
+    script.write_text(build_script("GET", "/", lua, expect="not in the body"))
+    monitored: list[float] = []
+
+    result = run_wrk(
+        server,
+        script,
+        WrkSettings(threads=1, connections=2, duration_s=1),
+        monitor=lambda: monitored.append(1.0),
+        monitor_interval_s=0.2,
+    )
+
+    assert result.requests > 0
+    # Every 200 said "ok", not what was expected: each one is a wrong body, and an error.
+    assert result.check_errors == result.statuses[200] == result.status_errors
+    assert result.errors >= result.requests
+    assert "(no not in the body)" in result.first_error
+    assert result.counts["sent"] >= result.requests
+    assert result.counts["wrong body: no not in the body"] == result.check_errors
+    assert len(monitored) >= 3  # called at the start and every 0.2 s while wrk ran
