@@ -215,7 +215,9 @@ class UrlJwks:
 
     async def key(self, kid: str) -> Ed25519PublicKey | None:
         """The key named ``kid``, fetching the JWKS when stale or when ``kid`` is unknown."""
-        if self._stale() or (kid not in self._keys and self._may_refetch()):
+        # A fetch already under way is waited for: a caller that arrives during the first fetch
+        # must not be told "unknown key" just because that fetch has not finished yet.
+        if self._lock.locked() or self._stale() or (kid not in self._keys and self._may_refetch()):
             async with self._lock:
                 # Re-check under the lock: a concurrent caller may just have fetched.
                 if self._stale() or (kid not in self._keys and self._may_refetch()):

@@ -233,3 +233,19 @@ async def test_url_jwks_connection_error_means_unknown_key() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         assert await UrlJwks("http://bff/jwks", http).key("svc-1") is None
+
+
+async def test_url_jwks_callers_during_the_first_fetch_wait_for_it(signer: Ed25519Signer) -> None:
+    fetches = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal fetches
+        fetches += 1
+        await asyncio.sleep(0.05)  # a slow first fetch, as under load right after start
+        return httpx.Response(200, json={"keys": [signer.jwk()]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        jwks = UrlJwks("http://bff/.well-known/jwks.json", http)
+        keys = await asyncio.gather(*(jwks.key("svc-1") for _ in range(5)))
+    assert all(key is not None for key in keys)
+    assert fetches == 1
