@@ -10,55 +10,125 @@ assembled by :class:`codes.service.CodesService` and exposed by :mod:`codes.cont
 
 The async ``codes.render.render`` is deliberately not re-exported: a package attribute named
 ``render`` would shadow the ``codes.render`` submodule.
+
+The package imports its submodules lazily (PEP 562): ``import codes.verifier`` must load only
+the standard library and ``cryptography`` (the verifier is copied into partners' scanners and
+imported by ``onecity verify``), so naming a public attribute here imports its submodule on
+first use instead of the whole domain with Litestar and asyncpg.
 """
 
-from codes.controllers import (
-    CODES_DEPENDENCIES,
-    CodesAdminController,
-    CodesPartnerController,
-    MyCodesController,
-    PartnerVenuesController,
-)
-from codes.payload import (
-    LIFETIMES,
-    CodeClaims,
-    CodeType,
-    PayloadTooLongError,
-    build_claims,
-    issue_code,
-    new_jti,
-    refresh_after,
-)
-from codes.pseudonym import Pseudonymizer
-from codes.render import qr_version, render_png, render_svg, render_venue_poster_png
-from codes.ride import (
-    DeviceCertificate,
-    Replay,
-    RideRecord,
-    RideVerification,
-    device_id_of,
-    find_replays,
-    issue_device_certificate,
-    make_ride_code,
-    parse_device_certificate,
-    verify_ride_code,
-)
-from codes.rules import (
-    DEFAULT_RULESET,
-    Decision,
-    HealthFacts,
-    Rule,
-    RuleSet,
-    RuleSetError,
-    StatusOverride,
-    encode_ruleset,
-    evaluate,
-    facts_from_department,
-    validate_ruleset,
-)
-from codes.service import CodesService
-from codes.settings import CodesSettings
-from codes.verifier import REASONS, Verification, load_jwks, verify_code
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codes.controllers import (
+        CODES_DEPENDENCIES,
+        CodesAdminController,
+        CodesPartnerController,
+        MyCodesController,
+        PartnerVenuesController,
+    )
+    from codes.payload import (
+        LIFETIMES,
+        CodeClaims,
+        CodeType,
+        PayloadTooLongError,
+        build_claims,
+        issue_code,
+        new_jti,
+        refresh_after,
+    )
+    from codes.pseudonym import Pseudonymizer
+    from codes.render import qr_version, render_png, render_svg, render_venue_poster_png
+    from codes.ride import (
+        DeviceCertificate,
+        Replay,
+        RideRecord,
+        RideVerification,
+        device_id_of,
+        find_replays,
+        issue_device_certificate,
+        make_ride_code,
+        parse_device_certificate,
+        verify_ride_code,
+    )
+    from codes.rules import (
+        DEFAULT_RULESET,
+        Decision,
+        HealthFacts,
+        Rule,
+        RuleSet,
+        RuleSetError,
+        StatusOverride,
+        encode_ruleset,
+        evaluate,
+        facts_from_department,
+        validate_ruleset,
+    )
+    from codes.service import CodesService
+    from codes.settings import CodesSettings
+    from codes.verifier import REASONS, Verification, load_jwks, verify_code
+
+_SOURCES: dict[str, str] = {
+    "CODES_DEPENDENCIES": "codes.controllers",
+    "CodesAdminController": "codes.controllers",
+    "CodesPartnerController": "codes.controllers",
+    "MyCodesController": "codes.controllers",
+    "PartnerVenuesController": "codes.controllers",
+    "LIFETIMES": "codes.payload",
+    "CodeClaims": "codes.payload",
+    "CodeType": "codes.payload",
+    "PayloadTooLongError": "codes.payload",
+    "build_claims": "codes.payload",
+    "issue_code": "codes.payload",
+    "new_jti": "codes.payload",
+    "refresh_after": "codes.payload",
+    "Pseudonymizer": "codes.pseudonym",
+    "qr_version": "codes.render",
+    "render_png": "codes.render",
+    "render_svg": "codes.render",
+    "render_venue_poster_png": "codes.render",
+    "DeviceCertificate": "codes.ride",
+    "Replay": "codes.ride",
+    "RideRecord": "codes.ride",
+    "RideVerification": "codes.ride",
+    "device_id_of": "codes.ride",
+    "find_replays": "codes.ride",
+    "issue_device_certificate": "codes.ride",
+    "make_ride_code": "codes.ride",
+    "parse_device_certificate": "codes.ride",
+    "verify_ride_code": "codes.ride",
+    "DEFAULT_RULESET": "codes.rules",
+    "Decision": "codes.rules",
+    "HealthFacts": "codes.rules",
+    "Rule": "codes.rules",
+    "RuleSet": "codes.rules",
+    "RuleSetError": "codes.rules",
+    "StatusOverride": "codes.rules",
+    "encode_ruleset": "codes.rules",
+    "evaluate": "codes.rules",
+    "facts_from_department": "codes.rules",
+    "validate_ruleset": "codes.rules",
+    "CodesService": "codes.service",
+    "CodesSettings": "codes.settings",
+    "REASONS": "codes.verifier",
+    "Verification": "codes.verifier",
+    "load_jwks": "codes.verifier",
+    "verify_code": "codes.verifier",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first access."""
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'codes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CODES_DEPENDENCIES",
