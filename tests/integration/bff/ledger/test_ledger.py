@@ -396,3 +396,37 @@ async def test_bad_queries_are_400_problems(app: App, demo: Demo, query: dict[st
 async def test_requires_a_citizen(app: App, staff: StaffHeaders) -> None:
     assert (await app.client.get("/v1/me/data-access")).status_code == 401
     assert (await app.client.get("/v1/me/data-access", headers=staff())).status_code == 401
+
+
+async def test_rows_at_the_same_instant_are_paged_exactly_once(app: App, demo: Demo, pool: Pool) -> None:
+    # Ties of `at` across the two sources cannot be produced on purpose through the endpoints,
+    # so the rows are written as the scan log and the audit batcher would write them.
+    account_id = await account_id_of(app.client, demo[ZHANG_SAN])
+    await issue(app.client, demo[ZHANG_SAN], "health")
+    pseudonym = await pool.fetchval(
+        "SELECT pseudonym FROM code_subjects WHERE account_id = $1 AND code_type = 'H'", account_id
+    )
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    await pool.executemany(
+        "INSERT INTO scan_log (scanned_at, partner_id, code_type, pseudonym, jti, result)"
+        " VALUES ($1, $2, 'H', $3, $4, 'valid')",
+        [(at, partner, pseudonym, jti) for partner in ("p-a", "p-b") for jti in ("jti-a", "jti-b")],
+    )
+    await pool.executemany(
+        "INSERT INTO audit_log (at, actor_type, actor_id, subject_id, action, outcome, details)"
+        " VALUES ($1, 'system', 'onecity', $2, 'data.read', 'success', $3)",
+        [(at, account_id, {"department": "health", "resource": r, "purpose": "test"}) for r in ("a", "b", "c")],
+    )
+    window = {"since": at.isoformat(), "until": (at + timedelta(microseconds=1)).isoformat()}
+    everything = await walk(app, demo[ZHANG_SAN], limit=100, **window)
+    assert [(i["kind"], i.get("who", {}).get("id"), i.get("resource")) for i in everything] == [
+        ("code_verification", "p-b", None),
+        ("code_verification", "p-a", None),
+        ("code_verification", "p-b", None),
+        ("code_verification", "p-a", None),
+        ("department_read", None, "c"),
+        ("department_read", None, "b"),
+        ("department_read", None, "a"),
+    ]
+    for limit in (1, 2, 3):
+        assert await walk(app, demo[ZHANG_SAN], limit=limit, **window) == everything
