@@ -273,7 +273,7 @@ class Venues:
             UnprocessableEntity: a window that is empty, reversed or too long; a bad hold.
         """
         staff.require_role(Role.HEALTH_OFFICER)
-        check_hold(hold_until, datetime.now(UTC))  # ledger: validated before anything is read
+        hold_until = check_hold(hold_until, datetime.now(UTC))  # ledger: validated before anything is read
         start = start if start.tzinfo else start.replace(tzinfo=UTC)
         end = end if end.tzinfo else end.replace(tzinfo=UTC)
         if end <= start or end - start > timedelta(days=max_days):
@@ -285,36 +285,38 @@ class Venues:
             raise Forbidden("Outside your region")
         rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=EXPOSURE_LIMIT + 1)
         truncated = len(rows) > EXPOSURE_LIMIT
-        await write_audit(
-            self._repository.pool,
-            [
-                AuditEvent(
-                    action="codes.exposure_query",
-                    outcome="success",
-                    actor_type="staff",
-                    actor_id=staff.staff_id,
-                    client_ip=client_ip,
-                    details={
-                        "venue_id": venue_id,
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "count": min(len(rows), EXPOSURE_LIMIT),
-                        **({"hold_until": hold_until.isoformat()} if hold_until is not None else {}),  # ledger
-                    },
-                )
-            ],
-        )
-        # ledger: each citizen whose check-ins were returned sees this query (after the hold).
-        await record_exposure(
-            self._repository.pool,
-            staff,
-            venue_id=venue_id,
-            start=start,
-            end=end,
-            pseudonyms=(r["pseudonym"] for r in rows[:EXPOSURE_LIMIT]),
-            hold_until=hold_until,
-            client_ip=client_ip,
-        )
+        # ledger: the query's audit row and its subjects' ledger rows commit together.
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="codes.exposure_query",
+                        outcome="success",
+                        actor_type="staff",
+                        actor_id=staff.staff_id,
+                        client_ip=client_ip,
+                        details={
+                            "venue_id": venue_id,
+                            "start": start.isoformat(),
+                            "end": end.isoformat(),
+                            "count": min(len(rows), EXPOSURE_LIMIT),
+                            **({"hold_until": hold_until.isoformat()} if hold_until is not None else {}),
+                        },
+                    )
+                ],
+            )
+            # Each citizen whose check-ins were returned sees this query (after the hold).
+            await record_exposure(
+                conn,
+                staff,
+                venue_id=venue_id,
+                start=start,
+                end=end,
+                pseudonyms=(r["pseudonym"] for r in rows[:EXPOSURE_LIMIT]),
+                hold_until=hold_until,
+                client_ip=client_ip,
+            )
         return CheckinList(
             venue_id=venue_id,
             start=start,

@@ -13,7 +13,7 @@ only names of what was released and who released it to whom.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.audit import AuditEvent
@@ -75,6 +75,9 @@ def staff_context(roles: Collection[str], region: str) -> dict[str, Any]:
 def check_hold(hold_until: datetime | None, now: datetime) -> datetime | None:
     """Validate an exposure query's ``hold_until`` (future, at most :data:`MAX_HOLD` ahead).
 
+    Returns:
+        ``hold_until`` in UTC, or ``None``.
+
     Raises:
         UnprocessableEntity: in the past, or too far ahead.
     """
@@ -86,4 +89,4 @@ def check_hold(hold_until: datetime | None, now: datetime) -> datetime | None:
         raise UnprocessableEntity("hold_until must be in the future", extensions={"field": "hold_until"})
     if hold_until > now + MAX_HOLD:
         raise UnprocessableEntity(f"A hold lasts at most {MAX_HOLD.days} days", extensions={"field": "hold_until"})
-    return hold_until
+    return hold_until.astimezone(UTC)

@@ -276,7 +276,7 @@ class ClaimsReleaseEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=T
     """``claims_release``: a partner received claims about the citizen (never their values here).
 
     Attributes:
-        via: ``id_token`` (at sign-in or token refresh) or ``userinfo``.
+        via: ``id_token`` (at sign-in: the code exchange) or ``userinfo``.
         claims: The names of the personal claims released (empty: only the partner-specific
             pseudonymous ``sub``).
     """
