@@ -3,8 +3,9 @@
 Entries come from two sources (``audit_log`` and ``scan_log``, see the repository), each read
 newest first by its own keyset, then merged. The order is ``(at, source, key)`` descending, with
 ``source`` 1 for scans and 0 for audit rows, so a cursor names one row exactly and a page starts
-strictly after it: rows inserted meanwhile (always newer, or hidden ones coming out of their
-hold) never shift the pages after the first, and no row is repeated.
+strictly after it: rows inserted meanwhile (newer than the cursor) never shift the pages after
+the first, and no row is repeated or skipped. (An entry coming out of its hold keeps its older
+``at``; a walk already past that time sees it on its next fresh read.)
 """
 
 from __future__ import annotations
