@@ -333,11 +333,22 @@ class CodesAdminController(Controller):
         staff: NamedDependency[StaffPrincipal],
         codes: NamedDependency[CodesService],
         request: Request[Any, Any, Any],
+        hold_until: Annotated[
+            datetime | None,
+            QueryParameter(description="RFC 3339; hide this query from the citizens' ledgers until then (≤ 30 days)"),
+        ] = None,
     ) -> CheckinList:
         """Pseudonymous check-ins of a venue in a window (health officers of the venue's
-        region; audited)."""
+        region; audited; shown in the data-access ledger of each citizen returned, after
+        ``hold_until`` if given)."""
         return await codes.venues.exposure(
-            staff, venue_id, start, end, max_days=codes.settings.exposure_max_days, client_ip=client_ip(request)
+            staff,
+            venue_id,
+            start,
+            end,
+            max_days=codes.settings.exposure_max_days,
+            client_ip=client_ip(request),
+            hold_until=hold_until,  # ledger
         )
 
 

@@ -19,6 +19,7 @@ from codes.schemas import HealthOverrideRequest, HealthOverrideView
 from codes.status import StatusResolver
 from core.audit import AuditEvent, write_audit
 from core.errors import NotFound, UnprocessableEntity
+from core.ledger import staff_context
 from identity.staff.permissions import Role, StaffPrincipal
 
 __all__ = ["MAX_OVERRIDE", "Overrides"]
@@ -103,7 +104,12 @@ class Overrides:
                         actor_id=staff.staff_id,
                         subject_id=account_id,
                         client_ip=client_ip,
-                        details={"status": request.status, "until": until.isoformat(), "reason": request.reason},
+                        details={
+                            "status": request.status,
+                            "until": until.isoformat(),
+                            "reason": request.reason,
+                            **staff_context(staff.roles, staff.region),  # ledger: shown to the citizen
+                        },
                     )
                 ],
             )
@@ -130,6 +136,7 @@ class Overrides:
                         actor_id=staff.staff_id,
                         subject_id=account_id,
                         client_ip=client_ip,
+                        details=staff_context(staff.roles, staff.region),  # ledger: shown to the citizen
                     )
                 ],
             )

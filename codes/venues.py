@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from codes import render
 from codes.holders import Holders
+from codes.ledger import record_exposure
 from codes.live import HolderEntry, LiveCodes
 from codes.payload import CodeType, build_claims, issue_code, new_jti
 from codes.repository import CodesRepository, Row
@@ -25,6 +26,7 @@ from codes.verifier import verify_code
 from core.audit import AuditEvent, write_audit
 from core.errors import DependencyUnavailable, Forbidden, NotFound, UnprocessableEntity
 from core.keys import KeyManager
+from core.ledger import check_hold
 from core.signing import Ed25519Signer
 from identity.partners import PartnerPrincipal
 from identity.service import Principal
@@ -258,15 +260,20 @@ class Venues:
         *,
         max_days: int,
         client_ip: str | None,
+        hold_until: datetime | None = None,
     ) -> CheckinList:
         """The pseudonymous check-ins of a venue in ``[start, end)``, audited.
+
+        ``hold_until`` hides the query from the data-access ledgers of the citizens it returned
+        until then (an investigation not yet to be disclosed; at most ``core.ledger.MAX_HOLD``).
 
         Raises:
             Forbidden: not a health officer, or the venue is outside the officer's region.
             NotFound: no such venue.
-            UnprocessableEntity: a window that is empty, reversed or too long.
+            UnprocessableEntity: a window that is empty, reversed or too long; a bad hold.
         """
         staff.require_role(Role.HEALTH_OFFICER)
+        hold_until = check_hold(hold_until, datetime.now(UTC))  # ledger: validated before anything is read
         start = start if start.tzinfo else start.replace(tzinfo=UTC)
         end = end if end.tzinfo else end.replace(tzinfo=UTC)
         if end <= start or end - start > timedelta(days=max_days):
@@ -278,24 +285,38 @@ class Venues:
             raise Forbidden("Outside your region")
         rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=EXPOSURE_LIMIT + 1)
         truncated = len(rows) > EXPOSURE_LIMIT
-        await write_audit(
-            self._repository.pool,
-            [
-                AuditEvent(
-                    action="codes.exposure_query",
-                    outcome="success",
-                    actor_type="staff",
-                    actor_id=staff.staff_id,
-                    client_ip=client_ip,
-                    details={
-                        "venue_id": venue_id,
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "count": min(len(rows), EXPOSURE_LIMIT),
-                    },
-                )
-            ],
-        )
+        # ledger: the query's audit row and its subjects' ledger rows commit together.
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="codes.exposure_query",
+                        outcome="success",
+                        actor_type="staff",
+                        actor_id=staff.staff_id,
+                        client_ip=client_ip,
+                        details={
+                            "venue_id": venue_id,
+                            "start": start.isoformat(),
+                            "end": end.isoformat(),
+                            "count": min(len(rows), EXPOSURE_LIMIT),
+                            **({"hold_until": hold_until.isoformat()} if hold_until is not None else {}),
+                        },
+                    )
+                ],
+            )
+            # Each citizen whose check-ins were returned sees this query (after the hold).
+            await record_exposure(
+                conn,
+                staff,
+                venue_id=venue_id,
+                start=start,
+                end=end,
+                pseudonyms=(r["pseudonym"] for r in rows[:EXPOSURE_LIMIT]),
+                hold_until=hold_until,
+                client_ip=client_ip,
+            )
         return CheckinList(
             venue_id=venue_id,
             start=start,

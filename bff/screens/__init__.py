@@ -1,4 +1,4 @@
-"""The app's data screens: the home screen fan-out, one screen per department, data-access log."""
+"""The app's data screens: the home screen fan-out, one screen per department, data-access ledger."""
 
 from bff.screens.controllers import ScreensController
 from bff.screens.dependencies import provide_screens

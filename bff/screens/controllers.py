@@ -1,4 +1,4 @@
-"""HTTP endpoints of the screens: the home screen, one screen per department, the data-access log.
+"""HTTP endpoints of the screens: the home screen, one screen per department, the data-access ledger.
 
 Thin: each takes the principal and the query, calls :class:`~bff.screens.service.ScreenService`.
 Department trouble is never an HTTP error here: the body's ``state`` says it (see the service).
@@ -6,6 +6,7 @@ Department trouble is never an HTTP error here: the body's ``state`` says it (se
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from litestar import Controller, get
@@ -86,13 +87,24 @@ class ScreensController(Controller):
         """Monthly pension and medical contributions of one year (identity level L3)."""
         return await screens.socsec_contributions(principal, year=year)
 
-    @get("/data-access", responses=error_responses(401))
+    @get("/data-access", responses=error_responses(400, 401))
     async def data_access(
         self,
         principal: NamedDependency[Principal],
         screens: NamedDependency[ScreenService],
-        cursor: Annotated[str | None, QueryParameter(max_length=200, description="The last page's next_cursor")] = None,
+        kind: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=200,
+                description="Comma-separated kinds: department_read, code_verification, claims_release, staff_action",
+            ),
+        ] = None,
+        since: Annotated[dt.datetime | None, QueryParameter(description="RFC 3339, inclusive")] = None,
+        until: Annotated[dt.datetime | None, QueryParameter(description="RFC 3339, exclusive")] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=400, description="The last page's next_cursor")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> DataAccessPage:
-        """Who read my department data, when and why: newest first, paginated."""
-        return await screens.data_access(principal, cursor=cursor, limit=limit)
+        """Every access to my data - department reads, partner verifications of my codes, claims
+        released to partners, staff actions - with who, what, why and when; newest first,
+        paginated (docs/data-access.md)."""
+        return await screens.data_access(principal, kind=kind, since=since, until=until, cursor=cursor, limit=limit)

@@ -1,7 +1,15 @@
-"""SQL of the screens domain: the citizen's data-access log, read from ``audit_log``.
+"""SQL of the screens domain: the citizen's data-access ledger (docs/data-access.md).
 
-The rows are written by the fan-out (``action = 'data.read'``) through the audit batcher;
-nothing here writes.
+Two sources, each read newest first by keyset and merged by the service:
+
+- ``audit_log`` rows whose ``subject_id`` is the citizen (the account id, or the audit pseudonym
+  of reads made without one) and whose ``action`` is one of the ledger's (``core.ledger``);
+  keyset ``(at, id)``, served by ``audit_log_subject_at_id``;
+- ``scan_log`` rows of the citizen's code pseudonyms (partner verifications); keyset
+  ``(scanned_at, jti, partner_id)``, served by ``scan_log_holder``.
+
+Rows an investigator put on hold (``details.hold_until`` in the future) are left out here, in
+SQL, so they can never reach a page. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -11,39 +19,97 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.db import Pool
-from services.fanout import AUDIT_ACTION
 
 __all__ = ["DataAccessRepository"]
 
+_AUDIT = """
+SELECT a.id, a.at, a.action, a.actor_type, a.actor_id, a.outcome, a.details, c.name AS client_name
+FROM audit_log a
+LEFT JOIN oauth_clients c ON a.actor_type = 'partner' AND c.client_id = a.actor_id
+WHERE a.subject_id = ANY($1::text[]) AND a.action = ANY($2::text[])
+  AND ($3::timestamptz IS NULL OR a.at >= $3)
+  AND ($4::timestamptz IS NULL OR a.at < $4)
+  AND ($5::timestamptz IS NULL OR a.at < $5 OR (a.at = $5 AND ($6::bigint IS NULL OR a.id < $6)))
+  AND NOT (a.details ? 'hold_until' AND (a.details->>'hold_until')::timestamptz > now())
+ORDER BY a.at DESC, a.id DESC
+LIMIT $7
+"""
+
+_SCANS = """
+SELECT s.scanned_at AS at, s.partner_id, c.name AS client_name, s.venue_id, s.code_type, s.jti, s.result,
+       s.consumed
+FROM scan_log s
+LEFT JOIN oauth_clients c ON c.client_id = s.partner_id
+WHERE s.code_type IN ('H', 'T', 'S', 'C')
+  AND (s.code_type, s.pseudonym) IN (
+      SELECT cs.code_type, cs.pseudonym FROM code_subjects cs
+      WHERE cs.account_id = $1::uuid AND cs.code_type IN ('H', 'T', 'S', 'C'))
+  AND ($2::timestamptz IS NULL OR s.scanned_at >= $2)
+  AND ($3::timestamptz IS NULL OR s.scanned_at < $3)
+  AND ($4::timestamptz IS NULL OR s.scanned_at < $4
+       OR ($5::text IS NOT NULL AND s.scanned_at = $4 AND (s.jti, s.partner_id) < ($5, $6)))
+ORDER BY s.scanned_at DESC, s.jti DESC, s.partner_id DESC
+LIMIT $7
+"""
+
 
 class DataAccessRepository:
-    """Reads the data-access rows of one citizen, newest first, by keyset pagination.
+    """Reads the ledger rows of one citizen, newest first, by keyset pagination.
 
     Args:
-        pool: The asyncpg pool.
+        pool: The asyncpg pool (a read replica would do: nothing here needs the newest row).
     """
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
-    async def page(
-        self, subjects: Sequence[str], *, before: tuple[dt.datetime, int] | None, limit: int
+    async def audit_page(
+        self,
+        subjects: Sequence[str],
+        actions: Sequence[str],
+        *,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        before_at: dt.datetime | None,
+        before_id: int | None,
+        limit: int,
     ) -> list[dict[str, Any]]:
-        """Up to ``limit`` rows for any of ``subjects`` strictly older than ``before``.
+        """Up to ``limit`` audit rows of ``subjects`` with one of ``actions``, in ``[since, until)``.
 
-        Served by the ``audit_log (subject_id, at DESC)`` index; ``id`` breaks ties of ``at``.
+        Args:
+            subjects: The citizen's subject ids.
+            actions: The audit actions wanted.
+            since: Inclusive lower bound of ``at``.
+            until: Exclusive upper bound of ``at``.
+            before_at: Keyset: only rows older than this (or as old, see ``before_id``).
+            before_id: Keyset tie-break: rows at ``before_at`` with a smaller id; ``None``
+                takes every row at ``before_at`` (the cursor was a scan row, which sorts first).
+            limit: Most rows.
         """
-        at, row_id = before if before is not None else (None, None)
-        rows = await self.pool.fetch(
-            """SELECT id, at, details, outcome FROM audit_log
-               WHERE subject_id = ANY($1::text[]) AND action = $2
-                 AND ($3::timestamptz IS NULL OR (at, id) < ($3, $4))
-               ORDER BY at DESC, id DESC
-               LIMIT $5""",
-            list(subjects),
-            AUDIT_ACTION,
-            at,
-            row_id,
-            limit,
-        )
+        rows = await self.pool.fetch(_AUDIT, list(subjects), list(actions), since, until, before_at, before_id, limit)
+        return [dict(row) for row in rows]
+
+    async def scan_page(
+        self,
+        account_id: str,
+        *,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        before_at: dt.datetime | None,
+        before_key: tuple[str, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` verifications of the citizen's codes, in ``[since, until)``.
+
+        Args:
+            account_id: The citizen.
+            since: Inclusive lower bound of ``scanned_at``.
+            until: Exclusive upper bound of ``scanned_at``.
+            before_at: Keyset: only rows older than this (or as old, see ``before_key``).
+            before_key: Keyset tie-break ``(jti, partner_id)`` at ``before_at``; ``None``
+                takes no row at ``before_at`` (the cursor was an audit row, which sorts after).
+            limit: Most rows.
+        """
+        jti, partner = before_key if before_key is not None else (None, None)
+        rows = await self.pool.fetch(_SCANS, account_id, since, until, before_at, jti, partner, limit)
         return [dict(row) for row in rows]

@@ -22,6 +22,9 @@ from services.departments import (
 )
 
 __all__ = [
+    "Accessor",
+    "ClaimsReleaseEntry",
+    "CodeVerificationEntry",
     "ContributionsData",
     "ContributionsSection",
     "DataAccessEntry",
@@ -34,11 +37,15 @@ __all__ = [
     "HomeSections",
     "HomeSocsecSection",
     "HomeTransportSection",
+    "LedgerEntry",
+    "LedgerItem",
+    "LedgerKind",
     "Section",
     "SectionState",
     "SocsecCardData",
     "SocsecCardSection",
     "SocsecSummary",
+    "StaffActionEntry",
     "TransportCardData",
     "TransportCardSection",
     "TransportSummary",
@@ -189,33 +196,125 @@ class ContributionsSection(Section[ContributionsData], frozen=True, kw_only=True
     """``GET /v1/me/socsec/contributions``."""
 
 
-# data access -------------------------------------------------------------------------------
+# data access (the citizen's ledger) ------------------------------------------------------
+# docs/data-access.md. Every entry says when (`at`), who (`who`), why (`purpose`) and, by its
+# `kind`, what. A tagged union: the kinds have different shapes and the app switches on `kind`.
+
+LedgerKind = Literal["department_read", "code_verification", "claims_release", "staff_action"]
 
 
-class DataAccessEntry(Response, frozen=True, kw_only=True, omit_defaults=True):
-    """One read of the citizen's department data.
+class Accessor(Response, frozen=True, kw_only=True, omit_defaults=True):
+    """Who accessed the data. Never another person's name: staff appear by id, roles, region.
+
+    Attributes:
+        type: ``onecity`` (the app, for you), ``partner`` (a registered client), ``staff``.
+        id: The partner's client id or the staff member's id; absent for ``onecity``.
+        name: The partner's registered display name (partners only).
+        roles: The staff member's roles when they acted (staff only).
+        region: The staff member's region when they acted (staff only).
+    """
+
+    type: Literal["onecity", "partner", "staff"]
+    id: str | None = None
+    name: str | None = None
+    roles: list[str] | None = None
+    region: str | None = None
+
+
+class LedgerEntry(Response, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
+    """Fields every ledger entry has.
 
     Attributes:
         at: When.
-        department: Whose system holds the data (``health``, ``transport``, ``socsec``).
-        resource: What was read (``tests``, ``card``, ...).
-        purpose: Why (the purpose sent to the department, e.g. ``home-screen``).
-        outcome: ``success`` (data was shown) or ``failure`` (the department did not answer).
-        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy) or ``none``.
-        reader: Who read it: ``onecity`` (the app, for you).
+        who: Who accessed the data.
+        purpose: Why, as a slug (``home-screen``, ``code-verification``, ``sign-in``, ...).
     """
 
     at: dt.datetime
+    who: Accessor
+    purpose: str
+
+
+class DataAccessEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="department_read"):
+    """``department_read``: a read of the citizen's department data.
+
+    Attributes:
+        department: Whose system holds the data (``health``, ``transport``, ``socsec``).
+        resource: What was read (``tests``, ``card``, ...); empty when not recorded.
+        outcome: ``success`` (data was shown) or ``failure`` (the department did not answer).
+        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy) or ``none``.
+        reader: Who read it: ``onecity`` (the app, for you); ``who`` says the same, this stays
+            for app versions that predate ``who``.
+    """
+
     department: str
     resource: str
-    purpose: str
     outcome: str
     source: str | None = None
     reader: str
 
 
+class CodeVerificationEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="code_verification"):
+    """``code_verification``: a partner verified one of the citizen's codes.
+
+    Attributes:
+        code_type: ``health``, ``transit``, ``socsec`` or ``citizen``.
+        venue_id: Where, when the partner said so.
+        valid: Whether the code was accepted.
+        result: ``valid`` or the reason slug the partner got (``expired``, ``replayed``, ...).
+        consumed: The partner used the code up (one-time use, e.g. a gate).
+    """
+
+    code_type: str
+    venue_id: str | None = None
+    valid: bool
+    result: str
+    consumed: bool = False
+
+
+class ClaimsReleaseEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="claims_release"):
+    """``claims_release``: a partner received claims about the citizen (never their values here).
+
+    Attributes:
+        via: ``id_token`` (at sign-in: the code exchange) or ``userinfo``.
+        claims: The names of the personal claims released (empty: only the partner-specific
+            pseudonymous ``sub``).
+    """
+
+    via: Literal["id_token", "userinfo"]
+    claims: list[str]
+
+
+class StaffActionEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="staff_action"):
+    """``staff_action``: city staff acted on the citizen or their data.
+
+    Attributes:
+        action: ``health_override_set``, ``health_override_lift`` or ``exposure_query``; more
+            will come (application handling): an app shows unknown actions generically.
+        status: The health status set (``health_override_set``).
+        until: Until when the override holds (``health_override_set``).
+        venue_id: The venue whose check-ins were queried (``exposure_query``).
+        window_start: Start of the queried window (``exposure_query``).
+        window_end: End of the queried window (``exposure_query``).
+        checkins: How many of the citizen's check-ins the query returned (``exposure_query``).
+        held_until: The query was hidden from this ledger until then (``exposure_query``).
+    """
+
+    action: str
+    status: str | None = None
+    until: dt.datetime | None = None
+    venue_id: str | None = None
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    checkins: int | None = None
+    held_until: dt.datetime | None = None
+
+
+LedgerItem = DataAccessEntry | CodeVerificationEntry | ClaimsReleaseEntry | StaffActionEntry
+
+
 class DataAccessPage(Response, frozen=True, kw_only=True, omit_defaults=True):
     """``GET /v1/me/data-access``: newest first; pass ``next_cursor`` as ``cursor`` for more."""
 
-    items: list[DataAccessEntry]
+    items: list[LedgerItem]
     next_cursor: str | None = None

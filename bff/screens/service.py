@@ -11,20 +11,16 @@ too low for a single-department screen (401 step-up, RFC 9470), bad query (400).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
-
+from bff.screens.ledger import ledger_page, parse_kinds
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
     ContributionsData,
     ContributionsSection,
-    DataAccessEntry,
     DataAccessPage,
     HealthRecordsData,
     HealthRecordsSection,
@@ -45,7 +41,7 @@ from bff.screens.schemas import (
     TripsData,
     TripsSection,
 )
-from core.errors import BadRequest, InsufficientLevel
+from core.errors import InsufficientLevel
 from identity import IdentityService, Principal
 from services.fanout import Fetched, KeyedHasher, ResilientDepartments, audit_subject_of
 from services.resilience import Deadline, deadline_scope
@@ -88,11 +84,6 @@ def _combine(section: type[S], parts: Sequence[Fetched[Any]], build: Callable[[]
         return section(state="unavailable", retry_after_s=retry)
     stamps = [p.as_of for p in parts if p.as_of is not None]
     return section(state=worst, data=build(), as_of=min(stamps) if stamps else None)
-
-
-class _Cursor(msgspec.Struct, array_like=True, frozen=True):
-    at: dt.datetime
-    id: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a bigint: anything else is not ours
 
 
 class ScreenService:
@@ -326,48 +317,35 @@ class ScreenService:
 
     # data access ------------------------------------------------------------------------
 
-    async def data_access(self, principal: Principal, *, cursor: str | None, limit: int) -> DataAccessPage:
-        """Who read this citizen's department data, when and why; newest first.
+    async def data_access(
+        self,
+        principal: Principal,
+        *,
+        kind: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        cursor: str | None,
+        limit: int,
+    ) -> DataAccessPage:
+        """Every access to this citizen's data, newest first (see :mod:`bff.screens.ledger`).
 
         Raises:
-            BadRequest: For a cursor this endpoint did not hand out.
+            BadRequest: an unknown kind, a cursor this endpoint did not hand out, a bad window.
         """
-        before = _decode_cursor(cursor) if cursor else None
+        kinds = parse_kinds(kind)
         subjects = [principal.account_id]
-        id_number = await self._id_number(principal)
-        if id_number is not None:
-            # Reads made through the plain department Protocols carry a pseudonym instead.
-            subjects.append(audit_subject_of(self.hasher, id_number))
-        rows = await self.repository.page(subjects, before=before, limit=limit + 1)
-        items = [_entry(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        next_cursor = _encode_cursor(rows[limit - 1]["at"], rows[limit - 1]["id"]) if more else None
-        return DataAccessPage(items=items, next_cursor=next_cursor)
-
-
-def _entry(row: dict[str, Any]) -> DataAccessEntry:
-    details = row["details"] if isinstance(row["details"], dict) else {}
-    return DataAccessEntry(
-        at=row["at"],
-        department=str(details.get("department", "")),
-        resource=str(details.get("resource", "")),
-        purpose=str(details.get("purpose", "")),
-        outcome=row["outcome"],
-        source=details.get("source"),
-        reader="onecity",
-    )
-
-
-def _encode_cursor(at: dt.datetime, row_id: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(_Cursor(at=at, id=row_id))).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded = msgspec.json.decode(raw, type=_Cursor)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise BadRequest("The cursor is not one this endpoint handed out", extensions={"field": "cursor"}) from None
-    if decoded.at.tzinfo is None:
-        raise BadRequest("The cursor is not one this endpoint handed out", extensions={"field": "cursor"})
-    return decoded.at, decoded.id
+        if "department_read" in kinds:
+            id_number = await self._id_number(principal)
+            if id_number is not None:
+                # Reads made through the plain department Protocols carry a pseudonym instead.
+                subjects.append(audit_subject_of(self.hasher, id_number))
+        return await ledger_page(
+            self.repository,
+            account_id=principal.account_id,
+            subjects=subjects,
+            kinds=kinds,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        )

@@ -25,6 +25,7 @@ from typing import Any
 from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.crypto import Vault
 from core.errors import Unauthorized
+from core.ledger import id_token_release
 from core.signing import b64url_encode
 from identity.oidc.clients import Client, ClientCredentials, ClientRegistry
 from identity.oidc.errors import (
@@ -341,6 +342,7 @@ class TokenEndpoint:
                 access_token=access,
                 claims=released,
             )
+            self.audit.add(id_token_release(client.client_id, account_id, released))  # ledger: a release
         return TokenResponse(
             token_type="Bearer",  # noqa: S106 - the scheme name
             access_token=access,

@@ -55,7 +55,9 @@ async def test_reads_are_recorded_and_listed_newest_first(
     assert len({(i["at"], i["resource"], i["department"]) for i in items}) == 9, "no page repeats a row"
     newest = items[0]
     assert newest == {
+        "kind": "department_read",
         "at": newest["at"],
+        "who": {"type": "onecity"},
         "department": "transport",
         "resource": "card",
         "purpose": "transit-code",
@@ -63,6 +65,7 @@ async def test_reads_are_recorded_and_listed_newest_first(
         "source": "cache",
         "reader": "onecity",
     }
+    assert all(i["kind"] == "department_read" for i in items)
     home = items[1:]
     assert {(i["department"], i["resource"]) for i in home} == {
         ("health", "tests"),
