@@ -275,7 +275,9 @@ class TokenEndpoint:
         # The code is spent (committed) whatever went wrong: a code fails once and for all.
         if failure == "unknown_or_used":
             used = await self.repository.used_code(code_hash)
-            if used is not None and used["grant_id"] is not None:
+            # Only the client the code was issued to can have leaked it into a replay worth
+            # revoking for; another client replaying it must not end a partner's grant.
+            if used is not None and used["grant_id"] is not None and used["client_id"] == client.client_id:
                 await self._revoke_grant(
                     used["grant_id"], reason="code_reuse", client_id=client.client_id, client_ip=client_ip
                 )
