@@ -10,3 +10,8 @@ ALTER TABLE oauth_clients
 -- refresh token is useless without the key.
 ALTER TABLE oauth_grants
     ADD COLUMN dpop_jkt text CHECK (dpop_jkt IS NULL OR dpop_jkt ~ '^[A-Za-z0-9_-]{43}$');
+
+-- A code issued for a pushed request that carried a DPoP proof (or dpop_jkt) is bound to
+-- that key: redeeming it needs a proof by the same key (RFC 9449 section 10).
+ALTER TABLE oauth_codes
+    ADD COLUMN dpop_jkt text CHECK (dpop_jkt IS NULL OR dpop_jkt ~ '^[A-Za-z0-9_-]{43}$');

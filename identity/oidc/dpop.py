@@ -34,13 +34,16 @@ from core.crypto import Vault
 from core.redis import Redis
 from core.signing import b64url_encode
 from core.structs import Response
+from identity.oidc.errors import OAuthError
 
 __all__ = [
     "DPOP_ALGORITHMS",
     "DPoPError",
     "DPoPProof",
     "DPoPVerifier",
+    "PresentationError",
     "access_token_hash",
+    "dpop_error",
     "jwk_thumbprint",
 ]
 
@@ -72,6 +75,22 @@ class DPoPError(Exception):
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
+
+
+class PresentationError(Exception):
+    """A protected resource refuses how an access token was presented (RFC 9449 section 7).
+
+    Args:
+        error: ``invalid_token`` or ``invalid_dpop_proof`` (or ``use_dpop_nonce``).
+        description: Fixed text.
+        headers: ``WWW-Authenticate`` (a ``DPoP`` challenge) and ``DPoP-Nonce``.
+    """
+
+    def __init__(self, error: str, description: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.headers = dict(headers)
 
 
 class DPoPProof(Response, frozen=True):
@@ -221,3 +240,54 @@ class DPoPVerifier:
         if not fresh:
             raise DPoPError("invalid_dpop_proof", "The DPoP proof was already used")
         return DPoPProof(jkt=jkt, jti=jti, iat=iat)
+
+    # protected resources ------------------------------------------------------------------
+
+    def challenge(self, error: str, description: str) -> dict[str, str]:
+        """The ``DPoP`` challenge (RFC 9449 section 7.1) and a fresh nonce."""
+        algs = " ".join(DPOP_ALGORITHMS)
+        return {
+            "WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", algs="{algs}"',
+            "DPoP-Nonce": self.nonce(),
+        }
+
+    async def check_presentation(
+        self,
+        *,
+        scheme: str,
+        token: str,
+        jkt: str | None,
+        proofs: Sequence[str],
+        method: str,
+        url: str,
+    ) -> None:
+        """Check that a token was presented as its binding requires.
+
+        A DPoP-bound token (``jkt``) must come with the ``DPoP`` scheme and a proof by its key
+        over this request and this token; an unbound token must not claim the ``DPoP`` scheme.
+
+        Raises:
+            PresentationError: with the challenge headers to send.
+        """
+        if jkt is None:
+            if scheme == "dpop":
+                raise self._refused("invalid_token", "This access token is not DPoP-bound: use the Bearer scheme")
+            return
+        if scheme != "dpop":
+            raise self._refused(
+                "invalid_token", "This access token is DPoP-bound: present it with the DPoP scheme and a proof"
+            )
+        try:
+            proof = await self.verify(proofs, method=method, url=url, access_token=token)
+        except DPoPError as exc:
+            raise self._refused(exc.error, exc.description) from None
+        if not hmac.compare_digest(proof.jkt, jkt):
+            raise self._refused("invalid_dpop_proof", "The DPoP proof was made with another key than the token's")
+
+    def _refused(self, error: str, description: str) -> PresentationError:
+        return PresentationError(error, description, self.challenge(error, description))
+
+
+def dpop_error(exc: DPoPError, nonce: str) -> OAuthError:
+    """An authorization-server DPoP error (RFC 9449 sections 5.1 and 8): 400 with a fresh nonce."""
+    return OAuthError(exc.error, exc.description, headers={"DPoP-Nonce": nonce})

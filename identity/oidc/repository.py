@@ -23,10 +23,10 @@ WITH spent AS (
     UPDATE oauth_codes SET used_at = now()
     WHERE code_hash = $1 AND used_at IS NULL
     RETURNING client_id, account_id, redirect_uri, scope, claims, nonce, code_challenge, acr, amr, auth_time,
-              expires_at > now() AS live
+              expires_at > now() AS live, dpop_jkt
 )
 SELECT spent.client_id, spent.account_id::text AS account_id, spent.redirect_uri, spent.scope, spent.claims,
-       spent.nonce, spent.code_challenge, spent.acr, spent.amr,
+       spent.nonce, spent.code_challenge, spent.acr, spent.amr, spent.dpop_jkt,
        EXTRACT(EPOCH FROM spent.auth_time)::bigint AS auth_time, spent.live, a.level, a.phone_enc, a.name_enc
 FROM spent JOIN accounts a ON a.id = spent.account_id
 """
@@ -230,13 +230,14 @@ class OidcRepository:
         amr: Sequence[str],
         auth_time: int,
         ttl_s: int,
+        dpop_jkt: str | None = None,
     ) -> None:
         """Store a new authorization code's hash and what it stands for."""
         await conn.execute(
             """INSERT INTO oauth_codes (code_hash, client_id, account_id, redirect_uri, scope, claims, nonce,
-                                        code_challenge, acr, amr, auth_time, expires_at)
+                                        code_challenge, acr, amr, auth_time, expires_at, dpop_jkt)
                VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, to_timestamp($11),
-                       now() + make_interval(secs => $12))""",
+                       now() + make_interval(secs => $12), $13)""",
             code_hash,
             client_id,
             account_id,
@@ -249,6 +250,7 @@ class OidcRepository:
             list(amr),
             auth_time,
             ttl_s,
+            dpop_jkt,
         )
 
     @staticmethod
