@@ -16,6 +16,7 @@ authorization in no other way; for the others PAR is optional
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -32,6 +33,7 @@ from identity.oidc.settings import OidcSettings
 __all__ = ["REQUEST_URI_PREFIX", "PushedRequest", "PushedRequests"]
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 #: The authorization request parameters a pushed request may carry (and the browser reads).
 _PARAMS = (
     "response_type",
@@ -125,6 +127,8 @@ class PushedRequests:
             raise invalid_request(exc.message) from None
         except RedirectableError as exc:
             raise OAuthError(exc.error, exc.description) from None
+        if form.dpop_jkt is not None and not _JKT.match(form.dpop_jkt):
+            raise invalid_request("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
         jkt: str | None = None
         if dpop_proofs:
             try:
@@ -182,7 +186,10 @@ class PushedRequests:
             raise UnsafeAuthorizationRequest("client_id and request_uri must appear once.")
         record = await self.redeem(client_ids[0], request_uris[0])
         # RFC 9126 section 4: only the pushed parameters count; front-channel extras are ignored.
-        return {name: [value] for name, value in record.params.items()}
+        pushed = {name: [value] for name, value in record.params.items()}
+        if record.dpop_jkt is not None:
+            pushed["dpop_jkt"] = [record.dpop_jkt]
+        return pushed
 
     async def require_push(self, client_id: str) -> None:
         """Refuse a front-channel request from a client registered with ``require_par``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import jwt
@@ -25,7 +26,7 @@ from tests.integration.identity.oidc.conftest import (
     pkce,
     query_of,
 )
-from tests.support.citizens import bearer
+from tests.support.citizens import bearer, latest_otp
 from tests.support.dpop import DPoPKey, post_with_nonce
 
 TOKEN_URL = f"{ISSUER}/oauth/token"
@@ -513,3 +514,74 @@ async def test_clients_add_fapi_options(
     clients = {c.client_id: c for c in await admin.list()}
     assert clients["bank"].require_par and clients["bank"].dpop_bound
     assert await cli("add", "nope", "--scope", "codes:verify", "--require-par") == 2
+
+
+async def test_pushed_dpop_jkt_must_be_a_thumbprint_and_binds_the_code(
+    client: AsyncTestClient, sms: SmsGateway, hospital: Partner
+) -> None:
+    _, challenge = pkce()
+    bad = await _push(client, hospital, challenge, dpop_jkt="not a thumbprint")
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+    key = DPoPKey()
+    verifier, challenge = pkce()
+    pushed = await _push(client, hospital, challenge, dpop_jkt=key.jkt)
+    assert pushed.status_code == 201
+    token = await citizen(client, sms)
+    approved = await client.post(
+        "/oauth/authorize",
+        json={"client_id": "hospital", "request_uri": pushed.json()["request_uri"]},
+        headers=bearer(token),
+    )
+    code = query_of(approved.json()["redirect_to"])["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": hospital.redirect_uri}
+    ok = await post_with_nonce(
+        client,
+        TOKEN_URL,
+        key,
+        data={**form, "code_verifier": verifier},
+        auth=(hospital.client_id, hospital.secret or ""),
+    )
+    assert ok.status_code == 200 and ok.json()["token_type"] == "DPoP"
+
+
+async def test_browser_flow_of_a_pushed_dpop_request_binds_the_code(
+    client: AsyncTestClient, sms: SmsGateway, hospital: Partner
+) -> None:
+    key = DPoPKey()
+    verifier, challenge = pkce()
+    auth = (hospital.client_id, hospital.secret or "")
+    pushed = await post_with_nonce(client, PAR_URL, key, data=_push_form(hospital, challenge), auth=auth)
+    assert pushed.status_code == 201, pushed.text
+    login_page = await client.get(
+        "/oauth/authorize", params={"client_id": "hospital", "request_uri": pushed.json()["request_uri"]}
+    )
+    assert login_page.status_code == 200, login_page.text
+    tx = re.search(r'name="tx" value="([^"]+)"', login_page.text)
+    assert tx is not None
+    assert (await client.post("/oauth/authorize/otp", data={"tx": tx[1], "phone": "13900000009"})).status_code == 200
+    otp = await latest_otp(sms, "13900000009")
+    consent = await client.post("/oauth/authorize/login", data={"tx": tx[1], "otp": otp})
+    assert consent.status_code == 200, consent.text
+    done = await client.post("/oauth/authorize/consent", data={"tx": tx[1], "decision": "approve"})
+    assert done.status_code == 303
+    returned = query_of(done.headers["location"])
+    assert returned["state"] == "st-par" and returned["iss"] == ISSUER
+    form = {
+        "grant_type": "authorization_code",
+        "code": returned["code"],
+        "redirect_uri": hospital.redirect_uri,
+        "code_verifier": verifier,
+    }
+    stolen = await client.post("/oauth/token", data=form, auth=auth)  # the code, without the key
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+async def test_front_channel_dpop_jkt_must_be_a_thumbprint(client: AsyncTestClient, hospital: Partner) -> None:
+    _, challenge = pkce()
+    response = await client.get(
+        "/oauth/authorize",
+        params={**_push_form(hospital, challenge), "dpop_jkt": "x"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 302
+    assert query_of(response.headers["location"])["error"] == "invalid_request"
