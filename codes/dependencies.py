@@ -12,8 +12,8 @@ from litestar.di import Provide
 from codes.partner_cache import PartnerCache
 from codes.service import CodesService
 from codes.venues import VENUE_SCOPE
-from identity.dependencies import bearer_token
-from identity.partners import PartnerPrincipal, require_partner_scope
+from identity.dependencies import presented_token
+from identity.partners import PartnerPrincipal, check_partner_dpop, require_partner_scope
 from identity.staff.permissions import provide_staff_principal
 
 __all__ = [
@@ -35,12 +35,16 @@ def provide_codes(state: State) -> CodesService:
 
 
 def _cached_partner(scope: str) -> Callable[..., Coroutine[Any, Any, PartnerPrincipal]]:
-    authenticate = require_partner_scope(scope)
+    authenticate = require_partner_scope(scope, check_dpop=False)
 
     async def provide(request: Request[Any, Any, Any], state: State) -> PartnerPrincipal:
         cache: PartnerCache = state.codes.partners
         # 401/403 are raised to every concurrent waiter and never cached.
-        return await cache.authenticate(scope, bearer_token(request), lambda: authenticate(request, state))
+        _, token = presented_token(request)
+        partner = await cache.authenticate(scope, token, lambda: authenticate(request, state))
+        # A DPoP proof is per request: checked after the cache, never cached.
+        await check_partner_dpop(request, state, partner)
+        return partner
 
     return provide
 

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from core.errors import Unauthorized
 from identity.service import IdentityService, Principal
 
-__all__ = ["bearer_token", "client_ip", "provide_identity", "provide_principal"]
+__all__ = ["bearer_token", "client_ip", "presented_token", "provide_identity", "provide_principal"]
 
 
 def provide_identity(state: State) -> IdentityService:
@@ -30,6 +30,23 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
             headers={"WWW-Authenticate": 'Bearer realm="onecity"'},
         )
     return token.strip()
+
+
+def presented_token(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """The access token of the ``Authorization`` header and its scheme (``bearer`` or ``dpop``).
+
+    Partner tokens may be DPoP-bound (RFC 9449), presented as ``Authorization: DPoP <token>``;
+    whether the scheme fits the token is the caller's check. Anything else is a 401.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme not in ("bearer", "dpop") or not token.strip():
+        raise Unauthorized(
+            "An access token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="onecity", DPoP algs="EdDSA Ed25519 ES256"'},
+        )
+    return scheme, token.strip()
 
 
 async def provide_principal(request: Request[Any, Any, Any], identity: NamedDependency[IdentityService]) -> Principal:

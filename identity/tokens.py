@@ -49,6 +49,12 @@ class AccessClaims(Response, frozen=True):
     scope: str = ""
     roles: list[str] | None = None  # staff tokens
     region: str | None = None  # staff tokens
+    cnf: dict[str, str] | None = None  # partner tokens bound to a DPoP key: {"jkt": thumbprint} (RFC 9449)
+
+    @property
+    def jkt(self) -> str | None:
+        """The thumbprint of the DPoP key the token is bound to, if any."""
+        return self.cnf.get("jkt") if self.cnf else None
 
     @property
     def scopes(self) -> frozenset[str]:

@@ -69,6 +69,8 @@ class ClientAdmin:
         sector_id: str | None = None,
         secret: str | None = None,
         if_absent: bool = False,
+        require_par: bool = False,
+        dpop_bound: bool = False,
     ) -> NewClient | None:
         """Register a client.
 
@@ -86,6 +88,10 @@ class ClientAdmin:
                 (default: the client id, i.e. nobody else).
             secret: Use this secret instead of a generated one (the fixed demo partner only).
             if_absent: Leave an existing client alone and return ``None``.
+            require_par: Accept its authorization requests only through ``POST /oauth/par``
+                (FAPI 2.0; the global default lets every client choose).
+            dpop_bound: Issue it only DPoP-bound access tokens (a token request without a
+                DPoP proof is refused).
 
         Raises:
             ClientAdminError: the description is inconsistent.
@@ -130,6 +136,8 @@ class ClientAdmin:
                 raise ClientAdminError(f"jwks: {exc}") from None
         elif jwks is not None:
             raise ClientAdminError("--jwks is only for private_key_jwt clients")
+        if require_par and "authorization_code" not in grant_types:
+            raise ClientAdminError("--require-par needs the authorization_code grant")
         new_secret = (secret or generate_secret()) if method in SECRET_METHODS else None
         display = name or client_id
         if not 1 <= len(display) <= 128:
@@ -148,12 +156,23 @@ class ClientAdmin:
                 grant_types=list(dict.fromkeys(grant_types)),
                 sector_id=sector_id or client_id,
                 if_absent=if_absent,
+                require_par=require_par,
+                dpop_bound=dpop_bound,
             )
             if not inserted:
                 if if_absent:
                     return None
                 raise ClientAdminError(f"client {client_id!r} exists")  # pragma: no cover - unique violation first
-            await write_audit(conn, [self._event("oidc.client.added", client_id, {"type": client_type})])
+            await write_audit(
+                conn,
+                [
+                    self._event(
+                        "oidc.client.added",
+                        client_id,
+                        {"type": client_type, "require_par": require_par, "dpop_bound": dpop_bound},
+                    )
+                ],
+            )
         row = await self._repository.get_client(client_id)
         assert row is not None
         return NewClient(Client.from_row(row), new_secret)

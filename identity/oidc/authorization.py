@@ -71,6 +71,7 @@ class AuthorizationParams(Response, frozen=True):
     nonce: str | None = None
     prompt: frozenset[str] = frozenset()
     max_age: int | None = None
+    dpop_jkt: str | None = None  # a pushed request's DPoP key: the code is bound to it
 
     @property
     def wants_full_name_choice(self) -> bool:
@@ -265,6 +266,7 @@ class Authorizer:
                 amr=amr,
                 auth_time=auth_time,
                 ttl_s=self._settings.code_ttl_s,
+                dpop_jkt=params.dpop_jkt,
             )
             # Housekeeping on a low-volume path keeps the table small without a scheduler.
             if secrets.randbelow(50) == 0:

@@ -51,6 +51,7 @@ SSO_COOKIE = "oc_sso"
 COOKIE_PATH = "/oauth/authorize"
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 _OTP = re.compile(r"^[0-9]{6}$")
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _QUERY_PARAMS = (
     "response_type",
     "client_id",
@@ -99,6 +100,7 @@ class _Tx(msgspec.Struct, kw_only=True):
     prompt: list[str]
     max_age: int | None
     binding: str
+    dpop_jkt: str | None = None
     phone_enc: str | None = None
     account_id: str | None = None
     amr: list[str] | None = None
@@ -202,6 +204,7 @@ class BrowserFlow:
             nonce=tx.nonce,
             prompt=frozenset(tx.prompt),
             max_age=tx.max_age,
+            dpop_jkt=tx.dpop_jkt,
         )
 
     def _consent(self, params: AuthorizationParams, tx_id: str, cookies: Sequence[CookieToSet] = ()) -> BrowserResult:
@@ -301,6 +304,13 @@ class BrowserFlow:
                 max_age=one["max_age"],
                 request_object=bool(query.get("request") or query.get("request_uri")),
             )
+            # RFC 9449 section 10: the code is bound to this DPoP key (a pushed request's, or
+            # the dpop_jkt parameter of the request itself).
+            jkt = query.get("dpop_jkt", [])
+            if jkt:
+                if len(jkt) > 1 or not _JKT.match(jkt[0]):
+                    raise RedirectableError("invalid_request", "dpop_jkt must be one JWK SHA-256 thumbprint")
+                params = msgspec.structs.replace(params, dpop_jkt=jkt[0])
         except RedirectableError as exc:
             return self._redirect(self._authorizer.error_redirect(redirect_uri, state, exc.error, exc.description), 302)
         cookies_out: list[CookieToSet] = []
@@ -319,6 +329,7 @@ class BrowserFlow:
             prompt=sorted(params.prompt),
             max_age=params.max_age,
             binding=_digest(binding),
+            dpop_jkt=params.dpop_jkt,
         )
         session = await self._session(cookies)
         if session is not None and (

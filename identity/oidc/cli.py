@@ -33,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--grant-type", action="append", choices=list(GRANT_TYPES), default=None, help="(repeatable)")
     add.add_argument("--jwks", help="file with the client's public JWKS (private_key_jwt)")
     add.add_argument("--sector", help="pairwise sector shared with other clients of one organisation")
+    add.add_argument(
+        "--require-par",
+        action="store_true",
+        help="accept authorization requests only through POST /oauth/par (FAPI 2.0)",
+    )
+    add.add_argument(
+        "--dpop-bound",
+        action="store_true",
+        help="issue only DPoP-bound access tokens: token requests need a DPoP proof (FAPI 2.0)",
+    )
+    add.add_argument("--fapi", action="store_true", help="FAPI 2.0 profile: --require-par and --dpop-bound")
     commands.add_parser("list", help="list clients (never their secrets)")
     rotate = commands.add_parser("rotate-secret", help="issue a new secret (prints it once)")
     rotate.add_argument("client_id")
@@ -72,10 +83,13 @@ async def _dispatch(args: argparse.Namespace, admin: ClientAdmin) -> int:
             grant_types=args.grant_type,
             jwks=load_jwks(args.jwks) if args.jwks else None,
             sector_id=args.sector,
+            require_par=args.require_par or args.fapi,
+            dpop_bound=args.dpop_bound or args.fapi,
         )
         assert created is not None
         client = created.client
-        print(f"added {client.client_id} ({client.client_type}, {client.auth_method})")
+        fapi = [name for name, on in (("require_par", client.require_par), ("dpop_bound", client.dpop_bound)) if on]
+        print(f"added {client.client_id} ({client.client_type}, {client.auth_method}{''.join(', ' + f for f in fapi)})")
         if created.secret:
             print(f"client_secret: {created.secret}")
             print("store it now: it is not shown again")
@@ -86,7 +100,8 @@ async def _dispatch(args: argparse.Namespace, admin: ClientAdmin) -> int:
             print(
                 f"{client.client_id}\t{state}\t{client.client_type}\t{client.auth_method}\t"
                 f"scopes={' '.join(sorted(client.scopes))}\tgrants={','.join(sorted(client.grant_types))}\t"
-                f"redirect_uris={' '.join(client.redirect_uris) or '-'}"
+                f"redirect_uris={' '.join(client.redirect_uris) or '-'}\t"
+                f"require_par={str(client.require_par).lower()}\tdpop_bound={str(client.dpop_bound).lower()}"
             )
         return 0
     if command == "rotate-secret":

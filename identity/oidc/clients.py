@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import re
@@ -28,11 +29,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
+from jwt.algorithms import OKPAlgorithm
 
 from core.crypto import Vault
 from core.redis import Redis
 from core.structs import Response
-from identity.oidc.errors import invalid_client, invalid_request
+from identity.oidc.errors import OAuthError, invalid_client, invalid_request
 from identity.oidc.repository import OidcRepository, Row
 
 __all__ = [
@@ -52,8 +54,11 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 #: Assertion algorithms accepted, each with the JWK key type it needs. Never HMAC or ``none``.
+#: ``Ed25519`` is RFC 9864's fully-specified name for EdDSA over Ed25519 (openid-client v6
+#: sends it); ``EdDSA`` stays for the libraries that still use the polymorphic name.
 ASSERTION_ALGORITHMS: Mapping[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
+    "Ed25519": ("OKP", "Ed25519"),
     "ES256": ("EC", "P-256"),
     "RS256": ("RSA", None),
     "PS256": ("RSA", None),
@@ -63,6 +68,27 @@ _FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit"})
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _MAX_ASSERTION_CHARS = 8192
 _CACHE_MAX = 10_000
+
+
+def _register_ed25519() -> None:
+    """Teach PyJWT the RFC 9864 name ``Ed25519`` (same verification as ``EdDSA`` over Ed25519).
+
+    Registered on PyJWT's module-level instance, which every ``jwt.decode`` here uses; callers
+    that must not accept it (our own access tokens) pin ``algorithms=["EdDSA"]`` anyway.
+    """
+    # ValueError: already registered (a re-import, or a PyJWT that knows the name).
+    with contextlib.suppress(ValueError):
+        jwt.register_algorithm("Ed25519", OKPAlgorithm())
+
+
+_register_ed25519()
+_EDDSA_NAMES = ("EdDSA", "Ed25519")
+
+
+def _pyjwk(jwk: dict[str, Any]) -> jwt.PyJWK:
+    # An OKP key marked ``alg: Ed25519`` is the same key as one marked ``EdDSA``; PyJWK only
+    # knows the latter name, so it is told the algorithm rather than reading it.
+    return jwt.PyJWK(jwk, algorithm="EdDSA" if jwk.get("kty") == "OKP" else None)
 
 
 def generate_secret() -> str:
@@ -103,6 +129,8 @@ class Client(Response, frozen=True):
     previous_secret_hash: bytes | None = None
     previous_secret_expires_at: float | None = None
     jwks: dict[str, Any] | None = None
+    require_par: bool = False  # authorization requests only through PAR (RFC 9126)
+    dpop_bound: bool = False  # access tokens only DPoP-bound (RFC 9449)
 
     @property
     def is_public(self) -> bool:
@@ -126,6 +154,8 @@ class Client(Response, frozen=True):
             previous_secret_hash=row["previous_secret_hash"],
             previous_secret_expires_at=row["previous_secret_expires_at"],
             jwks=dict(row["jwks"]) if row["jwks"] is not None else None,
+            require_par=row["require_par"],
+            dpop_bound=row["dpop_bound"],
         )
 
 
@@ -213,7 +243,7 @@ def parse_client_jwks(jwks: Mapping[str, Any]) -> list[jwt.PyJWK]:
         if jwk.get("kty") not in {"OKP", "EC", "RSA"}:
             raise ValueError("supported key types: OKP (Ed25519), EC (P-256), RSA")
         try:
-            parsed.append(jwt.PyJWK(jwk))
+            parsed.append(_pyjwk(jwk))
         except jwt.PyJWTError as exc:
             raise ValueError(f"unusable key: {exc.__class__.__name__}") from None
     return parsed
@@ -226,7 +256,7 @@ class ClientRegistry:
         repository: SQL.
         redis: Remembers the ``jti`` of assertions already used.
         hasher: Client secret hashing.
-        issuer: The provider's issuer URL (an accepted assertion audience).
+        issuer: The provider's issuer URL (the only accepted assertion audience).
         cache_ttl_s: How long a client record (or its absence) is cached in this process.
         assertion_max_lifetime_s: The furthest in the future an assertion's ``exp`` may be.
         clock_skew_s: Tolerance on assertion times.
@@ -283,12 +313,19 @@ class ClientRegistry:
 
         Args:
             credentials: What the request presented.
-            endpoint_url: The URL being called (an accepted assertion audience).
+            endpoint_url: The URL being called (not an accepted assertion audience: only the issuer is).
             allow_public: Whether a public client without credentials may proceed.
         """
         method = credentials.method
         if method == "private_key_jwt":
-            return await self._authenticate_assertion(credentials, endpoint_url)
+            try:
+                return await self._authenticate_assertion(credentials)
+            except OAuthError as exc:
+                # RFC 6749 section 5.2 asks for a challenge of the scheme the client used;
+                # an assertion is not HTTP authentication, so a Basic challenge would
+                # only invite the client to retry with a secret it does not have.
+                exc.headers.pop("WWW-Authenticate", None)
+                raise
         if method == "client_secret_basic":
             assert credentials.basic is not None
             client_id, secret = credentials.basic
@@ -317,13 +354,7 @@ class ClientRegistry:
             and self._hasher.matches(client.client_id, secret, client.previous_secret_hash)
         )
 
-    def _audiences(self, endpoint_url: str) -> list[str]:
-        # RFC 7523 says the audience identifies the authorization server: the issuer, or
-        # (OIDC Core section 9) the token endpoint; client libraries also use the URL they
-        # post to (introspection, revocation).
-        return list(dict.fromkeys([self._issuer, f"{self._issuer}/oauth/token", endpoint_url]))
-
-    async def _authenticate_assertion(self, credentials: ClientCredentials, endpoint_url: str) -> Client:
+    async def _authenticate_assertion(self, credentials: ClientCredentials) -> Client:
         assertion = credentials.assertion
         if credentials.assertion_type != ASSERTION_TYPE or not assertion:
             raise invalid_client("Unsupported client assertion type")
@@ -347,7 +378,7 @@ class ClientRegistry:
         client = await self.get(client_id)
         if client is None or client.auth_method != "private_key_jwt" or client.jwks is None:
             raise invalid_client()
-        claims = self._verify_with_client_keys(assertion, client, alg, header.get("kid"), endpoint_url)
+        claims = self._verify_with_client_keys(assertion, client, alg, header.get("kid"))
         now = time.time()
         exp = claims["exp"]
         if exp - now > self._max_lifetime + self._skew:
@@ -364,9 +395,7 @@ class ClientRegistry:
             raise invalid_client("The client assertion was already used")
         return client
 
-    def _verify_with_client_keys(
-        self, assertion: str, client: Client, alg: str, kid: Any, endpoint_url: str
-    ) -> dict[str, Any]:
+    def _verify_with_client_keys(self, assertion: str, client: Client, alg: str, kid: Any) -> dict[str, Any]:
         kty, crv = ASSERTION_ALGORITHMS[alg]
         candidates: Iterable[dict[str, Any]] = [
             k
@@ -375,25 +404,27 @@ class ClientRegistry:
             and k.get("kty") == kty
             and (crv is None or k.get("crv") == crv)
             and (kid is None or k.get("kid") == kid)
-            and k.get("alg") in (None, alg)
+            and k.get("alg") in (None, alg, *(_EDDSA_NAMES if alg in _EDDSA_NAMES else ()))
         ]
         for jwk in candidates:
             try:
-                key = jwt.PyJWK(jwk)
+                key = _pyjwk(jwk)
                 claims: dict[str, Any] = jwt.decode(
                     assertion,
                     key.key,
                     algorithms=[alg],
-                    audience=self._audiences(endpoint_url),
                     issuer=client.client_id,
                     leeway=self._skew,
-                    options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+                    options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_aud": False},
                 )
             except jwt.InvalidSignatureError:
                 continue
             except (jwt.PyJWTError, ValueError, TypeError):
                 raise invalid_client() from None
-            if claims.get("sub") != client.client_id:
+            # The audience is the issuer identifier, as a single string, and nothing else
+            # (OpenID Foundation audience-injection advisory, 2025): an endpoint URL or an
+            # array lets an assertion made for another server be replayed here or vice versa.
+            if claims.get("sub") != client.client_id or claims.get("aud") != self._issuer:
                 raise invalid_client()
             return claims
         raise invalid_client()

@@ -20,11 +20,12 @@ from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, JSONBody, Parameter
 from litestar.response import Redirect
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import ExceptionHandlersMap
 
 from core.http import BEARER, error_responses
-from identity.dependencies import bearer_token, client_ip
+from identity.dependencies import client_ip, presented_token
+from identity.oidc.authorization import UnsafeAuthorizationRequest
 from identity.oidc.browser import BrowserResult
 from identity.oidc.dependencies import provide_oidc
 from identity.oidc.errors import NO_STORE, invalid_request, oauth_exception_handlers
@@ -39,6 +40,8 @@ from identity.oidc.schemas import (
     ConsentList,
     IntrospectForm,
     IntrospectionResponse,
+    ParForm,
+    ParResponse,
     ProviderMetadata,
     RevokeForm,
     TokenForm,
@@ -102,8 +105,29 @@ class OAuthController(Controller):
             authorization=request.headers.get("authorization"),
             endpoint_url=f"{oidc.issuer}/oauth/token",
             client_ip=client_ip(request),
+            dpop_proofs=request.headers.getall("dpop", []),
         )
         return Response(result, headers=NO_STORE)
+
+    @post("/par", status_code=HTTP_201_CREATED, opt=FORM, responses=_oauth_errors(401))
+    async def par(
+        self,
+        data: Annotated[ParForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+        oidc: NamedDependency[OidcProvider],
+        request: Request[Any, Any, Any],
+    ) -> Response[ParResponse]:
+        """Pushed Authorization Request (RFC 9126): the authorization request, authenticated
+        like a token request, in exchange for a single-use ``request_uri``.
+
+        A ``DPoP`` proof sent here binds the authorization code to its key (RFC 9449 section 10).
+        """
+        result = await oidc.par.push(
+            data,
+            authorization=request.headers.get("authorization"),
+            endpoint_url=f"{oidc.issuer}/oauth/par",
+            dpop_proofs=request.headers.getall("dpop", []),
+        )
+        return Response(result, status_code=HTTP_201_CREATED, headers=NO_STORE)
 
     @post("/introspect", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
     async def introspect(
@@ -138,8 +162,15 @@ class OAuthController(Controller):
     async def userinfo(
         self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]
     ) -> Response[dict[str, Any]]:
-        """The consented claims of the citizen behind the bearer token."""
-        claims = await oidc.endpoint.userinfo(bearer_token(request), client_ip=client_ip(request))
+        """The consented claims of the citizen behind the access token (Bearer, or DPoP with a proof)."""
+        scheme, token = presented_token(request)
+        claims = await oidc.endpoint.userinfo(
+            token,
+            client_ip=client_ip(request),
+            scheme=scheme,
+            dpop_proofs=request.headers.getall("dpop", []),
+            method="GET",
+        )
         return Response(claims, headers=NO_STORE)
 
     @post("/userinfo", status_code=HTTP_200_OK, opt=FORM, security=BEARER, responses=_oauth_errors(401, 403))
@@ -153,8 +184,14 @@ class OAuthController(Controller):
         in_header = request.headers.get("authorization")
         if in_header and data.access_token:
             raise invalid_request("Send the access token once")
-        token = data.access_token or bearer_token(request)
-        claims = await oidc.endpoint.userinfo(token, client_ip=client_ip(request))
+        scheme, token = ("bearer", data.access_token) if data.access_token else presented_token(request)
+        claims = await oidc.endpoint.userinfo(
+            token,
+            client_ip=client_ip(request),
+            scheme=scheme,
+            dpop_proofs=request.headers.getall("dpop", []),
+            method="POST",
+        )
         return Response(claims, headers=NO_STORE)
 
 
@@ -231,6 +268,15 @@ class AuthorizeController(Controller):
         Errors in the client or redirect URI are 400 problems; other errors are 400
         problems with ``error`` and a ``redirect_to`` carrying the error for the partner.
         """
+        if data.request_uri is None:
+            # Without a pushed request the whole request is in the body: a missing member is
+            # the same validation error it was before PAR made these members optional.
+            for name in ("redirect_uri", "scope", "code_challenge", "code_challenge_method"):
+                if getattr(data, name) is None:
+                    raise ValidationException(
+                        f"Object missing required field `{name}`",
+                        extra=[{"message": f"Object missing required field `{name}`", "key": name, "source": "body"}],
+                    )
         return await oidc.app_authorize(principal, data, client_ip=client_ip(request))
 
     @get("/preview", security=BEARER, responses=error_responses(401))
@@ -239,12 +285,20 @@ class AuthorizeController(Controller):
         principal: NamedDependency[Principal],
         oidc: NamedDependency[OidcProvider],
         client_id: Annotated[str, Parameter(query="client_id", max_length=64)],
-        redirect_uri: Annotated[str, Parameter(query="redirect_uri", max_length=512)],
+        redirect_uri: Annotated[str | None, Parameter(query="redirect_uri", max_length=512)] = None,
         # ``scope`` is a name Litestar reserves for the ASGI scope: read it under an alias.
-        requested_scope: Annotated[str, Parameter(query="scope", max_length=512)],
+        requested_scope: Annotated[str | None, Parameter(query="scope", max_length=512)] = None,
+        request_uri: Annotated[str | None, Parameter(query="request_uri", max_length=128)] = None,
     ) -> AuthorizePreview:
-        """What the app's consent screen should show for a partner's request."""
-        return await oidc.preview(principal, client_id=client_id, redirect_uri=redirect_uri, scope=requested_scope)
+        """What the app's consent screen should show for a partner's request: ``redirect_uri``
+        and ``scope``, or the ``request_uri`` of a pushed request (looked at, not used up)."""
+        return await oidc.preview(
+            principal,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=requested_scope,
+            request_uri=request_uri,
+        )
 
     @get(
         "/",
@@ -260,6 +314,13 @@ class AuthorizeController(Controller):
         """Authorization code request from a partner's web page (``response_type=code``,
         PKCE S256 required). Shows the login page, then the consent page, then redirects."""
         query = {key: request.query_params.getall(key) for key in request.query_params}
+        try:
+            # A pushed request (RFC 9126) replaces the query; clients that must push are held to it.
+            query = await oidc.par.front_channel_query(query)
+        except UnsafeAuthorizationRequest as exc:
+            return Response(
+                error_page(exc.message), status_code=400, media_type=MediaType.HTML, headers=dict(PAGE_HEADERS)
+            )
         result = await oidc.browser.start(query, request.cookies, client_ip=client_ip(request))
         return _browser_response(result, secure=oidc.browser.secure_cookies)
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from core.audit import AuditBatcher, AuditEvent, write_audit
@@ -28,6 +29,7 @@ from core.errors import Unauthorized
 from core.ledger import id_token_release
 from core.signing import b64url_encode
 from identity.oidc.clients import Client, ClientCredentials, ClientRegistry
+from identity.oidc.dpop import DPoPError, DPoPProof, DPoPVerifier, PresentationError, dpop_error
 from identity.oidc.errors import (
     OAuthError,
     insufficient_scope,
@@ -78,6 +80,7 @@ class TokenEndpoint:
         audit: Batched audit writer for the high-volume events (machine grants, userinfo).
         settings: Lifetimes.
         issuer: The provider's issuer URL.
+        dpop: DPoP proof checks (sender-constrained tokens, RFC 9449).
     """
 
     def __init__(
@@ -93,7 +96,9 @@ class TokenEndpoint:
         audit: AuditBatcher,
         settings: OidcSettings,
         issuer: str,
+        dpop: DPoPVerifier,
     ) -> None:
+        self.dpop = dpop
         self.repository = repository
         self.registry = registry
         self.tokens = tokens
@@ -157,15 +162,33 @@ class TokenEndpoint:
     # token endpoint -----------------------------------------------------------------------
 
     async def token(
-        self, form: TokenForm, *, authorization: str | None, endpoint_url: str, client_ip: str | None
+        self,
+        form: TokenForm,
+        *,
+        authorization: str | None,
+        endpoint_url: str,
+        client_ip: str | None,
+        dpop_proofs: Sequence[str] = (),
     ) -> TokenResponse:
         """Run one grant for an authenticated client.
 
+        With a ``DPoP`` proof the access token is bound to its key (``cnf.jkt``, token type
+        ``DPoP``); a client registered ``dpop_bound`` gets nothing without one.
+
         Raises:
-            OAuthError: the RFC 6749 section 5.2 error.
+            OAuthError: the RFC 6749 section 5.2 error, or ``invalid_dpop_proof`` /
+                ``use_dpop_nonce`` (RFC 9449 sections 5 and 8).
         """
         if form.grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
             raise unsupported_grant_type()
+        proof: DPoPProof | None = None
+        if dpop_proofs:
+            # Checked before client authentication, so a nonce round trip does not burn the
+            # client's assertion.
+            try:
+                proof = await self.dpop.verify(dpop_proofs, method="POST", url=endpoint_url, require_nonce=True)
+            except DPoPError as exc:
+                raise dpop_error(exc, self.dpop.nonce()) from None
         credentials = ClientCredentials.from_request(
             authorization,
             client_id=form.client_id,
@@ -182,13 +205,28 @@ class TokenEndpoint:
             raise
         if form.grant_type not in client.grant_types or (client.is_public and form.grant_type == "client_credentials"):
             raise unauthorized_client()
+        if client.dpop_bound and proof is None:
+            raise dpop_error(
+                DPoPError("invalid_dpop_proof", "This client's tokens are DPoP-bound: send a DPoP proof"),
+                self.dpop.nonce(),
+            )
+        jkt = proof.jkt if proof is not None else None
         if form.grant_type == "client_credentials":
-            return self._client_credentials(client, form, client_ip=client_ip)
+            return self._client_credentials(client, form, client_ip=client_ip, jkt=jkt)
         if form.grant_type == "authorization_code":
-            return await self._authorization_code(client, form, client_ip=client_ip)
-        return await self._refresh(client, form, client_ip=client_ip)
+            return await self._authorization_code(client, form, client_ip=client_ip, jkt=jkt)
+        return await self._refresh(client, form, client_ip=client_ip, jkt=jkt)
 
-    def _client_credentials(self, client: Client, form: TokenForm, *, client_ip: str | None) -> TokenResponse:
+    @staticmethod
+    def _binding(jkt: str | None) -> tuple[dict[str, Any] | None, str]:
+        """The ``cnf`` claim and token type of an access token bound (or not) to ``jkt``."""
+        if jkt is None:
+            return None, "Bearer"
+        return {"cnf": {"jkt": jkt}}, "DPoP"
+
+    def _client_credentials(
+        self, client: Client, form: TokenForm, *, client_ip: str | None, jkt: str | None
+    ) -> TokenResponse:
         allowed = client.scopes & PARTNER_SCOPES
         requested = parse_scope(form.scope)
         if requested is None or not set(requested) <= allowed:
@@ -197,22 +235,34 @@ class TokenEndpoint:
         if not scopes:
             raise invalid_scope("This client has no machine scope")
         scope = " ".join(scopes)
+        extra, token_type = self._binding(jkt)
         access, ttl = self.tokens.issue(
             subject=client.client_id,
             client_id=client.client_id,
             audience=API_AUDIENCE,
             scope=scope,
+            extra=extra,
             ttl_s=self.settings.client_token_ttl_s,
         )
-        self._audit("oidc.token", "success", client, client_ip=client_ip, grant_type="client_credentials", scope=scope)
+        self._audit(
+            "oidc.token",
+            "success",
+            client,
+            client_ip=client_ip,
+            grant_type="client_credentials",
+            scope=scope,
+            dpop=jkt is not None or None,
+        )
         return TokenResponse(
-            token_type="Bearer",  # noqa: S106 - the scheme name
+            token_type=token_type,
             access_token=access,
             expires_in=ttl,
             scope=scope,
         )
 
-    async def _authorization_code(self, client: Client, form: TokenForm, *, client_ip: str | None) -> TokenResponse:
+    async def _authorization_code(
+        self, client: Client, form: TokenForm, *, client_ip: str | None, jkt: str | None
+    ) -> TokenResponse:
         if not form.code or not form.redirect_uri:
             raise invalid_request("code and redirect_uri are required")
         if not form.code_verifier:
@@ -235,6 +285,9 @@ class TokenEndpoint:
                 failure = "redirect_uri"
             elif not _pkce_ok(form.code_verifier, row["code_challenge"]):
                 failure = "pkce"
+            elif row["dpop_jkt"] is not None and row["dpop_jkt"] != jkt:
+                # The code was bound at PAR to a DPoP key (RFC 9449 section 10).
+                failure = "dpop_key"
             else:
                 grant_id = await self.repository.insert_grant(
                     conn,
@@ -246,6 +299,9 @@ class TokenEndpoint:
                     amr=row["amr"],
                     auth_time=row["auth_time"],
                     ttl_s=self.settings.grant_ttl_s,
+                    # A public client has no credential of its own: the DPoP key it redeemed
+                    # the code with is what its refresh tokens are bound to (RFC 9449 section 5).
+                    dpop_jkt=jkt if client.is_public else None,
                 )
                 await self.repository.attach_grant(conn, code_hash, grant_id)
                 if "refresh_token" in client.grant_types:
@@ -276,7 +332,9 @@ class TokenEndpoint:
         # The code is spent (committed) whatever went wrong: a code fails once and for all.
         if failure == "unknown_or_used":
             used = await self.repository.used_code(code_hash)
-            if used is not None and used["grant_id"] is not None:
+            # Only the client the code was issued to can have leaked it into a replay worth
+            # revoking for; another client replaying it must not end a partner's grant.
+            if used is not None and used["grant_id"] is not None and used["client_id"] == client.client_id:
                 await self._revoke_grant(
                     used["grant_id"], reason="code_reuse", client_id=client.client_id, client_ip=client_ip
                 )
@@ -303,6 +361,7 @@ class TokenEndpoint:
                 name_enc=row["name_enc"],
             ),
             refresh=refresh,
+            jkt=jkt,
         )
 
     def _respond(
@@ -318,10 +377,13 @@ class TokenEndpoint:
         nonce: str | None,
         released: dict[str, Any] | None,
         refresh: str | None,
+        jkt: str | None,
     ) -> TokenResponse:
         """Issue the access token (and the ID token when ``released`` is given)."""
         subject = self._subject(client, account_id)
+        extra, token_type = self._binding(jkt)
         access, ttl = self.tokens.issue(
+            extra=extra,
             subject=subject,
             session_id=grant_id,
             level=acr,
@@ -344,7 +406,7 @@ class TokenEndpoint:
             )
             self.audit.add(id_token_release(client.client_id, account_id, released))  # ledger: a release
         return TokenResponse(
-            token_type="Bearer",  # noqa: S106 - the scheme name
+            token_type=token_type,
             access_token=access,
             expires_in=ttl,
             scope=scope,
@@ -352,18 +414,26 @@ class TokenEndpoint:
             id_token=token_id,
         )
 
-    async def _refresh(self, client: Client, form: TokenForm, *, client_ip: str | None) -> TokenResponse:
+    async def _refresh(
+        self, client: Client, form: TokenForm, *, client_ip: str | None, jkt: str | None
+    ) -> TokenResponse:
         if not form.refresh_token:
             raise invalid_request("refresh_token is required")
         old_hash = self._refresh_hash(form.refresh_token)
         narrowed: tuple[str, ...] | None = None
-        if form.scope is not None:
-            narrowed = parse_scope(form.scope)
+        if form.scope is not None or client.is_public:
             current = await self.repository.find_refresh_token(old_hash)
             if current is None or current["client_id"] != client.client_id:
                 raise invalid_grant()
-            if narrowed is None or not set(narrowed) <= set(current["scope"].split()):
-                raise invalid_scope()
+            # Checked before rotating: a thief without the key must not spend the token
+            # (which would make the rightful client's next refresh look like reuse).
+            if current["dpop_jkt"] is not None and current["dpop_jkt"] != jkt:
+                self._audit("oidc.token", "failure", client, client_ip=client_ip, grant_type="refresh_token")
+                raise OAuthError("invalid_dpop_proof", "This refresh token is bound to another DPoP key")
+            if form.scope is not None:
+                narrowed = parse_scope(form.scope)
+                if narrowed is None or not set(narrowed) <= set(current["scope"].split()):
+                    raise invalid_scope()
         new_token = self._new_refresh_token()
         row = await self.repository.rotate_refresh_token(
             old_hash=old_hash,
@@ -401,6 +471,7 @@ class TokenEndpoint:
             nonce=None,
             released=None,
             refresh=new_token,
+            jkt=jkt,
         )
 
     # introspection and revocation ---------------------------------------------------------
@@ -454,7 +525,9 @@ class TokenEndpoint:
             active=True,
             scope=claims.scope,
             client_id=claims.client_id,
-            token_type="Bearer",  # noqa: S106 - the token type name
+            # RFC 9449 section 6.2: a bound token's type and key, for the resource to check.
+            token_type="DPoP" if claims.jkt else "Bearer",
+            cnf={"jkt": claims.jkt} if claims.jkt else None,
             exp=claims.exp,
             iat=claims.iat,
             sub=claims.sub,
@@ -523,17 +596,38 @@ class TokenEndpoint:
 
     # userinfo -----------------------------------------------------------------------------
 
-    async def userinfo(self, token: str, *, client_ip: str | None) -> dict[str, Any]:
+    async def userinfo(
+        self,
+        token: str,
+        *,
+        client_ip: str | None,
+        scheme: str = "bearer",
+        dpop_proofs: Sequence[str] = (),
+        method: str = "GET",
+    ) -> dict[str, Any]:
         """OIDC Core section 5.3: the consented claims of the token's citizen.
 
+        A DPoP-bound token needs the ``DPoP`` scheme and a proof by its key (RFC 9449 section 7).
+
         Raises:
-            OAuthError: ``invalid_token`` (401) or ``insufficient_scope`` (403).
+            OAuthError: ``invalid_token`` / ``invalid_dpop_proof`` (401) or ``insufficient_scope`` (403).
         """
         if token.count(".") != 2:
             raise invalid_token()
         claims = await self._verified_access(token)
         if claims is None or claims.sid is None:
             raise invalid_token()
+        try:
+            await self.dpop.check_presentation(
+                scheme=scheme,
+                token=token,
+                jkt=claims.jkt,
+                proofs=dpop_proofs,
+                method=method,
+                url=f"{self.issuer}/oauth/userinfo",
+            )
+        except PresentationError as exc:
+            raise OAuthError(exc.error, exc.description, status=401, headers=exc.headers) from None
         if "openid" not in claims.scopes:
             raise insufficient_scope("openid")
         grant = await self.repository.grant_with_account(claims.sid)

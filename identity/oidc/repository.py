@@ -15,17 +15,18 @@ Row = asyncpg.Record
 
 _CLIENT_COLUMNS = """client_id, name, client_type, auth_method, secret_hash, previous_secret_hash,
     EXTRACT(EPOCH FROM previous_secret_expires_at)::float8 AS previous_secret_expires_at, jwks,
-    redirect_uris, scopes, grant_types, sector_id, disabled_at IS NOT NULL AS disabled, created_at"""
+    redirect_uris, scopes, grant_types, sector_id, disabled_at IS NOT NULL AS disabled, created_at,
+    require_par, dpop_bound"""
 
 _SPEND_CODE = """
 WITH spent AS (
     UPDATE oauth_codes SET used_at = now()
     WHERE code_hash = $1 AND used_at IS NULL
     RETURNING client_id, account_id, redirect_uri, scope, claims, nonce, code_challenge, acr, amr, auth_time,
-              expires_at > now() AS live
+              expires_at > now() AS live, dpop_jkt
 )
 SELECT spent.client_id, spent.account_id::text AS account_id, spent.redirect_uri, spent.scope, spent.claims,
-       spent.nonce, spent.code_challenge, spent.acr, spent.amr,
+       spent.nonce, spent.code_challenge, spent.acr, spent.amr, spent.dpop_jkt,
        EXTRACT(EPOCH FROM spent.auth_time)::bigint AS auth_time, spent.live, a.level, a.phone_enc, a.name_enc
 FROM spent JOIN accounts a ON a.id = spent.account_id
 """
@@ -80,6 +81,8 @@ class OidcRepository:
         grant_types: Sequence[str],
         sector_id: str,
         if_absent: bool = False,
+        require_par: bool = False,
+        dpop_bound: bool = False,
     ) -> bool:
         """Register a client; with ``if_absent``, leave an existing one as it is.
 
@@ -92,8 +95,8 @@ class OidcRepository:
         conflict = "ON CONFLICT (client_id) DO NOTHING" if if_absent else ""
         inserted = await conn.fetchval(
             f"""INSERT INTO oauth_clients (client_id, name, client_type, auth_method, secret_hash, jwks,
-                                           redirect_uris, scopes, grant_types, sector_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {conflict} RETURNING true""",  # noqa: S608
+                                           redirect_uris, scopes, grant_types, sector_id, require_par, dpop_bound)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {conflict} RETURNING true""",  # noqa: S608
             client_id,
             name,
             client_type,
@@ -104,6 +107,8 @@ class OidcRepository:
             list(scopes),
             list(grant_types),
             sector_id,
+            require_par,
+            dpop_bound,
         )
         return bool(inserted)
 
@@ -225,13 +230,14 @@ class OidcRepository:
         amr: Sequence[str],
         auth_time: int,
         ttl_s: int,
+        dpop_jkt: str | None = None,
     ) -> None:
         """Store a new authorization code's hash and what it stands for."""
         await conn.execute(
             """INSERT INTO oauth_codes (code_hash, client_id, account_id, redirect_uri, scope, claims, nonce,
-                                        code_challenge, acr, amr, auth_time, expires_at)
+                                        code_challenge, acr, amr, auth_time, expires_at, dpop_jkt)
                VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, to_timestamp($11),
-                       now() + make_interval(secs => $12))""",
+                       now() + make_interval(secs => $12), $13)""",
             code_hash,
             client_id,
             account_id,
@@ -244,6 +250,7 @@ class OidcRepository:
             list(amr),
             auth_time,
             ttl_s,
+            dpop_jkt,
         )
 
     @staticmethod
@@ -287,11 +294,16 @@ class OidcRepository:
         amr: Sequence[str],
         auth_time: int,
         ttl_s: int,
+        dpop_jkt: str | None = None,
     ) -> str:
-        """A new grant; returns its id (the ``sid`` of its access tokens)."""
+        """A new grant; returns its id (the ``sid`` of its access tokens).
+
+        ``dpop_jkt``: the key thumbprint its refresh tokens are bound to (public DPoP clients).
+        """
         grant_id: str = await conn.fetchval(
-            """INSERT INTO oauth_grants (client_id, account_id, scope, claims, acr, amr, auth_time, expires_at)
-               VALUES ($1, $2::uuid, $3, $4, $5, $6, to_timestamp($7), now() + make_interval(secs => $8))
+            """INSERT INTO oauth_grants (client_id, account_id, scope, claims, acr, amr, auth_time, expires_at,
+                                          dpop_jkt)
+               VALUES ($1, $2::uuid, $3, $4, $5, $6, to_timestamp($7), now() + make_interval(secs => $8), $9)
                RETURNING id::text""",
             client_id,
             account_id,
@@ -301,6 +313,7 @@ class OidcRepository:
             list(amr),
             auth_time,
             ttl_s,
+            dpop_jkt,
         )
         return grant_id
 
@@ -337,7 +350,7 @@ class OidcRepository:
                        AND g.revoked_at IS NULL AND g.expires_at > now()) AS active,
                       EXTRACT(EPOCH FROM r.created_at)::bigint AS iat,
                       EXTRACT(EPOCH FROM r.expires_at)::bigint AS exp,
-                      g.account_id::text AS account_id, g.scope, g.acr
+                      g.account_id::text AS account_id, g.scope, g.acr, g.dpop_jkt
                FROM oauth_refresh_tokens r JOIN oauth_grants g ON g.id = r.grant_id
                WHERE r.token_hash = $1""",
             token_hash,

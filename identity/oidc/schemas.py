@@ -27,6 +27,8 @@ __all__ = [
     "ConsentList",
     "IntrospectForm",
     "IntrospectionResponse",
+    "ParForm",
+    "ParResponse",
     "ProviderMetadata",
     "RevokeForm",
     "ScopeDescription",
@@ -47,22 +49,37 @@ Param = Annotated[str, msgspec.Meta(max_length=512)]
 TokenText = Annotated[str, msgspec.Meta(max_length=8192)]
 
 
+RequestUri = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=128,
+        pattern=r"^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]{1,90}$",
+        description="From POST /oauth/par (RFC 9126)",
+    ),
+]
+
+
 class AppAuthorizeRequest(Request):
     """The app approves a partner for the signed-in citizen (authorization code with PKCE).
+
+    Either the whole request (``redirect_uri``, ``scope``, ``code_challenge``,
+    ``code_challenge_method``, ``state``, ``nonce``) or, for a pushed request (RFC 9126),
+    only ``client_id`` + ``request_uri`` (anything else sent with it is ignored).
 
     ``share_full_name``: with the ``profile`` scope, the citizen chose to share the full
     name rather than the masked one (``张*``).
     """
 
     client_id: ClientId
-    redirect_uri: Uri
-    scope: ScopeText
-    code_challenge: CodeChallenge
-    code_challenge_method: Literal["S256"]
+    redirect_uri: Uri | None = None
+    scope: ScopeText | None = None
+    code_challenge: CodeChallenge | None = None
+    code_challenge_method: Literal["S256"] | None = None
     state: State | None = None
     nonce: State | None = None
     response_type: Literal["code"] = "code"
     share_full_name: bool = False
+    request_uri: RequestUri | None = None
 
 
 class AuthorizeRedirect(Response, frozen=True):
@@ -110,11 +127,39 @@ class TokenForm(msgspec.Struct, kw_only=True):
     client_assertion: TokenText | None = None
 
 
+class ParForm(msgspec.Struct, kw_only=True):
+    """``POST /oauth/par`` (RFC 9126): an authorization request plus client authentication."""
+
+    response_type: Param | None = None
+    client_id: ClientId | None = None
+    redirect_uri: Uri | None = None
+    scope: ScopeText | None = None
+    state: State | None = None
+    nonce: State | None = None
+    code_challenge: Param | None = None
+    code_challenge_method: Param | None = None
+    prompt: Param | None = None
+    max_age: Param | None = None
+    request: TokenText | None = None
+    request_uri: Param | None = None
+    dpop_jkt: Param | None = None
+    client_secret: Param | None = None
+    client_assertion_type: Param | None = None
+    client_assertion: TokenText | None = None
+
+
+class ParResponse(Response, frozen=True):
+    """RFC 9126 section 2.2: the ``request_uri`` to send to the authorization endpoint."""
+
+    request_uri: str
+    expires_in: int
+
+
 class TokenResponse(Response, frozen=True, omit_defaults=True):
     """RFC 6749 section 5.1 (plus ``id_token`` for OpenID Connect)."""
 
     access_token: str
-    token_type: str  # always "Bearer" (required: omit_defaults would drop a default)
+    token_type: str  # "Bearer", or "DPoP" when bound to a key (required: omit_defaults would drop a default)
     expires_in: int
     scope: str
     refresh_token: str | None = None
@@ -156,6 +201,7 @@ class IntrospectionResponse(Response, frozen=True, omit_defaults=True):
     iss: str | None = None
     jti: str | None = None
     acr: str | None = None
+    cnf: dict[str, str] | None = None  # RFC 9449 section 6.2: {"jkt": ...} for DPoP-bound tokens
 
 
 class ConsentInfo(Response, frozen=True):
@@ -228,3 +274,6 @@ class ProviderMetadata(Response, frozen=True):
     require_request_uri_registration: bool
     authorization_response_iss_parameter_supported: bool
     ui_locales_supported: list[str]
+    pushed_authorization_request_endpoint: str
+    require_pushed_authorization_requests: bool
+    dpop_signing_alg_values_supported: list[str]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
+
 from core.audit import AuditBatcher
 from core.crypto import Vault
 from core.db import Pool
@@ -26,9 +28,11 @@ from identity.oidc.authorization import (
 from identity.oidc.browser import BrowserFlow
 from identity.oidc.clients import ASSERTION_ALGORITHMS, ClientRegistry, SecretHasher
 from identity.oidc.consent import Consents
+from identity.oidc.dpop import DPOP_ALGORITHMS, DPoPVerifier
 from identity.oidc.grants import TokenEndpoint
 from identity.oidc.id_tokens import IdTokens
 from identity.oidc.pairwise import PairwiseSubjects
+from identity.oidc.par import PushedRequests
 from identity.oidc.repository import OidcRepository
 from identity.oidc.revocation import TokenRevocations
 from identity.oidc.schemas import (
@@ -100,6 +104,12 @@ class OidcProvider:
             repository=self.repository, registry=self.registry, vault=vault, settings=settings, issuer=self.issuer
         )
         self.browser = BrowserFlow(authorizer=self.authorizer, identity=identity, redis=redis, settings=settings)
+        self.dpop = DPoPVerifier(
+            redis, vault, max_age_s=settings.dpop_proof_max_age_s, clock_skew_s=settings.clock_skew_s
+        )
+        self.par = PushedRequests(
+            redis=redis, registry=self.registry, authorizer=self.authorizer, dpop=self.dpop, settings=settings
+        )
         self.endpoint = TokenEndpoint(
             repository=self.repository,
             registry=self.registry,
@@ -111,6 +121,7 @@ class OidcProvider:
             audit=self.audit,
             settings=settings,
             issuer=self.issuer,
+            dpop=self.dpop,
         )
         self.consents = Consents(self.repository, revocations)
 
@@ -151,6 +162,9 @@ class OidcProvider:
             require_request_uri_registration=False,
             authorization_response_iss_parameter_supported=True,
             ui_locales_supported=["zh-CN", "en"],
+            pushed_authorization_request_endpoint=f"{iss}/oauth/par",
+            require_pushed_authorization_requests=False,  # per client: ``clients add --require-par``
+            dpop_signing_alg_values_supported=list(DPOP_ALGORITHMS),
         )
 
     # the app's authorization --------------------------------------------------------------
@@ -164,8 +178,11 @@ class OidcProvider:
         code_challenge: str,
         state: str | None = None,
         nonce: str | None = None,
+        pushed: bool = False,
     ) -> AuthorizationParams:
         try:
+            if not pushed:
+                await self.par.require_push(client_id)
             client = await self.authorizer.client_and_redirect(client_id, redirect_uri)
         except UnsafeAuthorizationRequest as exc:
             raise BadRequest(exc.message, extensions={"error": "invalid_request"}) from None
@@ -190,10 +207,39 @@ class OidcProvider:
                 },
             ) from None
 
-    async def preview(self, principal: Principal, *, client_id: str, redirect_uri: str, scope: str) -> AuthorizePreview:
-        """What the app's consent screen shows for a partner's request."""
+    async def _pushed(self, client_id: str, request_uri: str, *, consume: bool) -> tuple[dict[str, str], str | None]:
+        try:
+            record = await self.par.redeem(client_id, request_uri, consume=consume)
+        except UnsafeAuthorizationRequest as exc:
+            raise BadRequest(exc.message, extensions={"error": "invalid_request"}) from None
+        return record.params, record.dpop_jkt
+
+    async def preview(
+        self,
+        principal: Principal,
+        *,
+        client_id: str,
+        redirect_uri: str | None,
+        scope: str | None,
+        request_uri: str | None = None,
+    ) -> AuthorizePreview:
+        """What the app's consent screen shows for a partner's request (pushed or not).
+
+        A pushed request is only looked at here: ``POST /oauth/authorize`` uses it up.
+        """
+        if request_uri is not None:
+            pushed, _ = await self._pushed(client_id, request_uri, consume=False)
+            redirect_uri, scope = pushed.get("redirect_uri"), pushed.get("scope")
+        if not redirect_uri or scope is None:
+            raise BadRequest(
+                "redirect_uri and scope (or request_uri) are required", extensions={"error": "invalid_request"}
+            )
         params = await self._validated(
-            client_id=client_id, redirect_uri=redirect_uri, scope=scope, code_challenge="A" * 43
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            code_challenge="A" * 43,
+            pushed=request_uri is not None,
         )
         existing = await self.authorizer.consents(principal.account_id, params.client.client_id)
         return AuthorizePreview(
@@ -208,15 +254,41 @@ class OidcProvider:
     async def app_authorize(
         self, principal: Principal, request: AppAuthorizeRequest, *, client_ip: str | None
     ) -> AuthorizeRedirect:
-        """The citizen approved the partner in the app: record consent, issue a code."""
-        params = await self._validated(
-            client_id=request.client_id,
-            redirect_uri=request.redirect_uri,
-            scope=request.scope,
-            code_challenge=request.code_challenge,
-            state=request.state,
-            nonce=request.nonce,
-        )
+        """The citizen approved the partner in the app: record consent, issue a code.
+
+        With ``request_uri`` the pushed request (RFC 9126) is used up and is the whole request.
+        """
+        dpop_jkt: str | None = None
+        if request.request_uri is not None:
+            pushed, dpop_jkt = await self._pushed(request.client_id, request.request_uri, consume=True)
+            if pushed.get("code_challenge_method") != "S256":
+                raise BadRequest("code_challenge_method must be S256", extensions={"error": "invalid_request"})
+            params = await self._validated(
+                client_id=request.client_id,
+                redirect_uri=pushed["redirect_uri"],
+                scope=pushed.get("scope", ""),
+                code_challenge=pushed.get("code_challenge", ""),
+                state=pushed.get("state"),
+                nonce=pushed.get("nonce"),
+                pushed=True,
+            )
+            params = msgspec.structs.replace(params, dpop_jkt=dpop_jkt)
+        else:
+            if not request.redirect_uri or request.scope is None or request.code_challenge is None:
+                raise BadRequest(
+                    "redirect_uri, scope and code_challenge (or request_uri) are required",
+                    extensions={"error": "invalid_request"},
+                )
+            if request.code_challenge_method != "S256":
+                raise BadRequest("code_challenge_method must be S256", extensions={"error": "invalid_request"})
+            params = await self._validated(
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                scope=request.scope,
+                code_challenge=request.code_challenge,
+                state=request.state,
+                nonce=request.nonce,
+            )
         context = await self.repository.session_context(principal.session_id, principal.account_id)
         if context is None:
             raise Unauthorized("The session has ended", error="invalid_token")

@@ -25,7 +25,10 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True):
         browser_tx_ttl_s: How long a browser has to finish signing in and consenting.
         browser_session_ttl_s: Single sign-on in the browser: a citizen who signed in on the
             login page is not asked again for this long (unless ``prompt=login``/``max_age``).
-        clock_skew_s: Tolerance for ``iat``/``exp`` of client assertions.
+        clock_skew_s: Tolerance for ``iat``/``exp`` of client assertions and DPoP proofs.
+        par_ttl_s: How long a pushed authorization request's ``request_uri`` lives (RFC 9126).
+        dpop_proof_max_age_s: How old (by ``iat``) a DPoP proof may be; its ``jti`` is
+            remembered this long (plus the skew) to refuse replays.
     """
 
     code_ttl_s: int = 60
@@ -39,9 +42,15 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True):
     browser_tx_ttl_s: int = 600
     browser_session_ttl_s: int = 1800
     clock_skew_s: int = 30
+    par_ttl_s: int = 60
+    dpop_proof_max_age_s: int = 60
 
     def __post_init__(self) -> None:
         if not 1 <= self.code_ttl_s <= 60:
             raise ValueError("code_ttl_s must be between 1 and 60 seconds")
         if self.assertion_max_lifetime_s > 600:
             raise ValueError("assertion_max_lifetime_s must be at most 600 seconds")
+        if not 10 <= self.par_ttl_s <= 600:
+            raise ValueError("par_ttl_s must be between 10 and 600 seconds")
+        if not 5 <= self.dpop_proof_max_age_s <= 300:
+            raise ValueError("dpop_proof_max_age_s must be between 5 and 300 seconds")

@@ -45,9 +45,13 @@ async def server_process(
     departments: Mapping[str, str],
     extra_env: Mapping[str, str] | None = None,
     workers: int = 1,
+    port: int | None = None,
 ) -> AsyncIterator[ServerProcess]:
-    """Run ``onecity serve`` (granian) in its own process; yield a handle with its URL."""
-    port = free_port()
+    """Run ``onecity serve`` (granian) in its own process; yield a handle with its URL.
+
+    ``port``: listen there (e.g. to make ``ONECITY_PUBLIC_URL`` the real address); default a free one.
+    """
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONECITY_")}
     env.update(
         {

@@ -242,7 +242,7 @@ async def test_two_authentication_methods_at_once(client: AsyncTestClient, hospi
     _oauth_error(response, 400, "invalid_request")
 
 
-def _assertion(key: Ed25519PrivateKey, *, exp_in: int, jti: str, aud: str = f"{ISSUER}/oauth/token") -> str:
+def _assertion(key: Ed25519PrivateKey, *, exp_in: int, jti: str, aud: str = ISSUER) -> str:
     now = int(time.time())
     claims = {"iss": "gate", "sub": "gate", "aud": aud, "iat": now, "exp": now + exp_in, "jti": jti}
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k1"})
