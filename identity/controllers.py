@@ -15,6 +15,7 @@ from core.http import BEARER, error_responses
 from identity.dependencies import client_ip
 from identity.schemas import (
     Account,
+    IdentityCorrectionRequest,
     LoginRequest,
     MiniProgramLinkRequired,
     MiniProgramLoginRequest,
@@ -42,7 +43,7 @@ class AuthController(Controller):
         self, data: JSONBody[OtpRequest], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
     ) -> OtpSent:
         """Send a 6-digit one-time code to the phone by SMS (valid 5 minutes)."""
-        return await identity.send_otp(data.phone, client_ip=client_ip(request))
+        return await identity.send_otp(data.phone, client_ip=client_ip(request), device_id=data.device_id)
 
     @post("/login", status_code=HTTP_200_OK, responses=error_responses(401, 429))
     async def login(
@@ -122,7 +123,7 @@ class MeController(Controller):
         """Sign a device out: its tokens stop working within seconds."""
         await identity.end_session(principal, str(session_id), reason="ended_by_user", client_ip=client_ip(request))
 
-    @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422))
+    @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422, 429))
     async def real_name(
         self,
         data: JSONBody[RealNameRequest],
@@ -131,7 +132,10 @@ class MeController(Controller):
         request: Request[Any, Any, Any],
     ) -> Account:
         """Real-name verification against the population registry: level L3.
-        Refresh the tokens afterwards to carry the new ``acr``."""
+        Refresh the tokens afterwards to carry the new ``acr``. A bound account re-submitting
+        its own identity gets 200 (nothing changes); another identity is 409
+        ``identity-already-bound`` (see ``/verification/correction``). "No match" and "bound to
+        another account" are one answer: 422 ``real-name-not-verified``."""
         return await identity.verify_real_name(principal, data, client_ip=client_ip(request))
 
     @post("/verification/real-person", status_code=HTTP_200_OK, responses=error_responses(401, 403))
@@ -144,3 +148,16 @@ class MeController(Controller):
     ) -> Account:
         """Real-person (liveness) verification: level L4. Needs L3 first."""
         return await identity.verify_real_person(principal, data, client_ip=client_ip(request))
+
+    @post("/verification/correction", status_code=HTTP_200_OK, responses=error_responses(401, 403, 422, 429))
+    async def correction(
+        self,
+        data: JSONBody[IdentityCorrectionRequest],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
+    ) -> Account:
+        """Correct the bound identity: the new one must pass the registry and a liveness check
+        (L4) here; then the old binding is released, the level is L4, and other sessions,
+        partner grants and codes of the old identity end. Refresh the tokens afterwards."""
+        return await identity.correct_identity(principal, data, client_ip=client_ip(request))
