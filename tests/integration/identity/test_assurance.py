@@ -5,9 +5,13 @@ department simulators; several client addresses are separate ASGI clients of one
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -16,9 +20,10 @@ from httpx import AsyncClient as AsyncTestClient
 from litestar import Litestar
 
 from bff.app import create_app
-from bff.settings import Settings
+from bff.settings import Settings, with_derived
 from core.crypto import Vault
 from core.db import Pool
+from identity.oidc import ClientAdmin
 from identity.seed import DEMO_CITIZENS, seed_demo_citizens
 from services.departments.sms import SmsGateway
 from services.idnumber import check_digit
@@ -392,3 +397,78 @@ async def test_a_held_back_session_cannot_correct_the_identity(
     )
     assert refused.status_code == 403
     assert refused.json()["type"].endswith("/identity-reverification-required")
+
+
+async def test_correction_ends_partner_grants_and_live_codes_of_the_old_identity(
+    settings: Settings, clean: None, sms: SmsGateway, pool: Pool, vault: Vault
+) -> None:
+    issuer = "http://testserver.local"
+    redirect = "https://hospital.example/callback"
+    app = create_app(with_derived(msgspec.structs.replace(settings, public_url=issuer)))
+    async with running_app(app) as client:
+        partner = await ClientAdmin(pool, vault).add(
+            "hospital", name="City Hospital", redirect_uris=[redirect], scopes=["openid", "profile", "codes:verify"]
+        )
+        assert partner is not None and partner.secret is not None
+        tokens = await _l3(client, sms, "13700000061", person(61))
+        tokens = (await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
+        headers = bearer(tokens["access_token"])
+        # A partner grant (authorization code + PKCE) and a live health code, both of the old identity.
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        approved = await client.post(
+            "/oauth/authorize",
+            json={
+                "client_id": "hospital",
+                "redirect_uri": redirect,
+                "scope": "openid profile",
+                "state": "st-1",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "nonce": "n-1",
+            },
+            headers=headers,
+        )
+        assert approved.status_code == 200, approved.text
+        code = parse_qs(urlsplit(approved.json()["redirect_to"]).query)["code"][0]
+        secret = partner.secret
+        granted = await client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect,
+                "code_verifier": verifier,
+            },
+            auth=("hospital", secret),
+        )
+        assert granted.status_code == 200, granted.text
+        health = await client.post("/v1/me/codes/health", headers=headers)
+        assert health.status_code == 200, health.text
+
+        corrected = await client.post(
+            CORRECTION, json={**person(62), "liveness_token": "live-abcdefghijklmnop"}, headers=headers
+        )
+        assert corrected.status_code == 200, corrected.text
+
+        refreshed = await client.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": granted.json()["refresh_token"]},
+            auth=("hospital", secret),
+        )
+        assert refreshed.status_code in (400, 401) and refreshed.json()["error"] == "invalid_grant"
+        userinfo = await client.get("/oauth/userinfo", headers=bearer(granted.json()["access_token"]))
+        assert userinfo.status_code == 401
+        machine = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": "codes:verify"},
+            auth=("hospital", secret),
+        )
+        verified = await client.post(
+            "/v1/codes/verify",
+            json={"payload": health.json()["payload"]},
+            headers=bearer(machine.json()["access_token"]),
+        )
+        assert verified.status_code == 200
+        assert verified.json()["valid"] is False and verified.json()["reason"] == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM oauth_consents") == 0
