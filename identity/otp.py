@@ -1,7 +1,9 @@
 """One-time login codes and the limits around them, in Redis.
 
 A code lives ``otp_ttl_s`` seconds, is stored only as a keyed hash, and dies after one use or
-``otp_max_attempts`` wrong guesses. Every check-and-update is one Lua script, so two
+``otp_max_attempts`` wrong guesses — counted separately for strangers and for callers whose
+address or device completed a login for the phone before, so strangers voiding a code never
+void it for the owner's own device. Every check-and-update is one Lua script, so two
 concurrent requests can never both pass a limit or both use a code.
 
 **The owner can always log in.** Nothing a stranger does is charged to the owner:
@@ -17,7 +19,8 @@ concurrent requests can never both pass a limit or both use a code.
   Other addresses, the owner's included, are not slowed. A wrong code with no code pending
   costs the caller's address only; it never touches the phone's state.
 
-Guessing stays bounded: at most ``otp_max_attempts`` guesses per code and at most
+Guessing stays bounded: strangers get at most ``otp_max_attempts`` guesses per code (after
+that even the right code is ``dead`` for them) and at most
 ``otp_sends_per_day + otp_sends_per_day_known`` codes per phone a day.
 
 Failure policy: **fail closed**. Without Redis the limits cannot be enforced, so OTP sends
@@ -59,7 +62,7 @@ else
 end
 redis.call('SET', KEYS[1], '1', 'PX', tonumber(ARGV[3]) * 1000)
 redis.call('DEL', KEYS[4])
-redis.call('HSET', KEYS[4], 'h', ARGV[1], 'n', 0)
+redis.call('HSET', KEYS[4], 'h', ARGV[1], 'n', 0, 'k', 0)
 redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]))
 return {known and 'ok_known' or 'ok', 0}
 """
@@ -68,11 +71,18 @@ return {known and 'ok_known' or 'ok', 0}
 # ARGV: candidate_hash, max_attempts, free_failures, window_s, max_delay_s, addr_member,
 #       dev_member, known_ttl_s
 # Returns {status, remaining_or_wait_ms, delay_imposed_s}.
+# Wrong guesses are counted per class on the code: 'n' for strangers, 'k' for callers whose
+# address or device completed a login for this phone. Strangers voiding a code (5 wrong
+# guesses) therefore never void it for the owner's known device.
 _CHECK = """
 local wait = redis.call('PTTL', KEYS[3])
 if wait > 0 then return {'delayed', wait, 0} end
+local known = redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 1
+if not known and ARGV[7] ~= '' then known = redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 1 end
+local field = known and 'k' or 'n'
 local stored = redis.call('HGET', KEYS[1], 'h')
-if stored and stored == ARGV[1] then
+local spent = stored and tonumber(redis.call('HGET', KEYS[1], field) or '0') >= tonumber(ARGV[2])
+if stored and not spent and stored == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('SADD', KEYS[4], ARGV[6])
   if ARGV[7] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
@@ -89,9 +99,10 @@ if fails >= tonumber(ARGV[3]) then
   if redis.call('TTL', KEYS[2]) < delay + 60 then redis.call('EXPIRE', KEYS[2], delay + tonumber(ARGV[4])) end
 end
 if not stored then return {'no_code', 0, delay} end
-local tries = redis.call('HINCRBY', KEYS[1], 'n', 1)
+if spent then return {'dead', 0, delay} end
+local tries = redis.call('HINCRBY', KEYS[1], field, 1)
 if tries >= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
+  if known then redis.call('DEL', KEYS[1]) end
   return {'dead', 0, delay}
 end
 return {'wrong', tonumber(ARGV[2]) - tries, delay}

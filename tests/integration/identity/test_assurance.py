@@ -276,6 +276,36 @@ async def test_an_attacker_pending_code_failures_delay_only_the_attacker(
         assert ok.status_code == 200
 
 
+async def test_strangers_voiding_a_code_never_void_it_for_the_owners_device(
+    settings: Settings, clean: None, sms: SmsGateway
+) -> None:
+    phone = "13700000044"
+    async with app_client(settings, otp_resend_after_s=1) as (app, owner):
+        first = await request_otp(owner, sms, phone)
+        signed_in = await owner.post("/v1/auth/login", json={"phone": phone, "otp": first, "device": DEVICE})
+        assert signed_in.status_code == 200  # this device is now known for the phone
+        await asyncio.sleep(1.05)
+        code = await request_otp(owner, sms, phone)
+        reasons = []
+        for n in range(6):  # a botnet: one wrong guess from each of many addresses
+            async with from_address(app, f"198.51.100.{20 + n}") as attacker:
+                bad = await attacker.post(
+                    "/v1/auth/login", json={"phone": phone, "otp": _wrong(code), "device": {**DEVICE, "id": f"x{n}"}}
+                )
+                reasons.append(bad.json()["reason"])
+        assert reasons == ["wrong", "wrong", "wrong", "wrong", "dead", "dead"]
+        # Strangers are out of guesses on this code, even with the right one...
+        async with from_address(app, "198.51.100.99") as attacker:
+            stolen = await attacker.post(
+                "/v1/auth/login", json={"phone": phone, "otp": code, "device": {**DEVICE, "id": "x99"}}
+            )
+            assert stolen.status_code == 401 and stolen.json()["reason"] == "dead"
+        # ...the owner's device, from a new address, still logs in with it.
+        async with from_address(app, "192.0.2.44") as roaming:
+            ok = await roaming.post("/v1/auth/login", json={"phone": phone, "otp": code, "device": DEVICE})
+            assert ok.status_code == 200, ok.text
+
+
 async def test_strangers_cannot_spend_the_owners_daily_codes(settings: Settings, clean: None, sms: SmsGateway) -> None:
     """The guarantee: strangers make OneCity send at most ``otp_sends_per_day`` codes a day to a
     number (here 3, at most 2 per address); the owner's known device keeps its own budget."""
