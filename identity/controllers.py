@@ -6,13 +6,13 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
-from identity.dependencies import client_ip
+from identity.dependencies import client_ip, provide_principal
 from identity.schemas import (
     Account,
     IdentityCorrectionRequest,
@@ -37,6 +37,8 @@ class AuthController(Controller):
 
     path = "/v1/auth"
     tags = ["identity"]
+    # A session held back as a possibly recycled number may still log out.
+    dependencies = {"principal": Provide(provide_principal)}
 
     @post("/otp", status_code=HTTP_202_ACCEPTED, responses=error_responses(429))
     async def send_otp(
@@ -99,6 +101,10 @@ class MeController(Controller):
     path = "/v1/me"
     tags = ["identity"]
     security = BEARER
+    # The app default refuses held-back sessions (bff: provide_confirmed_principal); these
+    # routes stay open to them: /v1/me without PII, sessions, and the verifications that
+    # prove the identity again (the correction refuses them itself).
+    dependencies = {"principal": Provide(provide_principal)}
 
     @get("/", responses=error_responses(401))
     async def me(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> Account:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from bff.screens.schemas import (
@@ -23,7 +23,7 @@ from bff.screens.schemas import (
 )
 from bff.screens.service import ScreenService
 from core.http import BEARER, error_responses
-from identity import Principal, provide_confirmed_principal
+from identity import Principal
 
 __all__ = ["ScreensController"]
 
@@ -34,8 +34,6 @@ class ScreensController(Controller):
     path = "/v1/me"
     tags = ["screens"]
     security = BEARER
-    # Codes and department data wait until a possibly recycled number proved the identity.
-    dependencies = {"principal": Provide(provide_confirmed_principal)}
 
     @get("/home", responses=error_responses(401))
     async def home(self, principal: NamedDependency[Principal], screens: NamedDependency[ScreenService]) -> HomeScreen:

@@ -366,6 +366,23 @@ async def test_a_recycled_number_sees_no_pii_codes_or_screens_until_it_proves_th
         assert refused.status_code == 403, path
         assert refused.json()["type"].endswith("/identity-reverification-required")
     assert (await client.post("/v1/me/codes/health", headers=headers)).status_code == 403
+    # Nor can it approve a partner (who would then read the profile).
+    approve = await client.post(
+        "/oauth/authorize",
+        json={
+            "client_id": "any-partner",
+            "redirect_uri": "https://partner.example/cb",
+            "scope": "openid profile",
+            "state": "st-1",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            "nonce": "n-1",
+        },
+        headers=headers,
+    )
+    assert approve.status_code == 403 and approve.json()["type"].endswith("/identity-reverification-required")
+    # Its own account routes stay open: sessions, and logout works.
+    assert (await client.get("/v1/me/sessions", headers=headers)).status_code == 200
     # A wrong identity does not clear it; the bound one does.
     wrong = await client.post(REAL_NAME, json={"name": "不是我", "id_number": number}, headers=headers)
     assert wrong.status_code == 422
