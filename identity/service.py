@@ -485,7 +485,8 @@ class IdentityService:
         """
         day = int(time.time() // 86400)
         keys = (f"oc:rn:acct:{account_id}:{day}", f"oc:rn:id:{id_number_index.hex()[:32]}:{day}")
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not MULTI: the two keys live in different Redis Cluster slots; each INCR is atomic.
+        async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.incr(key)
                 pipe.expire(key, 86400)
