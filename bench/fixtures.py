@@ -139,10 +139,10 @@ async def issue_otps(ctx: BenchContext, count: int, *, phone_prefix: str = "15")
     phones = [phone_number(phone_prefix, i) for i in range(count)]
 
     async def issue(phone: str) -> tuple[str, str]:
-        code, refusal = await store.issue(ctx.vault.blind_index(phone, domain="phone"))
-        if code is None:
+        issued, refusal = await store.issue(ctx.vault.blind_index(phone, domain="phone"), client_ip=None)
+        if issued is None:
             raise RuntimeError(f"could not issue an OTP while preparing: {refusal}")
-        return phone, code
+        return phone, issued.code
 
     pairs: list[tuple[str, str]] = []
     try:

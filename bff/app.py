@@ -38,7 +38,7 @@ from codes import (
 )
 from core.http import VariadicTupleSchemaPlugin
 from core.redis import create_redis
-from identity import AuthController, MeController, provide_identity, provide_principal
+from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAuthController
 
@@ -109,7 +109,10 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
-            "principal": Provide(provide_principal),
+            # Deny by default: a session held back as a possibly recycled number gets 403
+            # identity-reverification-required everywhere (codes, screens, partner approval)
+            # except identity's own /v1/me and /v1/auth routes, which provide_principal.
+            "principal": Provide(provide_confirmed_principal),
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
         },

@@ -7,7 +7,8 @@ from litestar.datastructures import State
 from bff.resources import Resources
 from bff.screens import DataAccessRepository, ScreenService
 from codes import CodesService
-from identity import AccessTokens, IdentityRepository, IdentityService
+from codes.schemas import HolderCodeType
+from identity import AccessTokens, IdentityRepository, IdentityService, Principal
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
@@ -77,6 +78,15 @@ def attach_domains(state: State, resources: Resources) -> None:
         audit_department_reads=False,
     )
     resources.tasks.extend(state.codes.background_tasks())
+
+    async def end_old_identity(principal: Principal, grant_ids: list[str]) -> None:
+        # After an identity correction: partner access tokens and the live codes of the old
+        # identity stop at once (identity cannot import codes or reach this revocation set).
+        await state.token_revocations.revoke_grants(grant_ids)
+        for kind in HolderCodeType:
+            await state.codes.issuing.revoke_all(principal, kind)
+
+    state.identity.on_identity_corrected.append(end_old_identity)
     state.screens = ScreenService(
         departments=resources.fanout,
         identity=state.identity,

@@ -1,7 +1,7 @@
 """Citizen identity: one account, OTP login, real-name levels, sessions and rotating tokens."""
 
 from identity.controllers import AuthController, MeController
-from identity.dependencies import provide_identity, provide_principal
+from identity.dependencies import provide_confirmed_principal, provide_identity, provide_principal
 from identity.repository import IdentityRepository
 from identity.service import IdentityService, Principal
 from identity.settings import IdentitySettings
@@ -15,6 +15,7 @@ __all__ = [
     "IdentitySettings",
     "MeController",
     "Principal",
+    "provide_confirmed_principal",
     "provide_identity",
     "provide_principal",
 ]

@@ -6,15 +6,16 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
-from identity.dependencies import client_ip
+from identity.dependencies import client_ip, provide_principal
 from identity.schemas import (
     Account,
+    IdentityCorrectionRequest,
     LoginRequest,
     MiniProgramLinkRequired,
     MiniProgramLoginRequest,
@@ -36,13 +37,15 @@ class AuthController(Controller):
 
     path = "/v1/auth"
     tags = ["identity"]
+    # A session held back as a possibly recycled number may still log out.
+    dependencies = {"principal": Provide(provide_principal)}
 
     @post("/otp", status_code=HTTP_202_ACCEPTED, responses=error_responses(429))
     async def send_otp(
         self, data: JSONBody[OtpRequest], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
     ) -> OtpSent:
         """Send a 6-digit one-time code to the phone by SMS (valid 5 minutes)."""
-        return await identity.send_otp(data.phone, client_ip=client_ip(request))
+        return await identity.send_otp(data.phone, client_ip=client_ip(request), device_id=data.device_id)
 
     @post("/login", status_code=HTTP_200_OK, responses=error_responses(401, 429))
     async def login(
@@ -98,6 +101,10 @@ class MeController(Controller):
     path = "/v1/me"
     tags = ["identity"]
     security = BEARER
+    # The app default refuses held-back sessions (bff: provide_confirmed_principal); these
+    # routes stay open to them: /v1/me without PII, sessions, and the verifications that
+    # prove the identity again (the correction refuses them itself).
+    dependencies = {"principal": Provide(provide_principal)}
 
     @get("/", responses=error_responses(401))
     async def me(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> Account:
@@ -122,7 +129,7 @@ class MeController(Controller):
         """Sign a device out: its tokens stop working within seconds."""
         await identity.end_session(principal, str(session_id), reason="ended_by_user", client_ip=client_ip(request))
 
-    @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422))
+    @post("/verification/real-name", status_code=HTTP_200_OK, responses=error_responses(401, 409, 422, 429))
     async def real_name(
         self,
         data: JSONBody[RealNameRequest],
@@ -131,7 +138,10 @@ class MeController(Controller):
         request: Request[Any, Any, Any],
     ) -> Account:
         """Real-name verification against the population registry: level L3.
-        Refresh the tokens afterwards to carry the new ``acr``."""
+        Refresh the tokens afterwards to carry the new ``acr``. A bound account re-submitting
+        its own identity gets 200 (nothing changes); another identity is 409
+        ``identity-already-bound`` (see ``/verification/correction``). "No match" and "bound to
+        another account" are one answer: 422 ``real-name-not-verified``."""
         return await identity.verify_real_name(principal, data, client_ip=client_ip(request))
 
     @post("/verification/real-person", status_code=HTTP_200_OK, responses=error_responses(401, 403))
@@ -144,3 +154,16 @@ class MeController(Controller):
     ) -> Account:
         """Real-person (liveness) verification: level L4. Needs L3 first."""
         return await identity.verify_real_person(principal, data, client_ip=client_ip(request))
+
+    @post("/verification/correction", status_code=HTTP_200_OK, responses=error_responses(401, 403, 422, 429))
+    async def correction(
+        self,
+        data: JSONBody[IdentityCorrectionRequest],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        request: Request[Any, Any, Any],
+    ) -> Account:
+        """Correct the bound identity: the new one must pass the registry and a liveness check
+        (L4) here; then the old binding is released, the level is L4, and other sessions,
+        partner grants and codes of the old identity end. Refresh the tokens afterwards."""
+        return await identity.correct_identity(principal, data, client_ip=client_ip(request))

@@ -11,7 +11,14 @@ from litestar.di import NamedDependency
 from core.errors import Unauthorized
 from identity.service import IdentityService, Principal
 
-__all__ = ["bearer_token", "client_ip", "presented_token", "provide_identity", "provide_principal"]
+__all__ = [
+    "bearer_token",
+    "client_ip",
+    "presented_token",
+    "provide_confirmed_principal",
+    "provide_identity",
+    "provide_principal",
+]
 
 
 def provide_identity(state: State) -> IdentityService:
@@ -52,6 +59,20 @@ def presented_token(request: Request[Any, Any, Any]) -> tuple[str, str]:
 async def provide_principal(request: Request[Any, Any, Any], identity: NamedDependency[IdentityService]) -> Principal:
     """The authenticated citizen: a verified access token whose session has not ended."""
     return await identity.authenticate(bearer_token(request))
+
+
+async def provide_confirmed_principal(
+    request: Request[Any, Any, Any], identity: NamedDependency[IdentityService]
+) -> Principal:
+    """The authenticated citizen, refused (403 ``identity-reverification-required``) while
+    the session must prove the bound identity again (a possibly recycled phone number).
+
+    The one guard for routes that show codes or department data: a controller uses it by
+    providing it as its ``principal`` dependency.
+    """
+    principal = await identity.authenticate(bearer_token(request))
+    principal.require_confirmed()
+    return principal
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str | None:

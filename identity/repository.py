@@ -18,7 +18,7 @@ WITH old AS (
 ), sess AS (
     UPDATE sessions s SET last_seen_at = now()
     FROM old WHERE s.id = old.session_id AND s.ended_at IS NULL AND s.expires_at > now()
-    RETURNING s.id, s.account_id, s.expires_at
+    RETURNING s.id, s.account_id, s.expires_at, s.reverify_required
 ), fresh AS (
     INSERT INTO refresh_tokens (token_hash, session_id, account_id, expires_at)
     SELECT $2, sess.id, sess.account_id, LEAST(now() + make_interval(secs => $3), sess.expires_at) FROM sess
@@ -30,7 +30,7 @@ WITH old AS (
     FROM sess
 )
 SELECT sess.id::text AS session_id, a.id::text AS account_id, a.level, a.phone_enc, a.name_enc,
-       a.id_number_enc, a.created_at
+       a.id_number_enc, a.created_at, sess.reverify_required
 FROM sess JOIN accounts a ON a.id = sess.account_id
 """
 
@@ -61,7 +61,8 @@ class IdentityRepository:
     async def get_account(self, account_id: str) -> Row | None:
         """One account by id."""
         return await self.pool.fetchrow(
-            """SELECT id::text AS id, level, phone_enc, name_enc, id_number_enc, created_at, region_code
+            """SELECT id::text AS id, level, phone_enc, name_enc, id_number_enc, id_number_index, created_at,
+                      region_code
                FROM accounts WHERE id = $1::uuid""",
             account_id,
         )
@@ -75,18 +76,20 @@ class IdentityRepository:
         id_number_enc: bytes,
         id_number_index: bytes,
         region_code: str,
-    ) -> str:
-        """Record the verified identity; level becomes at least ``L3``. Returns the level.
+    ) -> str | None:
+        """Bind a verified identity to an account that has none yet: level ``L3``.
+
+        Returns the level, or ``None`` when the account is already bound (a binding only
+        changes through :meth:`correct_identity`; the condition makes a concurrent second
+        binding lose rather than overwrite).
 
         Raises:
-            asyncpg.UniqueViolationError: the ID number is verified on another account.
+            asyncpg.UniqueViolationError: the ID number is bound to another account.
         """
-        level: str = await conn.fetchval(
+        level: str | None = await conn.fetchval(
             """UPDATE accounts SET name_enc = $2, id_number_enc = $3, id_number_index = $4,
-                      region_code = $5,
-                      level = CASE WHEN level = 'L4' THEN 'L4' ELSE 'L3' END,
-                      level_changed_at = now()
-               WHERE id = $1::uuid RETURNING level""",
+                      region_code = $5, level = 'L3', level_changed_at = now()
+               WHERE id = $1::uuid AND id_number_index IS NULL RETURNING level""",
             account_id,
             name_enc,
             id_number_enc,
@@ -94,6 +97,76 @@ class IdentityRepository:
             region_code,
         )
         return level
+
+    async def account_of_id_number(self, id_number_index: bytes) -> str | None:
+        """The account an ID number is bound to, if any."""
+        account_id: str | None = await self.pool.fetchval(
+            "SELECT id::text FROM accounts WHERE id_number_index = $1", id_number_index
+        )
+        return account_id
+
+    @staticmethod
+    async def correct_identity(
+        conn: Connection,
+        *,
+        account_id: str,
+        keep_session_id: str,
+        name_enc: bytes,
+        id_number_enc: bytes,
+        id_number_index: bytes,
+        region_code: str,
+        level: str,
+    ) -> dict[str, list[str]]:
+        """Move the account to another identity and end what was granted under the old one.
+
+        The old binding is released by the same statement that writes the new one; the
+        level is the one the new identity earned (never carried over). Other sessions end
+        (their refresh tokens die), partner grants are revoked with their refresh tokens and
+        unredeemed codes, consents are withdrawn, and code statuses decided for the old
+        identity are dropped. Returns the ended session ids and counts.
+
+        Raises:
+            asyncpg.UniqueViolationError: the new ID number is bound to another account.
+        """
+        await conn.execute(
+            """UPDATE accounts SET name_enc = $2, id_number_enc = $3, id_number_index = $4,
+                      region_code = $5, level = $6, level_changed_at = now()
+               WHERE id = $1::uuid""",
+            account_id,
+            name_enc,
+            id_number_enc,
+            id_number_index,
+            region_code,
+            level,
+        )
+        ended = await conn.fetch(
+            """UPDATE sessions SET ended_at = now(), end_reason = 'identity_corrected'
+               WHERE account_id = $1::uuid AND id <> $2::uuid AND ended_at IS NULL RETURNING id::text AS id""",
+            account_id,
+            keep_session_id,
+        )
+        await conn.execute(
+            """UPDATE refresh_tokens SET revoked_at = now()
+               WHERE account_id = $1::uuid AND session_id <> $2::uuid AND revoked_at IS NULL""",
+            account_id,
+            keep_session_id,
+        )
+        grants = await conn.fetch(
+            """UPDATE oauth_grants SET revoked_at = now(), revoke_reason = 'identity_corrected'
+               WHERE account_id = $1::uuid AND revoked_at IS NULL RETURNING id::text AS id""",
+            account_id,
+        )
+        await conn.execute(
+            """UPDATE oauth_refresh_tokens SET revoked_at = now()
+               WHERE grant_id = ANY($1::uuid[]) AND revoked_at IS NULL""",
+            [g["id"] for g in grants],
+        )
+        await conn.execute(
+            "UPDATE oauth_codes SET used_at = now() WHERE account_id = $1::uuid AND used_at IS NULL", account_id
+        )
+        await conn.execute("DELETE FROM oauth_consents WHERE account_id = $1::uuid", account_id)
+        await conn.execute("DELETE FROM holder_status WHERE account_id = $1::uuid", account_id)
+        return {"sessions": [r["id"] for r in ended], "grants": [g["id"] for g in grants]}
 
     @staticmethod
     async def set_level(conn: Connection, account_id: str, level: str) -> None:
@@ -114,19 +187,52 @@ class IdentityRepository:
         platform: str,
         auth_method: str,
         absolute_ttl_s: int,
+        reverify_required: bool = False,
     ) -> str:
         """A new session; returns its id (the ``sid``)."""
         sid: str = await conn.fetchval(
-            """INSERT INTO sessions (account_id, device_id, device_name, platform, auth_method, expires_at)
-               VALUES ($1::uuid, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id::text""",
+            """INSERT INTO sessions (account_id, device_id, device_name, platform, auth_method, expires_at,
+                                     reverify_required)
+               VALUES ($1::uuid, $2, $3, $4, $5, now() + make_interval(secs => $6), $7) RETURNING id::text""",
             account_id,
             device_id,
             device_name,
             platform,
             auth_method,
             absolute_ttl_s,
+            reverify_required,
         )
         return sid
+
+    @staticmethod
+    async def dormant_on_new_device(conn: Connection, *, account_id: str, device_id: str, idle_days: int) -> bool:
+        """Whether a login of ``device_id`` looks like a recycled number reaching this account.
+
+        True when the device never had a session on the account and the account's last
+        activity (the newest ``last_seen_at`` of its sessions, else its creation) is at least
+        ``idle_days`` old. Runs before the new session is written.
+        """
+        dormant: bool = await conn.fetchval(
+            """SELECT NOT EXISTS (SELECT 1 FROM sessions WHERE account_id = $1::uuid AND device_id = $2)
+                      AND COALESCE((SELECT max(last_seen_at) FROM sessions WHERE account_id = $1::uuid),
+                                   (SELECT created_at FROM accounts WHERE id = $1::uuid))
+                          <= now() - make_interval(days => $3)""",
+            account_id,
+            device_id,
+            idle_days,
+        )
+        return dormant
+
+    @staticmethod
+    async def clear_reverification(conn: Connection, *, session_id: str, account_id: str) -> bool:
+        """The session proved the identity again; True if it was waiting for that."""
+        cleared = await conn.fetchval(
+            """UPDATE sessions SET reverify_required = false
+               WHERE id = $1::uuid AND account_id = $2::uuid AND reverify_required RETURNING true""",
+            session_id,
+            account_id,
+        )
+        return bool(cleared)
 
     @staticmethod
     async def insert_refresh_token(

@@ -12,6 +12,7 @@ from core.structs import IdNumber, Phone, Request, Response, ShortStr
 __all__ = [
     "Account",
     "Device",
+    "IdentityCorrectionRequest",
     "Level",
     "LoginRequest",
     "MiniProgramLinkRequired",
@@ -33,9 +34,14 @@ OpaqueToken = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
 
 
 class OtpRequest(Request):
-    """Ask for a one-time code by SMS."""
+    """Ask for a one-time code by SMS.
+
+    ``device_id`` (optional, the ``device.id`` the app logs in with): a device that logged in
+    to this phone before draws on the owner's daily budget, which strangers cannot spend.
+    """
 
     phone: Phone
+    device_id: ShortStr | None = None
 
 
 class OtpSent(Response, frozen=True):
@@ -93,6 +99,15 @@ class RealPersonRequest(Request):
     liveness_token: OpaqueToken
 
 
+class IdentityCorrectionRequest(Request):
+    """Move an account to another identity (a correction): the new identity must pass the
+    registry and a liveness check for the new ID number in the same request."""
+
+    name: ChineseName
+    id_number: IdNumber
+    liveness_token: OpaqueToken
+
+
 class Account(Response, frozen=True):
     """The signed-in citizen, masked: the app never receives a full phone or ID number."""
 
@@ -102,6 +117,9 @@ class Account(Response, frozen=True):
     name: str | None
     id_number: str | None
     created_at: datetime
+    #: This sign-in must prove the identity again (real-name with the bound identity, or
+    #: real-person) before name, ID number, codes and department data are shown.
+    reverification_required: bool = False
 
 
 class TokenPair(Response, frozen=True):

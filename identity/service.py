@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Connection
-from core.errors import Conflict, Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
+from core.errors import Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
 from core.redis import Redis
+from identity.errors import IdentityAlreadyBound, RealNameNotVerified, ReverificationRequired
 from identity.masking import mask_id_number, mask_name, mask_phone
+from identity.metrics import LOGIN_DELAYS, REGISTRY_CALLS, STEP_UPS
 from identity.otp import OtpOutcome, OtpStore
 from identity.repository import IdentityRepository, Row
 from identity.revocation import SessionRevocations
 from identity.schemas import (
     Account,
     Device,
+    IdentityCorrectionRequest,
     LoginRequest,
     MiniProgramLinkRequired,
     MiniProgramLoginRequest,
@@ -46,13 +52,17 @@ __all__ = ["IdentityService", "Principal"]
 log = logging.getLogger("onecity.identity")
 
 _LEVEL_RANK = {"L2": 2, "L3": 3, "L4": 4}
+_NOT_VERIFIED = "The name and ID number could not be verified for this account"
+_ALREADY_BOUND = (
+    "This account is bound to another identity; a change of identity goes through POST /v1/me/verification/correction"
+)
 _REFRESH_PREFIX = "rt."
 
 
 class Principal:
     """The authenticated citizen of a request, from a verified, unrevoked access token."""
 
-    __slots__ = ("account_id", "claims", "level", "session_id")
+    __slots__ = ("account_id", "claims", "level", "reverify", "session_id")
 
     def __init__(self, claims: AccessClaims) -> None:
         assert claims.sid is not None
@@ -61,6 +71,17 @@ class Principal:
         self.account_id = claims.sub
         self.session_id: str = claims.sid
         self.level: str = claims.acr
+        #: The session must prove the bound identity again before it sees personal data
+        #: (a recycled phone number): see :func:`identity.dependencies.provide_confirmed_principal`.
+        self.reverify: bool = claims.reverify
+
+    def require_confirmed(self) -> None:
+        """Refuse (403 ``identity-reverification-required``) while the session must re-verify."""
+        if self.reverify:
+            raise ReverificationRequired(
+                "This sign-in must prove the account's identity again (real-name or real-person "
+                "verification) before it can see personal data"
+            )
 
     def require_level(self, level: str) -> None:
         """Raise the RFC 9470 step-up challenge when the token's level is below ``level``."""
@@ -97,6 +118,11 @@ class IdentityService:
         self.departments = departments
         self.settings = settings
         self.otp = OtpStore(redis, vault, settings)
+        #: Called after an identity correction with the principal and the revoked partner
+        #: grant ids: other domains end what they keep for the old identity (the app wires
+        #: partner token revocation and the codes domain's live codes here; identity cannot
+        #: import codes).
+        self.on_identity_corrected: list[Callable[[Principal, list[str]], Awaitable[None]]] = []
         self.revocations = SessionRevocations(
             redis, repository.pool, window_s=settings.access_token_ttl_s + settings.clock_skew_s
         )
@@ -113,10 +139,11 @@ class IdentityService:
     def _new_refresh_token() -> str:
         return _REFRESH_PREFIX + secrets.token_urlsafe(32)
 
-    def account_view(self, row: Row) -> Account:
-        """The masked account the app may see."""
-        name = row["name_enc"]
-        id_number = row["id_number_enc"]
+    def account_view(self, row: Row, *, reverify: bool = False) -> Account:
+        """The masked account the app may see; without name and ID number while the session
+        must re-verify (whoever holds the phone now may not be the person bound to it)."""
+        name = None if reverify else row["name_enc"]
+        id_number = None if reverify else row["id_number_enc"]
         return Account(
             id=row["id"] if isinstance(row["id"], str) else str(row["id"]),
             level=row["level"],
@@ -124,6 +151,7 @@ class IdentityService:
             name=mask_name(self.vault.decrypt_text(name, context="name")) if name else None,
             id_number=mask_id_number(self.vault.decrypt_text(id_number, context="id_number")) if id_number else None,
             created_at=row["created_at"],
+            reverification_required=reverify,
         )
 
     async def _audit(self, *events: AuditEvent) -> None:
@@ -142,14 +170,18 @@ class IdentityService:
 
     # OTP login ----------------------------------------------------------------------------
 
-    async def send_otp(self, phone: str, *, client_ip: str | None) -> OtpSent:
-        """Send a login code by SMS, within the per-phone and per-address limits."""
+    async def send_otp(self, phone: str, *, client_ip: str | None, device_id: str | None = None) -> OtpSent:
+        """Send a login code by SMS, within the per-phone and per-address limits.
+
+        ``device_id`` (optional) lets a device that logged in to this phone before draw on
+        the owner's daily budget, which strangers cannot spend (see :mod:`identity.otp`).
+        """
         index = self._phone_index(phone)
         refusal = await self.otp.allow_ip(client_ip or "unknown")
-        code: str | None = None
+        issued = None
         if refusal is None:
-            code, refusal = await self.otp.issue(index)
-        if refusal is not None or code is None:
+            issued, refusal = await self.otp.issue(index, client_ip=client_ip, device_id=device_id)
+        if refusal is not None or issued is None:
             assert refusal is not None
             await self._audit(
                 AuditEvent(
@@ -164,53 +196,77 @@ class IdentityService:
                 "cooldown": "A code was sent less than a minute ago",
                 "daily": "Too many codes for this phone today",
                 "ip": "Too many codes requested from this address",
-                "locked": "Too many failed attempts; this phone is locked for a short while",
             }
             raise RateLimited(refusal.retry_after_s, messages[refusal.reason], extensions={"reason": refusal.reason})
         try:
-            await self.departments.sms.send(phone, f"【OneCity】验证码 {code}，5分钟内有效。请勿告诉他人。")
+            await self.departments.sms.send(phone, f"【OneCity】验证码 {issued.code}，5分钟内有效。请勿告诉他人。")
         except DepartmentError:
-            await self.otp.withdraw(index)
+            await self.otp.withdraw(index, issued, client_ip=client_ip)
             raise
         await self._audit(
-            AuditEvent(action="auth.otp.send", outcome="success", actor_type="anonymous", client_ip=client_ip)
+            AuditEvent(
+                action="auth.otp.send",
+                outcome="success",
+                actor_type="anonymous",
+                client_ip=client_ip,
+                details={"budget": "known" if issued.known else "stranger"},
+            )
         )
         return OtpSent(expires_in=self.settings.otp_ttl_s, resend_after=self.settings.otp_resend_after_s)
 
-    async def _check_otp(self, phone: str, code: str, *, client_ip: str | None) -> None:
-        check = await self.otp.check(self._phone_index(phone), code)
+    async def check_login_code(
+        self, phone: str, code: str, *, client_ip: str | None, device_id: str | None = None, method: str = "otp"
+    ) -> None:
+        """Check a login code with every limit and audit event of OTP login; raise if it fails.
+
+        The one place a login code is checked: the app's ``/v1/auth/login`` and the OIDC
+        browser login page both come here, so both get the same delays and write the same
+        ``auth.login`` / ``auth.lockout`` events.
+
+        Raises:
+            RateLimited: ``reason: delayed``: this address must wait before its next check
+                of this phone (``Retry-After``).
+            Unauthorized: ``reason`` ``wrong`` (``attempts_left``), ``dead`` or ``no_code``.
+        """
+        check = await self.otp.check(self._phone_index(phone), code, client_ip=client_ip, device_id=device_id)
         if check.outcome is OtpOutcome.OK:
             return
+        details: dict[str, Any] = {"reason": check.outcome.value}
+        if method != "otp":
+            details["method"] = method
         events = [
             AuditEvent(
-                action="auth.login",
-                outcome="failure",
-                actor_type="anonymous",
-                client_ip=client_ip,
-                details={"reason": check.outcome.value},
+                action="auth.login", outcome="failure", actor_type="anonymous", client_ip=client_ip, details=details
             )
         ]
-        if check.outcome is OtpOutcome.LOCKED_NOW:
+        if check.delay_imposed_s:
+            # The successor of the old phone-wide lockout: only this address waits.
+            LOGIN_DELAYS.inc()
             events.append(
-                AuditEvent(action="auth.lockout", outcome="success", actor_type="system", client_ip=client_ip)
+                AuditEvent(
+                    action="auth.lockout",
+                    outcome="success",
+                    actor_type="system",
+                    client_ip=client_ip,
+                    details={"scope": "phone+address", "delay_s": check.delay_imposed_s, "method": method},
+                )
             )
         await self._audit(*events)
-        if check.outcome in (OtpOutcome.LOCKED, OtpOutcome.LOCKED_NOW):
+        if check.outcome is OtpOutcome.DELAYED:
             raise RateLimited(
                 check.retry_after_s,
-                "Too many failed attempts; this phone is locked for a short while",
-                extensions={"reason": "locked"},
+                "Too many failed attempts from this address; wait a moment before trying again",
+                extensions={"reason": "delayed"},
             )
-        details = {
+        messages = {
             OtpOutcome.WRONG: "The code is wrong",
             OtpOutcome.DEAD: "Too many wrong attempts: this code is no longer valid, request a new one",
             OtpOutcome.NO_CODE: "No valid code for this phone: request a new one",
         }
-        raise Unauthorized(
-            details[check.outcome],
-            error="invalid_grant",
-            extensions={"reason": check.outcome.value, "attempts_left": check.remaining},
-        )
+        extensions: dict[str, Any] = {"reason": check.outcome.value, "attempts_left": check.remaining}
+        if check.delay_imposed_s:
+            extensions["retry_after"] = check.delay_imposed_s
+        raise Unauthorized(messages[check.outcome], error="invalid_grant", extensions=extensions)
 
     async def _start_session(
         self,
@@ -220,6 +276,7 @@ class IdentityService:
         device: Device,
         method: str,
         client_ip: str | None,
+        reverify_required: bool = False,
     ) -> tuple[str, str]:
         session_id = await self.repository.create_session(
             conn,
@@ -229,6 +286,7 @@ class IdentityService:
             platform=device.platform,
             auth_method=method,
             absolute_ttl_s=self.settings.session_absolute_ttl_s,
+            reverify_required=reverify_required,
         )
         refresh = self._new_refresh_token()
         await self.repository.insert_refresh_token(
@@ -248,19 +306,47 @@ class IdentityService:
                     actor_id=account_id,
                     subject_id=account_id,
                     client_ip=client_ip,
-                    details={"method": method, "platform": device.platform, "session_id": session_id},
+                    details={
+                        "method": method,
+                        "platform": device.platform,
+                        "session_id": session_id,
+                        **({"reverify_required": True} if reverify_required else {}),
+                    },
                 )
             ],
         )
         return session_id, refresh
 
-    def _pair(self, row: Row, *, session_id: str, refresh: str) -> TokenPair:
-        access, ttl = self.tokens.issue(subject=str(row["id"]), session_id=session_id, level=row["level"])
-        return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl, account=self.account_view(row))
+    async def _needs_reverification(self, conn: Connection, row: Row, device: Device) -> bool:
+        """A recycled number? A new device reaching a dormant account bound to a person."""
+        if row["level"] == "L2":
+            return False
+        return await self.repository.dormant_on_new_device(
+            conn, account_id=str(row["id"]), device_id=device.id, idle_days=self.settings.recycled_number_after_days
+        )
+
+    def _issue_access(self, *, account_id: str, session_id: str, level: str, reverify: bool) -> tuple[str, int]:
+        return self.tokens.issue(
+            subject=account_id,
+            session_id=session_id,
+            level=level,
+            extra={"reverify": True} if reverify else None,
+        )
+
+    def _pair(self, row: Row, *, session_id: str, refresh: str, reverify: bool = False) -> TokenPair:
+        access, ttl = self._issue_access(
+            account_id=str(row["id"]), session_id=session_id, level=row["level"], reverify=reverify
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=ttl,
+            account=self.account_view(row, reverify=reverify),
+        )
 
     async def login(self, request: LoginRequest, *, client_ip: str | None) -> TokenPair:
         """Log in with phone + OTP: the account is created at ``L2`` the first time."""
-        await self._check_otp(request.phone, request.otp, client_ip=client_ip)
+        await self.check_login_code(request.phone, request.otp, client_ip=client_ip, device_id=request.device.id)
         link: dict[str, Any] | None = None
         if request.link_token is not None:
             link = await self._take_link_token(request.link_token)
@@ -277,10 +363,16 @@ class IdentityService:
                     account_id=row["id"],
                 )
             method = "otp+miniprogram" if link is not None else "otp"
+            reverify = await self._needs_reverification(conn, row, request.device)
             session_id, refresh = await self._start_session(
-                conn, account_id=row["id"], device=request.device, method=method, client_ip=client_ip
+                conn,
+                account_id=row["id"],
+                device=request.device,
+                method=method,
+                client_ip=client_ip,
+                reverify_required=reverify,
             )
-        return self._pair(row, session_id=session_id, refresh=refresh)
+        return self._pair(row, session_id=session_id, refresh=refresh, reverify=reverify)
 
     # refresh ------------------------------------------------------------------------------
 
@@ -295,9 +387,13 @@ class IdentityService:
             client_ip=client_ip,
         )
         if row is not None:
-            access, ttl = self.tokens.issue(subject=row["account_id"], session_id=row["session_id"], level=row["level"])
+            reverify = bool(row["reverify_required"])
+            access, ttl = self._issue_access(
+                account_id=row["account_id"], session_id=row["session_id"], level=row["level"], reverify=reverify
+            )
             account = self.account_view(
-                {**dict(row.items()), "id": row["account_id"]}  # type: ignore[arg-type]
+                {**dict(row.items()), "id": row["account_id"]},  # type: ignore[arg-type]
+                reverify=reverify,
             )
             return TokenPair(access_token=access, refresh_token=new_token, expires_in=ttl, account=account)
         spent = await self.repository.find_spent_token(old_hash)
@@ -378,29 +474,122 @@ class IdentityService:
         row = await self.repository.get_account(principal.account_id)
         if row is None:
             raise Unauthorized("The account no longer exists")
-        return self.account_view(row)
+        return self.account_view(row, reverify=principal.reverify)
+
+    async def _count_real_name_attempt(self, account_id: str, id_number_index: bytes) -> None:
+        """One registry attempt for the account and for the ID number today, or 429.
+
+        Counted before the registry is asked, success or not: the limits bound how fast
+        anyone can probe the registry through OneCity (no guessing names for an ID number,
+        no sweeping ID numbers), whatever the answers.
+        """
+        day = int(time.time() // 86400)
+        keys = (f"oc:rn:acct:{account_id}:{day}", f"oc:rn:id:{id_number_index.hex()[:32]}:{day}")
+        # Not MULTI: the two keys live in different Redis Cluster slots; each INCR is atomic.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, 86400)
+            by_account, _, by_id_number, _ = await pipe.execute()
+        if (
+            by_account > self.settings.real_name_attempts_per_account
+            or by_id_number > self.settings.real_name_attempts_per_id_number
+        ):
+            # A refused attempt spends neither budget (the two keys live in different
+            # Cluster slots, so this is a compensation rather than one script).
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.decr(key)
+                await pipe.execute()
+            await self._audit(
+                AuditEvent(
+                    action="level.real_name",
+                    outcome="denied",
+                    actor_type="citizen",
+                    actor_id=account_id,
+                    subject_id=account_id,
+                    details={"reason": "attempts"},
+                )
+            )
+            raise RateLimited(
+                86400 - int(time.time()) % 86400,
+                "Too many real-name attempts today",
+                extensions={"reason": "real_name_attempts"},
+            )
+
+    async def _registry_match(self, name: str, id_number: str, *, purpose: str) -> bool:
+        try:
+            match = await self.departments.registry.verify(name, id_number)
+        except DepartmentError:
+            REGISTRY_CALLS.labels(purpose, "error").inc()
+            raise
+        REGISTRY_CALLS.labels(purpose, "match" if match.match else "no_match").inc()
+        return match.match
+
+    async def _bound_elsewhere(self, principal: Principal, id_number_index: bytes, *, client_ip: str | None) -> None:
+        """A registry match for an ID number bound to another account: tell its owner, and
+        answer the caller exactly as for "no match" (no oracle of who has an account)."""
+        owner = await self.repository.account_of_id_number(id_number_index)
+        await self._audit(
+            AuditEvent(
+                action="level.real_name",
+                outcome="failure",
+                actor_type="citizen",
+                actor_id=principal.account_id,
+                subject_id=principal.account_id,
+                client_ip=client_ip,
+            ),
+            # For the owner of the bound account: someone else tried their identity.
+            # TODO(message centre): also send the owner a `security` message when it exists.
+            AuditEvent(
+                action="identity.binding_attempt",
+                outcome="denied",
+                actor_type="citizen",
+                actor_id=principal.account_id,
+                subject_id=owner,
+                client_ip=client_ip,
+                details={"reason": "id_number_bound_to_this_account"},
+            ),
+        )
+        raise RealNameNotVerified(_NOT_VERIFIED)
 
     async def verify_real_name(
         self, principal: Principal, request: RealNameRequest, *, client_ip: str | None
     ) -> Account:
-        """Check the ID number's check digit, then the registry; on a match, level ``L3``."""
+        """Bind a registry-checked identity to the account: level ``L3``.
+
+        * A bound account (L3/L4) re-submitting *its own* identity: 200, nothing changes
+          (idempotent); in a session held back as a possibly recycled number, this is the
+          proof that clears it. Any other identity: 409 ``identity-already-bound`` (a
+          change of identity is :meth:`correct_identity`).
+        * Attempts are limited per account and per ID number a day (429).
+        * "No match" and "matches, but bound to another account" are one answer
+          (422 ``real-name-not-verified``); the owner of the bound account gets an audit event.
+        """
         if not valid_id_number(request.id_number):
             raise UnprocessableEntity(
                 "The ID number is not valid (GB 11643 check digit or birth date)",
                 extensions={"field": "id_number"},
             )
-        match = await self.departments.registry.verify(request.name, request.id_number)
+        id_index = self.vault.blind_index(request.id_number, domain="id_number")
+        row = await self.repository.get_account(principal.account_id)
+        if row is None:
+            raise Unauthorized("The account no longer exists")
+        if row["id_number_index"] is not None:
+            return await self._resubmitted(principal, row, request, id_index, client_ip=client_ip)
+        await self._count_real_name_attempt(principal.account_id, id_index)
         event = AuditEvent(
             action="level.real_name",
-            outcome="success" if match.match else "failure",
+            outcome="success",
             actor_type="citizen",
             actor_id=principal.account_id,
             subject_id=principal.account_id,
             client_ip=client_ip,
         )
-        if not match.match:
-            await self._audit(event)
-            raise UnprocessableEntity("The name and ID number do not match the population registry")
+        if not await self._registry_match(request.name, request.id_number, purpose="real_name"):
+            STEP_UPS.labels("real_name", "failure").inc()
+            await self._audit(msgspec.structs.replace(event, outcome="failure"))
+            raise RealNameNotVerified(_NOT_VERIFIED)
         try:
             async with self.repository.pool.acquire() as conn, conn.transaction():
                 level = await self.repository.set_real_name(
@@ -408,9 +597,11 @@ class IdentityService:
                     account_id=principal.account_id,
                     name_enc=self.vault.encrypt_text(request.name, context="name"),
                     id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
-                    id_number_index=self.vault.blind_index(request.id_number, domain="id_number"),
+                    id_number_index=id_index,
                     region_code=request.id_number[:6],
                 )
+                if level is None:  # bound concurrently by another request
+                    raise IdentityAlreadyBound(_ALREADY_BOUND)
                 await write_audit(
                     conn,
                     [
@@ -427,6 +618,35 @@ class IdentityService:
                     ],
                 )
         except asyncpg.UniqueViolationError:
+            STEP_UPS.labels("real_name", "failure").inc()
+            await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
+        STEP_UPS.labels("real_name", "success").inc()
+        return await self.me(principal)
+
+    async def _resubmitted(
+        self, principal: Principal, row: Row, request: RealNameRequest, id_index: bytes, *, client_ip: str | None
+    ) -> Account:
+        """Real-name on a bound account: its own identity again is harmless, another is 409."""
+        same = row["id_number_index"] == id_index and (
+            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
+        )
+        if not same:
+            if principal.reverify:
+                # Guessing the bound identity from a held-back session: limited like any attempt.
+                await self._count_real_name_attempt(principal.account_id, id_index)
+                STEP_UPS.labels("reverified", "failure").inc()
+                await self._audit(
+                    AuditEvent(
+                        action="identity.reverify",
+                        outcome="failure",
+                        actor_type="citizen",
+                        actor_id=principal.account_id,
+                        subject_id=principal.account_id,
+                        client_ip=client_ip,
+                        details={"method": "real_name", "session_id": principal.session_id},
+                    )
+                )
+                raise RealNameNotVerified(_NOT_VERIFIED)
             await self._audit(
                 AuditEvent(
                     action="level.real_name",
@@ -435,11 +655,39 @@ class IdentityService:
                     actor_id=principal.account_id,
                     subject_id=principal.account_id,
                     client_ip=client_ip,
-                    details={"reason": "id_number_in_use"},
+                    details={"reason": "already_bound"},
                 )
             )
-            raise Conflict("This ID number is already verified on another account") from None
+            raise IdentityAlreadyBound(_ALREADY_BOUND)
+        if principal.reverify:
+            await self._count_real_name_attempt(principal.account_id, id_index)
+            # The stored identity was registry-checked when it was bound; knowing it in full
+            # is the proof asked of a held-back session (the registry itself is not asked).
+            await self._reverified(principal, method="real_name", client_ip=client_ip)
         return await self.me(principal)
+
+    async def _reverified(self, principal: Principal, *, method: str, client_ip: str | None) -> None:
+        async with self.repository.pool.acquire() as conn, conn.transaction():
+            cleared = await self.repository.clear_reverification(
+                conn, session_id=principal.session_id, account_id=principal.account_id
+            )
+            if cleared:
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="identity.reverify",
+                            outcome="success",
+                            actor_type="citizen",
+                            actor_id=principal.account_id,
+                            subject_id=principal.account_id,
+                            client_ip=client_ip,
+                            details={"method": method, "session_id": principal.session_id},
+                        )
+                    ],
+                )
+        if cleared:
+            STEP_UPS.labels("reverified", "success").inc()
 
     async def id_number_of(self, account_id: str) -> str | None:
         """The decrypted ID number of an ``L3``+ account, for department calls only."""
@@ -467,7 +715,12 @@ class IdentityService:
                     client_ip=client_ip,
                 )
             )
+            STEP_UPS.labels("real_person", "failure").inc()
             raise Forbidden("The liveness check did not pass")
+        STEP_UPS.labels("real_person", "success").inc()
+        if principal.reverify:
+            # The person bound to the account is the one holding the phone now.
+            await self._reverified(principal, method="real_person", client_ip=client_ip)
         async with self.repository.pool.acquire() as conn, conn.transaction():
             await self.repository.set_level(conn, principal.account_id, "L4")
             await write_audit(
@@ -485,6 +738,99 @@ class IdentityService:
                 ],
             )
         return await self.me(principal)
+
+    async def correct_identity(
+        self, principal: Principal, request: IdentityCorrectionRequest, *, client_ip: str | None
+    ) -> Account:
+        """A real change of the bound identity (a correction), audited.
+
+        The new identity must pass the registry *and* a liveness check for the new ID number
+        (real-person, L4) in this request; only then is the old binding released, in the
+        same transaction that writes the new one. The level is the one the new identity
+        earned here (``L4``), never carried over. Everything granted under the old identity
+        ends: the account's other sessions (refresh tokens die, access tokens are revoked
+        at once), partner grants with their refresh tokens and unredeemed codes, partner
+        consents, and code statuses decided for the old identity. The calling session stays
+        (it is the one that just proved the new identity); refresh it for the new ``acr``.
+        """
+        principal.require_confirmed()
+        if not valid_id_number(request.id_number):
+            raise UnprocessableEntity(
+                "The ID number is not valid (GB 11643 check digit or birth date)",
+                extensions={"field": "id_number"},
+            )
+        row = await self.repository.get_account(principal.account_id)
+        if row is None:
+            raise Unauthorized("The account no longer exists")
+        if row["id_number_index"] is None:
+            raise InsufficientLevel("L3", "Only a bound (L3) account can correct its identity: verify first")
+        id_index = self.vault.blind_index(request.id_number, domain="id_number")
+        if row["id_number_index"] == id_index and (
+            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
+        ):
+            return await self.me(principal)  # nothing to correct
+        await self._count_real_name_attempt(principal.account_id, id_index)
+        if not await self._registry_match(request.name, request.id_number, purpose="correction"):
+            STEP_UPS.labels("correction", "failure").inc()
+            await self._audit(self._correction_event(principal, "failure", client_ip, {"reason": "registry"}))
+            raise RealNameNotVerified(_NOT_VERIFIED)
+        result = await self.departments.liveness.check(request.liveness_token, id_number=request.id_number)
+        if not result.passed:
+            STEP_UPS.labels("correction", "failure").inc()
+            await self._audit(self._correction_event(principal, "failure", client_ip, {"reason": "liveness"}))
+            raise Forbidden("The liveness check did not pass")
+        try:
+            async with self.repository.pool.acquire() as conn, conn.transaction():
+                ended = await self.repository.correct_identity(
+                    conn,
+                    account_id=principal.account_id,
+                    keep_session_id=principal.session_id,
+                    name_enc=self.vault.encrypt_text(request.name, context="name"),
+                    id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
+                    id_number_index=id_index,
+                    region_code=request.id_number[:6],
+                    level="L4",
+                )
+                await write_audit(
+                    conn,
+                    [
+                        self._correction_event(
+                            principal,
+                            "success",
+                            client_ip,
+                            {
+                                "previous_level": row["level"],
+                                "level": "L4",
+                                "ended_sessions": len(ended["sessions"]),
+                                "revoked_grants": len(ended["grants"]),
+                            },
+                        )
+                    ],
+                )
+        except asyncpg.UniqueViolationError:
+            STEP_UPS.labels("correction", "failure").inc()
+            await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
+        # Access tokens of the ended sessions stop at once, not when they expire; partner
+        # access tokens (``sid`` = grant id) and live codes are ended by the hooks.
+        await self.revocations.revoke(ended["sessions"])
+        for hook in self.on_identity_corrected:
+            await hook(principal, ended["grants"])
+        STEP_UPS.labels("correction", "success").inc()
+        return await self.me(principal)
+
+    @staticmethod
+    def _correction_event(
+        principal: Principal, outcome: str, client_ip: str | None, details: dict[str, Any]
+    ) -> AuditEvent:
+        return AuditEvent(
+            action="identity.corrected",
+            outcome=outcome,
+            actor_type="citizen",
+            actor_id=principal.account_id,
+            subject_id=principal.account_id,
+            client_ip=client_ip,
+            details=details,
+        )
 
     # mini-program -------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class AccessClaims(Response, frozen=True):
     client_id: str
     sid: str | None = None  # citizen tokens: the session; absent for client_credentials
     acr: str | None = None  # citizen tokens: the identity level
+    reverify: bool = False  # citizen tokens: the session must prove the identity again first
     scope: str = ""
     roles: list[str] | None = None  # staff tokens
     region: str | None = None  # staff tokens

@@ -8,7 +8,8 @@ citizen approve further partners without typing a code again (single sign-on), u
 partner asks for ``prompt=login`` or a ``max_age`` that has passed.
 
 The login itself reuses citizen identity: the code is sent by ``IdentityService.send_otp``
-(same limits per phone and address) and checked by the same OTP store (same lockout). A
+(same limits per phone and address) and checked by ``IdentityService.check_login_code``, the
+function the app's login uses (same delays, same ``auth.login`` / ``auth.lockout`` events). A
 browser login creates the account at ``L2`` the first time, like the app, but no app
 session: the result of a browser login is an OAuth grant, not app tokens.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from core.audit import AuditEvent, write_audit
-from core.errors import RateLimited
+from core.errors import RateLimited, Unauthorized
 from core.redis import Redis
 from identity.masking import mask_phone
 from identity.oidc.authorization import (
@@ -408,42 +409,33 @@ class BrowserFlow:
             )
             return self._page(html, 400)
         index = vault.blind_index(phone, domain="phone")
-        check = await self._identity.otp.check(index, form.otp)
-        if check.outcome is not OtpOutcome.OK:
-            await write_audit(
-                self._identity.repository.pool,
-                [
-                    AuditEvent(
-                        action="auth.login",
-                        outcome="failure",
-                        actor_type="anonymous",
-                        client_ip=client_ip,
-                        details={"reason": check.outcome.value, "method": "oidc-browser"},
-                    )
-                ],
+        # The same check as the app's login: same delays, same auth.login / auth.lockout events.
+        try:
+            await self._identity.check_login_code(phone, form.otp, client_ip=client_ip, method="oidc-browser")
+        except RateLimited:
+            html = login_page(
+                client_name=params.client.name,
+                tx=form.tx,
+                action=f"{self._base}/otp",
+                error="尝试次数过多，请稍后再试 · Too many attempts: wait a moment before trying again",
             )
-            if check.outcome in (OtpOutcome.LOCKED, OtpOutcome.LOCKED_NOW):
-                html = login_page(
-                    client_name=params.client.name,
-                    tx=form.tx,
-                    action=f"{self._base}/otp",
-                    error="尝试次数过多，请稍后再试 · Too many attempts: this phone is locked for a short while",
-                )
-                return self._page(html, 429)
-            if check.outcome is OtpOutcome.WRONG:
+            return self._page(html, 429)
+        except Unauthorized as exc:
+            outcome = OtpOutcome(exc.extensions.get("reason", OtpOutcome.NO_CODE.value))
+            if outcome is OtpOutcome.WRONG:
                 html = otp_page(
                     client_name=params.client.name,
                     tx=form.tx,
                     action=f"{self._base}/login",
                     masked_phone=masked,
-                    error=_OTP_ERRORS[check.outcome],
+                    error=_OTP_ERRORS[outcome],
                 )
                 return self._page(html, 400)
             html = login_page(
                 client_name=params.client.name,
                 tx=form.tx,
                 action=f"{self._base}/otp",
-                error=_OTP_ERRORS[check.outcome],
+                error=_OTP_ERRORS.get(outcome, _OTP_ERRORS[OtpOutcome.NO_CODE]),
                 phone=phone,
             )
             return self._page(html, 400)

@@ -78,29 +78,34 @@ async def test_code_dies_after_max_wrong_attempts(settings: Settings, clean: Non
             assert bad.status_code == 401
             reasons.append(bad.json()["reason"])
         assert reasons == ["wrong", "wrong", "dead"]
+        # Dead for this caller even with the right code (issue 11: the code stays usable only
+        # for a device or address that logged in to this phone before; this one never did).
         late = await client.post("/v1/auth/login", json={"phone": phone, "otp": code, "device": DEVICE})
-        assert late.status_code == 401 and late.json()["reason"] == "no_code"
+        assert late.status_code == 401 and late.json()["reason"] == "dead"
 
 
-async def test_lockout_blocks_even_the_right_code_then_expires(
+async def test_failures_delay_the_failing_address_progressively_then_expire(
     strict_client: AsyncTestClient, sms: SmsGateway, pool: Pool
 ) -> None:
+    """Issue 11: no hard phone lock. The 4th failure (threshold 4) makes this address wait 1 s,
+    the next 2 s; meanwhile even the right code from this address waits; then it works.
+    (Replaces the old "lockout blocks even the right code for 15 minutes".)"""
     phone = "13600000008"
     code = await request_otp(strict_client, sms, phone)
     statuses = []
     for _ in range(4):
         r = await strict_client.post("/v1/auth/login", json={"phone": phone, "otp": _wrong(code), "device": DEVICE})
         statuses.append(r.status_code)
-    assert statuses[-1] == 429
-    locked = await strict_client.post("/v1/auth/otp", json={"phone": phone})
-    assert locked.status_code == 429 and locked.json()["reason"] == "locked"
-    assert int(locked.headers["retry-after"]) >= 1
-    await asyncio.sleep(1.1)  # the lockout of this fixture lasts 1 s: it expires by itself
+    assert statuses == [401, 401, 401, 401]  # the 3rd spent the code's 3 attempts; the 4th found it dead
+    assert r.json()["reason"] == "dead" and r.json()["retry_after"] == 1
+    delayed = await strict_client.post("/v1/auth/login", json={"phone": phone, "otp": code, "device": DEVICE})
+    assert delayed.status_code == 429 and delayed.json()["reason"] == "delayed"
+    assert int(delayed.headers["retry-after"]) >= 1
+    await asyncio.sleep(1.1)  # the first delay lasts 1 s: it expires by itself
     fresh = await request_otp(strict_client, sms, phone)
     ok = await strict_client.post("/v1/auth/login", json={"phone": phone, "otp": fresh, "device": DEVICE})
     assert ok.status_code == 200
-    actions = {r["action"] for r in await pool.fetch("SELECT action FROM audit_log")}
-    assert "auth.lockout" in actions
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'auth.lockout'") >= 1
 
 
 async def test_litestar_rate_limit_headers_on_auth_routes(client: AsyncTestClient) -> None:

@@ -103,7 +103,9 @@ async def test_one_id_number_cannot_verify_two_accounts(client: AsyncTestClient,
     second = bearer((await login(client, sms, "13912345682"))["access_token"])
     assert (await client.post("/v1/me/verification/real-name", json=body, headers=first)).status_code == 200
     again = await client.post("/v1/me/verification/real-name", json=body, headers=second)
-    assert again.status_code == 409
+    # Issue 11: the same answer as "no match" (422), so the endpoint is no registry oracle.
+    assert again.status_code == 422
+    assert again.json()["type"].endswith("/real-name-not-verified")
     assert (await client.get("/v1/me", headers=second)).json()["level"] == "L2"
 
 

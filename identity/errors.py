@@ -1,0 +1,36 @@
+"""Errors of citizen identity with their own stable problem ``type`` slugs.
+
+``bff.problems`` maps every :class:`core.errors.OneCityError` by its class attributes, so a
+new slug needs only a subclass here.
+"""
+
+from __future__ import annotations
+
+from core.errors import Conflict, Forbidden, UnprocessableEntity
+
+__all__ = ["IdentityAlreadyBound", "RealNameNotVerified", "ReverificationRequired"]
+
+
+class IdentityAlreadyBound(Conflict):
+    """The account is bound to another identity; bindings only change by correction."""
+
+    type_slug = "identity-already-bound"
+    title = "This account is already bound to another identity"
+
+
+class RealNameNotVerified(UnprocessableEntity):
+    """The registry check did not bind this identity to the account.
+
+    One answer for "no match" and "matches but already bound to another account": telling
+    them apart would turn the endpoint into an oracle of who has an account.
+    """
+
+    type_slug = "real-name-not-verified"
+    title = "The name and ID number could not be verified for this account"
+
+
+class ReverificationRequired(Forbidden):
+    """The session must prove the bound identity again before it sees personal data."""
+
+    type_slug = "identity-reverification-required"
+    title = "Prove your identity again to continue"
