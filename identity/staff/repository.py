@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -12,6 +14,28 @@ from core.db import Connection, Pool
 __all__ = ["StaffRepository"]
 
 Row = asyncpg.Record
+
+_UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+# The region of an audit row is its subject's: a citizen's registered district or a staff
+# member's region. CASE (not AND) guards the cast: the planner may evaluate AND operands in
+# any order, and most subject ids are not UUIDs.
+_AUDIT_PAGE = f"""
+SELECT a.id, a.at, a.actor_type, a.actor_id, a.subject_id, a.action, a.outcome, a.client_ip, a.details
+FROM audit_log a
+LEFT JOIN accounts c ON c.id = CASE WHEN a.subject_id ~ '{_UUID}' THEN a.subject_id::uuid END
+LEFT JOIN staff s ON s.id = CASE WHEN a.subject_id ~ '{_UUID}' THEN a.subject_id::uuid END
+WHERE ($1::bigint IS NULL OR a.id < $1)
+  AND ($2::text IS NULL OR a.action = $2)
+  AND ($3::text IS NULL OR a.action LIKE $3)
+  AND ($4::timestamptz IS NULL OR a.at >= $4)
+  AND CASE
+      WHEN coalesce(c.region_code, s.region_code) IS NULL THEN $6::bool
+      ELSE left(coalesce(c.region_code, s.region_code), length($5)) = $5
+  END
+ORDER BY a.id DESC
+LIMIT $7
+"""  # noqa: S608 - constants only
 
 _COLUMNS = """id::text AS id, username, display_name, phone_enc, password_hash, roles, region_code,
     disabled_at IS NOT NULL AS disabled, created_at, last_login_at"""
@@ -68,6 +92,17 @@ class StaffRepository:
         return staff_id
 
     @staticmethod
+    async def set_roles(conn: Connection, staff_id: str, roles: Sequence[str]) -> builtins.list[str]:
+        """Replace the roles (row locked for the transaction); returns the previous ones.
+
+        Raises:
+            asyncpg.CheckViolationError: the roles break separation of duties.
+        """
+        old: list[str] = await conn.fetchval("SELECT roles FROM staff WHERE id = $1::uuid FOR UPDATE", staff_id)
+        await conn.execute("UPDATE staff SET roles = $2 WHERE id = $1::uuid", staff_id, list(roles))
+        return list(old)
+
+    @staticmethod
     async def disable(conn: Connection, username: str) -> str | None:
         """Disable an enabled staff member; their id, or ``None``."""
         staff_id: str | None = await conn.fetchval(
@@ -84,3 +119,19 @@ class StaffRepository:
     async def touch_login(conn: Connection, staff_id: str) -> None:
         """Record a successful sign-in."""
         await conn.execute("UPDATE staff SET last_login_at = now() WHERE id = $1::uuid", staff_id)
+
+    async def audit_page(
+        self,
+        *,
+        region: str,
+        sees_unregioned: bool,
+        before_id: int | None,
+        action: str | None,
+        action_prefix: str | None,
+        since: datetime | None,
+        limit: int,
+    ) -> builtins.list[Row]:
+        """Audit rows newest first, below ``before_id``, whose subject lies in ``region``
+        (rows whose subject has no region only when ``sees_unregioned``)."""
+        like = None if action_prefix is None else action_prefix.replace("_", r"\_") + "%"
+        return await self.pool.fetch(_AUDIT_PAGE, before_id, action, like, since, region, sees_unregioned, limit)

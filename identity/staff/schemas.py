@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
 from core.structs import Request, Response
 
-__all__ = ["StaffOtpLogin", "StaffOtpSent", "StaffPasswordLogin", "StaffProfile", "StaffToken"]
+__all__ = [
+    "AuditEntry",
+    "AuditPage",
+    "StaffOtpLogin",
+    "StaffOtpSent",
+    "StaffPasswordLogin",
+    "StaffProfile",
+    "StaffRolesChange",
+    "StaffToken",
+]
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", examples=["officer.furong"])]
 
@@ -52,3 +62,33 @@ class StaffToken(Response, frozen=True):
     expires_in: int
     staff: StaffProfile
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+
+
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$", examples=["health_officer"])]
+
+
+class StaffRolesChange(Request):
+    """A security administrator replaces a staff member's roles (``PUT .../roles``)."""
+
+    roles: Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=4)]
+
+
+class AuditEntry(Response, frozen=True):
+    """One audit-log row, as the auditor sees it."""
+
+    id: int
+    at: datetime
+    actor_type: str
+    actor_id: str | None
+    subject_id: str | None
+    action: str
+    outcome: str
+    client_ip: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(Response, frozen=True):
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next (older) page."""
+
+    events: list[AuditEntry]
+    next_cursor: str | None

@@ -11,10 +11,13 @@ from httpx import AsyncClient as AsyncTestClient
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
+from core.keys import KeyManager, KeyStore
 from identity.staff import StaffAdmin
 from identity.staff.passwords import Passwords
+from identity.staff.schemas import StaffProfile
+from identity.tokens import AccessTokens
 from services.departments.sms import SmsGateway
-from tests.support.citizens import latest_otp
+from tests.support.citizens import bearer, latest_otp
 
 PASSWORD = "correct horse battery staple"
 
@@ -63,3 +66,27 @@ async def sign_in(client: AsyncTestClient, sms: SmsGateway, member: Member, pass
     assert step2.status_code == 200, step2.text
     token: str = step2.json()["access_token"]
     return token
+
+
+@pytest.fixture(scope="session")
+async def tokens(key_store: KeyStore, settings: Settings) -> AccessTokens:
+    """The real access token issuer, over the test key store."""
+    return AccessTokens(await KeyManager.open(key_store), settings.identity)
+
+
+async def add_member(
+    staff_admin: StaffAdmin, username: str, roles: list[str], region: str = "110101", phone: str = "13700000005"
+) -> StaffProfile:
+    """A staff account with ``roles`` (through the CLI's code path)."""
+    return await staff_admin.add(username, name=username, phone=phone, password=PASSWORD, roles=roles, region=region)
+
+
+def staff_headers(tokens: AccessTokens, profile: StaffProfile) -> dict[str, str]:
+    """Headers of a staff access token for ``profile``, as the sign-in would issue it."""
+    token, _ = tokens.issue(
+        subject=profile.id,
+        client_id="onecity-staff",
+        audience="onecity-staff",
+        extra={"roles": profile.roles, "region": profile.region},
+    )
+    return bearer(token)
