@@ -16,7 +16,7 @@ from identity.staff.errors import SeparationOfDuties, StaffAdminError, UnknownSt
 from identity.staff.passwords import Passwords
 from identity.staff.permissions import Role, region_level, separation_of_duties_violation
 from identity.staff.repository import Row, StaffRepository
-from identity.staff.schemas import StaffProfile
+from identity.staff.schemas import RecoveryResult, StaffProfile
 from identity.staff.service import StaffService
 
 __all__ = ["StaffAdmin", "StaffAdminError", "check_roles"]
@@ -156,6 +156,40 @@ class StaffAdmin:
         changed = await self._repository.by_id(row["id"])
         assert changed is not None
         return StaffService.profile_of(changed)
+
+    async def recover(
+        self, who: str, *, actor_type: str = "system", actor_id: str = "cli", client_ip: str | None = None
+    ) -> RecoveryResult:
+        """Security-key recovery: revoke every active key of the member (``who``: username or
+        id); audited. Their next sign-in, password and SMS code, gives an enrolment-only token.
+
+        Raises:
+            UnknownStaff: no such staff member.
+            Forbidden: a security administrator recovering their own account (another one
+                must, or an operator with ``onecity staff recover``).
+        """
+        row = await self._find(who)
+        if row is None:
+            raise UnknownStaff(f"no staff member {who!r}")
+        if actor_type == "staff" and actor_id == row["id"]:
+            raise Forbidden("Another security administrator must recover your account")
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            revoked = await self._repository.revoke_authenticators(conn, row["id"], "recovery")
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="staff.authenticator.recovery",
+                        outcome="success",
+                        actor_type=actor_type,
+                        actor_id=actor_id,
+                        subject_id=row["id"],
+                        client_ip=client_ip,
+                        details={"revoked": revoked},
+                    )
+                ],
+            )
+        return RecoveryResult(staff_id=row["id"], revoked=revoked)
 
     async def _find(self, who: str) -> Row | None:
         by_id = await self._repository.by_id(who)

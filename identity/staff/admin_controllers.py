@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, put
+from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
 
 from core.http import BEARER, error_responses
 from identity.dependencies import client_ip
@@ -18,7 +19,7 @@ from identity.staff.audit_log import AuditReader
 from identity.staff.dependencies import provide_audit_reader, provide_staff_admin
 from identity.staff.guards import staff_roles
 from identity.staff.permissions import Role, StaffPrincipal, provide_staff_principal
-from identity.staff.schemas import AuditPage, StaffProfile, StaffRolesChange
+from identity.staff.schemas import AuditPage, RecoveryResult, StaffProfile, StaffRolesChange
 
 __all__ = ["StaffAdminController"]
 
@@ -71,3 +72,23 @@ class StaffAdminController(Controller):
         """Replace a staff member's roles (security administrators; never their own; audited).
         Roles that break separation of duties are refused with 422 ``separation-of-duties``."""
         return await staff_admin.set_roles(str(staff_id), data.roles, actor_type="staff", actor_id=staff.staff_id)
+
+    @post(
+        "/staff/{staff_id:uuid}/recovery",
+        status_code=HTTP_200_OK,
+        guards=[staff_roles(Role.SECURITY_ADMIN)],
+        responses=error_responses(401, 403, 404),
+    )
+    async def recover(
+        self,
+        staff_id: UUID,
+        staff: NamedDependency[StaffPrincipal],
+        staff_admin: NamedDependency[StaffAdmin],
+        request: Request[Any, Any, Any],
+    ) -> RecoveryResult:
+        """Security-key recovery (security administrators; never their own; audited): revoke
+        every security key of the member, whose next sign-in (password + SMS code) may then
+        only enrol a new key."""
+        return await staff_admin.recover(
+            str(staff_id), actor_type="staff", actor_id=staff.staff_id, client_ip=client_ip(request)
+        )

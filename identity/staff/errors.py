@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from core.errors import Forbidden, NotFound, UnprocessableEntity
+from core.errors import Forbidden, NotFound, Unauthorized, UnprocessableEntity
 
-__all__ = ["AuditorReadOnly", "SeparationOfDuties", "StaffAdminError", "UnknownStaff"]
+__all__ = [
+    "AuditorReadOnly",
+    "AuthenticatorCloned",
+    "RegistrationFailed",
+    "SecondFactorFailed",
+    "SeparationOfDuties",
+    "StaffAdminError",
+    "UnknownStaff",
+    "WebAuthnRequired",
+]
 
 
 class StaffAdminError(UnprocessableEntity, ValueError):
@@ -34,3 +43,48 @@ class UnknownStaff(NotFound, StaffAdminError):
 
     type_slug = "not-found"
     title = "No such staff member"
+
+
+class WebAuthnRequired(Unauthorized):
+    """This account has a WebAuthn authenticator: an SMS code cannot complete its sign-in."""
+
+    type_slug = "webauthn-required"
+    title = "Sign in with your security key"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "This account signs in with its security key; SMS is only for enrolment after recovery",
+            error="invalid_grant",
+        )
+
+
+class SecondFactorFailed(Unauthorized):
+    """The WebAuthn assertion did not verify (wrong signature, unknown credential, wrong or
+    used challenge): sign in again from the password."""
+
+    type_slug = "second-factor-failed"
+    title = "Second factor refused"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or "The security key's answer was not accepted: sign in again", error="invalid_grant")
+
+
+class AuthenticatorCloned(Unauthorized):
+    """The authenticator's signature counter went backwards: a copy of the key is in use.
+    The credential is revoked; a security administrator must start recovery."""
+
+    type_slug = "authenticator-cloned"
+    title = "Security key refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This security key may have been copied and is now blocked; ask a security administrator",
+            error="invalid_grant",
+        )
+
+
+class RegistrationFailed(UnprocessableEntity):
+    """The authenticator's registration (attestation) did not verify, or its challenge is gone."""
+
+    type_slug = "webauthn-registration-failed"
+    title = "Security key not registered"

@@ -29,11 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DUTIES",
     "STAFF_AUDIENCE",
+    "STAFF_ENROL_AUDIENCE",
+    "EnrollingStaff",
     "RegionLevel",
     "Role",
     "StaffPrincipal",
     "authenticate_staff",
     "can_act_on_citizen",
+    "provide_enrolling_staff",
     "provide_staff_principal",
     "region_covers",
     "region_level",
@@ -43,6 +46,9 @@ __all__ = [
 
 #: ``aud`` and ``client_id`` of staff access tokens: never accepted as citizen or partner tokens.
 STAFF_AUDIENCE = "onecity-staff"
+#: ``aud`` of the enrolment-only token (password + SMS, no security key yet): it registers a
+#: security key and nothing else; every staff endpoint refuses it for its audience.
+STAFF_ENROL_AUDIENCE = "onecity-staff-enrol"
 _REGION = re.compile(r"^(?:[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")
 
 RegionLevel = Literal["city", "district", "street", "community"]
@@ -185,3 +191,34 @@ async def staff_principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> 
 async def provide_staff_principal(request: Request[Any, Any, Any]) -> StaffPrincipal:
     """Dependency provider: the authenticated staff member."""
     return await staff_principal_of(request)
+
+
+class EnrollingStaff(Response, frozen=True):
+    """Who may manage security keys: a signed-in member (``enrolment_jti`` ``None``) or one
+    holding an enrolment-only token (its ``jti``, so that it registers one key only)."""
+
+    staff_id: str
+    enrolment_jti: str | None = None
+    expires_at: int = 0
+
+
+async def provide_enrolling_staff(request: Request[Any, Any, Any]) -> EnrollingStaff:
+    """Dependency provider: the staff member behind an enrolment-only or a staff token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    state = request.app.state
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            claims = await state.access_tokens.verify(token.strip(), audience=STAFF_ENROL_AUDIENCE)
+        except Unauthorized:
+            pass
+        else:
+            revocations: TokenRevocations | None = state.get("token_revocations")
+            subject = f"staff:{claims.sub}"
+            if claims.client_id != STAFF_AUDIENCE or (
+                revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=subject)
+            ):
+                raise Unauthorized("This enrolment token is not valid", error="invalid_token")
+            return EnrollingStaff(staff_id=claims.sub, enrolment_jti=claims.jti, expires_at=claims.exp)
+    principal = await staff_principal_of(request)
+    return EnrollingStaff(staff_id=principal.staff_id)

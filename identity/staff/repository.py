@@ -38,7 +38,8 @@ LIMIT $7
 """  # noqa: S608 - constants only
 
 _COLUMNS = """id::text AS id, username, display_name, phone_enc, password_hash, roles, region_code,
-    disabled_at IS NOT NULL AS disabled, created_at, last_login_at"""
+    disabled_at IS NOT NULL AS disabled, created_at, last_login_at,
+    webauthn_blocked_at IS NOT NULL AS webauthn_blocked"""
 
 
 class StaffRepository:
@@ -135,3 +136,96 @@ class StaffRepository:
         (rows whose subject has no region only when ``sees_unregioned``)."""
         like = None if action_prefix is None else action_prefix.replace("_", r"\_") + "%"
         return await self.pool.fetch(_AUDIT_PAGE, before_id, action, like, since, region, sees_unregioned, limit)
+
+    # WebAuthn authenticators -------------------------------------------------------------
+
+    async def active_authenticators(self, staff_id: str) -> builtins.list[Row]:
+        """The member's authenticators that may sign in, oldest first."""
+        return await self.pool.fetch(
+            """SELECT id::text AS id, credential_id, public_key, sign_count, transports, name, created_at,
+                      last_used_at
+               FROM staff_authenticators WHERE staff_id = $1::uuid AND revoked_at IS NULL ORDER BY created_at""",
+            staff_id,
+        )
+
+    async def has_authenticator(self, staff_id: str) -> bool:
+        """Whether the member has an authenticator that may sign in."""
+        found: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM staff_authenticators WHERE staff_id = $1::uuid AND revoked_at IS NULL)",
+            staff_id,
+        )
+        return found
+
+    async def authenticator(self, staff_id: str, credential_id: bytes) -> Row | None:
+        """The member's active authenticator with this credential id."""
+        return await self.pool.fetchrow(
+            """SELECT id::text AS id, public_key, sign_count FROM staff_authenticators
+               WHERE staff_id = $1::uuid AND credential_id = $2 AND revoked_at IS NULL""",
+            staff_id,
+            credential_id,
+        )
+
+    @staticmethod
+    async def insert_authenticator(
+        conn: Connection,
+        *,
+        staff_id: str,
+        credential_id: bytes,
+        public_key: bytes,
+        sign_count: int,
+        transports: Sequence[str],
+        aaguid: str,
+        name: str,
+    ) -> Row:
+        """Store a verified credential.
+
+        Raises:
+            asyncpg.UniqueViolationError: the credential is registered already.
+        """
+        row: Row | None = await conn.fetchrow(
+            """INSERT INTO staff_authenticators
+                   (staff_id, credential_id, public_key, sign_count, transports, aaguid, name)
+               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)
+               RETURNING id::text AS id, name, transports, created_at, last_used_at""",
+            staff_id,
+            credential_id,
+            public_key,
+            sign_count,
+            list(transports),
+            aaguid,
+            name,
+        )
+        assert row is not None
+        return row
+
+    async def advance_sign_count(self, authenticator_id: str, seen: int, new: int) -> bool:
+        """Store ``new`` if the stored count is still ``seen`` (two sign-ins racing with one
+        counter value cannot both pass); whether it was stored."""
+        status: str = await self.pool.execute(
+            """UPDATE staff_authenticators SET sign_count = $3, last_used_at = now()
+               WHERE id = $1::uuid AND sign_count = $2 AND revoked_at IS NULL""",
+            authenticator_id,
+            seen,
+            new,
+        )
+        return status == "UPDATE 1"
+
+    @staticmethod
+    async def revoke_authenticators(
+        conn: Connection, staff_id: str, reason: str, *, authenticator_id: str | None = None
+    ) -> int:
+        """Revoke the member's active authenticators (or just one); how many. ``cloned``
+        also blocks SMS enrolment for the member; ``recovery`` lifts that block."""
+        await conn.execute(
+            "UPDATE staff SET webauthn_blocked_at = CASE WHEN $2 = 'cloned' THEN now() END WHERE id = $1::uuid",
+            staff_id,
+            reason,
+        )
+        status: str = await conn.execute(
+            """UPDATE staff_authenticators SET revoked_at = now(), revoked_reason = $2
+               WHERE staff_id = $1::uuid AND revoked_at IS NULL AND ($3::uuid IS NULL OR id = $3::uuid)""",
+            staff_id,
+            reason,
+            authenticator_id,
+        )
+        return int(status.split()[-1])

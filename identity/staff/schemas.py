@@ -12,12 +12,18 @@ from core.structs import Request, Response
 __all__ = [
     "AuditEntry",
     "AuditPage",
+    "AuthenticatorList",
+    "AuthenticatorRegistration",
+    "AuthenticatorView",
+    "RecoveryResult",
     "StaffOtpLogin",
     "StaffOtpSent",
     "StaffPasswordLogin",
     "StaffProfile",
     "StaffRolesChange",
     "StaffToken",
+    "StaffWebAuthnLogin",
+    "WebAuthnOptions",
 ]
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", examples=["officer.furong"])]
@@ -31,10 +37,18 @@ class StaffPasswordLogin(Request):
 
 
 class StaffOtpSent(Response, frozen=True):
-    """The password was right; send ``ticket`` back with the SMS code."""
+    """The password was right; the second step follows.
+
+    ``second_factor`` says which: ``webauthn`` (the account has a security key: pass
+    ``webauthn`` to ``navigator.credentials.get`` and send the result with ``ticket`` to
+    ``/login/webauthn``; no SMS is sent) or ``sms`` (a code went to the staff phone: send it
+    with ``ticket`` to ``/login/otp``).
+    """
 
     ticket: str
     expires_in: int
+    second_factor: str = "sms"
+    webauthn: dict[str, Any] | None = None
 
 
 class StaffOtpLogin(Request):
@@ -62,6 +76,56 @@ class StaffToken(Response, frozen=True):
     expires_in: int
     staff: StaffProfile
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    #: ``True``: this token only registers a security key (``/v1/staff/authenticators``);
+    #: sign in again with the key afterwards.
+    enrolment_only: bool = False
+
+
+Credential = Annotated[dict[str, Any], msgspec.Meta(description="PublicKeyCredential.toJSON() of the browser")]
+
+
+class StaffWebAuthnLogin(Request):
+    """Step 2 with a security key: the ticket from step 1 and the assertion."""
+
+    ticket: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+    credential: Credential
+
+
+class WebAuthnOptions(Response, frozen=True):
+    """Options for ``navigator.credentials.create`` / ``.get`` (WebAuthn JSON encoding)."""
+
+    public_key: dict[str, Any]
+    expires_in: int
+
+
+class AuthenticatorRegistration(Request):
+    """The attestation of a new security key, answering the last registration options."""
+
+    credential: Credential
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Security key"
+
+
+class AuthenticatorView(Response, frozen=True):
+    """A registered security key (never its key material)."""
+
+    id: str
+    name: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class AuthenticatorList(Response, frozen=True):
+    """The signed-in member's active security keys."""
+
+    authenticators: list[AuthenticatorView]
+
+
+class RecoveryResult(Response, frozen=True):
+    """A security administrator reset a member's security keys."""
+
+    staff_id: str
+    revoked: int
 
 
 RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$", examples=["health_officer"])]
