@@ -14,7 +14,7 @@ from core.errors import Forbidden
 from identity.oidc.revocation import TokenRevocations
 from identity.staff.errors import SeparationOfDuties, StaffAdminError, UnknownStaff
 from identity.staff.passwords import Passwords
-from identity.staff.permissions import Role, region_level, separation_of_duties_violation
+from identity.staff.permissions import LEGACY_ROLES, Role, region_level, separation_of_duties_violation
 from identity.staff.repository import Row, StaffRepository
 from identity.staff.schemas import RecoveryResult, StaffProfile
 from identity.staff.service import StaffService
@@ -33,6 +33,8 @@ def check_roles(roles: Sequence[str]) -> list[str]:
         SeparationOfDuties: roles one account may not combine.
     """
     valid_roles = {r.value for r in Role}
+    # Callers written before the split may still say "admin": the system administrator.
+    roles = [LEGACY_ROLES.get(r, r) for r in roles]
     if not roles or any(r not in valid_roles for r in roles):
         raise StaffAdminError(f"roles: one or more of {', '.join(sorted(valid_roles))}")
     violation = separation_of_duties_violation(roles)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DUTIES",
+    "LEGACY_ROLES",
     "STAFF_AUDIENCE",
     "STAFF_ENROL_AUDIENCE",
     "EnrollingStaff",
@@ -76,8 +77,9 @@ class Role(StrEnum):
 
 #: The three duties that one account may not combine.
 DUTIES: frozenset[str] = frozenset({Role.SYSTEM_ADMIN.value, Role.SECURITY_ADMIN.value, Role.AUDITOR.value})
-#: Role names of tokens issued before migration 0015 renamed them (they live 15 minutes).
-_LEGACY_ROLES = {"admin": Role.SYSTEM_ADMIN.value}
+#: Role names from before migration 0015 renamed them: in tokens issued before it (they live
+#: 15 minutes) and in callers of ``StaffAdmin`` written before it.
+LEGACY_ROLES = {"admin": Role.SYSTEM_ADMIN.value}
 
 
 def separation_of_duties_violation(roles: Iterable[str]) -> str | None:
@@ -157,7 +159,7 @@ async def authenticate_staff(
         raise Unauthorized("A staff access token is required", error="invalid_token")
     if revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=f"staff:{claims.sub}"):
         raise Unauthorized("This staff account is disabled", error="invalid_token")
-    roles = frozenset(_LEGACY_ROLES.get(r, r) for r in claims.roles)
+    roles = frozenset(LEGACY_ROLES.get(r, r) for r in claims.roles)
     return StaffPrincipal(staff_id=claims.sub, roles=roles, region=claims.region)
 
 
