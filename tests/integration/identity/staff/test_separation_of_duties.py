@@ -256,3 +256,34 @@ async def test_only_auditors_read_the_audit_log(
     response = await client.get("/v1/admin/audit", headers=headers)
     assert response.status_code == 403 and _type(response.json()) == "forbidden"
     assert (await client.get("/v1/admin/audit")).status_code == 401
+
+
+async def test_cli_roles_and_recover(
+    clean: None, settings: Settings, staff_admin: StaffAdmin, pool: Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    async def cli(*argv: str) -> int:
+        return await run(
+            parser.parse_args(list(argv)),
+            database_url=settings.database.url or "",
+            master_key=MASTER_KEY,
+            redis_url=settings.redis.url,
+            settings=settings.staff,
+        )
+
+    member = await add_member(staff_admin, "officer.one", ["health_officer"])
+    assert await cli("roles", "officer.one", "--role", "health_officer", "--role", "security_admin") == 0
+    assert "officer.one: health_officer, security_admin" in capsys.readouterr().out
+    assert await cli("roles", "officer.one", "--role", "security_admin", "--role", "system_admin") == 2
+    assert "separation of duties" in capsys.readouterr().err
+    assert await pool.fetchval("SELECT roles FROM staff WHERE id = $1::uuid", member.id) == [
+        "health_officer",
+        "security_admin",
+    ]
+    assert await cli("recover", "officer.one") == 0
+    assert "0 security key(s) revoked" in capsys.readouterr().out
+    actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log WHERE subject_id = $1", member.id)]
+    assert actions == ["staff.added", "staff.roles.changed", "staff.authenticator.recovery"]
+    assert await cli("recover", "nobody.here") == 2
