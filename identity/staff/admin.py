@@ -124,9 +124,8 @@ class StaffAdmin:
     ) -> StaffProfile:
         """Replace a staff member's roles (``who``: username or id); audited.
 
-        Takes effect at the member's next sign-in (their current token, at most
-        ``ONECITY_STAFF_TOKEN_TTL_S`` old, keeps its roles; disable the account to cut it off
-        at once).
+        The member's live tokens end at once (``tokens_not_before``): the new roles apply
+        from their next sign-in.
 
         Raises:
             StaffAdminError: unknown roles.
@@ -163,7 +162,8 @@ class StaffAdmin:
         self, who: str, *, actor_type: str = "system", actor_id: str = "cli", client_ip: str | None = None
     ) -> RecoveryResult:
         """Security-key recovery: revoke every active key of the member (``who``: username or
-        id); audited. Their next sign-in, password and SMS code, gives an enrolment-only token.
+        id) and end their live tokens; audited. Their next sign-in, password and SMS code,
+        gives an enrolment-only token.
 
         Raises:
             UnknownStaff: no such staff member.

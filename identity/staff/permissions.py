@@ -116,6 +116,7 @@ class StaffPrincipal(Response, frozen=True):
     staff_id: str
     roles: frozenset[str]
     region: str
+    issued_at: int = 0
 
     def require_role(self, *roles: Role) -> None:
         """403 unless the staff member holds one of ``roles``."""
@@ -160,7 +161,7 @@ async def authenticate_staff(
     if revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=f"staff:{claims.sub}"):
         raise Unauthorized("This staff account is disabled", error="invalid_token")
     roles = frozenset(LEGACY_ROLES.get(r, r) for r in claims.roles)
-    return StaffPrincipal(staff_id=claims.sub, roles=roles, region=claims.region)
+    return StaffPrincipal(staff_id=claims.sub, roles=roles, region=claims.region, issued_at=claims.iat)
 
 
 _PRINCIPAL = "onecity.staff_principal"
@@ -186,6 +187,13 @@ async def staff_principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> 
         raise Unauthorized("A bearer access token is required", headers={"WWW-Authenticate": 'Bearer realm="onecity"'})
     state = connection.app.state
     principal = await authenticate_staff(state.access_tokens, token.strip(), state.get("token_revocations"))
+    staff_service = state.get("staff")
+    if staff_service is not None:
+        # A role change or a recovery since the token was issued ends it: it may carry
+        # roles the member no longer holds, or come from a key that was revoked.
+        not_before = await staff_service.repository.tokens_not_before(principal.staff_id)
+        if not_before is not None and principal.issued_at < int(not_before):
+            raise Unauthorized("Your roles or security keys changed: sign in again", error="invalid_token")
     scope_state[_PRINCIPAL] = principal
     return principal
 

@@ -100,8 +100,22 @@ class StaffRepository:
             asyncpg.CheckViolationError: the roles break separation of duties.
         """
         old: list[str] = await conn.fetchval("SELECT roles FROM staff WHERE id = $1::uuid FOR UPDATE", staff_id)
-        await conn.execute("UPDATE staff SET roles = $2 WHERE id = $1::uuid", staff_id, list(roles))
+        await conn.execute(
+            "UPDATE staff SET roles = $2, tokens_not_before = now() WHERE id = $1::uuid", staff_id, list(roles)
+        )
         return list(old)
+
+    async def tokens_not_before(self, staff_id: str) -> float | None:
+        """Unix time before which the member's tokens are refused (a role change or a
+        recovery), or ``None``."""
+        try:
+            uuid.UUID(staff_id)
+        except ValueError:
+            return None
+        value: float | None = await self.pool.fetchval(
+            "SELECT extract(epoch FROM tokens_not_before)::float8 FROM staff WHERE id = $1::uuid", staff_id
+        )
+        return value
 
     @staticmethod
     async def disable(conn: Connection, username: str) -> str | None:
@@ -216,8 +230,11 @@ class StaffRepository:
     ) -> int:
         """Revoke the member's active authenticators (or just one); how many. ``cloned``
         also blocks SMS enrolment for the member; ``recovery`` lifts that block."""
+        # A recovery also ends the member's live tokens (signed in with a key now gone).
         await conn.execute(
-            "UPDATE staff SET webauthn_blocked_at = CASE WHEN $2 = 'cloned' THEN now() END WHERE id = $1::uuid",
+            """UPDATE staff SET webauthn_blocked_at = CASE WHEN $2 = 'cloned' THEN now() END,
+                   tokens_not_before = CASE WHEN $2 = 'recovery' THEN now() ELSE tokens_not_before END
+               WHERE id = $1::uuid""",
             staff_id,
             reason,
         )

@@ -4,11 +4,14 @@ are three accounts; the auditor reads the audit log and changes nothing."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import re
+import time
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 from httpx import AsyncClient as AsyncTestClient
 
@@ -20,9 +23,11 @@ from core.db import Pool
 from identity.seed import seed_demo_citizens
 from identity.staff import SeparationOfDuties, StaffAdmin, StaffAdminError
 from identity.staff.cli import add_arguments, run
+from identity.staff.schemas import StaffProfile
 from identity.tokens import AccessTokens
 from tests.conftest import MASTER_KEY
 from tests.integration.identity.staff.conftest import PASSWORD, add_member, staff_headers
+from tests.support.citizens import bearer
 
 MIGRATION = Path(__file__).resolve().parents[4] / "migrations" / "0015_staff_separation_of_duties.sql"
 
@@ -287,3 +292,40 @@ async def test_cli_roles_and_recover(
     actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log WHERE subject_id = $1", member.id)]
     assert actions == ["staff.added", "staff.roles.changed", "staff.authenticator.recovery"]
     assert await cli("recover", "nobody.here") == 2
+
+
+async def test_a_role_change_or_a_recovery_ends_the_members_live_tokens(
+    client: AsyncTestClient, staff_admin: StaffAdmin, tokens: AccessTokens
+) -> None:
+    security = await add_member(staff_admin, "sec.admin", ["security_admin"], region="1101")
+    officer = await add_member(staff_admin, "officer.one", ["health_officer", "system_admin"], phone="13700000006")
+
+    def issued_seconds_ago(profile: StaffProfile, seconds: int) -> dict[str, str]:
+        token, _ = tokens.issue(
+            subject=profile.id,
+            client_id="onecity-staff",
+            audience="onecity-staff",
+            extra={"roles": profile.roles, "region": profile.region},
+            now=int(time.time()) - seconds,
+        )
+        return bearer(token)
+
+    live = issued_seconds_ago(officer, 5)
+    assert (await client.get("/v1/staff/me", headers=live)).status_code == 200
+    security_headers = staff_headers(tokens, security)
+    changed = await client.put(
+        f"/v1/admin/staff/{officer.id}/roles", json={"roles": ["health_officer"]}, headers=security_headers
+    )
+    assert changed.status_code == 200
+    # The old token still says system_admin: it is refused everywhere, not just downgraded.
+    assert (await client.get("/v1/staff/me", headers=live)).status_code == 401
+    assert (await client.post("/v1/admin/health-rules", json={}, headers=live)).status_code == 401
+    after = StaffProfile(**{**msgspec.structs.asdict(officer), "roles": ["health_officer"]})
+    assert (await client.get("/v1/staff/me", headers=staff_headers(tokens, after))).status_code == 200
+
+    # The check has one-second resolution (JWT iat): a token of the same second survives.
+    await asyncio.sleep(2.1)
+    live = issued_seconds_ago(after, 1)
+    assert (await client.get("/v1/staff/me", headers=live)).status_code == 200
+    await staff_admin.recover(officer.username, actor_id="cli")
+    assert (await client.get("/v1/staff/me", headers=live)).status_code == 401
