@@ -395,7 +395,8 @@ class StaffService:
     async def register_authenticator(
         self, who: EnrollingStaff, request: AuthenticatorRegistration, *, client_ip: str | None
     ) -> AuthenticatorView:
-        """Register a security key; an enrolment-only token registers one key, once.
+        """Register a security key; an enrolment-only token registers one key, once, and only
+        while the account has none.
 
         Raises:
             RegistrationFailed: see :meth:`WebAuthnCeremonies.register`, or the enrolment
@@ -403,6 +404,9 @@ class StaffService:
         """
         row = await self._enrolling_row(who)
         if who.enrolment_jti is not None:
+            # It bootstraps the first key only: with a key, more are added signed in with it.
+            if await self.repository.has_authenticator(row["id"]):
+                raise RegistrationFailed("This account has a security key: sign in with it to add another")
             ttl = max(1, who.expires_at - int(time.time()) + 60)
             if not await self._redis.set(f"oc:staff:enrolled:{who.enrolment_jti}", b"1", nx=True, ex=ttl):
                 raise RegistrationFailed("This enrolment token has registered a key already: sign in with it")

@@ -38,6 +38,7 @@ async def _sms_count(sms: SmsGateway, member: Member) -> int:
 async def test_registration_then_sign_in_with_the_key(
     client: AsyncTestClient, sms: SmsGateway, officer: Member, pool: Pool
 ) -> None:
+    spare = await enrolment_token(client, sms, officer)
     enrol = await enrolment_token(client, sms, officer)
     # The enrolment-only token registers a key and does nothing else.
     assert (await client.get("/v1/staff/me", headers=bearer(enrol))).status_code == 401
@@ -59,9 +60,13 @@ async def test_registration_then_sign_in_with_the_key(
     assert bytes(stored["credential_id"]) == key.credential_id
     assert stored["sign_count"] == 0 and stored["transports"] == ["usb", "nfc"] and len(stored["public_key"]) > 64
 
-    # One key per enrolment token.
+    # One key per enrolment token, and only while the account has none.
     again = await register_key_raw(client, enrol, SoftAuthenticator())
     assert again.status_code == 422 and _type(again) == "webauthn-registration-failed"
+    other = await client.post(  # a second enrolment token, issued before the key existed
+        "/v1/staff/authenticators", json={"credential": {}}, headers=bearer(spare)
+    )
+    assert other.status_code == 422 and "has a security key" in other.json()["detail"]
 
     sent = await _sms_count(sms, officer)
     step1 = await password_step(client, officer)
