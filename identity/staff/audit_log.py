@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from core.audit import AuditEvent, write_audit
 from core.errors import BadRequest
@@ -80,6 +80,8 @@ class AuditReader:
             BadRequest: a malformed cursor or action filter.
         """
         before = decode_cursor(cursor) if cursor else None
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)  # RFC 3339 wants an offset; read a bare time as UTC
         if action is not None and not _ACTION.match(action):
             raise BadRequest("action: an action name, or a prefix ending in '*'", extensions={"field": "action"})
         prefix = action[:-1] if action is not None and action.endswith("*") else None

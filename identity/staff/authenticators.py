@@ -55,7 +55,7 @@ __all__ = ["WebAuthnCeremonies"]
 
 _TRANSPORTS = {t.value: t for t in AuthenticatorTransport}
 # Malformed input makes the parsers raise these besides their own exceptions.
-_BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError)
+_BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
 
 
 def _descriptor(row: Row) -> PublicKeyCredentialDescriptor:

@@ -244,6 +244,10 @@ async def test_the_auditor_reads_the_audit_log_in_pages_within_their_region(
     assert [e["subject_id"] for e in exact["events"]] == ["demo-partner"]
     future = await client.get("/v1/admin/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=city)
     assert future.json() == {"events": [], "next_cursor": None}
+    naive = await client.get(
+        "/v1/admin/audit", params={"since": "2000-01-01T00:00:00", "action": "test.*"}, headers=city
+    )
+    assert naive.status_code == 200 and len(naive.json()["events"]) == 5
 
     reads = await pool.fetch("SELECT actor_id FROM audit_log WHERE action = 'audit.read'")
     assert district_auditor.id in {r["actor_id"] for r in reads}  # the auditors are audited too

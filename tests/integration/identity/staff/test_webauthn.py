@@ -108,8 +108,14 @@ async def test_a_registration_must_answer_its_own_challenge(
         "/v1/staff/authenticators", json={"credential": key.create(options)}, headers=bearer(enrol)
     )
     assert response.status_code == 422 and _type(response) == "webauthn-registration-failed"
-    garbage = await client.post("/v1/staff/authenticators", json={"credential": {"id": 1}}, headers=bearer(enrol))
-    assert garbage.status_code == 422
+    for credential in (
+        {"id": 1},
+        {**key.create(options), "response": {"clientDataJSON": "!!", "attestationObject": "AAAA"}},
+        {**key.create(options), "response": {"clientDataJSON": b64url(b"{}"), "attestationObject": b64url(b"\xff")}},
+    ):
+        await client.post("/v1/staff/authenticators/options", headers=bearer(enrol))
+        garbage = await client.post("/v1/staff/authenticators", json={"credential": credential}, headers=bearer(enrol))
+        assert garbage.status_code == 422, garbage.text
 
 
 async def test_a_wrong_signature_is_refused(
@@ -227,7 +233,13 @@ async def test_metrics_count_step_ups_and_second_factor_results(
 ) -> None:
     await sign_in(client, sms, officer)
     step1 = await password_step(client, officer)
-    await webauthn_step(client, step1["ticket"], {"id": "nope"})
+    assert (await webauthn_step(client, step1["ticket"], {"id": "nope"})).status_code == 401
+    for credential in (
+        {"id": "x", "rawId": "!!", "response": {}, "type": "public-key"},
+        {**KEYS[officer.username].get(step1["webauthn"]), "response": {"authenticatorData": "AA"}},
+    ):
+        step1 = await password_step(client, officer)
+        assert (await webauthn_step(client, step1["ticket"], credential)).status_code == 401
     text = (await client.get("/metrics")).text
     for line in (
         'onecity_staff_step_ups_total{method="webauthn"}',
