@@ -40,7 +40,7 @@ from core.http import VariadicTupleSchemaPlugin
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
-from identity.staff import StaffAuthController
+from identity.staff import StaffAdminController, StaffAuthController, auditors_read_only
 
 __all__ = ["create_app"]
 
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthorizeController,
             ConsentController,
             StaffAuthController,
+            StaffAdminController,
             MyCodesController,
             CodesPartnerController,
             CodesAdminController,
@@ -118,6 +119,9 @@ def create_app(settings: Settings) -> Litestar:
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
+        # Separation of duties: no state-changing /v1/admin/ endpoint, present or future,
+        # serves an auditor (403 auditor-read-only).
+        guards=[auditors_read_only],
         plugins=[VariadicTupleSchemaPlugin()],
         state=State({"settings": settings}),
         exception_handlers=exception_handlers(),

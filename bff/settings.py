@@ -181,9 +181,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_OIDC_GRANT_TTL_S": "oidc.grant_ttl_s",
     "ONECITY_OIDC_CLIENT_CACHE_TTL_S": "oidc.client_cache_ttl_s",
     "ONECITY_STAFF_TOKEN_TTL_S": "staff.token_ttl_s",
+    "ONECITY_STAFF_WEBAUTHN_REQUIRED": "staff.webauthn_required",
+    "ONECITY_STAFF_WEBAUTHN_RP_ID": "staff.webauthn_rp_id",
+    "ONECITY_STAFF_WEBAUTHN_ORIGINS": "staff.webauthn_origins",
 }
 
-_LISTS = {"server.cors_origins"}
+_LISTS = {"server.cors_origins", "staff.webauthn_origins"}
 
 
 def _nest(flat: Mapping[str, str]) -> dict[str, Any]:

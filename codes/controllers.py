@@ -42,6 +42,7 @@ from core.structs import Response as ResponseStruct
 from identity.dependencies import client_ip
 from identity.partners import PartnerPrincipal
 from identity.service import Principal
+from identity.staff.guards import staff_roles
 from identity.staff.permissions import Role, StaffPrincipal
 
 __all__ = [
@@ -255,7 +256,12 @@ class CodesAdminController(Controller):
         """Lift the citizen's override before it expires (audited)."""
         await codes.overrides.lift(staff, str(account_id), client_ip=client_ip(request))
 
-    @post("/health-rules", status_code=HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
+    @post(
+        "/health-rules",
+        status_code=HTTP_201_CREATED,
+        guards=[staff_roles(Role.SYSTEM_ADMIN)],
+        responses=error_responses(401, 403, 409, 422),
+    )
     async def publish_rules(
         self,
         data: JSONBody[RuleSet],
@@ -264,18 +270,24 @@ class CodesAdminController(Controller):
     ) -> RuleSetVersion:
         """Publish a new health rule version (administrators). Its ``version`` must be higher
         than the active one; it applies to every code decided from now on."""
-        staff.require_role(Role.ADMIN)
         return await codes.rules.publish(data, published_by=f"staff:{staff.staff_id}")
 
-    @get("/health-rules", responses=error_responses(401, 403))
+    @get(
+        "/health-rules",
+        guards=[staff_roles(Role.SYSTEM_ADMIN, Role.HEALTH_OFFICER, Role.AUDITOR)],
+        responses=error_responses(401, 403),
+    )
     async def list_rules(
         self, staff: NamedDependency[StaffPrincipal], codes: NamedDependency[CodesService]
     ) -> RuleSetList:
         """Every published version, newest (active) first."""
-        staff.require_role(Role.ADMIN, Role.HEALTH_OFFICER, Role.AUDITOR)
         return await codes.rules.versions()
 
-    @get("/health-rules/{version:int}", responses=error_responses(401, 403, 404))
+    @get(
+        "/health-rules/{version:int}",
+        guards=[staff_roles(Role.SYSTEM_ADMIN, Role.HEALTH_OFFICER, Role.AUDITOR)],
+        responses=error_responses(401, 403, 404),
+    )
     async def get_rules(
         self,
         version: Annotated[int, PathParameter(ge=1, le=2**31 - 1)],
@@ -283,7 +295,6 @@ class CodesAdminController(Controller):
         codes: NamedDependency[CodesService],
     ) -> RuleSetVersion:
         """One version with its document."""
-        staff.require_role(Role.ADMIN, Role.HEALTH_OFFICER, Role.AUDITOR)
         return await codes.rules.get(version)
 
     @post("/venues", status_code=HTTP_201_CREATED, responses=error_responses(401, 403))

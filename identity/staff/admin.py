@@ -10,21 +10,37 @@ import asyncpg
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
+from core.errors import Forbidden
 from identity.oidc.revocation import TokenRevocations
+from identity.staff.errors import SeparationOfDuties, StaffAdminError, UnknownStaff
 from identity.staff.passwords import Passwords
-from identity.staff.permissions import Role, region_level
-from identity.staff.repository import StaffRepository
-from identity.staff.schemas import StaffProfile
+from identity.staff.permissions import LEGACY_ROLES, Role, region_level, separation_of_duties_violation
+from identity.staff.repository import Row, StaffRepository
+from identity.staff.schemas import RecoveryResult, StaffProfile
 from identity.staff.service import StaffService
 
-__all__ = ["StaffAdmin", "StaffAdminError"]
+__all__ = ["StaffAdmin", "StaffAdminError", "check_roles"]
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
-class StaffAdminError(ValueError):
-    """The requested change is invalid; the message says why."""
+def check_roles(roles: Sequence[str]) -> list[str]:
+    """``roles`` without repeats, or why they are refused.
+
+    Raises:
+        StaffAdminError: an unknown role or none.
+        SeparationOfDuties: roles one account may not combine.
+    """
+    valid_roles = {r.value for r in Role}
+    # Callers written before the split may still say "admin": the system administrator.
+    roles = [LEGACY_ROLES.get(r, r) for r in roles]
+    if not roles or any(r not in valid_roles for r in roles):
+        raise StaffAdminError(f"roles: one or more of {', '.join(sorted(valid_roles))}")
+    violation = separation_of_duties_violation(roles)
+    if violation is not None:
+        raise SeparationOfDuties(f"roles: {violation}")
+    return list(dict.fromkeys(roles))
 
 
 class StaffAdmin:
@@ -69,9 +85,7 @@ class StaffAdmin:
             raise StaffAdminError("phone: an 11-digit mainland mobile number")
         if len(password) < self._min_password:
             raise StaffAdminError(f"password: at least {self._min_password} characters")
-        valid_roles = {r.value for r in Role}
-        if not roles or any(r not in valid_roles for r in roles):
-            raise StaffAdminError(f"roles: one or more of {', '.join(sorted(valid_roles))}")
+        roles = check_roles(roles)
         if region_level(region) is None:
             raise StaffAdminError("region: a division code of 4 (city), 6 (district), 9 (street) or 12 digits")
         password_hash = await self._passwords.hash_async(password)
@@ -83,7 +97,7 @@ class StaffAdmin:
                     display_name=name,
                     phone_enc=self._vault.encrypt_text(phone, context="staff-phone"),
                     password_hash=password_hash,
-                    roles=list(dict.fromkeys(roles)),
+                    roles=roles,
                     region_code=region,
                 )
                 await write_audit(
@@ -95,7 +109,7 @@ class StaffAdmin:
                             actor_type="system",
                             actor_id="cli",
                             subject_id=staff_id,
-                            details={"roles": list(roles), "region": region},
+                            details={"roles": roles, "region": region},
                         )
                     ],
                 )
@@ -104,6 +118,84 @@ class StaffAdmin:
         row = await self._repository.by_id(staff_id)
         assert row is not None
         return StaffService.profile_of(row)
+
+    async def set_roles(
+        self, who: str, roles: Sequence[str], *, actor_type: str = "system", actor_id: str = "cli"
+    ) -> StaffProfile:
+        """Replace a staff member's roles (``who``: username or id); audited.
+
+        The member's live tokens end at once (``tokens_not_before``): the new roles apply
+        from their next sign-in.
+
+        Raises:
+            StaffAdminError: unknown roles.
+            SeparationOfDuties: roles one account may not combine.
+            UnknownStaff: no such staff member.
+        """
+        new_roles = check_roles(roles)
+        row = await self._find(who)
+        if row is None:
+            raise UnknownStaff(f"no staff member {who!r}")
+        if actor_type == "staff" and actor_id == row["id"]:
+            raise Forbidden("Nobody changes their own roles")
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            # The row lock orders concurrent changes; the CHECK constraint is the backstop.
+            old = await self._repository.set_roles(conn, row["id"], new_roles)
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="staff.roles.changed",
+                        outcome="success",
+                        actor_type=actor_type,
+                        actor_id=actor_id,
+                        subject_id=row["id"],
+                        details={"from": old, "to": new_roles},
+                    )
+                ],
+            )
+        changed = await self._repository.by_id(row["id"])
+        assert changed is not None
+        return StaffService.profile_of(changed)
+
+    async def recover(
+        self, who: str, *, actor_type: str = "system", actor_id: str = "cli", client_ip: str | None = None
+    ) -> RecoveryResult:
+        """Security-key recovery: revoke every active key of the member (``who``: username or
+        id) and end their live tokens; audited. Their next sign-in, password and SMS code,
+        gives an enrolment-only token.
+
+        Raises:
+            UnknownStaff: no such staff member.
+            Forbidden: a security administrator recovering their own account (another one
+                must, or an operator with ``onecity staff recover``).
+        """
+        row = await self._find(who)
+        if row is None:
+            raise UnknownStaff(f"no staff member {who!r}")
+        if actor_type == "staff" and actor_id == row["id"]:
+            raise Forbidden("Another security administrator must recover your account")
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            revoked = await self._repository.revoke_authenticators(conn, row["id"], "recovery")
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="staff.authenticator.recovery",
+                        outcome="success",
+                        actor_type=actor_type,
+                        actor_id=actor_id,
+                        subject_id=row["id"],
+                        client_ip=client_ip,
+                        details={"revoked": revoked},
+                    )
+                ],
+            )
+        return RecoveryResult(staff_id=row["id"], revoked=revoked)
+
+    async def _find(self, who: str) -> Row | None:
+        by_id = await self._repository.by_id(who)
+        return by_id if by_id is not None else await self._repository.by_username(who)
 
     async def list(self) -> list[tuple[StaffProfile, bool]]:
         """Everyone, with whether they are disabled."""

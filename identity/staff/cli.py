@@ -1,4 +1,4 @@
-"""``onecity staff add|list|disable``: staff accounts on the command line.
+"""``onecity staff add|list|disable|roles|recover``: staff accounts on the command line.
 
 The password is read from the terminal (twice, not echoed) or, with ``--password-stdin``,
 from the first line of standard input; it never appears in arguments, where ``ps`` and
@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands.add_parser("list", help="list staff accounts")
     disable = commands.add_parser("disable", help="disable a staff account (its tokens stop working)")
     disable.add_argument("username")
+    roles = commands.add_parser("roles", help="replace a staff member's roles (separation of duties is checked)")
+    roles.add_argument("username")
+    roles.add_argument("--role", action="append", required=True, choices=[r.value for r in Role], help="(repeatable)")
+    recover = commands.add_parser(
+        "recover", help="revoke a staff member's security keys; their next sign-in by SMS may only enrol a new one"
+    )
+    recover.add_argument("username")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -95,6 +102,14 @@ async def _dispatch(args: argparse.Namespace, admin: StaffAdmin) -> int:
         for profile, disabled in await admin.list():
             state = "disabled" if disabled else "enabled"
             print(f"{profile.username}\t{state}\t{profile.name}\t{','.join(profile.roles)}\t{profile.region}")
+        return 0
+    if args.staff_command == "roles":
+        profile = await admin.set_roles(args.username, args.role)
+        print(f"{profile.username}: {', '.join(profile.roles)}")
+        return 0
+    if args.staff_command == "recover":
+        result = await admin.recover(args.username)
+        print(f"recovery for {args.username}: {result.revoked} security key(s) revoked")
         return 0
     await admin.disable(args.username)
     print(f"disabled {args.username}")

@@ -1,15 +1,34 @@
-"""Litestar dependency providers of staff sign-in."""
+"""Litestar dependency providers of the staff domain."""
 
 from __future__ import annotations
 
 from litestar.datastructures import State
 
+from identity.staff.admin import StaffAdmin
+from identity.staff.audit_log import AuditReader
 from identity.staff.service import StaffService
 
-__all__ = ["provide_staff_service"]
+__all__ = ["provide_audit_reader", "provide_staff_admin", "provide_staff_service"]
 
 
 def provide_staff_service(state: State) -> StaffService:
     """The process's staff service (built in the app's lifespan)."""
     service: StaffService = state.staff
     return service
+
+
+def provide_audit_reader(state: State) -> AuditReader:
+    """The auditor's reader of the audit log."""
+    service: StaffService = state.staff
+    return AuditReader(service.repository)
+
+
+def provide_staff_admin(state: State) -> StaffAdmin:
+    """Staff management over HTTP (security administrators), built once per process from the
+    shared resources; role changes need no password hashing."""
+    admin: StaffAdmin | None = state.get("staff_admin")
+    if admin is None:
+        resources = state.resources
+        admin = StaffAdmin(resources.pool, resources.vault, revocations=state.get("token_revocations"))
+        state.staff_admin = admin
+    return admin

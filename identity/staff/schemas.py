@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
 from core.structs import Request, Response
 
-__all__ = ["StaffOtpLogin", "StaffOtpSent", "StaffPasswordLogin", "StaffProfile", "StaffToken"]
+__all__ = [
+    "AuditEntry",
+    "AuditPage",
+    "AuthenticatorList",
+    "AuthenticatorRegistration",
+    "AuthenticatorView",
+    "RecoveryResult",
+    "StaffOtpLogin",
+    "StaffOtpSent",
+    "StaffPasswordLogin",
+    "StaffProfile",
+    "StaffRolesChange",
+    "StaffToken",
+    "StaffWebAuthnLogin",
+    "WebAuthnOptions",
+]
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", examples=["officer.furong"])]
 
@@ -21,10 +37,18 @@ class StaffPasswordLogin(Request):
 
 
 class StaffOtpSent(Response, frozen=True):
-    """The password was right; send ``ticket`` back with the SMS code."""
+    """The password was right; the second step follows.
+
+    ``second_factor`` says which: ``webauthn`` (the account has a security key: pass
+    ``webauthn`` to ``navigator.credentials.get`` and send the result with ``ticket`` to
+    ``/login/webauthn``; no SMS is sent) or ``sms`` (a code went to the staff phone: send it
+    with ``ticket`` to ``/login/otp``).
+    """
 
     ticket: str
     expires_in: int
+    second_factor: str = "sms"
+    webauthn: dict[str, Any] | None = None
 
 
 class StaffOtpLogin(Request):
@@ -52,3 +76,83 @@ class StaffToken(Response, frozen=True):
     expires_in: int
     staff: StaffProfile
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    #: ``True``: this token only registers a security key (``/v1/staff/authenticators``);
+    #: sign in again with the key afterwards.
+    enrolment_only: bool = False
+
+
+Credential = Annotated[dict[str, Any], msgspec.Meta(description="PublicKeyCredential.toJSON() of the browser")]
+
+
+class StaffWebAuthnLogin(Request):
+    """Step 2 with a security key: the ticket from step 1 and the assertion."""
+
+    ticket: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+    credential: Credential
+
+
+class WebAuthnOptions(Response, frozen=True):
+    """Options for ``navigator.credentials.create`` / ``.get`` (WebAuthn JSON encoding)."""
+
+    public_key: dict[str, Any]
+    expires_in: int
+
+
+class AuthenticatorRegistration(Request):
+    """The attestation of a new security key, answering the last registration options."""
+
+    credential: Credential
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Security key"
+
+
+class AuthenticatorView(Response, frozen=True):
+    """A registered security key (never its key material)."""
+
+    id: str
+    name: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class AuthenticatorList(Response, frozen=True):
+    """The signed-in member's active security keys."""
+
+    authenticators: list[AuthenticatorView]
+
+
+class RecoveryResult(Response, frozen=True):
+    """A security administrator reset a member's security keys."""
+
+    staff_id: str
+    revoked: int
+
+
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$", examples=["health_officer"])]
+
+
+class StaffRolesChange(Request):
+    """A security administrator replaces a staff member's roles (``PUT .../roles``)."""
+
+    roles: Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=4)]
+
+
+class AuditEntry(Response, frozen=True):
+    """One audit-log row, as the auditor sees it."""
+
+    id: int
+    at: datetime
+    actor_type: str
+    actor_id: str | None
+    subject_id: str | None
+    action: str
+    outcome: str
+    client_ip: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(Response, frozen=True):
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next (older) page."""
+
+    events: list[AuditEntry]
+    next_cursor: str | None

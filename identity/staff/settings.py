@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+from urllib.parse import urlsplit
+
 import msgspec
 
 __all__ = ["StaffSettings"]
@@ -24,6 +27,18 @@ class StaffSettings(msgspec.Struct, frozen=True, kw_only=True):
         argon2_memory_kib: argon2id memory per hash (64 MiB). Tune both to the hardware: a
             check should cost tens to a few hundred milliseconds.
         argon2_parallelism: argon2id lanes.
+        webauthn_required: Staff must sign in with a WebAuthn authenticator. An account
+            without one can, after password and SMS code, only enrol one (enrolment token);
+            ``False`` lets such accounts sign in by SMS as before (development only; an
+            account with an authenticator must use it either way).
+        webauthn_rp_id: The WebAuthn relying party id: the registrable domain the staff
+            console is served from (browsers refuse IP addresses).
+        webauthn_rp_name: Shown by the authenticator while registering.
+        webauthn_origins: Origins (scheme://host[:port]) of the staff console; each host must
+            be ``webauthn_rp_id`` or a subdomain of it.
+        webauthn_challenge_ttl_s: How long a WebAuthn challenge (sign-in or registration)
+            waits in Redis; it works once.
+        enrolment_token_ttl_s: Lifetime of the enrolment-only token.
     """
 
     token_ttl_s: int = 900
@@ -37,3 +52,26 @@ class StaffSettings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    webauthn_required: bool = True
+    webauthn_rp_id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")] = "localhost"
+    webauthn_rp_name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "OneCity"
+    webauthn_origins: tuple[str, ...] = ("http://localhost:8000",)
+    webauthn_challenge_ttl_s: Annotated[int, msgspec.Meta(ge=30, le=600)] = 120
+    enrolment_token_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=1800)] = 600
+
+    def __post_init__(self) -> None:
+        if not self.webauthn_origins:
+            raise ValueError("ONECITY_STAFF_WEBAUTHN_ORIGINS: at least one origin")
+        for origin in self.webauthn_origins:
+            parts = urlsplit(origin)
+            host = parts.hostname or ""
+            secure = parts.scheme == "https" or (parts.scheme == "http" and host == "localhost")
+            if not secure or parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(
+                    f"ONECITY_STAFF_WEBAUTHN_ORIGINS: {origin!r} is not an https origin (http only for localhost)"
+                )
+            if host != self.webauthn_rp_id and not host.endswith("." + self.webauthn_rp_id):
+                raise ValueError(
+                    f"ONECITY_STAFF_WEBAUTHN_ORIGINS: {origin!r} is not within ONECITY_STAFF_WEBAUTHN_RP_ID"
+                    f" {self.webauthn_rp_id!r}"
+                )

@@ -25,13 +25,14 @@ from tests.integration.identity.staff.conftest import PASSWORD, Member, sign_in
 from tests.support.citizens import bearer, latest_otp, login
 
 
-async def test_password_then_sms_code_then_token(
+async def test_password_then_security_key_then_token(
     client: AsyncTestClient, sms: SmsGateway, officer: Member, pool: Pool
 ) -> None:
     token = await sign_in(client, sms, officer)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["aud"] == "onecity-staff" and claims["client_id"] == "onecity-staff"
     assert claims["roles"] == ["health_officer"] and claims["region"] == "110101"
+    assert claims["amr"] == ["pwd", "hwk", "mfa"]
     assert claims["exp"] - claims["iat"] <= 900
     me = await client.get("/v1/staff/me", headers=bearer(token))
     assert me.status_code == 200
@@ -44,7 +45,13 @@ async def test_password_then_sms_code_then_token(
         "region_level": "district",
     }
     actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
-    assert actions[-2:] == ["staff.login.password", "staff.login"]
+    assert actions[-5:] == [
+        "staff.login.password",  # no key yet: an SMS code
+        "staff.login.enrolment",
+        "staff.authenticator.registered",
+        "staff.login.password",  # now the key
+        "staff.login",
+    ]
     assert await pool.fetchval("SELECT last_login_at IS NOT NULL FROM staff") is True
 
 
