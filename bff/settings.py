@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from codes.settings import CodesSettings
+from core.audit_chain import AuditSettings
 from core.crypto import MasterKeyError, parse_master_key
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
@@ -113,6 +114,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     codes: CodesSettings = CodesSettings()
     oidc: OidcSettings = OidcSettings()
     staff: StaffSettings = StaffSettings()
+    audit: AuditSettings = AuditSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -181,6 +183,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_OIDC_GRANT_TTL_S": "oidc.grant_ttl_s",
     "ONECITY_OIDC_CLIENT_CACHE_TTL_S": "oidc.client_cache_ttl_s",
     "ONECITY_STAFF_TOKEN_TTL_S": "staff.token_ttl_s",
+    "ONECITY_AUDIT_RETENTION_DAYS": "audit.retention_days",
 }
 
 _LISTS = {"server.cors_origins"}

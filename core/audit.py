@@ -291,6 +291,14 @@ class AuditBatcher:
         if len(self._buffer) >= self._max_batch:
             self._wake.set()
 
+    async def write_now(self, *events: AuditEvent) -> None:
+        """Write ``events`` at once, durable before this returns (raises if they cannot be).
+
+        For a security event whose change has no PostgreSQL transaction to join (a revocation
+        kept in Redis): it must not wait in the queue, where a crash would lose it.
+        """
+        await write_audit(self._pool, events)
+
     async def _copy(self, rows: Sequence[tuple[Any, ...]]) -> None:
         async with self._pool.acquire() as conn:
             await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
