@@ -64,7 +64,7 @@ class AuditSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def canonical_text(parts: Sequence[str | None]) -> str:
-    """Length-prefixed fields (``-`` for NULL) joined by ``|``; SQL ``audit_canonical``."""
+    """Length-prefixed fields (``-`` for NULL) joined by ``|`` (SQL ``audit_field``, ``audit_row_hash``)."""
     return "|".join("-" if p is None else f"{len(p)}:{p}" for p in parts)
 
 

@@ -210,3 +210,24 @@ async def test_a_delete_outside_the_retention_job_is_refused(pool: Pool, clean: 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await pool.execute("DELETE FROM audit_log WHERE id = $1", ids[1])
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 2
+
+
+async def _write_then_fail(conn: Connection, events: list[AuditEvent]) -> None:
+    async with conn.transaction():  # a transaction, or a savepoint inside one
+        await write_audit(conn, events)
+        raise RuntimeError("the change failed")
+
+
+async def test_rolled_back_rows_give_their_place_back(pool: Pool, clean: None) -> None:
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError):
+            await _write_then_fail(conn, _events(3))
+        async with conn.transaction():
+            await write_audit(conn, _events(1, action="kept.1"))
+            with pytest.raises(RuntimeError):
+                await _write_then_fail(conn, _events(2, action="dropped"))
+            await write_audit(conn, _events(1, action="kept.2"))
+        await write_audit(conn, _events(1, action="kept.3"))
+        rows = await conn.fetch("SELECT action, seq FROM audit_log WHERE stream = pg_backend_pid() ORDER BY seq")
+    assert [(r["action"], r["seq"]) for r in rows] == [("kept.1", 1), ("kept.2", 2), ("kept.3", 3)]
+    assert (await verify_chain(pool)).ok
