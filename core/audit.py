@@ -271,6 +271,7 @@ class AuditBatcher:
         self._buffer: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._shed_unlogged = 0
         #: Rows written, quarantined and shed by this batcher (observability and tests).
         self.written = 0
@@ -288,8 +289,8 @@ class AuditBatcher:
             return
         self._buffer.append(event.row())
         AUDIT_QUEUE.set(len(self._buffer))
-        if len(self._buffer) >= self._max_batch:
-            self._wake.set()
+        if len(self._buffer) >= self._max_batch and not self._backoff.failures:
+            self._wake.set()  # flush early, but never cut a backoff short
 
     async def write_now(self, *events: AuditEvent) -> None:
         """Write ``events`` at once, durable before this returns (raises if they cannot be).
@@ -341,28 +342,43 @@ class AuditBatcher:
         return True
 
     async def _run(self) -> None:
-        while True:
+        delay = self._interval
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+            if self._stopping:
+                return
             if await self.flush():
                 self._backoff.reset()
+                delay = self._interval
             else:
-                await asyncio.sleep(self._backoff.next_delay())
+                delay = self._backoff.next_delay()
 
     def start(self) -> None:
         """Start the background writer."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="audit-batcher")
 
     async def stop(self) -> None:
-        """Stop the writer and write what is left (retrying up to ``stop_timeout_s``)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the writer and write what is left (retrying up to ``stop_timeout_s``).
+
+        The writer is asked to stop, not cancelled: a ``COPY`` in flight finishes (cancelling
+        it would lose its rows, or write them twice if they were committed).
+        """
         loop = asyncio.get_running_loop()
+        if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=self._stop_timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
         deadline = loop.time() + self._stop_timeout
         backoff = Backoff(0.05, 1.0)
         while not await self.flush():

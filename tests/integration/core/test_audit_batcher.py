@@ -106,3 +106,24 @@ async def test_a_full_queue_sheds_with_a_count(pool: Pool, clean: None) -> None:
     assert _shed("audit_log", "queue_full") - before == 2 and batcher.shed == 2
     await batcher.stop()
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 3
+
+
+async def test_stop_lets_a_write_in_flight_finish(pool: Pool, clean: None) -> None:
+    """Cancelling the writer mid-COPY lost that batch (it was already off the queue)."""
+    batcher = AuditBatcher(pool, interval_s=0.01)
+    copy = batcher._copy
+    started = asyncio.Event()
+
+    async def slow(rows: object) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # a slow commit under load
+        await copy(rows)  # type: ignore[arg-type]
+
+    batcher._copy = slow  # type: ignore[method-assign]
+    batcher.start()
+    for i in range(10):
+        batcher.add(AuditEvent(action="department.read", outcome="success", subject_id=f"s{i}"))
+    await started.wait()
+    batcher.add(AuditEvent(action="department.read", outcome="success", subject_id="late"))
+    await batcher.stop()
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 11
