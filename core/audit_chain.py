@@ -133,7 +133,7 @@ class ChainReport:
 _ROWS = """
 SELECT id, at, actor_type, actor_id, subject_id, action, outcome, client_ip, details::text AS details_text,
        stream, seq, prev_hash, row_hash
-FROM audit_log WHERE stream = $1 AND seq > $2 {since} ORDER BY seq LIMIT $3
+FROM audit_log WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3
 """
 
 
@@ -142,9 +142,10 @@ async def verify_chain(pool: Pool, *, since: datetime | None = None) -> ChainRep
 
     Args:
         pool: The database.
-        since: Verify only rows from this time on: each stream's first such row is trusted as
-            its starting point (its own hash is still checked). Faster, and what a daily
-            check needs; the tail (head) check still applies.
+        since: Verify from each stream's first row stamped at or after this time, to the end
+            of the stream (later rows stamped earlier, a batched event written late, are
+            included). That first row's link is trusted, its own hash still checked. Faster,
+            and what a daily check needs; the tail (head) check still applies.
     """
     report = ChainReport()
     heads = await pool.fetch("SELECT stream, seq, hash, anchor_seq, anchor_hash FROM audit_chain_heads ORDER BY stream")
@@ -154,16 +155,19 @@ async def verify_chain(pool: Pool, *, since: datetime | None = None) -> ChainRep
         report.heads[stream] = f"{head['seq']}:{bytes(head['hash']).hex()}"
         expected_seq = head["anchor_seq"] + 1
         prev: bytes = bytes(head["anchor_hash"])
-        trusted_start = since is not None
         after = head["anchor_seq"]
+        trusted_start = False
+        nothing_seen = False
+        if since is not None:
+            first = await pool.fetchval("SELECT min(seq) FROM audit_log WHERE stream = $1 AND at >= $2", stream, since)
+            if first is None:
+                nothing_seen = True
+            else:
+                after, trusted_start = max(after, first - 1), True
         last_id: int | None = None
         broken: ChainBreak | None = None
-        while broken is None:
-            if since is not None and trusted_start:
-                query = _ROWS.format(since="AND at >= $4")
-                page = await pool.fetch(query, stream, after, _PAGE, since)
-            else:
-                page = await pool.fetch(_ROWS.format(since=""), stream, after, _PAGE)
+        while broken is None and not nothing_seen:
+            page = await pool.fetch(_ROWS, stream, after, _PAGE)
             for row in page:
                 stored_prev = bytes(row["prev_hash"])
                 if trusted_start:
@@ -181,7 +185,7 @@ async def verify_chain(pool: Pool, *, since: datetime | None = None) -> ChainRep
             if len(page) < _PAGE or broken is not None:
                 break
             after = page[-1]["seq"]
-        if broken is None and not await _tail_matches(pool, head, trusted_start, expected_seq - 1, prev):
+        if broken is None and not await _tail_matches(pool, head, nothing_seen, expected_seq - 1, prev):
             broken = ChainBreak(stream, last_id, expected_seq, "truncated")
         if broken is not None:
             report.breaks.append(broken)
