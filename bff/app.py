@@ -71,6 +71,9 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            # Scans still being group-committed finish before the pool closes (their callers
+            # are answered); the audit batcher is flushed by close_resources.
+            await app.state.codes.scan_log.close()
             await close_resources(resources)
 
     # group_path: label metrics by route template, so ids in paths don't explode cardinality.

@@ -130,6 +130,14 @@ def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from core.audit_cli import run
+
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    return asyncio.run(run(args, database_url=settings.database.url, settings=settings.audit))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     staff = commands.add_parser("staff", help="manage staff accounts")
     add_staff_arguments(staff)
     staff.set_defaults(handler=_cmd_staff)
+
+    from core.audit_cli import add_arguments as add_audit_arguments
+
+    audit = commands.add_parser("audit", help="verify the audit log's hash chains, apply its retention")
+    add_audit_arguments(audit)
+    audit.set_defaults(handler=_cmd_audit)
     return parser
 
 

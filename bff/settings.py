@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from codes.settings import CodesSettings
+from core.audit_chain import AuditSettings
 from core.crypto import MasterKeyError, parse_master_key
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
@@ -113,6 +114,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     codes: CodesSettings = CodesSettings()
     oidc: OidcSettings = OidcSettings()
     staff: StaffSettings = StaffSettings()
+    audit: AuditSettings = AuditSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -184,6 +186,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_STAFF_WEBAUTHN_REQUIRED": "staff.webauthn_required",
     "ONECITY_STAFF_WEBAUTHN_RP_ID": "staff.webauthn_rp_id",
     "ONECITY_STAFF_WEBAUTHN_ORIGINS": "staff.webauthn_origins",
+    "ONECITY_AUDIT_RETENTION_DAYS": "audit.retention_days",
 }
 
 _LISTS = {"server.cors_origins", "staff.webauthn_origins"}

@@ -186,7 +186,8 @@ class Issuer:
         count = await self._live.revoke_all(code_type.value, subject, now=time.time())
         await self._live.drop_current(principal.account_id, kind.value)
         if self._audit is not None:
-            self._audit.add(
+            # A revocation is a security event: written before the answer, not batched.
+            await self._audit.write_now(
                 AuditEvent(
                     action="codes.revoke",
                     outcome="success",

@@ -300,10 +300,18 @@ class CodesRepository:
         )
 
     async def certify_device(
-        self, *, device_id: str, account_id: str, public_key: bytes, not_before: datetime, not_after: datetime
+        self,
+        *,
+        device_id: str,
+        account_id: str,
+        public_key: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        conn: Connection | None = None,
     ) -> None:
-        """Register the device (first time) and record the certificate just issued."""
-        await self.pool.execute(
+        """Register the device (first time) and record the certificate just issued (inside the
+        caller's transaction when given ``conn``)."""
+        await (conn or self.pool).execute(
             """INSERT INTO transit_devices (device_id, account_id, public_key, certified_at, cert_expires_at)
                VALUES ($1, $2::uuid, $3, $4, $5)
                ON CONFLICT (device_id) DO UPDATE SET certified_at = EXCLUDED.certified_at,
@@ -315,10 +323,10 @@ class CodesRepository:
             not_after,
         )
 
-    async def revoke_device(self, *, device_id: str, account_id: str) -> bool:
+    async def revoke_device(self, *, device_id: str, account_id: str, conn: Connection | None = None) -> bool:
         """The citizen retires a device key; false if it is not theirs or already revoked."""
         return bool(
-            await self.pool.fetchval(
+            await (conn or self.pool).fetchval(
                 """UPDATE transit_devices SET revoked_at = now()
                    WHERE device_id = $1 AND account_id = $2::uuid AND revoked_at IS NULL RETURNING true""",
                 device_id,

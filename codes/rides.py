@@ -43,7 +43,7 @@ from codes.schemas import (
 from codes.settings import CodesSettings
 from codes.status import StatusResolver
 from codes.verification import OnlineVerifier
-from core.audit import AuditBatcher, AuditEvent
+from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, Unauthorized, UnprocessableEntity
 from core.keys import KeyManager
 from identity.service import Principal
@@ -164,24 +164,17 @@ class Rides:
             raise DependencyUnavailable("No code-signing key is active") from None
         not_before = datetime.fromtimestamp(now, UTC)
         not_after = datetime.fromtimestamp(now + self._settings.device_certificate_s, UTC)
-        await self._repository.certify_device(
-            device_id=device_id,
-            account_id=principal.account_id,
-            public_key=raw_key,
-            not_before=not_before,
-            not_after=not_after,
-        )
-        if self._audit is not None:
-            self._audit.add(
-                AuditEvent(
-                    action="codes.device.certify",
-                    outcome="success",
-                    actor_type="citizen",
-                    actor_id=principal.account_id,
-                    subject_id=principal.account_id,
-                    details={"device_id": device_id},
-                )
+        # A credential granted: its audit row commits with it, or neither does.
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            await self._repository.certify_device(
+                device_id=device_id,
+                account_id=principal.account_id,
+                public_key=raw_key,
+                not_before=not_before,
+                not_after=not_after,
+                conn=conn,
             )
+            await write_audit(conn, [self._device_event("codes.device.certify", principal, device_id)])
         return DeviceCertificateResponse(
             device_id=device_id,
             certificate=base64.urlsafe_b64encode(certificate).rstrip(b"=").decode("ascii"),
@@ -195,8 +188,23 @@ class Rides:
         Raises:
             NotFound: not a live device of this account.
         """
-        if not await self._repository.revoke_device(device_id=device_id, account_id=principal.account_id):
-            raise NotFound("No such device")
+        async with self._repository.pool.acquire() as conn, conn.transaction():
+            if not await self._repository.revoke_device(
+                device_id=device_id, account_id=principal.account_id, conn=conn
+            ):
+                raise NotFound("No such device")
+            await write_audit(conn, [self._device_event("codes.device.revoke", principal, device_id)])
+
+    @staticmethod
+    def _device_event(action: str, principal: Principal, device_id: str) -> AuditEvent:
+        return AuditEvent(
+            action=action,
+            outcome="success",
+            actor_type="citizen",
+            actor_id=principal.account_id,
+            subject_id=principal.account_id,
+            details={"device_id": device_id},
+        )
 
     # validator logs --------------------------------------------------------------------------
 

@@ -125,20 +125,26 @@ class TokenEndpoint:
     def _subject(self, client: Client, account_id: str) -> str:
         return self.pairwise.subject(client.sector_id, account_id)
 
+    @staticmethod
+    def _event(
+        action: str, outcome: str, client: Client | None, *, client_ip: str | None, **details: Any
+    ) -> AuditEvent:
+        return AuditEvent(
+            action=action,
+            outcome=outcome,
+            actor_type="partner",
+            actor_id=client.client_id if client else None,
+            subject_id=details.pop("subject_id", None),
+            client_ip=client_ip,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+
     def _audit(
         self, action: str, outcome: str, client: Client | None, *, client_ip: str | None, **details: Any
     ) -> None:
-        self.audit.add(
-            AuditEvent(
-                action=action,
-                outcome=outcome,
-                actor_type="partner",
-                actor_id=client.client_id if client else None,
-                subject_id=details.pop("subject_id", None),
-                client_ip=client_ip,
-                details={k: v for k, v in details.items() if v is not None},
-            )
-        )
+        """Batched: events with no change of their own to join (a stateless client token, a
+        failed attempt, a userinfo read)."""
+        self.audit.add(self._event(action, outcome, client, client_ip=client_ip, **details))
 
     async def _revoke_grant(self, grant_id: str, *, reason: str, client_id: str, client_ip: str | None) -> None:
         async with self.repository.pool.acquire() as conn, conn.transaction():
@@ -435,12 +441,26 @@ class TokenEndpoint:
                 if narrowed is None or not set(narrowed) <= set(current["scope"].split()):
                     raise invalid_scope()
         new_token = self._new_refresh_token()
-        row = await self.repository.rotate_refresh_token(
-            old_hash=old_hash,
-            client_id=client.client_id,
-            new_hash=self._refresh_hash(new_token),
-            idle_ttl_s=self.settings.refresh_idle_ttl_s,
-        )
+        # A token grant: its audit row commits with the rotation, or neither does.
+        async with self.repository.pool.acquire() as conn, conn.transaction():
+            row = await self.repository.rotate_refresh_token(
+                old_hash=old_hash,
+                client_id=client.client_id,
+                new_hash=self._refresh_hash(new_token),
+                idle_ttl_s=self.settings.refresh_idle_ttl_s,
+                conn=conn,
+            )
+            if row is not None:
+                event = self._event(
+                    "oidc.token",
+                    "success",
+                    client,
+                    client_ip=client_ip,
+                    grant_type="refresh_token",
+                    grant_id=row["grant_id"],
+                    subject_id=row["account_id"],
+                )
+                await write_audit(conn, [event])
         if row is None:
             spent = await self.repository.find_refresh_token(old_hash)
             if spent is not None and spent["rotated"] and spent["client_id"] == client.client_id:
@@ -450,15 +470,6 @@ class TokenEndpoint:
             else:
                 self._audit("oidc.token", "failure", client, client_ip=client_ip, grant_type="refresh_token")
             raise invalid_grant()
-        self._audit(
-            "oidc.token",
-            "success",
-            client,
-            client_ip=client_ip,
-            grant_type="refresh_token",
-            grant_id=row["grant_id"],
-            subject_id=row["account_id"],
-        )
         scope = " ".join(narrowed) if narrowed else row["scope"]
         return self._respond(
             client,

@@ -333,14 +333,14 @@ class OidcRepository:
         )
 
     async def rotate_refresh_token(
-        self, *, old_hash: bytes, client_id: str, new_hash: bytes, idle_ttl_s: int
+        self, *, old_hash: bytes, client_id: str, new_hash: bytes, idle_ttl_s: int, conn: Connection | None = None
     ) -> Row | None:
         """Spend ``old_hash`` and store ``new_hash`` in its family, in one statement.
 
         ``None`` means nothing was rotated: unknown, spent, revoked, expired, another
         client's, or its grant is revoked or expired.
         """
-        return await self.pool.fetchrow(_ROTATE, old_hash, client_id, new_hash, idle_ttl_s)
+        return await (conn or self.pool).fetchrow(_ROTATE, old_hash, client_id, new_hash, idle_ttl_s)
 
     async def find_refresh_token(self, token_hash: bytes) -> Row | None:
         """A refresh token with its state and its grant, for reuse detection and introspection."""

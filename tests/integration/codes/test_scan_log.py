@@ -105,6 +105,49 @@ async def test_a_failing_scan_log_means_no_answer(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+def _scan_row(jti: str, venue_id: str | None = None) -> tuple[Any, ...]:
+    return (datetime.now(UTC).timestamp(), "metro-gates", venue_id, "H", "sub", jti, None, "valid", False)
+
+
+async def test_a_nul_byte_venue_is_quarantined_and_its_batch_written(app: App, pool: Pool) -> None:
+    scan_log = app.state.codes.scan_log
+    rows = [_scan_row(f"ok-{i}", "venue000001") for i in range(30)]
+    rows.insert(11, _scan_row("bad", "venue\x00001"))  # PostgreSQL text refuses NUL: a data error
+    # Gathered: every row is queued before the writer runs, so all 31 share one batch.
+    results = await asyncio.gather(*(scan_log.write(row) for row in rows), return_exceptions=True)
+    assert results == [None] * 31
+    stored = sorted(r["jti"] for r in await pool.fetch("SELECT jti FROM scan_log"))
+    assert stored == sorted(f"ok-{i}" for i in range(30))
+    bad = await pool.fetchrow("SELECT target, error_class, raw FROM write_quarantine")
+    assert bad is not None and bad["target"] == "scan_log"
+    assert bad["error_class"] == "CharacterNotInRepertoireError"
+    assert json.loads(bad["raw"])["jti"] == "bad"
+    assert scan_log.quarantined == 1
+
+
+async def test_verifications_alongside_a_bad_venue_row_all_answer(
+    app: App, demo: Demo, partner: PartnerHeaders, code_signer: Ed25519Signer, pool: Pool
+) -> None:
+    """Today one NUL byte failed the whole group commit: its neighbours were answered 503."""
+    codes = await _holder_codes(app, demo, code_signer, 60)
+    headers = partner()
+    scan_log = app.state.codes.scan_log
+
+    async def bad_rows() -> None:
+        for i in range(6):  # interleaved with the burst, so they share batches with it
+            await asyncio.gather(scan_log.write(_scan_row(f"bad-{i}", "v\x00")), asyncio.sleep(0.005))
+
+    verifications = asyncio.gather(
+        *(app.client.post("/v1/codes/verify", json={"payload": c}, headers=headers) for c in codes)
+    )
+    responses, _ = await asyncio.gather(verifications, bad_rows())
+    assert [r.status_code for r in responses] == [200] * 60
+    assert all(r.json()["valid"] for r in responses)
+    stored = {r["jti"] for r in await pool.fetch("SELECT jti FROM scan_log")}
+    assert stored == {_jti(c) for c in codes}
+    assert await pool.fetchval("SELECT count(*) FROM write_quarantine WHERE target = 'scan_log'") == 6
+
+
 async def _venue(pool: Pool) -> str:
     await pool.execute(
         """INSERT INTO venues (id, name, address, region_code, owner_type, owner_id)
