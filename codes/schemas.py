@@ -249,6 +249,9 @@ class ReplayView(Response, frozen=True):
     device_id: str
     counter: int
     scans: list[ReplayScan]
+    #: Scanned by validators of two or more partners: the device is flagged (no more
+    #: certificates). A replay within one partner's validators is reported, not flagged.
+    cross_partner: bool = False
 
 
 class RideLogResult(Response, frozen=True):
