@@ -118,15 +118,17 @@ class MyCodesController(Controller):
         content = await codes.issuing.image(principal, code_type, image_format)
         return _image(content, image_format, cache="no-store")
 
-    @post("/checkins", status_code=HTTP_201_CREATED, responses=error_responses(401, 422))
+    @post("/checkins", status_code=HTTP_201_CREATED, responses=error_responses(401, 422, 429))
     async def checkin(
         self,
         data: JSONBody[CheckinRequest],
         principal: NamedDependency[Principal],
         codes: NamedDependency[CodesService],
-    ) -> CheckinResult:
-        """Check in at a venue by its scanned venue code."""
-        return await codes.venues.checkin(principal, data.payload)
+    ) -> Response[CheckinResult]:
+        """Check in at a venue by its scanned venue code: 201, or 200 with the check-in already
+        recorded there in the last 10 minutes (``repeated``)."""
+        result = await codes.venues.checkin(principal, data.payload)
+        return Response(result, status_code=HTTP_200_OK if result.repeated else HTTP_201_CREATED)
 
     @post("/ride-devices/challenge", status_code=HTTP_200_OK, responses=error_responses(401))
     async def device_challenge(
@@ -333,11 +335,22 @@ class CodesAdminController(Controller):
         staff: NamedDependency[StaffPrincipal],
         codes: NamedDependency[CodesService],
         request: Request[Any, Any, Any],
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=64, description="next_cursor of the previous page")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000, description="page size")] = 10_000,
     ) -> CheckinList:
-        """Pseudonymous check-ins of a venue in a window (health officers of the venue's
-        region; audited)."""
+        """Pseudonymous check-ins of a venue in a window, oldest first, a page at a time
+        (health officers of the venue's region; every page audited)."""
         return await codes.venues.exposure(
-            staff, venue_id, start, end, max_days=codes.settings.exposure_max_days, client_ip=client_ip(request)
+            staff,
+            venue_id,
+            start,
+            end,
+            max_days=codes.settings.exposure_max_days,
+            client_ip=client_ip(request),
+            cursor=cursor,
+            limit=limit,
         )
 
 

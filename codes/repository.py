@@ -41,6 +41,8 @@ FROM unnest($1::float8[], $2::text[], $3::text[], $4::char(1)[], $5::text[], $6:
 _RULES_LOCK_ID = 0x0C17_0020
 # Only one process at a time runs the retention job.
 RETENTION_LOCK_ID = 0x0C17_0021
+# First key of the two-key advisory locks of check-ins (one per venue and pseudonym).
+_CHECKIN_LOCK_ID = 0x0C17_0022
 
 _RETENTION_TABLES = {
     "scan_log": "scanned_at",
@@ -270,22 +272,48 @@ class CodesRepository:
             venue_id,
         )
 
-    async def insert_checkin(self, *, venue_id: str, pseudonym: str) -> datetime:
-        """Record a check-in now; returns its time."""
-        at: datetime = await self.pool.fetchval(
-            "INSERT INTO checkins (venue_id, pseudonym) VALUES ($1, $2) RETURNING checked_in_at", venue_id, pseudonym
-        )
-        return at
+    async def insert_checkin(self, *, venue_id: str, pseudonym: str, repeat_s: int) -> tuple[datetime, bool]:
+        """Record a check-in now, unless this pseudonym checked in at the venue in the last
+        ``repeat_s`` seconds; returns ``(time, new)`` (the earlier time when not new).
 
-    async def checkins(self, *, venue_id: str, start: datetime, end: datetime, limit: int) -> list[Row]:
-        """Check-ins of a venue in ``[start, end)``, oldest first, at most ``limit``."""
+        A transaction-scoped advisory lock on (venue, pseudonym) makes two simultaneous scans
+        of one citizen one row (the two-key lock space never meets the one-key locks elsewhere).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _CHECKIN_LOCK_ID, venue_id + pseudonym)
+            earlier: datetime | None = await conn.fetchval(
+                """SELECT checked_in_at FROM checkins
+                   WHERE venue_id = $1 AND pseudonym = $2 AND checked_in_at > now() - make_interval(secs => $3)
+                   ORDER BY checked_in_at DESC LIMIT 1""",
+                venue_id,
+                pseudonym,
+                float(repeat_s),
+            )
+            if earlier is not None:
+                return earlier, False
+            at: datetime = await conn.fetchval(
+                "INSERT INTO checkins (venue_id, pseudonym) VALUES ($1, $2) RETURNING checked_in_at",
+                venue_id,
+                pseudonym,
+            )
+            return at, True
+
+    async def checkins(
+        self, *, venue_id: str, start: datetime, end: datetime, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[Row]:
+        """Check-ins of a venue in ``[start, end)`` ordered by ``(time, id)``, at most ``limit``,
+        those after the keyset ``after`` only (the last row of the previous page)."""
+        after_at, after_id = after if after is not None else (start, 0)
         return await self.pool.fetch(
-            """SELECT pseudonym, checked_in_at FROM checkins
+            """SELECT id, pseudonym, checked_in_at FROM checkins
                WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
-               ORDER BY checked_in_at LIMIT $4""",
+                 AND (checked_in_at, id) > ($4, $5)
+               ORDER BY checked_in_at, id LIMIT $6""",
             venue_id,
             start,
             end,
+            after_at,
+            after_id,
             limit,
         )
 

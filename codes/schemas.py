@@ -135,10 +135,12 @@ class VenueRef(Response, frozen=True):
 
 
 class CheckinResult(Response, frozen=True):
-    """A recorded check-in."""
+    """A recorded check-in (``repeated``: the one already recorded at this venue in the last
+    10 minutes, answered with 200 instead of 201)."""
 
     venue: VenueRef
     checked_in_at: datetime
+    repeated: bool = False
 
 
 # --- devices for offline ride codes ------------------------------------------------------------
@@ -337,3 +339,5 @@ class CheckinList(Response, frozen=True):
     end: datetime
     checkins: list[CheckinRecord]
     truncated: bool = False
+    #: Pass as ``cursor`` to get the next page (same window); ``null`` on the last page.
+    next_cursor: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -198,3 +199,83 @@ async def test_demo_venue_seed_is_idempotent(app: App, pool: Pool, vault: Vault,
     assert await seed_demo_venue(pool, vault, issuer="cs") is False
     response = await app.client.get(f"/v1/admin/venues/{DEMO_VENUE_ID}", headers=staff())
     assert response.status_code == 200 and response.json()["name"] == DEMO_VENUE.name
+
+
+async def test_a_second_checkin_within_ten_minutes_returns_the_first(
+    app: App, demo: Demo, staff: StaffHeaders, pool: Pool
+) -> None:
+    venue = await _venue(app, staff())
+    first = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+    assert first.status_code == 201 and first.json()["repeated"] is False
+    # A double tap and a concurrent retry: the existing check-in, 200, no new row.
+    again = await asyncio.gather(
+        *(
+            app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+            for _ in range(3)
+        )
+    )
+    assert [r.status_code for r in again] == [200, 200, 200]
+    assert {r.json()["checked_in_at"] for r in again} == {first.json()["checked_in_at"]}
+    assert all(r.json()["repeated"] for r in again)
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == 1
+    # Another citizen is another check-in; after the window the same citizen is a new one.
+    other = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[LI_SI])
+    assert other.status_code == 201
+    await pool.execute("UPDATE checkins SET checked_in_at = checked_in_at - interval '11 minutes'")
+    later = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+    assert later.status_code == 201
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == 3
+
+
+async def test_checkins_are_rate_limited_per_citizen(app: App, demo: Demo, staff: StaffHeaders, pool: Pool) -> None:
+    limit = app.state.codes.settings.checkins_per_hour
+    venues = [await _venue(app, staff(), name=f"场馆{n}") for n in range(limit + 1)]
+    statuses = [
+        (await app.client.post("/v1/me/checkins", json={"payload": v["payload"]}, headers=demo[ZHANG_SAN])).status_code
+        for v in venues[:limit]
+    ]
+    assert statuses == [201] * limit
+    refused = await app.client.post(
+        "/v1/me/checkins", json={"payload": venues[limit]["payload"]}, headers=demo[ZHANG_SAN]
+    )
+    assert refused.status_code == 429
+    assert refused.json()["type"].endswith("/rate-limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == limit
+    # Another citizen has their own allowance.
+    other = await app.client.post("/v1/me/checkins", json={"payload": venues[limit]["payload"]}, headers=demo[LI_SI])
+    assert other.status_code == 201
+
+
+async def test_exposure_queries_page_by_keyset(app: App, staff: StaffHeaders, pool: Pool) -> None:
+    venue = await _venue(app, staff())
+    base = datetime.now(UTC) - timedelta(hours=2)
+    # Five check-ins, two of them at the very same instant (the id breaks the tie).
+    times = [base, base + timedelta(minutes=1), base + timedelta(minutes=1), base + timedelta(minutes=3), base]
+    await pool.executemany(
+        "INSERT INTO checkins (venue_id, pseudonym, checked_in_at) VALUES ($1, $2, $3)",
+        [(venue["id"], f"pseudonym{n:02d}", at) for n, at in enumerate(times)],
+    )
+    path = f"/v1/admin/venues/{venue['id']}/checkins"
+    params = {"from": (base - timedelta(minutes=1)).isoformat(), "to": datetime.now(UTC).isoformat(), "limit": "2"}
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    pages = 0
+    while True:
+        response = await app.client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=staff()
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [(c["checked_in_at"], c["pseudonym"]) for c in body["checkins"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert body["truncated"] is False
+            break
+        assert body["truncated"] is True and len(body["checkins"]) == 2
+    assert pages == 3 and len(seen) == 5 and len(set(seen)) == 5
+    assert [at for at, _ in seen] == sorted(at for at, _ in seen)  # ordered by time, oldest first
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'codes.exposure_query'") == 3
+    bad = await app.client.get(path, params={**params, "cursor": "not-a-cursor"}, headers=staff())
+    assert bad.status_code == 400 and bad.json()["type"].endswith("/bad-request")
