@@ -272,6 +272,26 @@ class CodesRepository:
             venue_id,
         )
 
+    async def partner_venue_regions(self, client_id: str) -> list[str]:
+        """The regions in which the partner may register venues (none if not configured)."""
+        rows = await self.pool.fetch(
+            "SELECT region_code FROM partner_venue_regions WHERE client_id = $1 ORDER BY region_code", client_id
+        )
+        return [r["region_code"] for r in rows]
+
+    @staticmethod
+    async def set_partner_venue_regions(conn: Connection, client_id: str, regions: Sequence[str]) -> None:
+        """Replace the partner's venue regions (an empty list removes them all).
+
+        Raises:
+            asyncpg.ForeignKeyViolationError: ``client_id`` is not a registered client.
+        """
+        await conn.execute("DELETE FROM partner_venue_regions WHERE client_id = $1", client_id)
+        await conn.executemany(
+            "INSERT INTO partner_venue_regions (client_id, region_code) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(client_id, region) for region in regions],
+        )
+
     async def insert_checkin(self, *, venue_id: str, pseudonym: str, repeat_s: int) -> tuple[datetime, bool]:
         """Record a check-in now, unless this pseudonym checked in at the venue in the last
         ``repeat_s`` seconds; returns ``(time, new)`` (the earlier time when not new).

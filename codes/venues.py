@@ -35,6 +35,7 @@ from identity.staff.permissions import Role, StaffPrincipal, region_covers
 __all__ = [
     "EXPOSURE_LIMIT",
     "VENUE_SCOPE",
+    "VenueRegionNotAllowed",
     "Venues",
     "decode_cursor",
     "encode_cursor",
@@ -63,6 +64,13 @@ def _view(row: Row) -> VenueView:
         code_expires_at=row["code_expires_at"],
         created_at=row["created_at"],
     )
+
+
+class VenueRegionNotAllowed(Forbidden):
+    """A partner registered a venue outside the regions configured for its client."""
+
+    type_slug = "venue-region-not-allowed"
+    title = "Venue region not allowed"
 
 
 def encode_cursor(at: datetime, row_id: int) -> str:
@@ -195,14 +203,26 @@ class Venues:
     async def create(self, owner: Owner, request: VenueCreate) -> VenueView:
         """Register a venue and sign its code.
 
+        A partner registers venues only in the regions configured for its client (each covers
+        itself and the codes below it); a client with none configured registers none.
+
         Raises:
             Forbidden: staff without the role, or a region outside theirs.
+            VenueRegionNotAllowed: a partner's venue outside its configured regions.
         """
         if isinstance(owner, StaffPrincipal):
             owner.require_role(*_STAFF_ROLES)
             owner.require_region(request.region)
             owner_type, owner_id = "staff", owner.staff_id
         else:
+            allowed = await self._repository.partner_venue_regions(owner.client_id)
+            if not any(region_covers(region, request.region) for region in allowed):
+                raise VenueRegionNotAllowed(
+                    "This client may not register venues in this region"
+                    if allowed
+                    else "No venue regions are configured for this client",
+                    extensions={"region": request.region},
+                )
             owner_type, owner_id = "partner", owner.client_id
         try:
             signer = self._keys.signer("code")
