@@ -399,18 +399,25 @@ class CodesRepository:
         )
         return inserted
 
-    async def ride_records_for(self, keys: Iterable[tuple[str, int]]) -> list[Row]:
-        """Every stored record of the given ``(device_id, counter)`` pairs."""
+    async def ride_records_for(self, keys: Iterable[tuple[str, int]], *, replayed_only: bool = False) -> list[Row]:
+        """Every stored record of the given ``(device_id, counter)`` pairs; with
+        ``replayed_only``, only those of pairs stored more than once (in the usual upload without
+        a replay: none, so the caller has nothing to group on the event loop)."""
         pairs = list(keys)
         if not pairs:
             return []
         return await self.pool.fetch(
-            """SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id
-               FROM ride_records r
-               JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
-                 ON r.device_id = k.device_id AND r.counter = k.counter""",
+            """SELECT device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id FROM (
+                   SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id,
+                          count(*) OVER (PARTITION BY r.device_id, r.counter) AS scans
+                   FROM ride_records r
+                   JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
+                     ON r.device_id = k.device_id AND r.counter = k.counter
+               ) AS t
+               WHERE scans > $3""",
             [p[0] for p in pairs],
             [p[1] for p in pairs],
+            1 if replayed_only else 0,
         )
 
     # retention ------------------------------------------------------------------------------

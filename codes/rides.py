@@ -276,7 +276,7 @@ class Rides:
                 )
             )
         inserted = await self._repository.insert_ride_records(rows)
-        stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows})
+        stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows}, replayed_only=True)
         replays = find_replays(
             RideRecord(
                 device_id=r["device_id"],
