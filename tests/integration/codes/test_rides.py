@@ -272,16 +272,23 @@ async def test_a_large_upload_does_not_block_other_requests(app: App, demo: Demo
     ]
     body = json.dumps({"validator_id": "gate-9", "rides": rides}).encode()
     headers = {**partner(), "content-type": "application/json"}
-    lag = 0.0
+    lags: list[float] = []
     running = True
 
     async def ticker() -> None:  # measures how long the event loop was unavailable
-        nonlocal lag
         while running:
             before = time.perf_counter()
             await asyncio.sleep(0.001)
-            lag = max(lag, time.perf_counter() - before - 0.001)
+            lags.append(time.perf_counter() - before - 0.001)
 
+    # The host's own noise floor first (an idle loop on a shared machine also stalls).
+    monitor = asyncio.create_task(ticker())
+    await asyncio.sleep(1)
+    running = False
+    await monitor
+    idle = sorted(lags)
+    lags.clear()
+    running = True
     monitor = asyncio.create_task(ticker())
     started = time.perf_counter()
     upload = asyncio.create_task(app.client.post("/v1/codes/ride-logs", content=body, headers=headers))
@@ -301,7 +308,11 @@ async def test_a_large_upload_does_not_block_other_requests(app: App, demo: Demo
     # Relative, not a timing threshold: verified on the loop, the trivial request would wait
     # for (nearly) the whole verification.
     assert trivial_s < upload_s / 4
+    busy = sorted(lags)
+    p99 = len(busy) * 99 // 100
+    idle_p99 = len(idle) * 99 // 100
     print(  # the measurement the report quotes (pytest -s)
         f"upload {len(body)} bytes in {upload_s * 1000:.0f} ms; trivial request {trivial_s * 1000:.1f} ms; "
-        f"max event-loop lag {lag * 1000:.1f} ms"
+        f"event-loop lag during the upload max {busy[-1] * 1000:.1f} ms, p99 {busy[p99] * 1000:.1f} ms; "
+        f"idle before: max {idle[-1] * 1000:.1f} ms, p99 {idle[idle_p99] * 1000:.1f} ms"
     )
