@@ -9,6 +9,7 @@ Subcommands::
                                          register a venue and print its venue code
     onecity codes venue regions CLIENT_ID [REGION ...] [--clear]
                                          show or replace where a partner may register venues
+    onecity codes device flag DEVICE_ID  flag a ride-code device after reviewing a replay
     onecity codes retention              delete scans, check-ins and ride records past retention
 
 The commands talk to PostgreSQL directly (``ONECITY_DATABASE_URL``, ``ONECITY_MASTER_KEY`` for
@@ -71,6 +72,11 @@ def add_commands(commands: Any) -> argparse.ArgumentParser:
     regions.add_argument("regions", nargs="*", help="division codes (6, 9 or 12 digits); replaces the list")
     regions.add_argument("--clear", action="store_true", help="remove every region: no more venue registrations")
 
+    device = sub.add_parser("device", help="offline ride-code devices")
+    device_sub = device.add_subparsers(dest="device_command", required=True)
+    flag = device_sub.add_parser("flag", help="flag a device after reviewing a replay: no more certificates")
+    flag.add_argument("device_id")
+
     sub.add_parser("retention", help="delete scan log rows, check-ins and ride records past retention")
     return codes
 
@@ -101,6 +107,8 @@ async def _run(
             else:
                 version = args.version if args.version is not None else (await book.active()).version
                 _print(await book.get(version))
+        elif args.codes_command == "device":
+            await _flag_device(repository, args.device_id)
         elif args.codes_command == "venue" and args.venue_command == "regions":
             await _venue_regions(repository, args)
         elif args.codes_command == "venue":
@@ -122,6 +130,25 @@ async def _run(
         return 0
     finally:
         await pool.close()
+
+
+async def _flag_device(repository: CodesRepository, device_id: str) -> None:
+    if await repository.get_device(device_id) is None:
+        raise LookupError(f"no registered device {device_id!r}")
+    flagged = await repository.flag_devices([device_id])
+    await write_audit(
+        repository.pool,
+        [
+            AuditEvent(
+                action="codes.device.flag",
+                outcome="success",
+                actor_type="system",
+                actor_id=_actor(),
+                details={"device_id": device_id, "already_flagged": not flagged},
+            )
+        ],
+    )
+    print(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
 
 
 async def _venue_regions(repository: CodesRepository, args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -11,6 +12,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bff.settings import Settings
+from codes import cli as codes_cli
 from codes.ride import (
     device_id_of,
     issue_device_certificate,
@@ -240,7 +243,7 @@ async def test_validators_are_named_per_partner(app: App, demo: Demo, partner: P
 
 
 async def test_one_partner_alone_cannot_get_a_device_flagged(
-    app: App, demo: Demo, partner: PartnerHeaders, pool: Pool
+    app: App, demo: Demo, partner: PartnerHeaders, pool: Pool, settings: Settings
 ) -> None:
     key = Ed25519PrivateKey.generate()
     certificate = _certificate((await _register(app, demo[ZHANG_SAN], key)).json())
@@ -260,6 +263,22 @@ async def test_one_partner_alone_cannot_get_a_device_flagged(
     assert len(replays) == 1 and replays[0]["cross_partner"] is False
     assert await pool.fetchval("SELECT flagged_at FROM transit_devices") is None
     assert (await _register(app, demo[ZHANG_SAN], key)).status_code == 200
+
+    # After review, an operator flags the device by hand.
+    def flag(device_id: str) -> int:
+        args = argparse.Namespace(codes_command="device", device_command="flag", device_id=device_id)
+        return codes_cli.run(
+            args,
+            database_url=settings.database.url or "",
+            master_key=settings.require_master_key(),
+            settings=settings.codes,
+            issuer=settings.city,
+        )
+
+    assert await asyncio.to_thread(flag, replays[0]["device_id"]) == 0
+    assert await asyncio.to_thread(flag, "no-such-device") == 1
+    assert (await _register(app, demo[ZHANG_SAN], key)).status_code == 403
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'codes.device.flag'") == 1
 
 
 async def test_a_large_upload_does_not_block_other_requests(app: App, demo: Demo, partner: PartnerHeaders) -> None:
