@@ -7,6 +7,9 @@ Subcommands::
     onecity codes rules show [VERSION]   print a version's document (default: the active one)
     onecity codes venue add --name N --address A --region R
                                          register a venue and print its venue code
+    onecity codes venue regions CLIENT_ID [REGION ...] [--clear]
+                                         show or replace where a partner may register venues
+    onecity codes device flag DEVICE_ID  flag a ride-code device after reviewing a replay
     onecity codes retention              delete scans, check-ins and ride records past retention
 
 The commands talk to PostgreSQL directly (``ONECITY_DATABASE_URL``, ``ONECITY_MASTER_KEY`` for
@@ -23,14 +26,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from codes.jobs import RetentionJob
 from codes.repository import CodesRepository
 from codes.rulebook import RuleBook
-from codes.schemas import VenueCreate
+from codes.schemas import RegionCode, VenueCreate
 from codes.settings import CodesSettings
 from codes.venues import register_venue
+from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import create_pool
 from core.errors import OneCityError
@@ -60,6 +65,17 @@ def add_commands(commands: Any) -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--address", required=True)
     add.add_argument("--region", required=True, help="division code of the venue (6, 9 or 12 digits)")
+    regions = venue_sub.add_parser(
+        "regions", help="show, or replace, the regions where a partner client may register venues"
+    )
+    regions.add_argument("client_id")
+    regions.add_argument("regions", nargs="*", help="division codes (6, 9 or 12 digits); replaces the list")
+    regions.add_argument("--clear", action="store_true", help="remove every region: no more venue registrations")
+
+    device = sub.add_parser("device", help="offline ride-code devices")
+    device_sub = device.add_subparsers(dest="device_command", required=True)
+    flag = device_sub.add_parser("flag", help="flag a device after reviewing a replay: no more certificates")
+    flag.add_argument("device_id")
 
     sub.add_parser("retention", help="delete scan log rows, check-ins and ride records past retention")
     return codes
@@ -91,6 +107,10 @@ async def _run(
             else:
                 version = args.version if args.version is not None else (await book.active()).version
                 _print(await book.get(version))
+        elif args.codes_command == "device":
+            await _flag_device(repository, args.device_id)
+        elif args.codes_command == "venue" and args.venue_command == "regions":
+            await _venue_regions(repository, args)
         elif args.codes_command == "venue":
             ring = await KeyStore(pool, Vault(master_key)).load()
             request = msgspec.convert({"name": args.name, "address": args.address, "region": args.region}, VenueCreate)
@@ -110,6 +130,48 @@ async def _run(
         return 0
     finally:
         await pool.close()
+
+
+async def _flag_device(repository: CodesRepository, device_id: str) -> None:
+    if await repository.get_device(device_id) is None:
+        raise LookupError(f"no registered device {device_id!r}")
+    flagged = await repository.flag_devices([device_id])
+    await write_audit(
+        repository.pool,
+        [
+            AuditEvent(
+                action="codes.device.flag",
+                outcome="success",
+                actor_type="system",
+                actor_id=_actor(),
+                details={"device_id": device_id, "already_flagged": not flagged},
+            )
+        ],
+    )
+    print(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
+
+
+async def _venue_regions(repository: CodesRepository, args: argparse.Namespace) -> None:
+    if args.regions or args.clear:
+        wanted = msgspec.convert(sorted(set(args.regions)), list[RegionCode])
+        try:
+            async with repository.pool.acquire() as conn, conn.transaction():
+                await CodesRepository.set_partner_venue_regions(conn, args.client_id, [] if args.clear else wanted)
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="codes.venue_regions.set",
+                            outcome="success",
+                            actor_type="system",
+                            actor_id=_actor(),
+                            details={"client_id": args.client_id, "regions": [] if args.clear else wanted},
+                        )
+                    ],
+                )
+        except asyncpg.ForeignKeyViolationError:
+            raise LookupError(f"no registered client {args.client_id!r}") from None
+    _print({"client_id": args.client_id, "venue_regions": await repository.partner_venue_regions(args.client_id)})
 
 
 def run(args: argparse.Namespace, *, database_url: str, master_key: bytes, settings: CodesSettings, issuer: str) -> int:

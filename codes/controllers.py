@@ -119,15 +119,17 @@ class MyCodesController(Controller):
         content = await codes.issuing.image(principal, code_type, image_format)
         return _image(content, image_format, cache="no-store")
 
-    @post("/checkins", status_code=HTTP_201_CREATED, responses=error_responses(401, 422))
+    @post("/checkins", status_code=HTTP_201_CREATED, responses=error_responses(401, 422, 429))
     async def checkin(
         self,
         data: JSONBody[CheckinRequest],
         principal: NamedDependency[Principal],
         codes: NamedDependency[CodesService],
-    ) -> CheckinResult:
-        """Check in at a venue by its scanned venue code."""
-        return await codes.venues.checkin(principal, data.payload)
+    ) -> Response[CheckinResult]:
+        """Check in at a venue by its scanned venue code: 201, or 200 with the check-in already
+        recorded there in the last 10 minutes (``repeated``)."""
+        result = await codes.venues.checkin(principal, data.payload)
+        return Response(result, status_code=HTTP_200_OK if result.repeated else HTTP_201_CREATED)
 
     @post("/ride-devices/challenge", status_code=HTTP_200_OK, responses=error_responses(401))
     async def device_challenge(
@@ -348,10 +350,14 @@ class CodesAdminController(Controller):
             datetime | None,
             QueryParameter(description="RFC 3339; hide this query from the citizens' ledgers until then (≤ 30 days)"),
         ] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=64, description="next_cursor of the previous page")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000, description="page size")] = 10_000,
     ) -> CheckinList:
-        """Pseudonymous check-ins of a venue in a window (health officers of the venue's
-        region; audited; shown in the data-access ledger of each citizen returned, after
-        ``hold_until`` if given)."""
+        """Pseudonymous check-ins of a venue in a window, oldest first, a page at a time
+        (health officers of the venue's region; every page audited; shown in the data-access
+        ledger of each citizen returned, after ``hold_until`` if given)."""
         return await codes.venues.exposure(
             staff,
             venue_id,
@@ -360,6 +366,8 @@ class CodesAdminController(Controller):
             max_days=codes.settings.exposure_max_days,
             client_ip=client_ip(request),
             hold_until=hold_until,  # ledger
+            cursor=cursor,
+            limit=limit,
         )
 
 

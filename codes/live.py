@@ -278,6 +278,18 @@ class LiveCodes:
         count, _ = await self._bounded(pipe.execute())
         return None if int(count) <= limit else 60 - now % 60
 
+    async def take_checkin_slot(self, account_id: str, *, limit: int) -> int | None:
+        """Count a check-in of the citizen this hour; ``None`` if allowed, else seconds until the
+        next hour. ``INCR`` and ``EXPIRE`` run as one ``MULTI`` transaction: concurrent requests
+        of every process share the count and none is lost."""
+        now = int(time.time())
+        key = f"oc:codes:checkin:{account_id}:{now // 3600}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 3601)
+        count, _ = await self._bounded(pipe.execute())
+        return None if int(count) <= limit else 3600 - now % 3600
+
     # revocation ------------------------------------------------------------------------------
 
     async def revoke_all(self, code_type: str, subject: str, *, now: float) -> int:

@@ -41,6 +41,8 @@ FROM unnest($1::float8[], $2::text[], $3::text[], $4::char(1)[], $5::text[], $6:
 _RULES_LOCK_ID = 0x0C17_0020
 # Only one process at a time runs the retention job.
 RETENTION_LOCK_ID = 0x0C17_0021
+# First key of the two-key advisory locks of check-ins (one per venue and pseudonym).
+_CHECKIN_LOCK_ID = 0x0C17_0022
 
 _RETENTION_TABLES = {
     "scan_log": "scanned_at",
@@ -270,22 +272,68 @@ class CodesRepository:
             venue_id,
         )
 
-    async def insert_checkin(self, *, venue_id: str, pseudonym: str) -> datetime:
-        """Record a check-in now; returns its time."""
-        at: datetime = await self.pool.fetchval(
-            "INSERT INTO checkins (venue_id, pseudonym) VALUES ($1, $2) RETURNING checked_in_at", venue_id, pseudonym
+    async def partner_venue_regions(self, client_id: str) -> list[str]:
+        """The regions in which the partner may register venues (none if not configured)."""
+        rows = await self.pool.fetch(
+            "SELECT region_code FROM partner_venue_regions WHERE client_id = $1 ORDER BY region_code", client_id
         )
-        return at
+        return [r["region_code"] for r in rows]
 
-    async def checkins(self, *, venue_id: str, start: datetime, end: datetime, limit: int) -> list[Row]:
-        """Check-ins of a venue in ``[start, end)``, oldest first, at most ``limit``."""
+    @staticmethod
+    async def set_partner_venue_regions(conn: Connection, client_id: str, regions: Sequence[str]) -> None:
+        """Replace the partner's venue regions (an empty list removes them all).
+
+        Raises:
+            asyncpg.ForeignKeyViolationError: ``client_id`` is not a registered client.
+        """
+        await conn.execute("DELETE FROM partner_venue_regions WHERE client_id = $1", client_id)
+        await conn.executemany(
+            "INSERT INTO partner_venue_regions (client_id, region_code) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(client_id, region) for region in regions],
+        )
+
+    async def insert_checkin(self, *, venue_id: str, pseudonym: str, repeat_s: int) -> tuple[datetime, bool]:
+        """Record a check-in now, unless this pseudonym checked in at the venue in the last
+        ``repeat_s`` seconds; returns ``(time, new)`` (the earlier time when not new).
+
+        A transaction-scoped advisory lock on (venue, pseudonym) makes two simultaneous scans
+        of one citizen one row (the two-key lock space never meets the one-key locks elsewhere).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _CHECKIN_LOCK_ID, venue_id + pseudonym)
+            earlier: datetime | None = await conn.fetchval(
+                """SELECT checked_in_at FROM checkins
+                   WHERE venue_id = $1 AND pseudonym = $2 AND checked_in_at > now() - make_interval(secs => $3)
+                   ORDER BY checked_in_at DESC LIMIT 1""",
+                venue_id,
+                pseudonym,
+                float(repeat_s),
+            )
+            if earlier is not None:
+                return earlier, False
+            at: datetime = await conn.fetchval(
+                "INSERT INTO checkins (venue_id, pseudonym) VALUES ($1, $2) RETURNING checked_in_at",
+                venue_id,
+                pseudonym,
+            )
+            return at, True
+
+    async def checkins(
+        self, *, venue_id: str, start: datetime, end: datetime, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[Row]:
+        """Check-ins of a venue in ``[start, end)`` ordered by ``(time, id)``, at most ``limit``,
+        those after the keyset ``after`` only (the last row of the previous page)."""
+        after_at, after_id = after if after is not None else (start, 0)
         return await self.pool.fetch(
-            """SELECT pseudonym, checked_in_at FROM checkins
+            """SELECT id, pseudonym, checked_in_at FROM checkins
                WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
-               ORDER BY checked_in_at LIMIT $4""",
+                 AND (checked_in_at, id) > ($4, $5)
+               ORDER BY checked_in_at, id LIMIT $6""",
             venue_id,
             start,
             end,
+            after_at,
+            after_id,
             limit,
         )
 
@@ -359,18 +407,25 @@ class CodesRepository:
         )
         return inserted
 
-    async def ride_records_for(self, keys: Iterable[tuple[str, int]]) -> list[Row]:
-        """Every stored record of the given ``(device_id, counter)`` pairs."""
+    async def ride_records_for(self, keys: Iterable[tuple[str, int]], *, replayed_only: bool = False) -> list[Row]:
+        """Every stored record of the given ``(device_id, counter)`` pairs; with
+        ``replayed_only``, only those of pairs stored more than once (in the usual upload without
+        a replay: none, so the caller has nothing to group on the event loop)."""
         pairs = list(keys)
         if not pairs:
             return []
         return await self.pool.fetch(
-            """SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id
-               FROM ride_records r
-               JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
-                 ON r.device_id = k.device_id AND r.counter = k.counter""",
+            """SELECT device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id FROM (
+                   SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id,
+                          count(*) OVER (PARTITION BY r.device_id, r.counter) AS scans
+                   FROM ride_records r
+                   JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
+                     ON r.device_id = k.device_id AND r.counter = k.counter
+               ) AS t
+               WHERE scans > $3""",
             [p[0] for p in pairs],
             [p[1] for p in pairs],
+            1 if replayed_only else 0,
         )
 
     # retention ------------------------------------------------------------------------------

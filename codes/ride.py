@@ -144,7 +144,7 @@ class RideVerification:
     counter: int | None = None
     at: int | None = None
 
-    def record(self, *, validator_id: str, scanned_at: float) -> RideRecord:
+    def record(self, *, validator_id: str, scanned_at: float, partner_id: str = "") -> RideRecord:
         """The log line a validator keeps for replay detection.
 
         Raises:
@@ -159,12 +159,18 @@ class RideVerification:
             validator_id=validator_id,
             scanned_at=scanned_at,
             subject=self.subject,
+            partner_id=partner_id,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class RideRecord:
-    """One accepted scan in a validator's log."""
+    """One accepted scan in a validator's log.
+
+    ``validator_id`` is the partner's own name for its validator, so ``partner_id`` (empty on a
+    single operator's validators) is part of the validator's identity: partner A's ``V1`` and
+    partner B's ``V1`` are two validators.
+    """
 
     device_id: str
     counter: int
@@ -172,6 +178,7 @@ class RideRecord:
     validator_id: str
     scanned_at: float
     subject: str | None = None
+    partner_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +445,8 @@ def find_replays(records: Iterable[RideRecord]) -> list[Replay]:
     """Ride codes (same device id and counter) scanned more than once, across validators.
 
     Identical records (the same log line uploaded twice) count once; two scans of one code at
-    one validator at different times are a replay (passback).
+    one validator at different times are a replay (passback). Validators are told apart by
+    ``(partner_id, validator_id)``.
 
     Returns:
         One :class:`Replay` per duplicated ``(device_id, counter)``, sorted by that pair; each
@@ -451,7 +459,7 @@ def find_replays(records: Iterable[RideRecord]) -> list[Replay]:
         Replay(
             device_id=device_id,
             counter=counter,
-            records=tuple(sorted(group, key=lambda r: (r.scanned_at, r.validator_id))),
+            records=tuple(sorted(group, key=lambda r: (r.scanned_at, r.partner_id, r.validator_id))),
         )
         for (device_id, counter), group in sorted(groups.items())
         if len(group) > 1

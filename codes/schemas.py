@@ -135,10 +135,12 @@ class VenueRef(Response, frozen=True):
 
 
 class CheckinResult(Response, frozen=True):
-    """A recorded check-in."""
+    """A recorded check-in (``repeated``: the one already recorded at this venue in the last
+    10 minutes, answered with 200 instead of 201)."""
 
     venue: VenueRef
     checked_in_at: datetime
+    repeated: bool = False
 
 
 # --- devices for offline ride codes ------------------------------------------------------------
@@ -249,6 +251,9 @@ class ReplayView(Response, frozen=True):
     device_id: str
     counter: int
     scans: list[ReplayScan]
+    #: Scanned by validators of two or more partners: the device is flagged (no more
+    #: certificates). A replay within one partner's validators is reported, not flagged.
+    cross_partner: bool = False
 
 
 class RideLogResult(Response, frozen=True):
@@ -334,3 +339,5 @@ class CheckinList(Response, frozen=True):
     end: datetime
     checkins: list[CheckinRecord]
     truncated: bool = False
+    #: Pass as ``cursor`` to get the next page (same window); ``null`` on the last page.
+    next_cursor: str | None = None

@@ -136,6 +136,8 @@ class CodesService:
             verifier=self.verification,
             issuer=issuer,
             skew_s=settings.clock_skew_s,
+            checkin_repeat_s=settings.checkin_repeat_s,
+            checkins_per_hour=settings.checkins_per_hour,
         )
         self.rides = Rides(
             repository=self.repository,

@@ -42,6 +42,12 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
         scan_log_max_batch: Largest group commit of scan log rows.
         keys_max_age_s: ``Cache-Control: max-age`` of ``GET /v1/codes/keys``.
         device_certificate_s: Life of an offline ride device certificate.
+        ride_log_upload_margin_s: A ride-log line is accepted until ``device_certificate_s``
+            plus this after its scan time (validators may be offline for days); older lines
+            are refused with ``upload_too_late``.
+        checkin_repeat_s: A citizen's second check-in at one venue within this returns the
+            first one instead of adding a row.
+        checkins_per_hour: Check-ins one citizen may make per hour (all venues together).
         exposure_max_days: Longest window of one exposure query.
         partner_token_cache_s: How long a verified partner token is trusted without being
             checked again (signature, revocation) on the verification hot path.
@@ -66,6 +72,9 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
     scan_log_max_batch: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 2000
     keys_max_age_s: _Seconds = 300
     device_certificate_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 24 * 3600
+    ride_log_upload_margin_s: Annotated[int, msgspec.Meta(ge=0, le=30 * 24 * 3600)] = 3 * 24 * 3600
+    checkin_repeat_s: Annotated[int, msgspec.Meta(ge=0, le=24 * 3600)] = 600
+    checkins_per_hour: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 30
     exposure_max_days: _Days = 31
     partner_token_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
     summary_cache_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30

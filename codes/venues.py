@@ -11,6 +11,8 @@ window; each such query is audited.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +26,7 @@ from codes.schemas import CheckinList, CheckinRecord, CheckinResult, ImageFormat
 from codes.verification import OnlineVerifier
 from codes.verifier import verify_code
 from core.audit import AuditEvent, write_audit
-from core.errors import DependencyUnavailable, Forbidden, NotFound, UnprocessableEntity
+from core.errors import BadRequest, DependencyUnavailable, Forbidden, NotFound, RateLimited, UnprocessableEntity
 from core.keys import KeyManager
 from core.ledger import check_hold
 from core.signing import Ed25519Signer
@@ -32,13 +34,23 @@ from identity.partners import PartnerPrincipal
 from identity.service import Principal
 from identity.staff.permissions import Role, StaffPrincipal, region_covers
 
-__all__ = ["EXPOSURE_LIMIT", "VENUE_SCOPE", "Venues", "register_venue", "sign_venue_code"]
+__all__ = [
+    "EXPOSURE_LIMIT",
+    "VENUE_SCOPE",
+    "VenueRegionNotAllowed",
+    "Venues",
+    "decode_cursor",
+    "encode_cursor",
+    "register_venue",
+    "sign_venue_code",
+]
 
 #: Partner scope for registering venues and fetching their posters.
 VENUE_SCOPE = "venues:write"
-#: Most check-ins one exposure query returns (``truncated`` says when there were more).
+#: Most check-ins one page of an exposure query returns (``next_cursor`` fetches the rest).
 EXPOSURE_LIMIT = 10_000
 _STAFF_ROLES = (Role.HEALTH_OFFICER, Role.ADMIN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Owner = StaffPrincipal | PartnerPrincipal
 
@@ -54,6 +66,36 @@ def _view(row: Row) -> VenueView:
         code_expires_at=row["code_expires_at"],
         created_at=row["created_at"],
     )
+
+
+class VenueRegionNotAllowed(Forbidden):
+    """A partner registered a venue outside the regions configured for its client."""
+
+    type_slug = "venue-region-not-allowed"
+    title = "Venue region not allowed"
+
+
+def encode_cursor(at: datetime, row_id: int) -> str:
+    """The opaque keyset cursor after the check-in ``(at, row_id)``."""
+    micros = (at - _EPOCH) // timedelta(microseconds=1)  # exact, as PostgreSQL stores it
+    return base64.urlsafe_b64encode(f"{micros}.{row_id}".encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Undo :func:`encode_cursor`.
+
+    Raises:
+        BadRequest: not a cursor this server gave out.
+    """
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        micros, row_id = (int(part) for part in text.split("."))
+        if micros < 0 or row_id < 0:
+            raise ValueError("negative")
+        at = _EPOCH + timedelta(microseconds=micros)
+    except (binascii.Error, ValueError, UnicodeDecodeError, OverflowError, OSError):
+        raise BadRequest("Not a cursor of this query", extensions={"field": "cursor"}) from None
+    return at, row_id
 
 
 def sign_venue_code(signer: Ed25519Signer, *, issuer: str, venue_id: str) -> tuple[str, str, datetime]:
@@ -124,6 +166,8 @@ class Venues:
         verifier: The ``code`` keys for checking scanned venue codes.
         issuer: The city's id (``iss``).
         skew_s: Clock tolerance.
+        checkin_repeat_s: A second check-in of a citizen at a venue within this returns the first.
+        checkins_per_hour: Check-ins one citizen may make per hour.
     """
 
     def __init__(
@@ -136,6 +180,8 @@ class Venues:
         verifier: OnlineVerifier,
         issuer: str,
         skew_s: int,
+        checkin_repeat_s: int = 600,
+        checkins_per_hour: int = 30,
     ) -> None:
         self._repository = repository
         self._keys = keys
@@ -144,6 +190,8 @@ class Venues:
         self._verifier = verifier
         self._issuer = issuer
         self._skew = skew_s
+        self._repeat_s = checkin_repeat_s
+        self._per_hour = checkins_per_hour
 
     # registration ----------------------------------------------------------------------------
 
@@ -157,14 +205,26 @@ class Venues:
     async def create(self, owner: Owner, request: VenueCreate) -> VenueView:
         """Register a venue and sign its code.
 
+        A partner registers venues only in the regions configured for its client (each covers
+        itself and the codes below it); a client with none configured registers none.
+
         Raises:
             Forbidden: staff without the role, or a region outside theirs.
+            VenueRegionNotAllowed: a partner's venue outside its configured regions.
         """
         if isinstance(owner, StaffPrincipal):
             owner.require_role(*_STAFF_ROLES)
             owner.require_region(request.region)
             owner_type, owner_id = "staff", owner.staff_id
         else:
+            allowed = await self._repository.partner_venue_regions(owner.client_id)
+            if not any(region_covers(region, request.region) for region in allowed):
+                raise VenueRegionNotAllowed(
+                    "This client may not register venues in this region"
+                    if allowed
+                    else "No venue regions are configured for this client",
+                    extensions={"region": request.region},
+                )
             owner_type, owner_id = "partner", owner.client_id
         try:
             signer = self._keys.signer("code")
@@ -231,10 +291,18 @@ class Venues:
     async def checkin(self, principal: Principal, payload: str) -> CheckinResult:
         """Record that the citizen scanned a venue code.
 
+        One check-in per citizen and venue per ``checkin_repeat_s`` (10 minutes): a second scan
+        within it answers the first check-in (``repeated``) and adds no row, so a double tap or
+        a retried request does not count twice in an exposure query.
+
         Raises:
+            RateLimited: more than ``checkins_per_hour`` check-ins this hour (``Retry-After``).
             UnprocessableEntity: not a valid venue code (``reason`` says why: ``wrong_type``,
                 ``expired``, ``revoked``...), or the venue is closed.
         """
+        wait = await self._live.take_checkin_slot(principal.account_id, limit=self._per_hour)
+        if wait is not None:
+            raise RateLimited(wait, "Too many check-ins this hour")
         result = verify_code(
             payload, self._verifier.code_keys(), now=time.time(), skew_s=self._skew, expected_types=("venue",)
         )
@@ -246,9 +314,13 @@ class Venues:
         if venue["status"] != "A":
             raise UnprocessableEntity("This venue is closed", extensions={"reason": "venue_closed"})
         pseudonym = await self._holders.register(CodeType.VENUE, principal.account_id)
-        at = await self._repository.insert_checkin(venue_id=venue["id"], pseudonym=pseudonym)
+        at, new = await self._repository.insert_checkin(
+            venue_id=venue["id"], pseudonym=pseudonym, repeat_s=self._repeat_s
+        )
         return CheckinResult(
-            venue=VenueRef(id=venue["id"], name=venue["name"], address=venue["address"]), checked_in_at=at
+            venue=VenueRef(id=venue["id"], name=venue["name"], address=venue["address"]),
+            checked_in_at=at,
+            repeated=not new,
         )
 
     async def exposure(
@@ -261,8 +333,14 @@ class Venues:
         max_days: int,
         client_ip: str | None,
         hold_until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = EXPOSURE_LIMIT,
     ) -> CheckinList:
-        """The pseudonymous check-ins of a venue in ``[start, end)``, audited.
+        """The pseudonymous check-ins of a venue in ``[start, end)``, audited, a page at a time.
+
+        Pages are keyset-paginated by ``(checked_in_at, id)``, oldest first: ``next_cursor``
+        continues exactly after the last row of this page, whatever is inserted meanwhile.
+        Every page is audited.
 
         ``hold_until`` hides the query from the data-access ledgers of the citizens it returned
         until then (an investigation not yet to be disclosed; at most ``core.ledger.MAX_HOLD``).
@@ -271,9 +349,12 @@ class Venues:
             Forbidden: not a health officer, or the venue is outside the officer's region.
             NotFound: no such venue.
             UnprocessableEntity: a window that is empty, reversed or too long; a bad hold.
+            BadRequest: a cursor this server did not give out.
         """
         staff.require_role(Role.HEALTH_OFFICER)
         hold_until = check_hold(hold_until, datetime.now(UTC))  # ledger: validated before anything is read
+        after = decode_cursor(cursor) if cursor is not None else None
+        limit = max(1, min(limit, EXPOSURE_LIMIT))
         start = start if start.tzinfo else start.replace(tzinfo=UTC)
         end = end if end.tzinfo else end.replace(tzinfo=UTC)
         if end <= start or end - start > timedelta(days=max_days):
@@ -283,8 +364,9 @@ class Venues:
             raise NotFound("No such venue")
         if not region_covers(staff.region, venue["region_code"]):
             raise Forbidden("Outside your region")
-        rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=EXPOSURE_LIMIT + 1)
-        truncated = len(rows) > EXPOSURE_LIMIT
+        rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=limit + 1, after=after)
+        truncated = len(rows) > limit
+        page = rows[:limit]
         # ledger: the query's audit row and its subjects' ledger rows commit together.
         async with self._repository.pool.acquire() as conn, conn.transaction():
             await write_audit(
@@ -300,7 +382,8 @@ class Venues:
                             "venue_id": venue_id,
                             "start": start.isoformat(),
                             "end": end.isoformat(),
-                            "count": min(len(rows), EXPOSURE_LIMIT),
+                            "count": len(page),
+                            "page": "next" if after is not None else "first",
                             **({"hold_until": hold_until.isoformat()} if hold_until is not None else {}),
                         },
                     )
@@ -313,7 +396,7 @@ class Venues:
                 venue_id=venue_id,
                 start=start,
                 end=end,
-                pseudonyms=(r["pseudonym"] for r in rows[:EXPOSURE_LIMIT]),
+                pseudonyms=(r["pseudonym"] for r in page),
                 hold_until=hold_until,
                 client_ip=client_ip,
             )
@@ -321,8 +404,7 @@ class Venues:
             venue_id=venue_id,
             start=start,
             end=end,
-            checkins=[
-                CheckinRecord(pseudonym=r["pseudonym"], checked_in_at=r["checked_in_at"]) for r in rows[:EXPOSURE_LIMIT]
-            ],
+            checkins=[CheckinRecord(pseudonym=r["pseudonym"], checked_in_at=r["checked_in_at"]) for r in page],
             truncated=truncated,
+            next_cursor=encode_cursor(page[-1]["checked_in_at"], page[-1]["id"]) if truncated else None,
         )

@@ -224,17 +224,26 @@ class KeyManager:
     """Holds the current :class:`KeyRing` of one process and keeps it fresh.
 
     Another process (``onecity keys rotate``) may change the store at any time; the ring is
-    reloaded every ``refresh_s`` seconds, and at most every ``miss_reload_s`` seconds when a
-    verifier meets an unknown ``kid`` (so random kids from an attacker cost one query per
-    interval, not one per request).
+    reloaded every ``refresh_s`` seconds, and when a verifier meets an unknown ``kid``. Misses
+    are *single-flight*: every concurrent miss waits for the one reload in flight instead of
+    starting its own, and a miss starts a reload at most once per ``miss_reload_s`` seconds
+    (counted from the last load of any kind). So a burst of random kids from an attacker costs
+    at most one query per interval, and a key rotated in by another process is found at most
+    ``miss_reload_s`` seconds after it appears.
+
+    Attributes:
+        reloads: How many times this manager loaded the store (a counter for tests and metrics).
     """
 
     def __init__(self, store: KeyStore, ring: KeyRing, *, refresh_s: float = 60.0, miss_reload_s: float = 5.0) -> None:
         self.store = store
         self.ring = ring
+        self.reloads = 0
         self._refresh_s = refresh_s
         self._miss_reload_s = miss_reload_s
         self._lock = asyncio.Lock()
+        self._inflight: asyncio.Task[KeyRing] | None = None
+        self._last_miss_reload = float("-inf")
 
     @classmethod
     async def open(cls, store: KeyStore, **kwargs: float) -> KeyManager:
@@ -249,14 +258,35 @@ class KeyManager:
     async def reload(self) -> KeyRing:
         """Reload the ring from the store now."""
         async with self._lock:
+            self.reloads += 1
             self.ring = await self.store.load()
             return self.ring
 
+    async def _reload_after_miss(self) -> KeyRing:
+        """The ring after the one shared reload of a burst of misses (or as it is, if the last
+        load is more recent than ``miss_reload_s``)."""
+        inflight = self._inflight
+        if inflight is None:
+            now = time.monotonic()
+            if now - max(self.ring.loaded_at, self._last_miss_reload) < self._miss_reload_s:
+                return self.ring
+            self._last_miss_reload = now
+            inflight = self._inflight = asyncio.get_running_loop().create_task(self.reload())
+
+            def done(task: asyncio.Task[KeyRing]) -> None:
+                self._inflight = None
+                if not task.cancelled():
+                    task.exception()  # retrieved: waiters (if any) got it already
+
+            inflight.add_done_callback(done)
+        # shield: a cancelled request must not cancel the reload the others are waiting for.
+        return await asyncio.shield(inflight)
+
     async def public_key(self, kid: str, purpose: str) -> Ed25519PublicKey | None:
-        """Look ``kid`` up, reloading once (rate-limited) if it is unknown."""
+        """Look ``kid`` up, sharing one rate-limited reload with concurrent misses if unknown."""
         key = self.ring.public_key(kid, purpose)
-        if key is None and time.monotonic() - self.ring.loaded_at >= self._miss_reload_s:
-            key = (await self.reload()).public_key(kid, purpose)
+        if key is None:
+            key = (await self._reload_after_miss()).public_key(kid, purpose)
         return key
 
     async def refresh_forever(self) -> None:

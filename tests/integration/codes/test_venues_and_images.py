@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import io
 import json
@@ -12,10 +14,14 @@ import pytest
 import zxingcpp
 from PIL import Image
 
+from bff.settings import Settings
+from codes import cli as codes_cli
 from codes.seed import DEMO_VENUE, DEMO_VENUE_ID, seed_demo_venue
 from core.crypto import Vault
 from core.db import Pool
+from identity.oidc import ClientAdmin
 from services.departments.sms import SmsGateway
+from tests.conftest import MASTER_KEY
 from tests.integration.codes.conftest import (
     LI_SI,
     ZHANG_SAN,
@@ -65,12 +71,38 @@ async def test_staff_register_venues_in_their_region(app: App, staff: StaffHeade
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'codes.venue.create'") == 1
 
 
-async def test_partners_register_their_own_venues(app: App, partner: PartnerHeaders) -> None:
+async def _partner_client(app: App, settings: Settings, client_id: str, *regions: str) -> int:
+    """Register a partner client and (``onecity codes venue regions``) its venue regions."""
+    await ClientAdmin(app.state.resources.pool, Vault(MASTER_KEY)).add(
+        client_id, scopes=["venues:write"], grant_types=["client_credentials"]
+    )
+    return await _venue_regions(settings, client_id, *regions) if regions else 0
+
+
+async def _venue_regions(settings: Settings, client_id: str, *regions: str) -> int:
+    def configure() -> int:
+        args = argparse.Namespace(
+            codes_command="venue", venue_command="regions", client_id=client_id, regions=list(regions), clear=False
+        )
+        return codes_cli.run(
+            args,
+            database_url=settings.database.url or "",
+            master_key=settings.require_master_key(),
+            settings=settings.codes,
+            issuer=settings.city,
+        )
+
+    return await asyncio.to_thread(configure)
+
+
+async def test_partners_register_their_own_venues(app: App, partner: PartnerHeaders, settings: Settings) -> None:
+    await _partner_client(app, settings, "mall-operator", "110101")
     owner = partner("mall-operator", scope="venues:write")
     response = await app.client.post("/v1/venues", json=VENUE, headers=owner)
     assert response.status_code == 201, response.text
     venue_id = response.json()["id"]
     assert (await app.client.get(f"/v1/venues/{venue_id}", headers=owner)).status_code == 200
+    await _partner_client(app, settings, "someone-else", "110101")
     other = partner("someone-else", scope="venues:write")
     assert (await app.client.get(f"/v1/venues/{venue_id}", headers=other)).status_code == 404
     assert (await app.client.post("/v1/venues", json=VENUE, headers=partner())).status_code == 403  # codes:verify only
@@ -198,3 +230,107 @@ async def test_demo_venue_seed_is_idempotent(app: App, pool: Pool, vault: Vault,
     assert await seed_demo_venue(pool, vault, issuer="cs") is False
     response = await app.client.get(f"/v1/admin/venues/{DEMO_VENUE_ID}", headers=staff())
     assert response.status_code == 200 and response.json()["name"] == DEMO_VENUE.name
+
+
+async def test_a_second_checkin_within_ten_minutes_returns_the_first(
+    app: App, demo: Demo, staff: StaffHeaders, pool: Pool
+) -> None:
+    venue = await _venue(app, staff())
+    first = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+    assert first.status_code == 201 and first.json()["repeated"] is False
+    # A double tap and a concurrent retry: the existing check-in, 200, no new row.
+    again = await asyncio.gather(
+        *(
+            app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+            for _ in range(3)
+        )
+    )
+    assert [r.status_code for r in again] == [200, 200, 200]
+    assert {r.json()["checked_in_at"] for r in again} == {first.json()["checked_in_at"]}
+    assert all(r.json()["repeated"] for r in again)
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == 1
+    # Another citizen is another check-in; after the window the same citizen is a new one.
+    other = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[LI_SI])
+    assert other.status_code == 201
+    await pool.execute("UPDATE checkins SET checked_in_at = checked_in_at - interval '11 minutes'")
+    later = await app.client.post("/v1/me/checkins", json={"payload": venue["payload"]}, headers=demo[ZHANG_SAN])
+    assert later.status_code == 201
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == 3
+
+
+async def test_checkins_are_rate_limited_per_citizen(app: App, demo: Demo, staff: StaffHeaders, pool: Pool) -> None:
+    limit = app.state.codes.settings.checkins_per_hour
+    venues = [await _venue(app, staff(), name=f"场馆{n}") for n in range(limit + 1)]
+    statuses = [
+        (await app.client.post("/v1/me/checkins", json={"payload": v["payload"]}, headers=demo[ZHANG_SAN])).status_code
+        for v in venues[:limit]
+    ]
+    assert statuses == [201] * limit
+    refused = await app.client.post(
+        "/v1/me/checkins", json={"payload": venues[limit]["payload"]}, headers=demo[ZHANG_SAN]
+    )
+    assert refused.status_code == 429
+    assert refused.json()["type"].endswith("/rate-limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert await pool.fetchval("SELECT count(*) FROM checkins") == limit
+    # Another citizen has their own allowance.
+    other = await app.client.post("/v1/me/checkins", json={"payload": venues[limit]["payload"]}, headers=demo[LI_SI])
+    assert other.status_code == 201
+
+
+async def test_exposure_queries_page_by_keyset(app: App, staff: StaffHeaders, pool: Pool) -> None:
+    venue = await _venue(app, staff())
+    base = datetime.now(UTC) - timedelta(hours=2)
+    # Five check-ins, two of them at the very same instant (the id breaks the tie).
+    times = [base, base + timedelta(minutes=1), base + timedelta(minutes=1), base + timedelta(minutes=3), base]
+    await pool.executemany(
+        "INSERT INTO checkins (venue_id, pseudonym, checked_in_at) VALUES ($1, $2, $3)",
+        [(venue["id"], f"pseudonym{n:02d}", at) for n, at in enumerate(times)],
+    )
+    path = f"/v1/admin/venues/{venue['id']}/checkins"
+    params = {"from": (base - timedelta(minutes=1)).isoformat(), "to": datetime.now(UTC).isoformat(), "limit": "2"}
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    pages = 0
+    while True:
+        response = await app.client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=staff()
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [(c["checked_in_at"], c["pseudonym"]) for c in body["checkins"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert body["truncated"] is False
+            break
+        assert body["truncated"] is True and len(body["checkins"]) == 2
+    assert pages == 3 and len(seen) == 5 and len(set(seen)) == 5
+    assert [at for at, _ in seen] == sorted(at for at, _ in seen)  # ordered by time, oldest first
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'codes.exposure_query'") == 3
+    bad = await app.client.get(path, params={**params, "cursor": "not-a-cursor"}, headers=staff())
+    assert bad.status_code == 400 and bad.json()["type"].endswith("/bad-request")
+
+
+async def test_partners_register_venues_only_in_their_configured_regions(
+    app: App, partner: PartnerHeaders, settings: Settings, pool: Pool
+) -> None:
+    assert await _partner_client(app, settings, "chain-stores", "110101", "120000") == 0
+    owner = partner("chain-stores", scope="venues:write")
+    assert (await app.client.post("/v1/venues", json=VENUE, headers=owner)).status_code == 201
+    below = await app.client.post("/v1/venues", json={**VENUE, "region": "120000001"}, headers=owner)
+    assert below.status_code == 201, below.text  # a configured code covers the codes below it
+    outside = await app.client.post("/v1/venues", json={**VENUE, "region": "110102"}, headers=owner)
+    assert outside.status_code == 403
+    assert outside.json()["type"].endswith("/venue-region-not-allowed")
+    # A client with venues:write but no regions configured registers nothing.
+    await _partner_client(app, settings, "new-partner")
+    unconfigured = await app.client.post("/v1/venues", json=VENUE, headers=partner("new-partner", scope="venues:write"))
+    assert unconfigured.status_code == 403
+    assert unconfigured.json()["type"].endswith("/venue-region-not-allowed")
+    assert await pool.fetchval("SELECT count(*) FROM venues WHERE owner_type = 'partner'") == 2
+    # The CLI refuses unknown clients and bad codes without a traceback.
+    assert await _venue_regions(settings, "chain-stores", "11") == 1
+    assert await _venue_regions(settings, "not-a-client", "110101") == 1
+    assert await _venue_regions(settings, "chain-stores") == 0  # shows them, unchanged
+    assert await pool.fetchval("SELECT count(*) FROM partner_venue_regions WHERE client_id = 'chain-stores'") == 2

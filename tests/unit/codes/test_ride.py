@@ -241,3 +241,13 @@ def test_ride_module_stands_alone() -> None:
             assert node.module is not None
             roots.add(node.module.split(".")[0])
     assert {r for r in roots if r not in sys.stdlib_module_names} == {"cryptography"}
+
+
+def test_find_replays_tells_validators_of_different_partners_apart() -> None:
+    # Partner A's "V1" and partner B's "V1" logged the same code at the same second: two scans.
+    a = RideRecord(device_id="d", counter=1, at=NOW, validator_id="V1", scanned_at=NOW + 1, partner_id="a")
+    b = RideRecord(device_id="d", counter=1, at=NOW, validator_id="V1", scanned_at=NOW + 1, partner_id="b")
+    assert [r.records for r in find_replays([b, a, a])] == [(a, b)]
+    # Without partners (one operator's merged logs) they are one line, as before.
+    same = RideRecord(device_id="d", counter=1, at=NOW, validator_id="V1", scanned_at=NOW + 1)
+    assert find_replays([same, same]) == []
