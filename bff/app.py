@@ -21,7 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
-from bff.domains import attach_domains
+from bff.domains import attach_domains, start_hall_worker
 from bff.guards import ContentTypeMiddleware
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
@@ -38,6 +38,7 @@ from codes import (
 )
 from core.http import VariadicTupleSchemaPlugin
 from core.redis import create_redis
+from hall import HALL_CONTROLLERS, HALL_DEPENDENCIES
 from identity import AuthController, MeController, provide_identity, provide_principal
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAuthController
@@ -68,9 +69,13 @@ def create_app(settings: Settings) -> Litestar:
         resources = await open_resources(settings, redis)
         app.state.resources = resources
         attach_domains(app.state, resources)
+        hall_worker = await start_hall_worker(app.state, resources)
+        app.state.hall_worker = hall_worker
         try:
             yield
         finally:
+            if hall_worker is not None:
+                await hall_worker.stop()
             await close_resources(resources)
 
     # group_path: label metrics by route template, so ids in paths don't explode cardinality.
@@ -106,12 +111,14 @@ def create_app(settings: Settings) -> Litestar:
             CodesPartnerController,
             CodesAdminController,
             PartnerVenuesController,
+            *HALL_CONTROLLERS,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
             "principal": Provide(provide_principal),
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
+            **HALL_DEPENDENCIES,
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
@@ -126,7 +133,7 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=CORSConfig(
             allow_origins=list(settings.server.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Policy", "RateLimit"],
             max_age=600,
         ),

@@ -7,13 +7,14 @@ from litestar.datastructures import State
 from bff.resources import Resources
 from bff.screens import DataAccessRepository, ScreenService
 from codes import CodesService
+from hall import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, HallRepository, HallService, HallWorker, JobPayload
 from identity import AccessTokens, IdentityRepository, IdentityService
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 
-__all__ = ["attach_domains"]
+__all__ = ["attach_domains", "start_hall_worker"]
 
 
 def attach_domains(state: State, resources: Resources) -> None:
@@ -84,3 +85,34 @@ def attach_domains(state: State, resources: Resources) -> None:
         hasher=resources.vault,
         codes_summary=state.codes.summary,
     )
+    state.hall = HallService(
+        repository=HallRepository(resources.pool),
+        vault=resources.vault,
+        identity=state.identity,
+        cases=resources.departments.cases,
+        socsec=resources.departments.socsec,
+        settings=settings.hall,
+        allow_simulate=settings.env != "prod",
+    )
+
+
+async def start_hall_worker(state: State, resources: Resources) -> HallWorker | None:
+    """Start this process's hall job worker unless ``ONECITY_HALL_WORKER`` is off."""
+    settings = resources.settings
+    if not settings.hall.worker or not settings.database.url:
+        return None
+    hall: HallService = state.hall
+
+    async def submit(payload: JobPayload, attempts: int) -> None:
+        await hall.deliver(payload, attempts, resubmission=False)
+
+    async def resubmit(payload: JobPayload, attempts: int) -> None:
+        await hall.deliver(payload, attempts, resubmission=True)
+
+    worker = HallWorker(
+        settings.database.url,
+        settings.hall,
+        {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle},
+    )
+    await worker.start()
+    return worker
