@@ -7,14 +7,23 @@ from litestar.datastructures import State
 from bff.resources import Resources
 from bff.screens import DataAccessRepository, ScreenService
 from codes import CodesService
-from hall import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, HallRepository, HallService, HallWorker, JobPayload
+from hall import (
+    ENTRY_BUNDLE,
+    ENTRY_RESUBMIT,
+    ENTRY_SUBMIT,
+    HallRepository,
+    HallService,
+    HallSettings,
+    HallWorker,
+    JobPayload,
+)
 from identity import AccessTokens, IdentityRepository, IdentityService
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 
-__all__ = ["attach_domains", "start_hall_worker"]
+__all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
 
 def attach_domains(state: State, resources: Resources) -> None:
@@ -101,7 +110,13 @@ async def start_hall_worker(state: State, resources: Resources) -> HallWorker | 
     settings = resources.settings
     if not settings.hall.worker or not settings.database.url:
         return None
-    hall: HallService = state.hall
+    worker = hall_worker(state.hall, settings.database.url, settings.hall)
+    await worker.start()
+    return worker
+
+
+def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWorker:
+    """A (not yet started) worker running the hall's jobs with ``hall``."""
 
     async def submit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=False)
@@ -109,10 +124,6 @@ async def start_hall_worker(state: State, resources: Resources) -> HallWorker | 
     async def resubmit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=True)
 
-    worker = HallWorker(
-        settings.database.url,
-        settings.hall,
-        {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle},
+    return HallWorker(
+        dsn, settings, {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
     )
-    await worker.start()
-    return worker

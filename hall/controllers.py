@@ -18,7 +18,9 @@ from hall.schemas import (
     BundleRequest,
     BundleTemplate,
     DepartmentEvent,
+    DepartmentEventBatch,
     EventAccepted,
+    EventBatchResult,
     Matter,
     MatterList,
     Prefill,
@@ -219,6 +221,22 @@ class DepartmentEventsController(Controller):
         """One event (scope ``applications:events``, the department's own client). A repeated
         ``event_id`` is a no-op; an event that is not legal yet is held until it is."""
         return await hall.department_event(department.client_id, data)
+
+    @post(
+        "/events/batch",
+        status_code=HTTP_202_ACCEPTED,
+        dependencies={"department": provide_department},
+        responses=error_responses(401, 403),
+    )
+    async def events(
+        self,
+        data: JSONBody[DepartmentEventBatch],
+        department: NamedDependency[PartnerPrincipal],
+        hall: NamedDependency[HallService],
+    ) -> EventBatchResult:
+        """Up to 500 events in one request (a department catching up after an outage). Each is
+        handled exactly as if sent alone; ``results[i].status`` is the status it would have got."""
+        return await hall.department_events(department.client_id, data)
 
 
 class HallAdminController(Controller):

@@ -18,8 +18,11 @@ __all__ = [
     "BundleStepStatus",
     "BundleTemplate",
     "DepartmentEvent",
+    "DepartmentEventBatch",
     "DepartmentRatings",
     "EventAccepted",
+    "EventBatchResult",
+    "EventResult",
     "FormField",
     "FormSchema",
     "Matter",
@@ -198,6 +201,27 @@ class EventAccepted(Response, frozen=True):
 
     event_id: str
     outcome: Literal["applied", "held", "duplicate"]
+
+
+class DepartmentEventBatch(Request):
+    """``POST /v1/departments/events/batch``: up to 500 events, each handled on its own."""
+
+    events: Annotated[list[DepartmentEvent], msgspec.Meta(min_length=1, max_length=500)]
+
+
+class EventResult(Response, frozen=True):
+    """One event's answer in a batch: the status it would have had alone."""
+
+    event_id: str
+    status: int
+    outcome: str | None = None
+    type: str | None = None
+
+
+class EventBatchResult(Response, frozen=True):
+    """202 answer of a batch, in the order of the events."""
+
+    results: list[EventResult]
 
 
 class BundleStep(Response, frozen=True):

@@ -21,7 +21,15 @@ import msgspec
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Connection
-from core.errors import BadRequest, Conflict, Forbidden, InsufficientLevel, NotFound, UnprocessableEntity
+from core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientLevel,
+    NotFound,
+    OneCityError,
+    UnprocessableEntity,
+)
 from hall.forms import validate_form
 from hall.jobs import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, JobPayload, RetryLater, enqueue
 from hall.repository import HallRepository, Row
@@ -34,8 +42,11 @@ from hall.schemas import (
     BundleStepStatus,
     BundleTemplate,
     DepartmentEvent,
+    DepartmentEventBatch,
     DepartmentRatings,
     EventAccepted,
+    EventBatchResult,
+    EventResult,
     FormSchema,
     Matter,
     MatterList,
@@ -503,6 +514,19 @@ class HallService:
             if row["bundle_id"] and outcome == "applied":
                 await enqueue(conn, ENTRY_BUNDLE, JobPayload(bundle_id=row["bundle_id"], first_at=at.timestamp()))
         return EventAccepted(event_id=event.event_id, outcome=outcome)  # type: ignore[arg-type]
+
+    async def department_events(self, client_id: str, batch: DepartmentEventBatch) -> EventBatchResult:
+        """Several events, each in its own transaction: one refused event changes nothing and
+        does not stop the others."""
+        results = []
+        for event in batch.events:
+            try:
+                accepted = await self.department_event(client_id, event)
+            except OneCityError as exc:
+                results.append(EventResult(event_id=event.event_id, status=exc.status, type=exc.type_slug))
+            else:
+                results.append(EventResult(event_id=event.event_id, status=202, outcome=accepted.outcome))
+        return EventBatchResult(results=results)
 
     async def _apply(
         self, conn: Connection, application_id: str, event_id: str, status: str, at: dt.datetime, note: str | None

@@ -5,6 +5,7 @@ signed-in real-name citizens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ def configure_desks(simulators: dict[str, RunningServer], **options: Any) -> Non
 async def hall(
     settings: Settings, clean: None, pool: Pool, vault: Vault, simulators: dict[str, RunningServer]
 ) -> AsyncIterator[Hall]:
+    async with serve_hall(settings, pool, vault, simulators) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serve_hall(
+    settings: Settings, pool: Pool, vault: Vault, simulators: dict[str, RunningServer]
+) -> AsyncIterator[Hall]:
+    """Serve the BFF on a free port and point the case desks at it."""
     await seed_department_clients(pool, vault)
     server = await start_in_process(create_app(settings))
     configure_desks(simulators, onecity_url=server.base_url, step_delay_s=0.05, auto_progress=True)
