@@ -766,20 +766,30 @@ class HallService:
         return await self._bundle_view(row)
 
     async def advance_bundle(self, payload: JobPayload, attempts: int = 0) -> None:
-        """Job: submit every step whose predecessors are accepted; settle the bundle's status."""
+        """Job: submit every step whose predecessors are accepted; settle the bundle's status.
+
+        Everything read from elsewhere (the template, the matters, the applicant) is read
+        before the bundle's row lock is taken: a job holds one pooled connection at a time, so
+        a full pool can never deadlock on jobs waiting for a second one.
+        """
         assert payload.bundle_id is not None
+        first = await self.repository.get_bundle(payload.bundle_id)
+        if first is None or first["status"] != "running":
+            return
+        template = await self.repository.bundle_template(first["template_code"], first["template_version"])
+        assert template is not None
+        steps = self._steps(template)
+        matters = {s["matter"]: await self.repository.get_matter(s["matter"]) for s in steps}
+        applicant = await self.identity.applicant(first["account_id"])
         now = dt.datetime.now(dt.UTC)
         async with self.pool.acquire() as conn, conn.transaction():
             bundle = await self.repository.lock_bundle(conn, payload.bundle_id)
             if bundle is None or bundle["status"] != "running":
                 return
-            template = await self.repository.bundle_template(bundle["template_code"], bundle["template_version"])
-            assert template is not None
             apps = {a["matter_code"]: a for a in await self.repository.bundle_applications(conn, bundle["id"])}
-            if any(a["status"] in _FAILED or a["submit_failed"] for a in apps.values()):
+            if applicant is None or any(a["status"] in _FAILED or a["submit_failed"] for a in apps.values()):
                 await self.repository.set_bundle_status(conn, bundle["id"], "needs_attention", now)
                 return
-            steps = self._steps(template)
             if all(apps.get(s["matter"]) is not None and apps[s["matter"]]["status"] == "delivered" for s in steps):
                 await self.repository.set_bundle_status(conn, bundle["id"], "completed", now)
                 return
@@ -789,15 +799,9 @@ class HallService:
                 if s["matter"] not in apps
                 and all(apps.get(p) is not None and apps[p]["status"] in _PROGRESSED for p in s.get("after", []))
             ]
-            if not ready:
-                return
-            applicant = await self.identity.applicant(bundle["account_id"])
-            if applicant is None:
-                await self.repository.set_bundle_status(conn, bundle["id"], "needs_attention", now)
-                return
             form = self._form(bundle)
             for step in ready:
-                matter = await self.repository.get_matter(step["matter"])
+                matter = matters[step["matter"]]
                 assert matter is not None
                 await self._create(
                     conn,

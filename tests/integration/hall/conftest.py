@@ -47,7 +47,7 @@ NEWBORN_FORM = {**BIRTH_FORM, "relationship": "子"}
 def settings(settings: Settings) -> Settings:
     """Fast retries and heartbeats, cheap argon2 for the staff sign-in."""
     hall = msgspec.structs.replace(
-        settings.hall, retry_base_s=0.2, retry_max_s=1.0, heartbeat_s=2.0, worker_concurrency=40
+        settings.hall, retry_base_s=0.2, retry_max_s=1.0, heartbeat_s=2.0, worker_concurrency=16
     )
     staff = msgspec.structs.replace(settings.staff, argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
     return msgspec.structs.replace(settings, hall=hall, staff=staff)
