@@ -657,6 +657,20 @@ class HallService:
                     idempotency_key=f"{row['number']}:submit",
                 )
                 await self.repository.set_case(row["id"], receipt.case_id)
+            # The department now holds the citizen's form: a disclosure the ledger must show.
+            await write_audit(
+                self.pool,
+                [
+                    AuditEvent(
+                        action="hall.case.resubmitted" if resubmission else "hall.case.submitted",
+                        outcome="success",
+                        actor_type="partner",
+                        actor_id=f"{DEPARTMENT_CLIENT_PREFIX}{row['department']}",
+                        subject_id=row["account_id"],
+                        details={"application": row["number"], "matter": row["matter_code"]},
+                    )
+                ],
+            )
         except DepartmentError as exc:
             permanent = exc.kind == "rejected" and exc.upstream_status not in (401, 408, 425)
             spent = dt.datetime.now(dt.UTC).timestamp() - payload.first_at >= self.settings.retry_budget_s

@@ -101,3 +101,27 @@ async def test_a_worker_killed_mid_saga_resumes_elsewhere(
         for row in numbers:
             cases = (await hall.stats(row["department"]))["cases"]
             assert cases[row["number"]] == 1
+
+
+async def test_a_spent_retry_budget_needs_attention(
+    settings: Settings, clean: None, pool: Pool, vault: Vault, simulators: dict[str, RunningServer], sms: SmsGateway
+) -> None:
+    short = msgspec.structs.replace(settings, hall=msgspec.structs.replace(settings.hall, retry_budget_s=1.5))
+    async with serve_hall(short, pool, vault, simulators) as hall:
+        me = await citizen(hall.http, sms, ZHANG_SAN)
+        await hall.faults("hukou", error_rate=1.0)
+        created = await hall.http.post(
+            "/v1/me/bundles/newborn", json={"form": NEWBORN_FORM}, headers={**me, "Idempotency-Key": "budget"}
+        )
+        bundle_id = created.json()["id"]
+
+        async def attention() -> bool:
+            view = (await hall.http.get(f"/v1/me/bundles/{bundle_id}", headers=me)).json()
+            return bool(view["status"] == "needs_attention")
+
+        await eventually(attention)
+        steps = (await hall.http.get(f"/v1/me/bundles/{bundle_id}", headers=me)).json()["steps"]
+        assert [s["status"] for s in steps[1:]] == ["submission_failed", "waiting", "waiting"]
+        assert (await hall.stats("hukou"))["requests"]["POST /v1/cases"] >= 2  # it was retried first
+        disclosed = await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'hall.case.submitted'")
+        assert disclosed == 1  # the certificate reached health; nothing reached hukou
