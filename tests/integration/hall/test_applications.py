@@ -152,3 +152,23 @@ async def test_events_duplicates_out_of_order_illegal_and_foreign(hall: Hall, sm
         json={"event_id": "e-9", "application_number": app["number"], "status": "accepted", "at": t0.isoformat()},
     )
     assert anonymous.status_code == 401
+
+
+async def test_a_department_down_is_still_201_submitted_and_delivered_later(hall: Hall, sms: SmsGateway) -> None:
+    me = await citizen(hall.http, sms, ZHANG_SAN)
+    await hall.faults("health", error_rate=1.0)
+    created = await submit(hall, me, BIRTH_FORM)
+    assert created.status_code == 201 and created.json()["status"] == "submitted"
+
+    async def refused_twice() -> bool:
+        return bool((await hall.stats("health"))["requests"].get("POST /v1/cases", 0) >= 2)
+
+    await eventually(refused_twice)
+    await hall.faults("health")
+
+    async def delivered() -> bool:
+        got = await hall.http.get(f"/v1/me/applications/{created.json()['id']}", headers=me)
+        return bool(got.json()["status"] == "delivered")
+
+    await eventually(delivered)
+    assert (await hall.stats("health"))["cases"] == {created.json()["number"]: 1}
