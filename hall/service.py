@@ -32,6 +32,7 @@ from core.errors import (
 )
 from hall.forms import validate_form
 from hall.jobs import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, JobPayload, RetryLater, enqueue
+from hall.metrics import APPLICATIONS, CASE_DELIVERIES, DEPARTMENT_EVENTS
 from hall.repository import HallRepository, Row
 from hall.schemas import (
     Application,
@@ -312,6 +313,7 @@ class HallService:
         )
         if not inserted:
             return None
+        APPLICATIONS.labels(matter["department"]).inc()
         await self.repository.add_history(conn, application_id, status="submitted", at=now, source="citizen")
         await enqueue(conn, ENTRY_SUBMIT, JobPayload(application_id=application_id, first_at=now.timestamp()))
         return application_id
@@ -484,6 +486,7 @@ class HallService:
             if row["department"] != department:
                 raise Forbidden("This application is not one of your department's matters")
             if await self.repository.seen_event(conn, event.event_id):
+                DEPARTMENT_EVENTS.labels(department, "duplicate").inc()
                 return EventAccepted(event_id=event.event_id, outcome="duplicate")
             current = row["status"]
             if event.status in DEPARTMENT_STATUSES and is_legal(current, event.status):
@@ -497,6 +500,7 @@ class HallService:
                     conn, row["id"], event_id=event.event_id, status=event.status, at=at, note=event.note
                 )
             else:
+                DEPARTMENT_EVENTS.labels(department, "refused").inc()
                 raise IllegalTransition(f"{current} → {event.status} is not a legal transition")
             await write_audit(
                 conn,
@@ -513,6 +517,7 @@ class HallService:
             )
             if row["bundle_id"] and outcome == "applied":
                 await enqueue(conn, ENTRY_BUNDLE, JobPayload(bundle_id=row["bundle_id"], first_at=at.timestamp()))
+        DEPARTMENT_EVENTS.labels(department, outcome).inc()
         return EventAccepted(event_id=event.event_id, outcome=outcome)  # type: ignore[arg-type]
 
     async def department_events(self, client_id: str, batch: DepartmentEventBatch) -> EventBatchResult:
@@ -657,6 +662,7 @@ class HallService:
                     idempotency_key=f"{row['number']}:submit",
                 )
                 await self.repository.set_case(row["id"], receipt.case_id)
+            CASE_DELIVERIES.labels(row["department"], "delivered").inc()
             # The department now holds the citizen's form: a disclosure the ledger must show.
             await write_audit(
                 self.pool,
@@ -676,8 +682,10 @@ class HallService:
             spent = dt.datetime.now(dt.UTC).timestamp() - payload.first_at >= self.settings.retry_budget_s
             if permanent or spent:
                 log.warning("case delivery gave up", extra={"department": row["department"], "kind": exc.kind})
+                CASE_DELIVERIES.labels(row["department"], "gave_up").inc()
                 await self._give_up(row)
                 return
+            CASE_DELIVERIES.labels(row["department"], "retry").inc()
             raise RetryLater(self._backoff(attempts)) from None
 
     async def _give_up(self, row: Row) -> None:

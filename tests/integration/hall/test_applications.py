@@ -152,6 +152,10 @@ async def test_events_duplicates_out_of_order_illegal_and_foreign(hall: Hall, sm
         json={"event_id": "e-9", "application_number": app["number"], "status": "accepted", "at": t0.isoformat()},
     )
     assert anonymous.status_code == 401
+    metrics = (await hall.http.get("/metrics")).text
+    for outcome in ("applied", "held", "duplicate", "refused"):
+        assert f'onecity_hall_department_events_total{{department="health",outcome="{outcome}"}}' in metrics
+    assert app["number"] not in metrics
 
 
 async def test_a_department_down_is_still_201_submitted_and_delivered_later(hall: Hall, sms: SmsGateway) -> None:
