@@ -6,9 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import msgspec
+
+from bff.settings import Settings
+from core.crypto import Vault
 from core.db import Pool
 from identity.staff import StaffAdmin
 from services.departments.sms import SmsGateway
+from services.simulators import RunningServer
 from tests.integration.hall.conftest import (
     BIRTH_FORM,
     ZHANG_SAN,
@@ -17,6 +22,7 @@ from tests.integration.hall.conftest import (
     configure_desks,
     department_token,
     eventually,
+    serve_hall,
     staff_token,
 )
 from tests.integration.hall.test_applications import slug, submit
@@ -165,3 +171,33 @@ async def test_staff_queue_is_region_scoped_flags_overdue_and_is_audited(
         "SELECT actor_type, subject_id::text AS subject FROM audit_log WHERE action = 'hall.application.read'"
     )
     assert len(reads) == 3 and {(r["actor_type"], r["subject"]) for r in reads} == {("staff", account)}
+
+
+async def test_pages_follow_the_cursor_and_a_forged_cursor_is_422(
+    settings: Settings, clean: None, pool: Pool, vault: Vault, simulators: dict[str, RunningServer], sms: SmsGateway
+) -> None:
+    small = msgspec.structs.replace(settings, hall=msgspec.structs.replace(settings.hall, page_size=2))
+    async with serve_hall(small, pool, vault, simulators) as hall:
+        configure_desks(hall.simulators, auto_progress=False)
+        me = await citizen(hall.http, sms, ZHANG_SAN)
+        created = [(await submit(hall, me, BIRTH_FORM)).json()["id"] for _ in range(3)]
+        first = (await hall.http.get("/v1/me/applications", headers=me)).json()
+        assert len(first["applications"]) == 2 and first["next_cursor"]
+        second = (
+            await hall.http.get("/v1/me/applications", params={"cursor": first["next_cursor"]}, headers=me)
+        ).json()
+        assert second["next_cursor"] is None
+        seen = [a["id"] for a in first["applications"] + second["applications"]]
+        assert seen == list(reversed(created))  # newest first, each once
+        forged = await hall.http.get("/v1/me/applications", params={"cursor": "not-a-cursor"}, headers=me)
+        assert forged.status_code == 422 and forged.json()["field"] == "cursor"
+
+        codes: list[str] = []
+        cursor = None
+        while True:
+            page = (await hall.http.get("/v1/matters", params={"cursor": cursor} if cursor else {})).json()
+            codes += [m["code"] for m in page["matters"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(codes) == len(set(codes)) == 9 and codes == sorted(codes)
