@@ -320,6 +320,7 @@ _POOLS = {
     "home_hanging": 7,
     "warm": 8,
     "home_cached": 9,
+    "hall_submit": 10,
 }
 
 
@@ -603,6 +604,60 @@ register(
         expect="PNG",
         # CPU-bound at a few dozen renders a second: more connections would only queue.
         connections=16,
+    )
+)
+
+
+# --- service hall: submitting an application ----------------------------------------------------
+
+#: Each request a fresh Idempotency-Key (a replay would be a cheap 200, not a submission).
+_HALL_SUBMIT_REQUEST = """
+local submitted = 0
+function request()
+   submitted = submitted + 1
+   local key = string.format("bench-%d-%d-%d", os.time(), math.random(1, 1000000000), submitted)
+   return wrk.format(nil, nil, {
+      ["Authorization"] = "Bearer " .. next_item(),
+      ["Idempotency-Key"] = key,
+   }, '{"matter":"vaccination-record-copy","form":{"name":"张三","phone":"13800000001"}}')
+end
+"""
+
+
+async def _prepare_hall_submit(ctx: BenchContext, count: int) -> list[str]:
+    await warm_departments(ctx)
+    citizens = await create_citizens(ctx, min(count, 256), pool=_POOLS["hall_submit"])
+    tokens = [c.access_token for c in citizens]
+    return [tokens[i % len(tokens)] for i in range(count)]
+
+
+async def _applications(ctx: BenchContext) -> dict[str, int]:
+    """Applications stored and their submission jobs (every 201 wrote one of each)."""
+    conn = await ctx.connect()
+    try:
+        applications: int = await conn.fetchval("SELECT count(*) FROM hall_applications")
+        jobs: int = await conn.fetchval(
+            "SELECT count(*) FROM pgqueuer_log WHERE status = 'queued' AND entrypoint = 'hall.submit_case'"
+        )
+    finally:
+        await conn.close()
+    return {"applications": applications, "submission jobs": jobs}
+
+
+register(
+    Scenario(
+        name="hall_submit",
+        description="POST /v1/me/applications (vaccination-record-copy), a new Idempotency-Key each time: "
+        "form validated, application + timeline + its case-submission job in one transaction",
+        method="POST",
+        path="/v1/me/applications",
+        lua=_HALL_SUBMIT_REQUEST,
+        content_type="application/json",
+        prepare=_prepare_hall_submit,
+        items_per_second=600,
+        expect='"status":"submitted"',
+        counters=_applications,
+        acknowledged_counter="applications",
     )
 )
 

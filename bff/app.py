@@ -21,7 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
-from bff.domains import attach_domains
+from bff.domains import attach_domains, start_hall_worker
 from bff.guards import ContentTypeMiddleware
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
@@ -38,6 +38,7 @@ from codes import (
 )
 from core.http import VariadicTupleSchemaPlugin
 from core.redis import create_redis
+from hall import HALL_CONTROLLERS, HALL_DEPENDENCIES
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAdminController, StaffAuthController, auditors_read_only
@@ -68,9 +69,13 @@ def create_app(settings: Settings) -> Litestar:
         resources = await open_resources(settings, redis)
         app.state.resources = resources
         attach_domains(app.state, resources)
+        hall_worker = await start_hall_worker(app.state, resources)
+        app.state.hall_worker = hall_worker
         try:
             yield
         finally:
+            if hall_worker is not None:
+                await hall_worker.stop()
             # Scans still being group-committed finish before the pool closes (their callers
             # are answered); the audit batcher is flushed by close_resources.
             await app.state.codes.scan_log.close()
@@ -110,6 +115,7 @@ def create_app(settings: Settings) -> Litestar:
             CodesPartnerController,
             CodesAdminController,
             PartnerVenuesController,
+            *HALL_CONTROLLERS,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
@@ -119,6 +125,7 @@ def create_app(settings: Settings) -> Litestar:
             "principal": Provide(provide_confirmed_principal),
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
+            **HALL_DEPENDENCIES,
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
@@ -136,7 +143,7 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=CORSConfig(
             allow_origins=list(settings.server.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Policy", "RateLimit"],
             max_age=600,
         ),

@@ -116,6 +116,7 @@ def _summary(settings: Settings, folder: Path, embedded_db: bool, embedded_redis
         + ", ".join(f"{n} :{_port_of(u)}" for n, u in msgspec.structs.asdict(settings.departments).items()),
         f"  Demo citizens  {', '.join(DEMO_PHONES)} (the OTP arrives in the SMS simulator's outbox)",
         "  Demo partner   client_id demo-partner, secret demo-partner-secret",
+        "  Departments'   event clients dept-<name> / dept-<name>-secret (health, socsec, hukou, education)",
         "",
     ]
     return "\n".join(lines)

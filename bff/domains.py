@@ -8,13 +8,23 @@ from bff.resources import Resources
 from bff.screens import DataAccessRepository, ScreenService
 from codes import CodesService
 from codes.schemas import HolderCodeType
+from hall import (
+    ENTRY_BUNDLE,
+    ENTRY_RESUBMIT,
+    ENTRY_SUBMIT,
+    HallRepository,
+    HallService,
+    HallSettings,
+    HallWorker,
+    JobPayload,
+)
 from identity import AccessTokens, IdentityRepository, IdentityService, Principal
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 
-__all__ = ["attach_domains"]
+__all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
 
 def attach_domains(state: State, resources: Resources) -> None:
@@ -93,4 +103,37 @@ def attach_domains(state: State, resources: Resources) -> None:
         repository=DataAccessRepository(resources.pool),
         hasher=resources.vault,
         codes_summary=state.codes.summary,
+    )
+    state.hall = HallService(
+        repository=HallRepository(resources.pool),
+        vault=resources.vault,
+        identity=state.identity,
+        cases=resources.departments.cases,
+        socsec=resources.departments.socsec,
+        settings=settings.hall,
+        allow_simulate=settings.env != "prod",
+    )
+
+
+async def start_hall_worker(state: State, resources: Resources) -> HallWorker | None:
+    """Start this process's hall job worker unless ``ONECITY_HALL_WORKER`` is off."""
+    settings = resources.settings
+    if not settings.hall.worker or not settings.database.url:
+        return None
+    worker = hall_worker(state.hall, settings.database.url, settings.hall)
+    await worker.start()
+    return worker
+
+
+def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWorker:
+    """A (not yet started) worker running the hall's jobs with ``hall``."""
+
+    async def submit(payload: JobPayload, attempts: int) -> None:
+        await hall.deliver(payload, attempts, resubmission=False)
+
+    async def resubmit(payload: JobPayload, attempts: int) -> None:
+        await hall.deliver(payload, attempts, resubmission=True)
+
+    return HallWorker(
+        dsn, settings, {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
     )

@@ -6,6 +6,7 @@ from bff.settings import Settings
 from codes.seed import seed_demo_venue
 from core.crypto import Vault
 from core.db import create_pool
+from hall.seed import seed_department_clients
 from identity.oidc import seed_demo_partner
 from identity.seed import seed_demo_citizens
 
@@ -13,8 +14,8 @@ __all__ = ["seed_demo"]
 
 
 async def seed_demo(settings: Settings) -> None:
-    """Seed the demo citizens, the demo partner (DESIGN.md "Demo data") and the demo venue;
-    safe to repeat."""
+    """Seed the demo citizens, the demo partner (DESIGN.md "Demo data"), the demo venue and the
+    departments' event clients (``dept-<name>``); safe to repeat."""
     assert settings.database.url
     pool = await create_pool(settings.database.url, min_size=1, max_size=2)
     try:
@@ -22,5 +23,6 @@ async def seed_demo(settings: Settings) -> None:
         await seed_demo_citizens(pool, vault)
         await seed_demo_partner(pool, vault)
         await seed_demo_venue(pool, vault, issuer=settings.city)
+        await seed_department_clients(pool, vault)
     finally:
         await pool.close()

@@ -17,6 +17,7 @@ import msgspec
 from codes.settings import CodesSettings
 from core.audit_chain import AuditSettings
 from core.crypto import MasterKeyError, parse_master_key
+from hall.settings import HallSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
 from identity.staff.settings import StaffSettings
@@ -115,6 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     oidc: OidcSettings = OidcSettings()
     staff: StaffSettings = StaffSettings()
     audit: AuditSettings = AuditSettings()
+    hall: HallSettings = HallSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -150,6 +152,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_LIVENESS_URL": "departments.liveness",
     "ONECITY_SMS_URL": "departments.sms",
     "ONECITY_MINIPROGRAM_URL": "departments.miniprogram",
+    "ONECITY_HUKOU_URL": "departments.hukou",
+    "ONECITY_EDUCATION_URL": "departments.education",
     "ONECITY_ACCESS_TOKEN_TTL_S": "identity.access_token_ttl_s",
     "ONECITY_REFRESH_IDLE_TTL_S": "identity.refresh_idle_ttl_s",
     "ONECITY_SESSION_TTL_S": "identity.session_absolute_ttl_s",
@@ -187,6 +191,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_STAFF_WEBAUTHN_RP_ID": "staff.webauthn_rp_id",
     "ONECITY_STAFF_WEBAUTHN_ORIGINS": "staff.webauthn_origins",
     "ONECITY_AUDIT_RETENTION_DAYS": "audit.retention_days",
+    "ONECITY_HALL_WORKER": "hall.worker",
+    "ONECITY_HALL_WORKER_CONCURRENCY": "hall.worker_concurrency",
+    "ONECITY_HALL_RETRY_BASE_S": "hall.retry_base_s",
+    "ONECITY_HALL_RETRY_MAX_S": "hall.retry_max_s",
+    "ONECITY_HALL_RETRY_BUDGET_S": "hall.retry_budget_s",
+    "ONECITY_HALL_HEARTBEAT_S": "hall.heartbeat_s",
 }
 
 _LISTS = {"server.cors_origins", "staff.webauthn_origins"}

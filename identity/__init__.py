@@ -3,12 +3,13 @@
 from identity.controllers import AuthController, MeController
 from identity.dependencies import provide_confirmed_principal, provide_identity, provide_principal
 from identity.repository import IdentityRepository
-from identity.service import IdentityService, Principal
+from identity.service import Applicant, IdentityService, Principal
 from identity.settings import IdentitySettings
 from identity.tokens import AccessTokens
 
 __all__ = [
     "AccessTokens",
+    "Applicant",
     "AuthController",
     "IdentityRepository",
     "IdentityService",

@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -47,7 +48,7 @@ from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["IdentityService", "Principal"]
+__all__ = ["Applicant", "IdentityService", "Principal"]
 
 log = logging.getLogger("onecity.identity")
 
@@ -87,6 +88,19 @@ class Principal:
         """Raise the RFC 9470 step-up challenge when the token's level is below ``level``."""
         if _LEVEL_RANK.get(self.level, 0) < _LEVEL_RANK[level]:
             raise InsufficientLevel(level)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applicant:
+    """What other domains may know of a citizen to act on their behalf (the service hall's
+    prefill and case submission); clear values, so never logged or returned unmasked."""
+
+    account_id: str
+    level: str
+    phone: str
+    name: str | None
+    id_number: str | None
+    region_code: str | None
 
 
 class IdentityService:
@@ -688,6 +702,21 @@ class IdentityService:
                 )
         if cleared:
             STEP_UPS.labels("reverified", "success").inc()
+
+    async def applicant(self, account_id: str) -> Applicant | None:
+        """The decrypted identity of an account, for the service hall; ``None`` if it is gone."""
+        row = await self.repository.get_account(account_id)
+        if row is None:
+            return None
+        name, id_number = row["name_enc"], row["id_number_enc"]
+        return Applicant(
+            account_id=row["id"],
+            level=row["level"],
+            phone=self.vault.decrypt_text(row["phone_enc"], context="phone"),
+            name=self.vault.decrypt_text(name, context="name") if name else None,
+            id_number=self.vault.decrypt_text(id_number, context="id_number") if id_number else None,
+            region_code=row["region_code"],
+        )
 
     async def id_number_of(self, account_id: str) -> str | None:
         """The decrypted ID number of an ``L3``+ account, for department calls only."""

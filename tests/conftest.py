@@ -35,7 +35,7 @@ from tests.support.backends import DatabaseFactory
 from tests.support.jwks import KeyStoreJwks
 
 MASTER_KEY = secrets.token_bytes(32)
-_KEPT_TABLES = ("schema_migrations", "signing_keys")
+_KEPT_TABLES = ("schema_migrations", "signing_keys", "hall_matters", "hall_bundle_templates")  # migration-seeded data
 
 
 @pytest.fixture(scope="session")

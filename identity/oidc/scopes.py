@@ -69,6 +69,13 @@ SCOPES: dict[str, ScopeInfo] = {
             "Register venues and fetch their check-in posters (partner machine access)",
             "登记场所并获取场所码（合作方系统权限）",
         ),
+        ScopeInfo(
+            "applications:events",
+            "partner",
+            (),
+            "Report the progress of the department's own cases (department machine access)",
+            "报送本部门办件进度（部门系统权限）",
+        ),
     )
 }
 CITIZEN_SCOPES = frozenset(name for name, s in SCOPES.items() if s.kind == "citizen")

@@ -4,6 +4,7 @@ The BFF depends on the Protocols and gets the implementations from :func:`build_
 """
 
 from services.departments.base import DepartmentHttp, Payload
+from services.departments.cases import CASE_DEPARTMENTS, CaseDepartment, CaseReceipt, HttpCaseDepartment
 from services.departments.container import (
     DEFAULT_PORTS,
     DEPARTMENTS,
@@ -35,8 +36,11 @@ from services.departments.socsec import (
 from services.departments.transport import HttpTransportDepartment, TransportCard, TransportDepartment, Trip, Trips
 
 __all__ = [
+    "CASE_DEPARTMENTS",
     "DEFAULT_PORTS",
     "DEPARTMENTS",
+    "CaseDepartment",
+    "CaseReceipt",
     "ContributionMonth",
     "Contributions",
     "DepartmentEndpoints",
@@ -46,6 +50,7 @@ __all__ = [
     "HealthRisk",
     "HealthTest",
     "HealthTests",
+    "HttpCaseDepartment",
     "HttpHealthDepartment",
     "HttpLiveness",
     "HttpMiniProgramPlatform",

@@ -88,13 +88,19 @@ class DepartmentHttp:
         subject: str,
         scope: str,
         purpose: str,
+        headers: Mapping[str, str] | None = None,
     ) -> T:
         """``POST`` ``body`` (a Struct or JSON-able value) and decode the answer into ``response_type``.
+
+        Args:
+            headers: Extra request headers (e.g. ``Idempotency-Key``).
 
         Raises:
             DepartmentError: On any network, status or decoding failure.
         """
-        response = await self._send("POST", path, subject=subject, scope=scope, purpose=purpose, body=body)
+        response = await self._send(
+            "POST", path, subject=subject, scope=scope, purpose=purpose, body=body, extra_headers=headers
+        )
         return self._decode(response, response_type)
 
     async def post_accepted(self, path: str, body: Any, *, subject: str, scope: str, purpose: str) -> None:
@@ -115,9 +121,10 @@ class DepartmentHttp:
         purpose: str,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         token = self._minter.mint(audience=self.department, subject=subject, scope=scope, purpose=purpose)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        headers = {**(extra_headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json"}
         content: bytes | None = None
         if body is not None:
             content = msgspec.json.encode(body)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
 import msgspec
 
 from services.departments.base import DepartmentHttp
+from services.departments.cases import CASE_DEPARTMENTS, CaseDepartment, HttpCaseDepartment
 from services.departments.health import HealthDepartment, HttpHealthDepartment
 from services.departments.liveness import HttpLiveness, Liveness
 from services.departments.miniprogram import HttpMiniProgramPlatform, MiniProgramPlatform
@@ -21,7 +22,17 @@ from services.tokens import ServiceTokenMinter
 
 __all__ = ["DEFAULT_PORTS", "DEPARTMENTS", "DepartmentEndpoints", "Departments", "build_departments"]
 
-DEPARTMENTS: Final = ("health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram")
+DEPARTMENTS: Final = (
+    "health",
+    "transport",
+    "socsec",
+    "registry",
+    "liveness",
+    "sms",
+    "miniprogram",
+    "hukou",
+    "education",
+)
 """Every department's name, which is also its service-token ``aud``."""
 
 DEFAULT_PORTS: Final[Mapping[str, int]] = {
@@ -32,6 +43,8 @@ DEFAULT_PORTS: Final[Mapping[str, int]] = {
     "liveness": 8105,
     "sms": 8106,
     "miniprogram": 8107,
+    "hukou": 8108,
+    "education": 8109,
 }
 """The simulators' ports in ``onecity dev`` (DESIGN, "Department contracts")."""
 
@@ -46,6 +59,8 @@ class DepartmentEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     liveness: str = "http://127.0.0.1:8105"
     sms: str = "http://127.0.0.1:8106"
     miniprogram: str = "http://127.0.0.1:8107"
+    hukou: str = "http://127.0.0.1:8108"
+    education: str = "http://127.0.0.1:8109"
 
     @classmethod
     def local(cls, host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> DepartmentEndpoints:
@@ -63,7 +78,7 @@ class DepartmentEndpoints(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Departments:
-    """The seven department clients, typed by their Protocols so tests and the resilience layer
+    """The department clients, typed by their Protocols so tests and the resilience layer
     can substitute any of them."""
 
     health: HealthDepartment
@@ -73,6 +88,8 @@ class Departments:
     liveness: Liveness
     sms: SmsGateway
     miniprogram: MiniProgramPlatform
+    # The case desks of the matter-owning departments, by department name.
+    cases: Mapping[str, CaseDepartment] = field(default_factory=dict)
 
 
 def build_departments(
@@ -103,4 +120,5 @@ def build_departments(
         liveness=HttpLiveness(transport("liveness")),
         sms=HttpSmsGateway(transport("sms")),
         miniprogram=HttpMiniProgramPlatform(transport("miniprogram")),
+        cases={name: HttpCaseDepartment(transport(name)) for name in CASE_DEPARTMENTS},
     )

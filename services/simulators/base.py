@@ -18,7 +18,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, delete, get, post
@@ -33,6 +33,9 @@ from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler, Receive, ReceiveMessage, Scope, Send
 
 from services.tokens import InvalidServiceToken, JwksSource, ServiceTokenVerifier, VerifiedServiceToken
+
+if TYPE_CHECKING:
+    from services.simulators.cases import CaseDesk
 
 __all__ = [
     "PROBLEM_JSON",
@@ -102,10 +105,12 @@ class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drop: bool | None = None
 
 
-class Stats(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /_sim/stats``: contract requests received, by ``"METHOD /path"``."""
+class Stats(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``GET /_sim/stats``: contract requests received, by ``"METHOD /path"``; for a
+    case-owning department also the cases taken per application number."""
 
     requests: dict[str, int]
+    cases: dict[str, int] | None = None
 
 
 class SimulatorState:
@@ -125,6 +130,7 @@ class SimulatorState:
         self.stats: Counter[str] = Counter()
         self._release = asyncio.Event()  # set when hanging requests may go on
         self._random = random.Random()  # noqa: S311 - only decides which requests fail
+        self.cases: CaseDesk | None = None  # set by the departments that own matters
 
     # Litestar deep-copies middleware, guards and app state while registering routes; the
     # control routes, the middleware and the guard must all keep seeing this one object.
@@ -291,12 +297,15 @@ def _control_handlers(state: SimulatorState) -> list[ControllerRouterHandler]:
 
     @get("/_sim/stats", sync_to_thread=False)
     def read_stats() -> Stats:
-        return Stats(requests=dict(state.stats))
+        cases = None if state.cases is None else dict(state.cases.received)
+        return Stats(requests=dict(state.stats), cases=cases)
 
     @delete("/_sim/stats", status_code=200, sync_to_thread=False)
     def reset_stats() -> Stats:
         state.stats.clear()
-        return Stats(requests={})
+        if state.cases is not None:
+            state.cases.reset()
+        return Stats(requests={}, cases=None if state.cases is None else {})
 
     return [read_faults, set_faults, clear_faults, read_stats, reset_stats]
 
@@ -315,8 +324,10 @@ def build_simulator(state: SimulatorState, route_handlers: Sequence[ControllerRo
         middleware=[FaultMiddleware(state)],
         dependencies={"token": Provide(_service_token, sync_to_thread=False)},
     )
+    desk = state.cases
     return Litestar(
         route_handlers=[contract, *_control_handlers(state)],
+        on_shutdown=[] if desk is None else [desk.aclose],
         exception_handlers={
             SimulatorError: _on_simulator_error,
             HTTPException: _on_http_exception,

@@ -1,4 +1,4 @@
-"""Health department simulator (``aud: health``): tests, vaccinations, risk."""
+"""Health department simulator (``aud: health``): tests, vaccinations, risk; cases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 
 from services.simulators import demo
 from services.simulators.base import SimulatorState, build_simulator
+from services.simulators.cases import with_cases
 from services.simulators.citizens import citizen_of
 from services.tokens import JwksSource, VerifiedServiceToken
 
@@ -33,4 +34,5 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
     def risk(token: NamedDependency[VerifiedServiceToken]) -> demo.Risk:
         return demo.health_risk(citizen_of(token))
 
-    return build_simulator(SimulatorState("health", jwks, dev_mode=dev_mode), [tests, vaccinations, risk])
+    state = SimulatorState("health", jwks, dev_mode=dev_mode)
+    return build_simulator(state, [tests, vaccinations, risk, *with_cases(state)])

@@ -14,7 +14,9 @@ import uvicorn
 from litestar import Litestar
 
 from services.departments.container import DEFAULT_PORTS
-from services.simulators import health, liveness, miniprogram, registry, sms, socsec, transport
+from services.simulators import education, health, hukou, liveness, miniprogram, registry, sms, socsec, transport
+from services.simulators.base import SimulatorState
+from services.simulators.cases import CaseDesk
 from services.tokens import JwksSource, UrlJwks
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "SIMULATORS",
     "RunningServer",
     "SimulatorFactory",
+    "case_desk",
     "serve",
     "start_in_process",
     "start_simulators",
@@ -44,8 +47,18 @@ SIMULATORS: Final[Mapping[str, SimulatorFactory]] = {
     "liveness": liveness.create_app,
     "sms": sms.create_app,
     "miniprogram": miniprogram.create_app,
+    "hukou": hukou.create_app,
+    "education": education.create_app,
 }
 """Every simulator's app factory, by department name."""
+
+_JWKS_SUFFIX: Final = "/.well-known/jwks.json"
+
+
+def case_desk(app: Litestar) -> CaseDesk | None:
+    """The case desk of a simulator app, if its department owns matters (to configure it)."""
+    state: SimulatorState = app.state.simulator
+    return state.cases
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -69,6 +82,7 @@ class RunningServer:
 
     def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], host: str, port: int) -> None:
         self._server = server
+        self.app = server.config.app
         self._task = task
         self.host = host
         self.port = port
@@ -195,15 +209,27 @@ async def start_simulators(
     return running
 
 
-async def _serve(name: str, host: str, port: int, jwks_url: str, dev_mode: bool) -> None:
+async def _serve(name: str, host: str, port: int, jwks_url: str, dev_mode: bool, case_step_s: float) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
         app = SIMULATORS[name](UrlJwks(jwks_url, http), dev_mode=dev_mode)
+        desk = case_desk(app)
+        if desk is not None and jwks_url.endswith(_JWKS_SUFFIX):
+            # OneCity's events endpoint lives where its JWKS does.
+            desk.configure(onecity_url=jwks_url.removesuffix(_JWKS_SUFFIX), step_delay_s=case_step_s)
         # log_config=None keeps the JSON logging the CLI configured.
         config = uvicorn.Config(app, host=host, port=port, workers=1, access_log=False, lifespan="on", log_config=None)
         await uvicorn.Server(config).serve()
 
 
-def serve(name: str, *, host: str = "127.0.0.1", port: int | None = None, jwks_url: str, dev_mode: bool = True) -> None:
+def serve(
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    jwks_url: str,
+    dev_mode: bool = True,
+    case_step_s: float = 2.0,
+) -> None:
     """Run one simulator in the foreground, in this process, until interrupted.
 
     Args:
@@ -213,10 +239,12 @@ def serve(name: str, *, host: str = "127.0.0.1", port: int | None = None, jwks_u
         jwks_url: The BFF's JWKS URL, where service-token keys are fetched (lazily, so the BFF
             may start later).
         dev_mode: Development shortcuts (liveness ``live-`` tokens).
+        case_step_s: Seconds between two steps of a case's life (case-owning departments);
+            their events go to the OneCity that publishes ``jwks_url``.
 
     Raises:
         ValueError: For an unknown ``name``.
     """
     if name not in SIMULATORS:
         raise ValueError(f"unknown simulator {name!r}; choose from {', '.join(SIMULATORS)}")
-    asyncio.run(_serve(name, host, DEFAULT_PORTS[name] if port is None else port, jwks_url, dev_mode))
+    asyncio.run(_serve(name, host, DEFAULT_PORTS[name] if port is None else port, jwks_url, dev_mode, case_step_s))

@@ -1,4 +1,4 @@
-"""Social-security department simulator (``aud: socsec``): card and contributions."""
+"""Social-security department simulator (``aud: socsec``): card and contributions; cases."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from litestar.params import QueryParameter
 
 from services.simulators import demo
 from services.simulators.base import SimulatorState, build_simulator
+from services.simulators.cases import with_cases
 from services.simulators.citizens import citizen_of
 from services.tokens import JwksSource, VerifiedServiceToken
 
@@ -38,4 +39,5 @@ def create_app(jwks: JwksSource, *, dev_mode: bool = True) -> Litestar:
         now = dt.datetime.now(dt.UTC)
         return demo.contributions(id_number, year or now.year, now)
 
-    return build_simulator(SimulatorState("socsec", jwks, dev_mode=dev_mode), [card, contributions])
+    state = SimulatorState("socsec", jwks, dev_mode=dev_mode)
+    return build_simulator(state, [card, contributions, *with_cases(state)])

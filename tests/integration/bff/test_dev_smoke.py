@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-DEPARTMENTS = ("health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram")
+DEPARTMENTS = ("health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram", "hukou", "education")
 
 
 def _free_port() -> int:
@@ -82,6 +82,15 @@ def test_dev_comes_up_on_the_embedded_default(tmp_path: Path) -> None:
         sent = httpx.post(f"http://127.0.0.1:{port}/v1/auth/otp", json={"phone": "13800000001"}, timeout=10)
         assert sent.status_code == 202, sent.text
         assert httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json()["keys"]
+        # The case-owning simulators report events with their own seeded clients.
+        for department in ("health", "socsec", "hukou", "education"):
+            granted = httpx.post(
+                f"http://127.0.0.1:{port}/oauth/token",
+                data={"grant_type": "client_credentials", "scope": "applications:events"},
+                auth=(f"dept-{department}", f"dept-{department}-secret"),
+                timeout=10,
+            )
+            assert granted.status_code == 200, granted.text
     finally:
         code = _stop(process)
     assert code == 0

@@ -41,6 +41,8 @@ CONTRACT_ROUTES = [
     ("sms", "POST", "/v1/messages", {"to": "13800000001", "text": "hello"}),
     ("sms", "GET", "/v1/messages", None),
     ("miniprogram", "POST", "/v1/code2session", {"code": "mp-alice-n1"}),
+    ("hukou", "POST", "/v1/cases", {"application_number": "HJ1", "matter": "m", "form": {}, "materials": []}),
+    ("education", "POST", "/v1/cases", {"application_number": "JY1", "matter": "m", "form": {}, "materials": []}),
 ]
 
 
@@ -381,3 +383,34 @@ async def test_the_citizen_comes_only_from_the_token(
     token = make_token("health", ZHANG_SAN)
     response = await call(http, simulators, "health", "GET", "/v1/me/tests", token, params={"id_number": LI_SI})
     assert all(t["result"] == "negative" for t in response.json()["tests"])
+
+
+@pytest.mark.parametrize("department", ["health", "socsec", "hukou", "education"])
+async def test_cases_once_per_idempotency_key(
+    http: httpx.AsyncClient, simulators: Simulators, make_token: TokenFactory, department: str
+) -> None:
+    base = simulators[department].base_url
+    await http.delete(f"{base}/_sim/stats")
+    auth = {"Authorization": f"Bearer {make_token(department, ZHANG_SAN)}"}
+    body = {"application_number": "N-1", "matter": "some-matter", "form": {"a": "b"}, "materials": []}
+    missing = await http.post(f"{base}/v1/cases", json=body, headers=auth)
+    assert missing.status_code == 400 and missing.json()["type"] == "idempotency-key-required"
+    first = await http.post(f"{base}/v1/cases", json=body, headers={**auth, "Idempotency-Key": "N-1:submit"})
+    again = await http.post(f"{base}/v1/cases", json=body, headers={**auth, "Idempotency-Key": "N-1:submit"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["case_id"] == again.json()["case_id"]
+    case_id = first.json()["case_id"]
+    fixed = await http.post(
+        f"{base}/v1/cases/{case_id}/resubmission",
+        json={"form": {"a": "c"}},
+        headers={**auth, "Idempotency-Key": "N-1:resubmit:1"},
+    )
+    assert fixed.status_code == 202 and fixed.json() == {"case_id": case_id}
+    unknown = await http.post(
+        f"{base}/v1/cases/nope/resubmission", json={"form": {}}, headers={**auth, "Idempotency-Key": "N-1:resubmit:1"}
+    )
+    assert unknown.status_code == 404
+    stats = (await http.get(f"{base}/_sim/stats")).json()
+    assert stats["cases"] == {"N-1": 1}
+    refused = await http.post(f"{base}/v1/cases", json=body, headers={"Idempotency-Key": "N-1:submit"})
+    assert refused.status_code == 401

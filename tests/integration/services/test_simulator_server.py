@@ -19,6 +19,8 @@ def test_catalogue() -> None:
         "liveness": 8105,
         "sms": 8106,
         "miniprogram": 8107,
+        "hukou": 8108,
+        "education": 8109,
     }
 
 
