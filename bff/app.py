@@ -23,6 +23,7 @@ from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
+from bff.inputs import BoundedRequest
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
 from bff.problems import exception_handlers
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ),
         request_max_body_size=settings.server.max_body_bytes,
+        request_class=BoundedRequest,
         debug=False,
         # Logging is configured once by the CLI (JSON lines); Litestar must not replace it.
         logging_config=None,
