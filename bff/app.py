@@ -56,8 +56,12 @@ def create_app(settings: Settings) -> Litestar:
 
     Returns:
         A Litestar app whose lifespan opens and closes every shared resource.
+
+    Raises:
+        SettingsError: In ``prod`` without ``ONECITY_METRICS_TOKEN``.
     """
 
+    settings.require_metrics_token()
     # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(

@@ -9,7 +9,7 @@ from httpx import AsyncClient as AsyncTestClient
 
 from bff.app import create_app
 from bff.resources import StartupError
-from bff.settings import Secret, Settings
+from bff.settings import Secret, Settings, SettingsError, load_settings
 from core.db import create_pool
 from core.migrate import apply_migrations
 from tests.support.asgi import LifespanError, running_app
@@ -156,3 +156,36 @@ async def test_pending_migrations_stop_start_up(settings: Settings, database_fac
 def test_master_key_in_settings_is_base64url(settings: Settings) -> None:
     assert settings.master_key is not None
     assert len(base64.urlsafe_b64encode(settings.master_key.reveal())) == 44
+
+
+METRICS_TOKEN = "m" * 8 + secrets.token_urlsafe(32)
+
+
+async def test_metrics_need_the_token_when_one_is_set(settings: Settings, clean: None) -> None:
+    guarded = msgspec.structs.replace(settings, metrics_token=Secret(METRICS_TOKEN.encode()))
+    async with running_app(create_app(guarded)) as client:
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer " + "x" * 40})
+        basic = await client.get("/metrics", headers={"Authorization": "Basic " + METRICS_TOKEN})
+        right = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    for response in (missing, wrong, basic):
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert response.json()["type"].endswith("/unauthorized")
+        assert METRICS_TOKEN not in response.text
+    assert right.status_code == 200 and "onecity_requests_total" in right.text
+
+
+def test_production_without_a_metrics_token_does_not_start(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="ONECITY_METRICS_TOKEN"):
+        create_app(msgspec.structs.replace(settings, env="prod", metrics_token=None))
+    create_app(msgspec.structs.replace(settings, env="prod", metrics_token=Secret(METRICS_TOKEN.encode())))
+
+
+def test_metrics_token_is_validated_without_echoing_it() -> None:
+    with pytest.raises(SettingsError, match="ONECITY_METRICS_TOKEN") as caught:
+        load_settings({"ONECITY_METRICS_TOKEN": "short secret"})
+    assert "short secret" not in str(caught.value)
+    settings = load_settings({"ONECITY_METRICS_TOKEN": METRICS_TOKEN})
+    assert settings.metrics_token is not None and settings.metrics_token.reveal() == METRICS_TOKEN.encode()
+    assert METRICS_TOKEN not in repr(settings)
