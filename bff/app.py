@@ -16,11 +16,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
+from bff.apidocs import OfflineSwaggerPlugin, docs_router
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
 from bff.inputs import BoundedRequest
@@ -139,8 +139,9 @@ def create_app(settings: Settings) -> Litestar:
             title="OneCity",
             version=VERSION,
             description="Backend-for-frontend of the city's one-entry citizen app.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # Served from the package (no CDN: intranets have none), under a strict CSP.
+            openapi_router=docs_router("/schema"),
+            render_plugins=[OfflineSwaggerPlugin("/schema")],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),

@@ -1,5 +1,6 @@
 import asyncio
 import base64
+import re
 import secrets
 
 import asyncpg
@@ -189,3 +190,23 @@ def test_metrics_token_is_validated_without_echoing_it() -> None:
     settings = load_settings({"ONECITY_METRICS_TOKEN": METRICS_TOKEN})
     assert settings.metrics_token is not None and settings.metrics_token.reveal() == METRICS_TOKEN.encode()
     assert METRICS_TOKEN not in repr(settings)
+
+
+async def test_api_docs_load_nothing_from_another_origin(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    """``GET /schema`` works on an intranet without a CDN: every asset is served by us."""
+    page = await client.get("/schema")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page.text)
+    assert urls, page.text
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.DOTALL)
+    assert scripts and all(not body.strip() for _, body in scripts), "no inline script (CSP forbids it)"
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
+    init = (await client.get("/schema/ui.js")).text
+    assert "/schema/openapi.json" in init and "http" not in init
