@@ -91,6 +91,8 @@ def docs_router(base: str = "/schema") -> Router:
     return Router(
         path=base,
         route_handlers=[],
+        # The documentation pages are not part of the API they document.
+        include_in_schema=False,
         response_headers=[
             ResponseHeader(name="Content-Security-Policy", value=DOCS_CSP),
             ResponseHeader(name="X-Content-Type-Options", value="nosniff"),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 import pytest
 from httpx import AsyncClient as AsyncTestClient
+from litestar import Litestar, post
 
+from bff.problems import exception_handlers
 from core.db import Pool
 from services.departments.sms import SmsGateway
+from tests.support.asgi import running_app
 from tests.support.citizens import bearer, latest_otp, login, request_otp
 
 PROBLEM = "application/problem+json"
@@ -198,3 +202,38 @@ async def test_unsafe_request_ids_are_replaced(client: AsyncTestClient, incoming
 async def test_safe_request_ids_are_echoed(client: AsyncTestClient, incoming: str) -> None:
     response = await client.get("/health/live", headers={"X-Request-ID": incoming})
     assert response.headers["x-request-id"] == incoming
+
+
+@pytest.mark.parametrize(
+    ("query", "args"),
+    [
+        ("SELECT $1::text", ("a\x00b",)),  # UntranslatableCharacterError
+        ("SELECT make_date($1::int, 1, 1)", (0,)),  # DatetimeFieldOverflowError (year 0)
+        ("SELECT $1::text::int", ("twelve",)),  # InvalidTextRepresentationError
+        ("SELECT $1::numeric::int", ("1e30",)),  # NumericValueOutOfRangeError
+    ],
+)
+async def test_a_value_postgresql_refuses_is_a_400_problem_and_rolls_back(
+    pool: Pool, clean: None, query: str, args: tuple[Any, ...]
+) -> None:
+    """Every class-22 data exception (and date arithmetic overflow) is 400 ``invalid-value``:
+    a schema that lets such a value through is a bug, but the client hears a 4xx, not a 500."""
+
+    @post("/probe", status_code=200)
+    async def probe() -> dict[str, str]:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe_rows (v int) ON COMMIT DROP")
+            await conn.execute("INSERT INTO probe_rows VALUES (1)")
+            await conn.fetchval(query, *args)
+        return {"written": "yes"}
+
+    @post("/overflow", status_code=200)
+    async def overflow() -> dict[str, str]:
+        return {"until": (dt.datetime.max.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)).isoformat()}
+
+    app = Litestar(route_handlers=[probe, overflow], exception_handlers=exception_handlers())
+    async with running_app(app) as client:
+        for path in ("/probe", "/overflow"):
+            body = _is_problem(await client.post(path), 400)
+            assert _slug(body) == "invalid-value"
+            assert "\x00" not in str(body) and "twelve" not in str(body)

@@ -210,3 +210,8 @@ async def test_api_docs_load_nothing_from_another_origin(client: AsyncTestClient
     assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
     init = (await client.get("/schema/ui.js")).text
     assert "/schema/openapi.json" in init and "http" not in init
+
+
+async def test_docs_pages_are_not_in_the_document(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    assert not [path for path in paths if path.startswith("/schema")]
