@@ -362,9 +362,11 @@ async def _open_breakers(ctx: BenchContext) -> set[str]:
     """Department breakers not closed in the workers reached (a new connection each, so
     several samples reach every worker)."""
     found = set()
+    token = ctx.environment.get("ONECITY_METRICS_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     for _ in range(8):
         async with httpx.AsyncClient(base_url=ctx.base_url, timeout=5) as http:
-            text = (await http.get("/metrics")).text
+            text = (await http.get("/metrics", headers=headers)).text
         found |= {labels for labels, value in _BREAKER_STATE.findall(text) if float(value) != 0}
     return found
 

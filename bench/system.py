@@ -229,6 +229,7 @@ class System:
         self.database_name = "onecity_bench_" + secrets.token_hex(4)
         self.database_url = ""
         self.master_key = secrets.token_bytes(32)
+        self.metrics_token = secrets.token_urlsafe(32)
         self.bff_port = free_port()
         self.department_ports = {name: free_port() for name in DEPARTMENTS}
         self.postgres_version = ""
@@ -279,6 +280,8 @@ class System:
                 "ONECITY_PUBLIC_URL": f"http://{HOST}:{port or self.bff_port}",
                 # One JSON line per request at INFO would make the server measure its logging.
                 "ONECITY_LOG_LEVEL": "WARNING",
+                # prod requires one; the scenarios scrape /metrics with it.
+                "ONECITY_METRICS_TOKEN": self.metrics_token,
                 "ONECITY_AUTH_RATE_PER_MINUTE": _UNLIMITED,
                 "ONECITY_OTP_SENDS_PER_IP_PER_HOUR": _UNLIMITED,
                 # Per account and type, per partner: a run loads a few hundred citizens and one

@@ -16,13 +16,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
+from bff.apidocs import OfflineSwaggerPlugin, docs_router
 from bff.domains import attach_domains, start_hall_worker
 from bff.guards import ContentTypeMiddleware
+from bff.inputs import BoundedRequest
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
 from bff.problems import exception_handlers
@@ -56,8 +57,12 @@ def create_app(settings: Settings) -> Litestar:
 
     Returns:
         A Litestar app whose lifespan opens and closes every shared resource.
+
+    Raises:
+        SettingsError: In ``prod`` without ``ONECITY_METRICS_TOKEN``.
     """
 
+    settings.require_metrics_token()
     # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(
@@ -151,8 +156,9 @@ def create_app(settings: Settings) -> Litestar:
             title="OneCity",
             version=VERSION,
             description="Backend-for-frontend of the city's one-entry citizen app.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # Served from the package (no CDN: intranets have none), under a strict CSP.
+            openapi_router=docs_router("/schema"),
+            render_plugins=[OfflineSwaggerPlugin("/schema")],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -160,6 +166,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ),
         request_max_body_size=settings.server.max_body_bytes,
+        request_class=BoundedRequest,
         debug=False,
         # Logging is configured once by the CLI (JSON lines); Litestar must not replace it.
         logging_config=None,

@@ -1,7 +1,8 @@
 """Structured JSON logs with a request id on every line.
 
 One ASGI middleware gives each request an id (the caller's ``X-Request-ID`` when it is a
-sane token, otherwise a new one), echoes it in the response, and writes one access line
+token of 1-64 characters from ``[A-Za-z0-9._-]``, otherwise a new one: a raw header value
+is never echoed or logged), echoes it in the response, and writes one access line
 per request with the *route template* (``/v1/me/sessions/{id}``), never the raw path or
 query string, which could carry an identifier or a code.
 """
@@ -23,7 +24,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["JsonFormatter", "RequestContextMiddleware", "configure_logging", "current_request_id"]
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
@@ -91,7 +92,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
         started = time.perf_counter()

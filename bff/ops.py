@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
 from litestar import Controller, Request, Response, get
@@ -12,6 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.plugins.prometheus import PrometheusController
 
 from bff.problems import problem_response
+from core.errors import Unauthorized
 from core.problem import ProblemDocument
 from core.structs import Response as ResponseStruct
 
@@ -107,12 +109,30 @@ class JwksController(Controller):
 
 
 class MetricsController(PrometheusController):
-    """``/metrics``: Prometheus's text exposition format (documented as text, not JSON)."""
+    """``/metrics``: Prometheus's text exposition format (documented as text, not JSON).
+
+    With ``ONECITY_METRICS_TOKEN`` set (required in ``prod``) the scraper sends it as a bearer
+    token; without one (dev, test) the endpoint is open.
+    """
 
     tags = ["operations"]
 
-    @get(media_type=MediaType.TEXT, summary="Prometheus metrics (text exposition format)")
-    async def get(self) -> Response[Any]:
-        """Request counts and latencies by route template, department calls, breakers, pools."""
+    @get(
+        media_type=MediaType.TEXT,
+        summary="Prometheus metrics (text exposition format)",
+        security=[{"bearer": []}],
+        responses={401: ResponseSpec(ProblemDocument, description="Missing or wrong metrics token")},
+    )
+    async def get(self, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+        """Request counts and latencies by route template, department calls, breakers, pools.
+
+        Raises:
+            Unauthorized: A metrics token is configured and the request does not carry it.
+        """
+        token = state.settings.metrics_token
+        if token is not None:
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.reveal()):
+                raise Unauthorized("This endpoint needs the metrics bearer token")
         response: Response[Any] = await PrometheusController.get.fn(self)
         return response

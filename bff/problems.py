@@ -153,6 +153,20 @@ def _on_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Resp
     )
 
 
+def _on_invalid_value(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # A value the schema let through but PostgreSQL (class 22, data exception: bad encoding,
+    # out-of-range date or number) or Python's date arithmetic cannot handle. The message may
+    # quote the value, so only the class is logged. The transaction it ran in rolled back.
+    log.warning("invalid value", extra={"error": exc.__class__.__name__, "path": request.url.path})
+    return problem_response(
+        request,
+        status=400,
+        slug="invalid-value",
+        title="Invalid value",
+        detail="A value in the request is out of range or cannot be stored.",
+    )
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The class name and request id are enough to find it; the message may hold input data.
     log.error("unhandled error", extra={"error": exc.__class__.__name__, "path": request.url.path})
@@ -183,5 +197,10 @@ def exception_handlers() -> ExceptionHandlersMap:
         TimeoutError: _on_dependency_down,
         redis.exceptions.ConnectionError: _on_dependency_down,
         redis.exceptions.TimeoutError: _on_dependency_down,
+        # Class 22: UntranslatableCharacterError, DatetimeFieldOverflowError,
+        # CharacterNotInRepertoireError, InvalidTextRepresentationError,
+        # NumericValueOutOfRangeError, ...
+        asyncpg.exceptions.DataError: _on_invalid_value,
+        OverflowError: _on_invalid_value,
         Exception: _on_unexpected,
     }

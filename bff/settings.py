@@ -98,6 +98,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         city: Short id of the issuing city, the ``iss`` of codes.
         master_key: Encrypts private keys and PII at rest (``ONECITY_MASTER_KEY``).
         data_dir: Where ``onecity dev`` keeps the embedded PostgreSQL and Redis.
+        metrics_token: Bearer token ``GET /metrics`` requires (``ONECITY_METRICS_TOKEN``);
+            unset, ``/metrics`` is open, which the app allows only outside ``prod``
+            (:meth:`require_metrics_token`).
     """
 
     env: Literal["dev", "test", "prod"] = "prod"
@@ -106,6 +109,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     data_dir: str = ".onecity"
     master_key: Secret | None = None
+    metrics_token: Secret | None = None
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     server: ServerSettings = ServerSettings()
@@ -123,6 +127,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.master_key is None:
             raise SettingsError("ONECITY_MASTER_KEY is not set (32 random bytes, base64url)")
         return self.master_key.reveal()
+
+    def require_metrics_token(self) -> None:
+        """Refuse to serve an open ``/metrics`` in production.
+
+        Metrics name routes, error rates and department outages: reconnaissance for an
+        attacker, so on a public address they need a credential.
+
+        Raises:
+            SettingsError: ``env`` is ``prod`` and ``ONECITY_METRICS_TOKEN`` is unset.
+        """
+        if self.env == "prod" and self.metrics_token is None:
+            raise SettingsError(
+                "ONECITY_METRICS_TOKEN is not set: in production /metrics needs a bearer token "
+                "(at least 32 characters, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
 
 
 #: Environment variable → dotted settings path. The README's configuration table mirrors it.
@@ -242,9 +261,28 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             settings = msgspec.structs.replace(settings, master_key=Secret(parse_master_key(raw_key)))
         except MasterKeyError as exc:
             raise SettingsError(str(exc)) from None
+    raw_token = env.get("ONECITY_METRICS_TOKEN")
+    if raw_token:
+        settings = msgspec.structs.replace(settings, metrics_token=Secret(parse_metrics_token(raw_token)))
     if overrides:
         settings = msgspec.structs.replace(settings, **overrides)
     return with_derived(settings)
+
+
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+
+
+def parse_metrics_token(raw: str) -> bytes:
+    """Validate ``ONECITY_METRICS_TOKEN``: RFC 6750 token characters, at least 32 of them.
+
+    Raises:
+        SettingsError: naming the variable, never echoing the value.
+    """
+    if len(raw) < 32 or not set(raw) <= _TOKEN_CHARS:
+        raise SettingsError(
+            "ONECITY_METRICS_TOKEN: expected at least 32 characters from [A-Za-z0-9-._~+/=] (a bearer token)"
+        )
+    return raw.encode()
 
 
 def with_derived(settings: Settings) -> Settings:

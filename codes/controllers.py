@@ -39,6 +39,7 @@ from codes.schemas import (
 from codes.service import CodesService
 from core.http import BEARER, ImageOperation, error_responses
 from core.structs import Response as ResponseStruct
+from core.structs import whole
 from identity.dependencies import client_ip
 from identity.partners import PartnerPrincipal
 from identity.service import Principal
@@ -59,7 +60,7 @@ CODES_DEPENDENCIES = {"codes": Provide(provide_codes, sync_to_thread=False)}
 
 _MEDIA = {"png": "image/png", "svg": "image/svg+xml"}
 FormatQuery = Annotated[ImageFormat, QueryParameter(name="format", description="png or svg")]
-VenuePath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{11}$")]
+VenuePath = Annotated[str, PathParameter(pattern=whole(r"[A-Za-z0-9_-]{11}"))]
 
 
 class CodeKeysJwks(ResponseStruct, frozen=True):
@@ -151,7 +152,7 @@ class MyCodesController(Controller):
     @delete("/ride-devices/{device_id:str}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
     async def device_revoke(
         self,
-        device_id: Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{16}$")],
+        device_id: Annotated[str, PathParameter(pattern=whole(r"[A-Za-z0-9_-]{16}"))],
         principal: NamedDependency[Principal],
         codes: NamedDependency[CodesService],
     ) -> None:

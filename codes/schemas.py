@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from codes.rules import RuleSet
-from core.structs import Request, Response, ShortStr
+from core.structs import Request, Response, ShortStr, text, whole
 
 __all__ = [
     "CheckinList",
@@ -44,13 +44,13 @@ __all__ = [
 
 #: A code payload as scanned: ``OC1:``/``OC1R:`` text, bounded well above the 320-character
 #: budget so an oversized payload is answered ``malformed`` rather than a schema error.
-ScannedPayload = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+ScannedPayload = Annotated[str, text(1024, nfc=False)]
 RegionCode = Annotated[
     str,
-    msgspec.Meta(pattern=r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$", description="Division code: district or finer"),
+    msgspec.Meta(pattern=whole(r"[0-9]{6}|[0-9]{9}|[0-9]{12}"), description="Division code: district or finer"),
 ]
-VenueId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{11}$")]
-B64Url = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+$", max_length=256)]
+VenueId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]{11}"))]
+B64Url = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]+"), max_length=256)]
 ImageFormat = Literal["png", "svg"]
 
 
@@ -162,7 +162,7 @@ class DeviceRegistration(Request):
     """
 
     public_key: B64Url
-    nonce: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+    nonce: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]{16,64}"))]
     signature: B64Url
 
 
@@ -192,7 +192,7 @@ class VerifyRequest(Request):
 
     payload: ScannedPayload
     consume: bool = False
-    venue_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    venue_id: Annotated[str, text(64, nfc=False)] | None = None
     types: (
         Annotated[list[Literal["health", "transit", "socsec", "citizen", "venue"]], msgspec.Meta(max_length=5)] | None
     ) = None
@@ -219,7 +219,7 @@ class VerifyResult(Response, frozen=True):
 class RideScan(Request):
     """One accepted ride code from a validator's log."""
 
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=400)]
+    code: Annotated[str, text(400, nfc=False)]
     scanned_at: Annotated[float, msgspec.Meta(ge=0, le=2**32, description="Unix seconds")]
 
 
@@ -272,7 +272,7 @@ class HealthOverrideRequest(Request):
     """``PUT /v1/admin/citizens/{account_id}/health-status``."""
 
     status: Literal["G", "Y", "R"]
-    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+    reason: Annotated[str, text(500, min_length=3)]
     until: datetime
 
 
@@ -306,8 +306,8 @@ class RuleSetList(Response, frozen=True):
 class VenueCreate(Request):
     """Register a venue."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    address: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, text(100)]
+    address: Annotated[str, text(200)]
     region: RegionCode
 
 

@@ -16,6 +16,8 @@ __all__ = [
     "DependencyUnavailable",
     "Forbidden",
     "InsufficientLevel",
+    "InvalidValue",
+    "JsonTooDeep",
     "NotFound",
     "OneCityError",
     "RateLimited",
@@ -53,6 +55,20 @@ class OneCityError(Exception):
 
 class BadRequest(OneCityError):
     """The request is malformed in a way no schema caught."""
+
+
+class JsonTooDeep(BadRequest):
+    """A JSON body nests arrays/objects deeper than any OneCity schema does (refused unread)."""
+
+    type_slug = "json-too-deep"
+    title = "JSON nested too deeply"
+
+
+class InvalidValue(BadRequest):
+    """A value passed the schema but cannot be stored or computed with (encoding, range)."""
+
+    type_slug = "invalid-value"
+    title = "Invalid value"
 
 
 class UnprocessableEntity(OneCityError):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.structs import IdNumber, Phone, Request, Response, ShortStr
+from core.structs import IdNumber, Phone, Request, Response, ShortStr, text, whole
 
 __all__ = [
     "Account",
@@ -28,9 +28,9 @@ __all__ = [
 ]
 
 Level = Literal["L2", "L3", "L4"]
-OtpCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="The 6-digit code from the SMS")]
-ChineseName = Annotated[str, msgspec.Meta(min_length=2, max_length=32, description="Name as in the registry")]
-OpaqueToken = Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+OtpCode = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{6}"), description="The 6-digit code from the SMS")]
+ChineseName = Annotated[str, text(32, min_length=2, description="Name as in the registry")]
+OpaqueToken = Annotated[str, text(256, min_length=16, nfc=False)]
 
 
 class OtpRequest(Request):
@@ -55,8 +55,8 @@ class Device(Request):
     """The device a session is bound to."""
 
     id: ShortStr
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    platform: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$", examples=["ios", "android", "harmony"])]
+    name: Annotated[str, text(128)]
+    platform: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9_-]{1,32}"), examples=["ios", "android", "harmony"])]
 
 
 class LoginRequest(Request):
@@ -81,8 +81,8 @@ class RefreshRequest(Request):
 class MiniProgramLoginRequest(Request):
     """Log in from a mini-program with the platform's one-time login code."""
 
-    platform: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    platform: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9_-]{1,32}"))]
+    code: Annotated[str, text(128, nfc=False)]
     device: Device | None = None
 
 

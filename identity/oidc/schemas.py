@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.structs import Request, Response
+from core.structs import Request, Response, text, whole
 
 __all__ = [
     "AppAuthorizeRequest",
@@ -37,16 +37,18 @@ __all__ = [
     "UserinfoForm",
 ]
 
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, examples=["demo-partner"])]
-Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-ScopeText = Annotated[str, msgspec.Meta(max_length=512, examples=["openid profile"])]
-State = Annotated[str, msgspec.Meta(max_length=512)]
+ClientId = Annotated[str, text(64, nfc=False, examples=["demo-partner"])]
+Uri = Annotated[str, text(512, nfc=False)]
+ScopeText = Annotated[str, text(512, min_length=0, nfc=False, examples=["openid profile"])]
+State = Annotated[str, text(512, min_length=0, nfc=False)]
 CodeChallenge = Annotated[
     str,
-    msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$", description="BASE64URL(SHA256(code_verifier)), RFC 7636 (S256 only)"),
+    msgspec.Meta(
+        pattern=whole(r"[A-Za-z0-9_-]{43}"), description="BASE64URL(SHA256(code_verifier)), RFC 7636 (S256 only)"
+    ),
 ]
-Param = Annotated[str, msgspec.Meta(max_length=512)]
-TokenText = Annotated[str, msgspec.Meta(max_length=8192)]
+Param = Annotated[str, text(512, min_length=0, nfc=False)]
+TokenText = Annotated[str, text(8192, min_length=0, nfc=False)]
 
 
 RequestUri = Annotated[
@@ -115,7 +117,7 @@ class AuthorizePreview(Response, frozen=True):
 class TokenForm(msgspec.Struct, kw_only=True):
     """``POST /oauth/token`` (``application/x-www-form-urlencoded``)."""
 
-    grant_type: Annotated[str, msgspec.Meta(max_length=128)]
+    grant_type: Annotated[str, text(128, min_length=0, nfc=False)]
     code: Param | None = None
     redirect_uri: Uri | None = None
     code_verifier: Param | None = None
@@ -223,23 +225,23 @@ class ConsentList(Response, frozen=True):
 class BrowserPhoneForm(msgspec.Struct, kw_only=True):
     """The login page: which phone to send the code to."""
 
-    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
-    phone: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    tx: Annotated[str, text(64, min_length=16, nfc=False)]
+    phone: Annotated[str, text(32, min_length=0, nfc=False)] = ""
 
 
 class BrowserOtpForm(msgspec.Struct, kw_only=True):
     """The code page."""
 
-    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
-    otp: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    tx: Annotated[str, text(64, min_length=16, nfc=False)]
+    otp: Annotated[str, text(16, min_length=0, nfc=False)] = ""
 
 
 class BrowserConsentForm(msgspec.Struct, kw_only=True):
     """The consent page; ``share_full_name`` is a checkbox (``on`` when ticked)."""
 
-    tx: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
+    tx: Annotated[str, text(64, min_length=16, nfc=False)]
     decision: Literal["approve", "deny"]
-    share_full_name: Annotated[str, msgspec.Meta(max_length=8)] | None = None
+    share_full_name: Annotated[str, text(8, min_length=0, nfc=False)] | None = None
 
 
 class ProviderMetadata(Response, frozen=True):

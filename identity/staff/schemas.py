@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from core.structs import Request, Response
+from core.structs import Request, Response, text, whole
 
 __all__ = [
     "AuditEntry",
@@ -26,14 +26,14 @@ __all__ = [
     "WebAuthnOptions",
 ]
 
-Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", examples=["officer.furong"])]
+Username = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9][a-z0-9._-]{2,63}"), examples=["officer.furong"])]
 
 
 class StaffPasswordLogin(Request):
     """Step 1: username and password. On success an SMS code goes to the staff phone."""
 
     username: Username
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    password: Annotated[str, text(256, nfc=False)]
 
 
 class StaffOtpSent(Response, frozen=True):
@@ -54,8 +54,8 @@ class StaffOtpSent(Response, frozen=True):
 class StaffOtpLogin(Request):
     """Step 2: the ticket from step 1 and the SMS code."""
 
-    ticket: Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
-    otp: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+    ticket: Annotated[str, text(128, min_length=16, nfc=False)]
+    otp: Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{6}"))]
 
 
 class StaffProfile(Response, frozen=True):

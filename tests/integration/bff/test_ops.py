@@ -1,5 +1,6 @@
 import asyncio
 import base64
+import re
 import secrets
 
 import asyncpg
@@ -9,7 +10,7 @@ from httpx import AsyncClient as AsyncTestClient
 
 from bff.app import create_app
 from bff.resources import StartupError
-from bff.settings import Secret, Settings
+from bff.settings import Secret, Settings, SettingsError, load_settings
 from core.db import create_pool
 from core.migrate import apply_migrations
 from tests.support.asgi import LifespanError, running_app
@@ -156,3 +157,61 @@ async def test_pending_migrations_stop_start_up(settings: Settings, database_fac
 def test_master_key_in_settings_is_base64url(settings: Settings) -> None:
     assert settings.master_key is not None
     assert len(base64.urlsafe_b64encode(settings.master_key.reveal())) == 44
+
+
+METRICS_TOKEN = "m" * 8 + secrets.token_urlsafe(32)
+
+
+async def test_metrics_need_the_token_when_one_is_set(settings: Settings, clean: None) -> None:
+    guarded = msgspec.structs.replace(settings, metrics_token=Secret(METRICS_TOKEN.encode()))
+    async with running_app(create_app(guarded)) as client:
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer " + "x" * 40})
+        basic = await client.get("/metrics", headers={"Authorization": "Basic " + METRICS_TOKEN})
+        right = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    for response in (missing, wrong, basic):
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert response.json()["type"].endswith("/unauthorized")
+        assert METRICS_TOKEN not in response.text
+    assert right.status_code == 200 and "onecity_requests_total" in right.text
+
+
+def test_production_without_a_metrics_token_does_not_start(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="ONECITY_METRICS_TOKEN"):
+        create_app(msgspec.structs.replace(settings, env="prod", metrics_token=None))
+    create_app(msgspec.structs.replace(settings, env="prod", metrics_token=Secret(METRICS_TOKEN.encode())))
+
+
+def test_metrics_token_is_validated_without_echoing_it() -> None:
+    with pytest.raises(SettingsError, match="ONECITY_METRICS_TOKEN") as caught:
+        load_settings({"ONECITY_METRICS_TOKEN": "short secret"})
+    assert "short secret" not in str(caught.value)
+    settings = load_settings({"ONECITY_METRICS_TOKEN": METRICS_TOKEN})
+    assert settings.metrics_token is not None and settings.metrics_token.reveal() == METRICS_TOKEN.encode()
+    assert METRICS_TOKEN not in repr(settings)
+
+
+async def test_api_docs_load_nothing_from_another_origin(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    """``GET /schema`` works on an intranet without a CDN: every asset is served by us."""
+    page = await client.get("/schema")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page.text)
+    assert urls, page.text
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.DOTALL)
+    assert scripts and all(not body.strip() for _, body in scripts), "no inline script (CSP forbids it)"
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
+    init = (await client.get("/schema/ui.js")).text
+    assert "/schema/openapi.json" in init and "http" not in init
+
+
+async def test_docs_pages_are_not_in_the_document(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    assert not [path for path in paths if path.startswith("/schema")]

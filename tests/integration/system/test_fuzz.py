@@ -115,17 +115,21 @@ async def _schemathesis(server: str, name: str, args: Sequence[str], report_dir:
         *args,
     ]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""}
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=report_dir
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=RUN_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"schemathesis ({name}) did not finish in {RUN_TIMEOUT_S} s") from None
+    # Output goes to a file, so a run that times out still shows how far it got.
+    log = report_dir / f"{name}.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=sink, stderr=asyncio.subprocess.STDOUT, env=env, cwd=report_dir
+        )
+        try:
+            await asyncio.wait_for(process.wait(), timeout=RUN_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            partial = log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"schemathesis ({name}) did not finish in {RUN_TIMEOUT_S} s:\n{partial}") from None
     assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    return process.returncode, log.read_text(errors="replace")
 
 
 async def test_openapi_document_holds_under_fuzzing(

@@ -386,7 +386,7 @@ async def test_scopes_beyond_the_client_allowance(
     response, _ = await authorize(client, token, library, scope=scope)
     assert response.status_code == 400
     body = response.json()
-    assert body["error"] == "invalid_scope" or body.get("field") == "scope"
+    assert body.get("error") == "invalid_scope" or body.get("field") == "scope"
     if "redirect_to" in body:
         assert "code=" not in body["redirect_to"]
 
