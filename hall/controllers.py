@@ -10,6 +10,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from core.http import BEARER, error_responses
+from core.structs import whole
 from hall.dependencies import provide_department, provide_hall_staff
 from hall.schemas import (
     Application,
@@ -44,7 +45,7 @@ __all__ = [
     "MyApplicationsController",
 ]
 
-CodePath = Annotated[str, PathParameter(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+CodePath = Annotated[str, PathParameter(pattern=whole(r"[a-z0-9][a-z0-9-]{1,62}"))]
 IdPath = Annotated[str, PathParameter(max_length=64)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 StatusQuery = Annotated[str | None, QueryParameter(max_length=32)]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
 from core.errors import UnprocessableEntity
+from core.structs import TEXT_PATTERN
 from hall.schemas import FormSchema
 from services.idnumber import valid_id_number
 
@@ -20,8 +22,10 @@ __all__ = ["SIMULATE_FIELD", "validate_form"]
 #: The dev/test steering field of DESIGN ("simulate": "deny" | "correction"); refused in prod.
 SIMULATE_FIELD: Final = "simulate"
 _SIMULATIONS: Final = frozenset({"deny", "correction"})
-_PHONE: Final = re.compile(r"^1[3-9][0-9]{9}$")
-_LICENCE: Final = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff-]{2,40}$")
+# fullmatch, not match with ``$``: ``$`` also matches before a final newline.
+_PHONE: Final = re.compile(r"1[3-9][0-9]{9}")
+_LICENCE: Final = re.compile(r"[A-Za-z0-9\u4e00-\u9fff-]{2,40}")
+_TEXT: Final = re.compile(TEXT_PATTERN)
 _MAX_TEXT: Final = 200
 
 
@@ -33,6 +37,8 @@ def _check(kind: str, field: str, value: str, choices: list[str] | None) -> None
     if kind == "text":
         if not value.strip() or len(value) > _MAX_TEXT:
             raise _refuse(field, f"{field}: 1-{_MAX_TEXT} characters")
+        if not _TEXT.search(value):
+            raise _refuse(field, f"{field}: no control characters")
     elif kind == "date":
         try:
             dt.date.fromisoformat(value)
@@ -44,12 +50,12 @@ def _check(kind: str, field: str, value: str, choices: list[str] | None) -> None
         if not valid_id_number(value):
             raise _refuse(field, f"{field}: not a valid ID number (GB 11643)")
     elif kind == "phone":
-        if not _PHONE.match(value):
+        if not _PHONE.fullmatch(value):
             raise _refuse(field, f"{field}: a mainland mobile number, 11 digits")
     elif kind == "choice":
         if value not in (choices or []):
             raise _refuse(field, f"{field}: one of the offered choices")
-    elif kind == "licence" and not _LICENCE.match(value):
+    elif kind == "licence" and not _LICENCE.fullmatch(value):
         raise _refuse(field, f"{field}: not a valid licence number")
 
 
@@ -78,6 +84,8 @@ def validate_form(schema: FormSchema, form: Mapping[str, Any], *, allow_simulate
             continue
         if not isinstance(value, str):
             raise _refuse(name, f"{name}: must be a string")
+        # One spelling of every text fact (the core text type's rule): NFC before any check.
+        value = unicodedata.normalize("NFC", value)
         _check(fields[name].type, name, value, fields[name].choices)
         cleaned[name] = value
     for field in schema.fields:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.structs import Request, Response
+from core.structs import Request, Response, text, whole
 
 __all__ = [
     "Application",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 FieldType = Literal["text", "date", "id_number", "phone", "choice", "licence"]
-MatterCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+MatterCode = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9][a-z0-9-]{1,62}"))]
 #: Form values: strings (dates as YYYY-MM-DD); the matter's schema says which fields exist.
 FormValues = Annotated[dict[str, Any], msgspec.Meta(max_length=64)]
 
@@ -157,7 +157,7 @@ class RatingRequest(Request):
     """``POST /v1/me/applications/{id}/rating`` (好差评)."""
 
     score: Annotated[int, msgspec.Meta(ge=1, le=5)]
-    comment: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    comment: Annotated[str, text(500)] | None = None
 
 
 class Rating(Response, frozen=True):
@@ -189,11 +189,11 @@ class RatingSummary(Response, frozen=True):
 class DepartmentEvent(Request):
     """``POST /v1/departments/events``."""
 
-    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    application_number: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    status: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    event_id: Annotated[str, text(128, nfc=False)]
+    application_number: Annotated[str, text(64, nfc=False)]
+    status: Annotated[str, text(32, nfc=False)]
     at: datetime
-    note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    note: Annotated[str, text(500)] | None = None
 
 
 class EventAccepted(Response, frozen=True):

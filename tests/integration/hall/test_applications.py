@@ -91,6 +91,9 @@ async def test_form_errors_name_the_field(hall: Hall, sms: SmsGateway) -> None:
     assert stranger.status_code == 422 and stranger.json()["field"] == "favourite_colour"
     date = await submit(hall, me, {**BIRTH_FORM, "child_birth_date": "20-11-2026"})
     assert date.status_code == 422 and date.json()["field"] == "child_birth_date"
+    nul = await submit(hall, me, {**BIRTH_FORM, "hospital": "Xiangya\x00 Hospital"})
+    assert nul.status_code == 422 and nul.json()["field"] == "hospital"
+    assert nul.json()["type"].endswith("/unprocessable")
     assert (await hall.http.get("/v1/me/applications", headers=me)).json()["applications"] == []
 
 
