@@ -72,7 +72,9 @@ def _port_of(url: str) -> int:
     return port
 
 
-def _wait_for_port(port: int, timeout_s: float = 15.0) -> bool:
+def _wait_for_port(port: int, timeout_s: float = 60.0) -> bool:
+    # Generous: nine simulator processes import Litestar at once, which on a small, busy
+    # machine takes well over the few seconds it takes on an idle one.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
