@@ -1,4 +1,3 @@
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -8,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.wrk import RESULT_MARKER, WrkError, WrkSettings, build_script, parse_output, run_wrk
+from tests.support.tools import require_programs
 
 _LINE = (
     RESULT_MARKER + '{"requests":1200,"duration_s":2.0,"rps":600.0,"p50_us":1500,"p95_us":4000,"p99_us":9000,'
@@ -74,7 +74,11 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.fixture
+def wrk() -> None:
+    require_programs("wrk", why="the benchmark harness runs wrk for real")
+
+
 def test_prelude_hands_out_each_item_once_then_reports_reuse_and_errors(server: str, tmp_path: Path) -> None:
     items = [f"item{i}" for i in range(40)] + ["missing1", "missing2"]
     data = tmp_path / "items.data"
@@ -121,7 +125,7 @@ def test_parse_output_reads_wrong_bodies_and_named_counts() -> None:
     assert parse_output(_LINE).check_errors == 0
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.mark.usefixtures("wrk")
 def test_prelude_counts_bodies_failing_the_check_as_errors_and_reports_counts(server: str, tmp_path: Path) -> None:
     script = tmp_path / "s.lua"
     lua = """

@@ -3,7 +3,7 @@
 The partner's script (``tests/support/node_client/fapi_flow.mjs``) runs the whole flow with
 openid-client's own PAR, DPoP and private_key_jwt support against ``onecity serve`` on a real
 port (openid-client discovers the issuer over HTTP and insists the issuer is the URL it
-called). Node is a test requirement: without it this test fails, it does not skip.
+called). Node is a test requirement: in CI a missing Node fails this test (see tests/support/tools.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from services.departments.sms import SmsGateway
 from tests.conftest import MASTER_KEY, reset_state
 from tests.support.citizens import login
 from tests.support.processes import ServerProcess, free_port, server_process
+from tests.support.tools import require_programs
 
 NODE_CLIENT = Path(__file__).resolve().parents[3] / "support" / "node_client"
 REDIRECT = "https://bank.example/cb"
@@ -40,9 +41,9 @@ REDIRECT = "https://bank.example/cb"
 @pytest.fixture(scope="session")
 def node_client() -> Path:
     """The Node client folder with its locked dependencies installed (``npm ci``, once)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed for the openid-client test (Node 20 or later)")
+    require_programs("node", "npm", why="the openid-client test needs Node 20 or later")
+    npm = shutil.which("npm")
+    assert npm is not None
     marker = NODE_CLIENT / "node_modules" / ".package-lock.json"
     lock = NODE_CLIENT / "package-lock.json"
     if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
