@@ -80,6 +80,7 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             command_timeout=settings.database.command_timeout_s,
+            statement_cache_size=settings.database.statement_cache_size,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StartupError(f"cannot connect to PostgreSQL: {exc.__class__.__name__}") from None

@@ -1,10 +1,11 @@
-"""Numbered plain-SQL migrations, applied once each, under an advisory lock.
+"""Numbered plain-SQL migrations, applied once each, under a transaction-scoped advisory lock.
 
 A dozen lines of SQL bookkeeping did not justify a migration framework (asyncpg-trek, the
 one maintained option for asyncpg, adds a CLI and a layout of its own); this runner does
 exactly what OneCity needs: files named ``NNNN_description.sql`` in order, each in its own
-transaction, recorded in ``schema_migrations``, with ``pg_advisory_lock`` so two processes
-starting together never migrate at once.
+transaction, recorded in ``schema_migrations``, under a transaction-scoped
+``pg_advisory_xact_lock`` so runs started together never migrate at once and no lock can
+outlive its connection.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ async def _ensure_table(conn: Connection) -> None:
 
 
 async def pending_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Names of the migration files not yet applied."""
-    await _ensure_table(conn)
+    """Names of the migration files not yet applied.
+
+    Read-only (it creates nothing), so every server starting at once may call it, through a
+    transaction pooler too.
+    """
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return [p.name for p in _files(directory)]
     applied = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
     return [p.name for p in _files(directory) if p.name not in applied]
 
@@ -61,20 +67,40 @@ async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -
 
     Already-applied files are skipped; one whose content changed since is an error, because
     a changed migration means two databases can no longer be assumed to match.
+
+    Each file is applied in its own transaction that first takes a transaction-scoped
+    advisory lock and then re-reads what is applied. Several runs at once (a deploy starting
+    ``onecity migrate`` on every host) therefore serialise: one applies a file, the others
+    wait on the lock, then see it applied and move on, and the last ones find nothing to
+    do. The lock ends with its transaction, so a run that crashes or loses its connection
+    cannot leave it held (a session lock, ``pg_advisory_lock``, outlives a failed unlock).
     """
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
-    try:
-        await _ensure_table(conn)
-        applied = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
-        done: list[str] = []
-        for path in _files(directory):
-            sql = path.read_text(encoding="utf-8")
-            checksum = hashlib.sha256(sql.encode()).hexdigest()
-            if path.name in applied:
-                if applied[path.name] != checksum:
-                    raise MigrationError(f"{path.name} was changed after it was applied; add a new migration instead")
-                continue
+    files = _files(directory)
+    done: list[str] = []
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await _ensure_table(conn)
+            rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
+            applied = {r["name"]: r["checksum"] for r in rows}
+            following: tuple[Path, str, str] | None = None
+            for path in files:
+                sql = path.read_text(encoding="utf-8")
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if path.name in applied:
+                    if applied[path.name] != checksum:
+                        raise MigrationError(
+                            f"{path.name} was changed after it was applied; add a new migration instead"
+                        )
+                    continue
+                following = (path, sql, checksum)
+                break
+            if following is None:
+                return done
+            path, sql, checksum = following
             try:
+                # A savepoint, so the error is reported as the file's and the lock still ends
+                # with the outer transaction.
                 async with conn.transaction():
                     await conn.execute(sql)
                     await conn.execute(
@@ -82,7 +108,4 @@ async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -
                     )
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}") from exc
-            done.append(path.name)
-        return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+        done.append(path.name)
