@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -37,14 +38,20 @@ from codes import (
     PartnerVenuesController,
 )
 from core.http import VariadicTupleSchemaPlugin
+from core.proxies import ClientAddresses
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
+from identity.dependencies import client_ip
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAuthController
 
 __all__ = ["create_app"]
 
 VERSION = "0.1.0"
+
+
+def _limit_key(request: Request[Any, Any, Any]) -> str:
+    return client_ip(request) or "unknown"
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -92,6 +99,8 @@ def create_app(settings: Settings) -> Litestar:
                         # A refresh or logout presents a 256-bit secret nobody can guess, and
                         # the limiter's two Redis round trips would double their cost.
                         exclude=[r"^/v1/auth/(refresh|logout)$"],
+                        # Per client, not per load balancer: the address from trusted hops.
+                        identifier_for_request=_limit_key,
                     ).middleware
                 ],
             ),
@@ -119,7 +128,8 @@ def create_app(settings: Settings) -> Litestar:
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
         plugins=[VariadicTupleSchemaPlugin()],
-        state=State({"settings": settings}),
+        # client_ip() reads the resolver from here: the one place trusted proxies are known.
+        state=State({"settings": settings, "client_addresses": ClientAddresses(settings.server.trusted_proxies)}),
         exception_handlers=exception_handlers(),
         middleware=[
             RequestContextMiddleware,

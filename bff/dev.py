@@ -154,6 +154,11 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=10,
+            # uvicorn would otherwise rewrite the client address from X-Forwarded-For sent
+            # by any loopback client; OneCity reads it itself, from ONECITY_TRUSTED_PROXIES
+            # only (identity.dependencies.client_ip).
+            proxy_headers=False,
+            server_header=False,
         )
         # uvicorn re-raises the Ctrl-C it handled once the server has shut down; the shutdown
         # was clean, so that is a normal exit.
