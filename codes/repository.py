@@ -50,10 +50,18 @@ _RETENTION_TABLES = {
 
 
 class CodesRepository:
-    """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices."""
+    """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices.
 
-    def __init__(self, pool: Pool) -> None:
+    Args:
+        pool: The primary (through the pooler).
+        read_pool: A read replica for the heavy, history-only reads (check-in lists for
+            exposure queries); ``None``: the primary. Nothing that a
+            decision depends on (rules in force, overrides, pseudonyms, devices) reads from it.
+    """
+
+    def __init__(self, pool: Pool, *, read_pool: Pool | None = None) -> None:
         self.pool = pool
+        self.read_pool = read_pool or pool
 
     # health rules ---------------------------------------------------------------------------
 
@@ -278,8 +286,9 @@ class CodesRepository:
         return at
 
     async def checkins(self, *, venue_id: str, start: datetime, end: datetime, limit: int) -> list[Row]:
-        """Check-ins of a venue in ``[start, end)``, oldest first, at most ``limit``."""
-        return await self.pool.fetch(
+        """Check-ins of a venue in ``[start, end)``, oldest first, at most ``limit`` (replica:
+        a check-in made in the last replication lag may be missing from the answer)."""
+        return await self.read_pool.fetch(
             """SELECT pseudonym, checked_in_at FROM checkins
                WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
                ORDER BY checked_in_at LIMIT $4""",
