@@ -21,12 +21,9 @@ async def migrate(database_url: str, *, statement_cache_size: int | None = None)
             migration may run for minutes and must not sit in a transaction pooler's queue.
         statement_cache_size: As for the pools (``0`` is harmless on a direct connection).
     """
-    # No statement timeout: an index build on a big table may take long, and a timeout
-    # half-way would only roll it back to be retried. (The server's own default, if a role
-    # sets one, is lifted for this session too.)
-    conn = await connect(
-        database_url, statement_cache_size=statement_cache_size, server_settings={"statement_timeout": "0"}
-    )
+    # No client-side command timeout either (connect() sets none); the server-side one is
+    # lifted per migration transaction by apply_migrations.
+    conn = await connect(database_url, statement_cache_size=statement_cache_size)
     try:
         return await apply_migrations(conn)
     finally:

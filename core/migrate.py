@@ -68,44 +68,45 @@ async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -
     Already-applied files are skipped; one whose content changed since is an error, because
     a changed migration means two databases can no longer be assumed to match.
 
-    Each file is applied in its own transaction that first takes a transaction-scoped
-    advisory lock and then re-reads what is applied. Several runs at once (a deploy starting
-    ``onecity migrate`` on every host) therefore serialise: one applies a file, the others
-    wait on the lock, then see it applied and move on, and the last ones find nothing to
-    do. The lock ends with its transaction, so a run that crashes or loses its connection
-    cannot leave it held (a session lock, ``pg_advisory_lock``, outlives a failed unlock).
+    The whole run is one transaction that first takes a transaction-scoped advisory lock and
+    only then reads what is applied. Several runs at once (a deploy starting ``onecity
+    migrate`` on every host) therefore serialise: one applies everything pending, the others
+    wait on the lock, then find nothing to do. The lock ends with the transaction, so a run
+    that crashes or loses its connection cannot leave it held (a session lock,
+    ``pg_advisory_lock``, outlives a failed unlock, and behind a transaction pooler it stays
+    on whichever server connection took it). Each file runs in its own savepoint: a failing
+    file is undone entirely, the files before it stay applied (committed with the run).
     """
     files = _files(directory)
     done: list[str] = []
-    while True:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-            await _ensure_table(conn)
-            rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
-            applied = {r["name"]: r["checksum"] for r in rows}
-            following: tuple[Path, str, str] | None = None
-            for path in files:
-                sql = path.read_text(encoding="utf-8")
-                checksum = hashlib.sha256(sql.encode()).hexdigest()
-                if path.name in applied:
-                    if applied[path.name] != checksum:
-                        raise MigrationError(
-                            f"{path.name} was changed after it was applied; add a new migration instead"
-                        )
-                    continue
-                following = (path, sql, checksum)
-                break
-            if following is None:
-                return done
-            path, sql, checksum = following
+    failure: MigrationError | None = None
+    async with conn.transaction():
+        # No statement timeout: an index build on a big table may take long, and a timeout
+        # half-way would only roll it back to be retried. SET LOCAL, so it ends with the
+        # transaction (no session state, should this run through a pooler after all).
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+        await _ensure_table(conn)
+        applied = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+        for path in files:
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in applied:
+                if applied[path.name] != checksum:
+                    raise MigrationError(f"{path.name} was changed after it was applied; add a new migration instead")
+                continue
             try:
-                # A savepoint, so the error is reported as the file's and the lock still ends
-                # with the outer transaction.
+                # A savepoint per file, so the error names the file.
                 async with conn.transaction():
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", path.name, checksum
                     )
             except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}") from exc
-        done.append(path.name)
+                failure = MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}")
+                failure.__cause__ = exc
+                break
+            done.append(path.name)
+    if failure is not None:
+        raise failure
+    return done
