@@ -34,7 +34,9 @@ def pgbouncer_binary() -> str | None:
 class PgBouncer:
     """One PgBouncer process; ``url(database)`` is how a client reaches a database through it."""
 
-    def __init__(self, binary: str, folder: Path, server_url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, binary: str, folder: Path, server_url: str, *, pool_size: int = 10, query_wait_timeout_s: int = 5
+    ) -> None:
         self.binary = binary
         self.folder = folder
         self.port = free_port()
@@ -43,6 +45,7 @@ class PgBouncer:
         self._server_host = parts.hostname or "127.0.0.1"
         self._server_port = parts.port or 5432
         self._pool_size = pool_size
+        self._query_wait_timeout_s = query_wait_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str) -> str:
@@ -72,7 +75,7 @@ class PgBouncer:
             "pool_mode = transaction\n"
             f"default_pool_size = {self._pool_size}\n"
             "max_client_conn = 500\n"
-            "query_wait_timeout = 5\n"
+            f"query_wait_timeout = {self._query_wait_timeout_s}\n"
             "server_connect_timeout = 2\n"
             "server_login_retry = 1\n"
             f"logfile = {self.folder / 'pgbouncer.log'}\n"
@@ -133,12 +136,14 @@ def _has_user(name: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def pgbouncer(server_url: str, *, pool_size: int = 10) -> AsyncIterator[PgBouncer]:
+async def pgbouncer(server_url: str, *, pool_size: int = 10, query_wait_timeout_s: int = 5) -> AsyncIterator[PgBouncer]:
     """Run a transaction-mode PgBouncer in front of ``server_url``'s server until the block ends."""
     binary = pgbouncer_binary()
     assert binary, "pgbouncer is not installed (apt-get install -y pgbouncer)"
     with tempfile.TemporaryDirectory(prefix="onecity-pgbouncer-") as folder:
-        bouncer = PgBouncer(binary, Path(folder), server_url, pool_size=pool_size)
+        bouncer = PgBouncer(
+            binary, Path(folder), server_url, pool_size=pool_size, query_wait_timeout_s=query_wait_timeout_s
+        )
         await bouncer.start()
         try:
             yield bouncer
