@@ -60,7 +60,9 @@ def create_app(settings: Settings) -> Litestar:
     # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(
-        settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections
+        settings.redis.url or "redis://127.0.0.1:6379/0",
+        max_connections=settings.redis.max_connections,
+        cluster=settings.redis.cluster,
     )
 
     @asynccontextmanager

@@ -96,7 +96,9 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
         await pool.close()
         raise
     if redis is None:
-        redis = create_redis(settings.redis.url, max_connections=settings.redis.max_connections)
+        redis = create_redis(
+            settings.redis.url, max_connections=settings.redis.max_connections, cluster=settings.redis.cluster
+        )
     http = _department_http_client()
     minter = ServiceTokenMinter(lambda: keys.signer("service"))
     departments = build_departments(settings.departments, http, minter)

@@ -72,6 +72,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     url: str | None = None
     max_connections: int = 64
+    #: ``url`` names one seed node of a Redis Cluster (``ONECITY_REDIS_CLUSTER``); the pool
+    #: size is then per node.
+    cluster: bool = False
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +137,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_DB_COMMAND_TIMEOUT_S": "database.command_timeout_s",
     "ONECITY_REDIS_URL": "redis.url",
     "ONECITY_REDIS_MAX_CONNECTIONS": "redis.max_connections",
+    "ONECITY_REDIS_CLUSTER": "redis.cluster",
     "ONECITY_HOST": "server.host",
     "ONECITY_PORT": "server.port",
     "ONECITY_WORKERS": "server.workers",
