@@ -19,7 +19,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
@@ -37,6 +36,7 @@ from codes import (
     PartnerVenuesController,
 )
 from core.http import VariadicTupleSchemaPlugin
+from core.ratelimit import AtomicRateLimitMiddleware
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> Litestar:
         A Litestar app whose lifespan opens and closes every shared resource.
     """
 
-    # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
+    # The Redis client exists before start-up (the lifespan hands it to open_resources); it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(
         settings.redis.url or "redis://127.0.0.1:6379/0",
@@ -82,8 +82,9 @@ def create_app(settings: Settings) -> Litestar:
             OpsController,
             JwksController,
             MetricsController,
-            # Per-address ceiling on the login endpoints (Litestar's limiter, shared through
-            # Redis by every process); the finer per-phone limits live in identity.otp.
+            # Per-address ceiling on the login endpoints (Litestar's limiter config with an
+            # atomic Redis counter shared by every process, core.ratelimit); the finer
+            # per-phone limits live in identity.otp.
             Router(
                 path="/",
                 route_handlers=[AuthController],
@@ -92,8 +93,9 @@ def create_app(settings: Settings) -> Litestar:
                         rate_limit=("minute", settings.server.auth_rate_per_minute),
                         # Only where guessing or abuse is possible (codes sent, codes tried).
                         # A refresh or logout presents a 256-bit secret nobody can guess, and
-                        # the limiter's two Redis round trips would double their cost.
+                        # the limiter's Redis round trip would add to their cost.
                         exclude=[r"^/v1/auth/(refresh|logout)$"],
+                        middleware_class=AtomicRateLimitMiddleware,
                     ).middleware
                 ],
             ),
@@ -118,7 +120,6 @@ def create_app(settings: Settings) -> Litestar:
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
         },
-        stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
         plugins=[VariadicTupleSchemaPlugin()],
         state=State({"settings": settings}),

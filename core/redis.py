@@ -110,8 +110,19 @@ class _BoundedCluster(RedisCluster):
         self._in_flight = asyncio.Semaphore(self.pool_size)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            # Discover the slot map before the first command: redis-py lets concurrent first
+            # commands race the discovery and closes connections under each other (observed
+            # as ``AttributeError: 'NoneType' object has no attribute 'writelines'``).
+            await self.initialize()
         async with self._in_flight:
-            return await super().execute_command(*args, **kwargs)
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except AttributeError as exc:
+                # The same redis-py race after a topology refresh (failover): a connection
+                # closed by the refresh under a command. Redis is not usable for this
+                # command; say so (503, retry) rather than crash (500).
+                raise redis_exceptions.ConnectionError("Cluster connection reset during a topology refresh") from exc
 
 
 def pool_size(client: Redis) -> int:

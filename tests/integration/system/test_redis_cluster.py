@@ -9,8 +9,6 @@ replace it.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +28,7 @@ from identity.staff import StaffAdmin
 from identity.staff.passwords import Passwords
 from services.departments.sms import SmsGateway
 from tests.conftest import reset_state
+from tests.integration.bff.test_rate_limit import assert_exactly_five_pass, burst
 from tests.support.asgi import running_app
 from tests.support.citizens import bearer, latest_otp, login
 from tests.support.redis_cluster import RedisClusterUnderTest, redis_cluster
@@ -166,8 +165,8 @@ async def test_staff_sign_in_on_the_cluster(
     assert _claims(step2.json()["access_token"])["roles"] == ["health_officer"]
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-_ = asyncio
+async def test_rate_limit_is_atomic_on_the_cluster(
+    cluster_settings: Settings, pool: Pool, cluster_redis: Redis
+) -> None:
+    await reset_state(pool, cluster_redis)
+    assert_exactly_five_pass(await burst(cluster_settings))
