@@ -20,7 +20,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
@@ -39,6 +38,7 @@ from codes import (
 )
 from core.http import VariadicTupleSchemaPlugin
 from core.proxies import ClientAddresses
+from core.ratelimit import AtomicRateLimitMiddleware
 from core.redis import create_redis
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.dependencies import client_ip
@@ -64,10 +64,12 @@ def create_app(settings: Settings) -> Litestar:
         A Litestar app whose lifespan opens and closes every shared resource.
     """
 
-    # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
+    # The Redis client exists before start-up (the lifespan hands it to open_resources); it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(
-        settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections
+        settings.redis.url or "redis://127.0.0.1:6379/0",
+        max_connections=settings.redis.max_connections,
+        cluster=settings.redis.cluster,
     )
 
     @asynccontextmanager
@@ -87,8 +89,9 @@ def create_app(settings: Settings) -> Litestar:
             OpsController,
             JwksController,
             MetricsController,
-            # Per-address ceiling on the login endpoints (Litestar's limiter, shared through
-            # Redis by every process); the finer per-phone limits live in identity.otp.
+            # Per-address ceiling on the login endpoints (Litestar's limiter config with an
+            # atomic Redis counter shared by every process, core.ratelimit); the finer
+            # per-phone limits live in identity.otp.
             Router(
                 path="/",
                 route_handlers=[AuthController],
@@ -97,10 +100,11 @@ def create_app(settings: Settings) -> Litestar:
                         rate_limit=("minute", settings.server.auth_rate_per_minute),
                         # Only where guessing or abuse is possible (codes sent, codes tried).
                         # A refresh or logout presents a 256-bit secret nobody can guess, and
-                        # the limiter's two Redis round trips would double their cost.
+                        # the limiter's Redis round trip would add to their cost.
                         exclude=[r"^/v1/auth/(refresh|logout)$"],
                         # Per client, not per load balancer: the address from trusted hops.
                         identifier_for_request=_limit_key,
+                        middleware_class=AtomicRateLimitMiddleware,
                     ).middleware
                 ],
             ),
@@ -125,7 +129,6 @@ def create_app(settings: Settings) -> Litestar:
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
         },
-        stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
         plugins=[VariadicTupleSchemaPlugin()],
         # client_ip() reads the resolver from here: the one place trusted proxies are known.

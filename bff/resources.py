@@ -112,7 +112,9 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
             await pool.close()
             raise StartupError(f"cannot connect to the read replica: {exc.__class__.__name__}") from None
     if redis is None:
-        redis = create_redis(settings.redis.url, max_connections=settings.redis.max_connections)
+        redis = create_redis(
+            settings.redis.url, max_connections=settings.redis.max_connections, cluster=settings.redis.cluster
+        )
     http = _department_http_client()
     minter = ServiceTokenMinter(lambda: keys.signer("service"))
     departments = build_departments(settings.departments, http, minter)

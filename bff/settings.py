@@ -89,6 +89,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     url: str | None = None
     max_connections: int = 64
+    #: ``url`` names one seed node of a Redis Cluster (``ONECITY_REDIS_CLUSTER``); the pool
+    #: size is then per node.
+    cluster: bool = False
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,6 +166,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_DATABASE_READ_URL": "database.read_url",
     "ONECITY_REDIS_URL": "redis.url",
     "ONECITY_REDIS_MAX_CONNECTIONS": "redis.max_connections",
+    "ONECITY_REDIS_CLUSTER": "redis.cluster",
     "ONECITY_HOST": "server.host",
     "ONECITY_PORT": "server.port",
     "ONECITY_WORKERS": "server.workers",
