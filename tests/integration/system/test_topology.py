@@ -2,8 +2,8 @@
 
 Two servers (one worker each) reach the test database only through a transaction-mode
 PgBouncer (``ONECITY_DB_STATEMENT_CACHE_SIZE=0``) and are reached only through HAProxy
-(round-robin, ``option forwardfor``), which they trust (``ONECITY_TRUSTED_PROXIES``). Redis is
-the single test Redis (the Redis Cluster topology is proven by its own tests).
+(round-robin, ``option forwardfor``), which they trust (``ONECITY_TRUSTED_PROXIES``), and share
+a real 3-master Redis Cluster (``ONECITY_REDIS_CLUSTER=true``, tests/support/redis_cluster.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -45,10 +46,11 @@ from tests.support.citizens import bearer, latest_otp
 from tests.support.haproxy import haproxy, haproxy_binary
 from tests.support.pgbouncer import PgBouncer, pgbouncer, pgbouncer_binary
 from tests.support.processes import server_process
+from tests.support.redis_cluster import redis_cluster
 
 pytestmark = pytest.mark.skipif(
-    pgbouncer_binary() is None or haproxy_binary() is None,
-    reason="pgbouncer and haproxy are needed (.ci/run installs them: apt-get install -y pgbouncer haproxy)",
+    pgbouncer_binary() is None or haproxy_binary() is None or shutil.which("redis-server") is None,
+    reason="pgbouncer, haproxy and redis-server are needed (.ci/run installs them from Debian packages)",
 )
 
 DEVICE = {"id": "d1", "name": "Phone", "platform": "android"}
@@ -82,7 +84,6 @@ def _environment(bouncer: PgBouncer, database_url: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def city(
     database_url: str,
-    redis_url: str,
     department_endpoints: DepartmentEndpoints,
     pool: Pool,
     redis: Redis,
@@ -99,11 +100,11 @@ async def city(
         roles=["health_officer"],
         region="110101",
     )
-    async with pgbouncer(database_url) as bouncer:
-        env = _environment(bouncer, database_url)
+    async with pgbouncer(database_url) as bouncer, redis_cluster() as cluster:
+        env = _environment(bouncer, database_url) | {"ONECITY_REDIS_CLUSTER": "true"}
         common: dict[str, Any] = {
             "database_url": env.pop("ONECITY_DATABASE_URL"),
-            "redis_url": redis_url,
+            "redis_url": cluster.seed_url,
             "master_key": MASTER_KEY,
             "departments": {n: getattr(department_endpoints, n) for n in department_endpoints.__struct_fields__},
             "extra_env": env,
