@@ -209,7 +209,7 @@ async def test_citizen_partner_and_staff_flows_through_the_balancer(
             assert (await lb.get("/v1/me", headers=citizen)).status_code == 401
 
 
-async def test_clients_behind_the_balancer_have_separate_limits(city: City) -> None:
+async def test_clients_behind_the_balancer_have_separate_limits(city: City, pool: Pool) -> None:
     async def burst(client: httpx.AsyncClient, prefix: str, count: int) -> list[int]:
         statuses = []
         for i in range(count):
@@ -223,6 +223,11 @@ async def test_clients_behind_the_balancer_have_separate_limits(city: City) -> N
         # Another address behind the same balancer has its own allowance (the balancer's own
         # address is the peer of every request: without trusted proxies this would be 429).
         assert await burst(two, "135000003", 2) == [202, 202]
+    # The audit trail names the same client addresses as the limits did (one function).
+    rows = await pool.fetch(
+        "SELECT DISTINCT client_ip FROM audit_log WHERE action = 'auth.otp.send' AND client_ip LIKE '127.0.0.%'"
+    )
+    assert {"127.0.0.2", "127.0.0.3"} <= {r["client_ip"] for r in rows}
 
 
 async def test_a_clients_own_forwarded_header_sent_straight_to_a_server_is_ignored(city: City) -> None:
