@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -18,7 +19,6 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.stores.redis import RedisStore
 
 from bff.apidocs import OfflineSwaggerPlugin, docs_router
 from bff.domains import attach_domains, start_hall_worker
@@ -38,15 +38,22 @@ from codes import (
     PartnerVenuesController,
 )
 from core.http import VariadicTupleSchemaPlugin
+from core.proxies import ClientAddresses
+from core.ratelimit import AtomicRateLimitMiddleware
 from core.redis import create_redis
 from hall import HALL_CONTROLLERS, HALL_DEPENDENCIES
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
+from identity.dependencies import client_ip
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAdminController, StaffAuthController, auditors_read_only
 
 __all__ = ["create_app"]
 
 VERSION = "0.1.0"
+
+
+def _limit_key(request: Request[Any, Any, Any]) -> str:
+    return client_ip(request) or "unknown"
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -63,10 +70,12 @@ def create_app(settings: Settings) -> Litestar:
     """
 
     settings.require_metrics_token()
-    # The Redis client exists before start-up so Litestar's rate-limit store can use it; it
+    # The Redis client exists before start-up (the lifespan hands it to open_resources); it
     # connects lazily, on the first command, inside the server's event loop.
     redis = create_redis(
-        settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections
+        settings.redis.url or "redis://127.0.0.1:6379/0",
+        max_connections=settings.redis.max_connections,
+        cluster=settings.redis.cluster,
     )
 
     @asynccontextmanager
@@ -93,8 +102,9 @@ def create_app(settings: Settings) -> Litestar:
             OpsController,
             JwksController,
             MetricsController,
-            # Per-address ceiling on the login endpoints (Litestar's limiter, shared through
-            # Redis by every process); the finer per-phone limits live in identity.otp.
+            # Per-address ceiling on the login endpoints (Litestar's limiter config with an
+            # atomic Redis counter shared by every process, core.ratelimit); the finer
+            # per-phone limits live in identity.otp.
             Router(
                 path="/",
                 route_handlers=[AuthController],
@@ -103,8 +113,11 @@ def create_app(settings: Settings) -> Litestar:
                         rate_limit=("minute", settings.server.auth_rate_per_minute),
                         # Only where guessing or abuse is possible (codes sent, codes tried).
                         # A refresh or logout presents a 256-bit secret nobody can guess, and
-                        # the limiter's two Redis round trips would double their cost.
+                        # the limiter's Redis round trip would add to their cost.
                         exclude=[r"^/v1/auth/(refresh|logout)$"],
+                        # Per client, not per load balancer: the address from trusted hops.
+                        identifier_for_request=_limit_key,
+                        middleware_class=AtomicRateLimitMiddleware,
                     ).middleware
                 ],
             ),
@@ -132,13 +145,13 @@ def create_app(settings: Settings) -> Litestar:
             **CODES_DEPENDENCIES,
             **HALL_DEPENDENCIES,
         },
-        stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],
         # Separation of duties: no state-changing /v1/admin/ endpoint, present or future,
         # serves an auditor (403 auditor-read-only).
         guards=[auditors_read_only],
         plugins=[VariadicTupleSchemaPlugin()],
-        state=State({"settings": settings}),
+        # client_ip() reads the resolver from here: the one place trusted proxies are known.
+        state=State({"settings": settings, "client_addresses": ClientAddresses(settings.server.trusted_proxies)}),
         exception_handlers=exception_handlers(),
         middleware=[
             RequestContextMiddleware,

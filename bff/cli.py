@@ -18,6 +18,7 @@ import msgspec
 from bff.observability import configure_logging
 from bff.resources import StartupError
 from bff.settings import Settings, SettingsError, load_settings
+from core.db import set_statement_cache_size
 
 __all__ = ["main"]
 
@@ -43,9 +44,10 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from bff.storage import migrate
 
-    if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
-    applied = asyncio.run(migrate(settings.database.url))
+    url = settings.database.migration_url
+    if not url:
+        raise SettingsError("ONECITY_DATABASE_URL (or ONECITY_MIGRATE_DATABASE_URL) is not set")
+    applied = asyncio.run(migrate(url, statement_cache_size=settings.database.statement_cache_size))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return 0
 
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
+        # Every pool any command opens (admin commands included) honours the setting.
+        set_statement_cache_size(settings.database.statement_cache_size)
         code: int = args.handler(args, settings)
         return code
     except (SettingsError, StartupError) as exc:

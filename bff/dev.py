@@ -31,7 +31,7 @@ from bff.settings import Secret, Settings, data_path
 from bff.storage import prepare
 from core.crypto import parse_master_key
 
-__all__ = ["dev_database_url", "dev_master_key", "run_dev"]
+__all__ = ["dev_database_url", "dev_master_key", "run_dev", "uvicorn_config"]
 
 DEMO_PHONES = ("13800000001", "13800000002", "13800000003")
 
@@ -124,6 +124,23 @@ def _summary(settings: Settings, folder: Path, embedded_db: bool, embedded_redis
     return "\n".join(lines)
 
 
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """How ``onecity dev`` serves the app (uvicorn, one process)."""
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For sent by
+        # any loopback client; OneCity reads it itself, from ONECITY_TRUSTED_PROXIES only
+        # (identity.dependencies.client_ip).
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
 def run_dev(settings: Settings, *, simulators: bool = True) -> int:
     """Run the whole system until interrupted; return the exit code."""
     folder = data_path(settings)
@@ -150,14 +167,7 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
                     print(f"department simulator at {url} did not start", file=sys.stderr)
                     return 1
         print(_summary(settings, folder, embedded_db, embedded_redis), flush=True)
-        config = uvicorn.Config(
-            create_app(settings),
-            host=settings.server.host,
-            port=settings.server.port,
-            access_log=False,
-            log_config=None,
-            timeout_graceful_shutdown=10,
-        )
+        config = uvicorn_config(settings)
         # uvicorn re-raises the Ctrl-C it handled once the server has shut down; the shutdown
         # was clean, so that is a normal exit.
         with contextlib.suppress(KeyboardInterrupt):

@@ -86,6 +86,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         issuer=settings.city,
         audit=resources.audit,
         audit_department_reads=False,
+        read_pool=resources.read_pool,
     )
     resources.tasks.extend(state.codes.background_tasks())
 
@@ -100,7 +101,7 @@ def attach_domains(state: State, resources: Resources) -> None:
     state.screens = ScreenService(
         departments=resources.fanout,
         identity=state.identity,
-        repository=DataAccessRepository(resources.pool),
+        repository=DataAccessRepository(resources.read_pool or resources.pool),
         hasher=resources.vault,
         codes_summary=state.codes.summary,
     )

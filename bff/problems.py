@@ -187,6 +187,17 @@ def exception_handlers() -> ExceptionHandlersMap:
         asyncpg.TooManyConnectionsError: _on_dependency_down,
         asyncpg.exceptions.ConnectionDoesNotExistError: _on_dependency_down,
         asyncpg.QueryCanceledError: _on_dependency_down,
+        # A transaction pooler (PgBouncer) speaks for the server: its own errors arrive as
+        # 08P01 protocol violations ("query_wait_timeout", "server conn crashed?", "no more
+        # connections allowed (max_client_conn)", "pgbouncer cannot connect to server").
+        # The next try usually succeeds, so they are 503 + Retry-After, never 500.
+        asyncpg.exceptions.ProtocolViolationError: _on_dependency_down,
+        # Prepared statements lost across server connections: a pooler in transaction mode
+        # with ONECITY_DB_STATEMENT_CACHE_SIZE left on. A misconfiguration, but the request
+        # itself may be retried (logged as a warning with the class name).
+        asyncpg.exceptions.InvalidSQLStatementNameError: _on_dependency_down,
+        asyncpg.exceptions.DuplicatePreparedStatementError: _on_dependency_down,
+        asyncpg.exceptions.InvalidCachedStatementError: _on_dependency_down,
         # PostgreSQL shutting down or restarting under a query (57P01 admin shutdown, 57P02
         # crash shutdown, 57P03 cannot connect now), and asyncpg's own protocol-state error
         # when the server drops a connection mid-operation ("cannot switch to state ...").

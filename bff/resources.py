@@ -48,6 +48,8 @@ class Resources:
     # set by open_resources, optional only so the dataclass keeps its field order.
     audit: AuditBatcher | None = None
     fanout: ResilientDepartments | None = None
+    # The replica pool for heavy reads (ONECITY_DATABASE_READ_URL); None: ``pool`` serves them.
+    read_pool: Pool | None = None
 
 
 def _department_http_client() -> httpx.AsyncClient:
@@ -80,6 +82,7 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             command_timeout=settings.database.command_timeout_s,
+            statement_cache_size=settings.database.statement_cache_size,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StartupError(f"cannot connect to PostgreSQL: {exc.__class__.__name__}") from None
@@ -95,13 +98,35 @@ async def open_resources(settings: Settings, redis: Redis | None = None) -> Reso
     except BaseException:
         await pool.close()
         raise
+    read_pool: Pool | None = None
+    if settings.database.read_url:
+        try:
+            read_pool = await create_pool(
+                settings.database.read_url,
+                min_size=settings.database.pool_min,
+                max_size=settings.database.pool_max,
+                command_timeout=settings.database.command_timeout_s,
+                statement_cache_size=settings.database.statement_cache_size,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.close()
+            raise StartupError(f"cannot connect to the read replica: {exc.__class__.__name__}") from None
     if redis is None:
-        redis = create_redis(settings.redis.url, max_connections=settings.redis.max_connections)
+        redis = create_redis(
+            settings.redis.url, max_connections=settings.redis.max_connections, cluster=settings.redis.cluster
+        )
     http = _department_http_client()
     minter = ServiceTokenMinter(lambda: keys.signer("service"))
     departments = build_departments(settings.departments, http, minter)
     resources = Resources(
-        settings=settings, vault=vault, pool=pool, redis=redis, http=http, keys=keys, departments=departments
+        settings=settings,
+        vault=vault,
+        pool=pool,
+        redis=redis,
+        http=http,
+        keys=keys,
+        departments=departments,
+        read_pool=read_pool,
     )
     resources.tasks.append(asyncio.create_task(keys.refresh_forever(), name="key-refresh"))
     resources.audit = AuditBatcher(pool)
@@ -130,4 +155,6 @@ async def close_resources(resources: Resources) -> None:
     if resources.audit is not None:
         await resources.audit.stop()  # writes what is still queued, so before the pool closes
     await resources.redis.aclose()
+    if resources.read_pool is not None:
+        await resources.read_pool.close()
     await resources.pool.close()

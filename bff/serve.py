@@ -37,6 +37,9 @@ def serve(settings: Settings, *, workers: int | None = None, host: str | None = 
         log_access=False,
         workers_kill_timeout=30,
         respawn_failed_workers=True,
+        # Granian leaves the ASGI client address alone (its proxy-header rewriting is an
+        # opt-in wrapper, granian.utils.proxies, that OneCity does not use): the client
+        # address is decided by the app from ONECITY_TRUSTED_PROXIES only.
         # Request header limits: a client gets 10 s to send its headers (slow-loris) and the
         # header buffer is capped; bodies are capped by the app (ONECITY_MAX_BODY_BYTES, 413).
         http1_settings=HTTP1Settings(

@@ -7,6 +7,7 @@ and its result is passed to :func:`bff.app.create_app`. Every variable is listed
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import msgspec
 from codes.settings import CodesSettings
 from core.audit_chain import AuditSettings
 from core.crypto import MasterKeyError, parse_master_key
+from core.db import DEFAULT_STATEMENT_CACHE_SIZE
 from hall.settings import HallSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
@@ -67,6 +69,21 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     pool_min: int = 2
     pool_max: int = 10
     command_timeout_s: float = 10.0
+    #: asyncpg's prepared-statement cache per connection; 0 behind a transaction pooler.
+    statement_cache_size: int = msgspec.field(default=DEFAULT_STATEMENT_CACHE_SIZE)
+    #: Direct (session-mode) connection for `onecity migrate`; None: ``url``.
+    migrate_url: str | None = None
+    #: Read replica for heavy reads; None: ``url``.
+    read_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.statement_cache_size < 0:
+            raise msgspec.ValidationError("Expected `int` >= 0 - at `$.database.statement_cache_size`")
+
+    @property
+    def migration_url(self) -> str | None:
+        """Where migrations run: the direct URL, else the main one."""
+        return self.migrate_url or self.url
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +91,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     url: str | None = None
     max_connections: int = 64
+    #: ``url`` names one seed node of a Redis Cluster (``ONECITY_REDIS_CLUSTER``); the pool
+    #: size is then per node.
+    cluster: bool = False
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +106,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_header_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
     auth_rate_per_minute: int = 120
+    #: CIDRs of the proxies whose X-Forwarded-For / Forwarded is believed; empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise msgspec.ValidationError(f"not a CIDR network: {cidr!r} - at `$.server.trusted_proxies`") from None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,8 +184,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_DB_POOL_MIN": "database.pool_min",
     "ONECITY_DB_POOL_MAX": "database.pool_max",
     "ONECITY_DB_COMMAND_TIMEOUT_S": "database.command_timeout_s",
+    "ONECITY_DB_STATEMENT_CACHE_SIZE": "database.statement_cache_size",
+    "ONECITY_MIGRATE_DATABASE_URL": "database.migrate_url",
+    "ONECITY_DATABASE_READ_URL": "database.read_url",
     "ONECITY_REDIS_URL": "redis.url",
     "ONECITY_REDIS_MAX_CONNECTIONS": "redis.max_connections",
+    "ONECITY_REDIS_CLUSTER": "redis.cluster",
     "ONECITY_HOST": "server.host",
     "ONECITY_PORT": "server.port",
     "ONECITY_WORKERS": "server.workers",
@@ -164,6 +197,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_MAX_HEADER_BYTES": "server.max_header_bytes",
     "ONECITY_CORS_ORIGINS": "server.cors_origins",
     "ONECITY_AUTH_RATE_PER_MINUTE": "server.auth_rate_per_minute",
+    "ONECITY_TRUSTED_PROXIES": "server.trusted_proxies",
     "ONECITY_HEALTH_URL": "departments.health",
     "ONECITY_TRANSPORT_URL": "departments.transport",
     "ONECITY_SOCSEC_URL": "departments.socsec",
@@ -218,7 +252,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_HALL_HEARTBEAT_S": "hall.heartbeat_s",
 }
 
-_LISTS = {"server.cors_origins", "staff.webauthn_origins"}
+_LISTS = {"server.cors_origins", "server.trusted_proxies", "staff.webauthn_origins"}
 
 
 def _nest(flat: Mapping[str, str]) -> dict[str, Any]:

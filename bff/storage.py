@@ -6,21 +6,28 @@ from datetime import timedelta
 
 from bff.settings import Settings
 from core.crypto import Vault
-from core.db import create_pool
+from core.db import connect, create_pool
 from core.keys import KeyStore
 from core.migrate import apply_migrations
 
 __all__ = ["migrate", "prepare", "rotate_key"]
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations; return the names applied."""
-    pool = await create_pool(database_url, min_size=1, max_size=1)
+async def migrate(database_url: str, *, statement_cache_size: int | None = None) -> list[str]:
+    """Apply pending migrations; return the names applied.
+
+    Args:
+        database_url: A direct (session) connection, ``ONECITY_MIGRATE_DATABASE_URL``: a
+            migration may run for minutes and must not sit in a transaction pooler's queue.
+        statement_cache_size: As for the pools (``0`` is harmless on a direct connection).
+    """
+    # No client-side command timeout either (connect() sets none); the server-side one is
+    # lifted per migration transaction by apply_migrations.
+    conn = await connect(database_url, statement_cache_size=statement_cache_size)
     try:
-        async with pool.acquire() as conn:
-            return await apply_migrations(conn)
+        return await apply_migrations(conn)
     finally:
-        await pool.close()
+        await conn.close()
 
 
 async def prepare(settings: Settings) -> list[str]:
@@ -30,7 +37,7 @@ async def prepare(settings: Settings) -> list[str]:
         The kids of keys created now (empty when the store was ready).
     """
     assert settings.database.url
-    await migrate(settings.database.url)
+    await migrate(settings.database.migration_url or settings.database.url)
     pool = await create_pool(settings.database.url, min_size=1, max_size=2)
     try:
         store = KeyStore(pool, Vault(settings.require_master_key()))

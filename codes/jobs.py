@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from codes.repository import RETENTION_LOCK_ID, CodesRepository
@@ -47,37 +48,57 @@ class RetentionJob:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, int] | None:
         """Delete everything past retention; returns rows deleted per table, or ``None`` when
-        another process holds the lock."""
+        another process holds the lock.
+
+        Every batch is its own short transaction that first takes the lock with
+        ``pg_try_advisory_xact_lock``: the lock ends with the transaction, so it can never
+        outlive a crashed process and works through a transaction pooler (where a session
+        lock would stay on whichever server connection took it). Losing it between two
+        batches means another process has taken over; this run then stops.
+        """
         cutoffs = self.cutoffs(now)
         deleted: dict[str, int] = {}
         async with self._repository.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_ID):
-                return None
-            try:
-                for table, cutoff in cutoffs.items():
-                    total = 0
-                    while True:
-                        count = await CodesRepository.delete_before(conn, table, cutoff, batch=_BATCH)
-                        total += count
-                        if count < _BATCH:
-                            break
-                    deleted[table] = total
-                moment = now or datetime.now(UTC)
-                deleted["health_overrides"] = await CodesRepository.delete_lapsed_overrides(
-                    conn, moment - _OVERRIDE_KEEP
-                )
+
+            async def locked_batch(work: Callable[[], Awaitable[int]]) -> int | None:
+                async with conn.transaction():
+                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
+                        return None
+                    return await work()
+
+            for table, cutoff in cutoffs.items():
+                total = 0
+                while True:
+                    count = await locked_batch(
+                        lambda t=table, c=cutoff: CodesRepository.delete_before(conn, t, c, batch=_BATCH)  # type: ignore[misc]
+                    )
+                    if count is None:
+                        return None
+                    total += count
+                    if count < _BATCH:
+                        break
+                deleted[table] = total
+            moment = now or datetime.now(UTC)
+
+            async def finish() -> int:
+                lapsed = await CodesRepository.delete_lapsed_overrides(conn, moment - _OVERRIDE_KEEP)
+                summary = {**deleted, "health_overrides": lapsed}
                 await write_audit(
                     conn,
                     [
                         AuditEvent(
                             action="codes.retention",
                             outcome="success",
-                            details={"deleted": deleted, **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()}},
+                            details={"deleted": summary, **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()}},
                         )
                     ],
                 )
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_ID)
+                return lapsed
+
+            lapsed = await locked_batch(finish)
+            if lapsed is None:
+                return None
+            deleted["health_overrides"] = lapsed
         return deleted
 
     async def run_forever(self) -> None:

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 from redis import exceptions as redis_exceptions
 
-from core.redis import Redis
+from core.redis import BatchedScript, Redis, pool_size
 
 __all__ = ["CheckOutcome", "CurrentCode", "HolderEntry", "LiveCodes"]
 
@@ -110,67 +109,6 @@ def _tag(code_type: str, subject: str) -> str:
     return f"oc:c:{{{code_type}:{subject}}}"
 
 
-class _ScriptBatcher:
-    """Runs one Lua script for many concurrent callers in shared pipelines (auto-pipelining).
-
-    Like the scan log's group commit: a call made while no pipeline is in flight is sent at
-    once; calls arriving meanwhile wait and go together in the next pipeline. Under load that
-    turns hundreds of round trips (and hundreds of redis-py command dispatches, its main CPU
-    cost) into a few, with one connection instead of one per request.
-    """
-
-    _MAX_BATCH = 512
-
-    def __init__(self, redis: Redis, script: str) -> None:
-        self._redis = redis
-        self._script = script
-        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-        self._waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._sender: asyncio.Task[None] | None = None
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((keys, args, future))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._drain(), name="codes-redis-batch")
-        return await future
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self._MAX_BATCH], self._waiting[self._MAX_BATCH :]
-            try:
-                results = await self._send([(keys, args) for keys, args, _ in batch])
-            except Exception as exc:  # every caller of the batch gets the failure
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def _send(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        results = await self._pipeline(calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, redis_exceptions.NoScriptError)]
-        if missing:  # a restarted or failed-over Redis forgot the script: load it, resend those
-            await self._redis.script_load(self._script)
-            retried = await self._pipeline([calls[i] for i in missing])
-            for index, result in zip(missing, retried, strict=True):
-                results[index] = result
-        return results
-
-    async def _pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
-
-
 class LiveCodes:
     """Redis operations of the codes domain.
 
@@ -184,12 +122,12 @@ class LiveCodes:
         self._redis = redis
         self._holder_ttl = holder_ttl_s
         self._skew = skew_s
-        self._check = _ScriptBatcher(redis, _CHECK)
+        self._check = BatchedScript(redis, _CHECK)
         self._revoke_all = redis.register_script(_REVOKE_ALL)
         # redis-py's pool fails a command outright ("Too many connections") once every
         # connection is busy; a burst of verifications must queue instead. Three quarters of
         # the pool: the other domains sharing the client keep some connections.
-        limit = getattr(redis.connection_pool, "max_connections", None) or 64
+        limit = pool_size(redis)
         self._slots = asyncio.Semaphore(max(1, limit * 3 // 4))
 
     async def _bounded(self, operation: Awaitable[_T]) -> _T:

@@ -52,10 +52,18 @@ _RETENTION_TABLES = {
 
 
 class CodesRepository:
-    """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices."""
+    """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices.
 
-    def __init__(self, pool: Pool) -> None:
+    Args:
+        pool: The primary (through the pooler).
+        read_pool: A read replica for the heavy, history-only reads (check-in lists for
+            exposure queries); ``None``: the primary. Nothing that a
+            decision depends on (rules in force, overrides, pseudonyms, devices) reads from it.
+    """
+
+    def __init__(self, pool: Pool, *, read_pool: Pool | None = None) -> None:
         self.pool = pool
+        self.read_pool = read_pool or pool
 
     # health rules ---------------------------------------------------------------------------
 
@@ -322,9 +330,10 @@ class CodesRepository:
         self, *, venue_id: str, start: datetime, end: datetime, limit: int, after: tuple[datetime, int] | None = None
     ) -> list[Row]:
         """Check-ins of a venue in ``[start, end)`` ordered by ``(time, id)``, at most ``limit``,
-        those after the keyset ``after`` only (the last row of the previous page)."""
+        those after the keyset ``after`` only (the last row of the previous page). Read from the
+        replica: a check-in made in the last replication lag may be missing from the answer."""
         after_at, after_id = after if after is not None else (start, 0)
-        return await self.pool.fetch(
+        return await self.read_pool.fetch(
             """SELECT id, pseudonym, checked_in_at FROM checkins
                WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
                  AND (checked_in_at, id) > ($4, $5)

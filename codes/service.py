@@ -50,6 +50,7 @@ class CodesService:
 
     Args:
         pool: PostgreSQL.
+        read_pool: A read replica for check-in lists (``ONECITY_DATABASE_READ_URL``).
         redis: Redis.
         vault: Master-key vault (pseudonym keys, decrypting names and ID numbers).
         keys: The process's key manager.
@@ -89,9 +90,10 @@ class CodesService:
         issuer: str,
         audit: AuditBatcher | None = None,
         audit_department_reads: bool = True,
+        read_pool: Pool | None = None,
     ) -> None:
         self.settings = settings
-        self.repository = CodesRepository(pool)
+        self.repository = CodesRepository(pool, read_pool=read_pool)
         self.audit = audit
         self.live = LiveCodes(redis, holder_ttl_s=settings.holder_cache_ttl_s, skew_s=settings.clock_skew_s)
         self.rules = RuleBook(self.repository, refresh_s=settings.rules_refresh_s)

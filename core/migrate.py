@@ -1,10 +1,11 @@
-"""Numbered plain-SQL migrations, applied once each, under an advisory lock.
+"""Numbered plain-SQL migrations, applied once each, under a transaction-scoped advisory lock.
 
 A dozen lines of SQL bookkeeping did not justify a migration framework (asyncpg-trek, the
 one maintained option for asyncpg, adds a CLI and a layout of its own); this runner does
 exactly what OneCity needs: files named ``NNNN_description.sql`` in order, each in its own
-transaction, recorded in ``schema_migrations``, with ``pg_advisory_lock`` so two processes
-starting together never migrate at once.
+transaction, recorded in ``schema_migrations``, under a transaction-scoped
+``pg_advisory_xact_lock`` so runs started together never migrate at once and no lock can
+outlive its connection.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ async def _ensure_table(conn: Connection) -> None:
 
 
 async def pending_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Names of the migration files not yet applied."""
-    await _ensure_table(conn)
+    """Names of the migration files not yet applied.
+
+    Read-only (it creates nothing), so every server starting at once may call it, through a
+    transaction pooler too.
+    """
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return [p.name for p in _files(directory)]
     applied = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
     return [p.name for p in _files(directory) if p.name not in applied]
 
@@ -61,13 +67,28 @@ async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -
 
     Already-applied files are skipped; one whose content changed since is an error, because
     a changed migration means two databases can no longer be assumed to match.
+
+    The whole run is one transaction that first takes a transaction-scoped advisory lock and
+    only then reads what is applied. Several runs at once (a deploy starting ``onecity
+    migrate`` on every host) therefore serialise: one applies everything pending, the others
+    wait on the lock, then find nothing to do. The lock ends with the transaction, so a run
+    that crashes or loses its connection cannot leave it held (a session lock,
+    ``pg_advisory_lock``, outlives a failed unlock, and behind a transaction pooler it stays
+    on whichever server connection took it). Each file runs in its own savepoint: a failing
+    file is undone entirely, the files before it stay applied (committed with the run).
     """
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
-    try:
+    files = _files(directory)
+    done: list[str] = []
+    failure: MigrationError | None = None
+    async with conn.transaction():
+        # No statement timeout: an index build on a big table may take long, and a timeout
+        # half-way would only roll it back to be retried. SET LOCAL, so it ends with the
+        # transaction (no session state, should this run through a pooler after all).
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
         await _ensure_table(conn)
         applied = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
-        done: list[str] = []
-        for path in _files(directory):
+        for path in files:
             sql = path.read_text(encoding="utf-8")
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             if path.name in applied:
@@ -75,14 +96,17 @@ async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -
                     raise MigrationError(f"{path.name} was changed after it was applied; add a new migration instead")
                 continue
             try:
+                # A savepoint per file, so the error names the file.
                 async with conn.transaction():
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", path.name, checksum
                     )
             except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}") from exc
+                failure = MigrationError(f"{path.name} failed: {exc.__class__.__name__}: {exc}")
+                failure.__cause__ = exc
+                break
             done.append(path.name)
-        return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+    if failure is not None:
+        raise failure
+    return done

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from core.errors import Unauthorized
+from core.proxies import ClientAddresses
 from identity.service import IdentityService, Principal
 
 __all__ = [
@@ -76,5 +77,18 @@ async def provide_confirmed_principal(
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str | None:
-    """The peer address as the server saw it (a proxy in front must be trusted to set it)."""
-    return request.client.host if request.client else None
+    """The client's address: the one function every limit and audit record reads it through.
+
+    The TCP peer, unless the peer is one of ``ONECITY_TRUSTED_PROXIES``: then the right-most
+    address in ``X-Forwarded-For`` (or ``Forwarded``) that is not a trusted proxy
+    (:class:`core.proxies.ClientAddresses`). A header sent by a client straight to us is
+    ignored. The app puts the resolver in its state; without one, the peer is the client.
+    """
+    peer = request.client.host if request.client else None
+    resolver: ClientAddresses | None = request.app.state.get("client_addresses")
+    if resolver is None:
+        return peer
+    headers = request.headers
+    forwarded_for = ",".join(headers.getall("x-forwarded-for", [])) or None
+    forwarded = ",".join(headers.getall("forwarded", [])) or None
+    return resolver.resolve(peer, forwarded_for, forwarded)

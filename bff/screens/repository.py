@@ -57,7 +57,9 @@ class DataAccessRepository:
     """Reads the ledger rows of one citizen, newest first, by keyset pagination.
 
     Args:
-        pool: The asyncpg pool (a read replica would do: nothing here needs the newest row).
+        pool: The read pool (``ONECITY_DATABASE_READ_URL``, else the primary): nothing here
+            needs the newest row; a read or scan of the last replication lag shows up a
+            moment later.
     """
 
     def __init__(self, pool: Pool) -> None:

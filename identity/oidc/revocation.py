@@ -9,10 +9,13 @@ Four things can make an otherwise valid access token dead before it expires:
 
 PostgreSQL is the record of each (``oauth_revoked_tokens``, ``oauth_grants.revoked_at``,
 ``oauth_clients.disabled_at``, ``staff.disabled_at``); Redis holds one key per revocation
-for as long as a token it kills could still be unexpired, and :meth:`is_revoked` asks for
-all of them and the completeness marker with one ``MGET``. When Redis lost its data the
-marker is gone and the keys are rebuilt from PostgreSQL first; when Redis is down the check
-asks PostgreSQL directly (fail closed only when both are down).
+for as long as a token it kills could still be unexpired. The keys are spread over
+:data:`~core.redis.BUCKETS` buckets by a hash of ``<kind>:<id>``; each bucket is one hash tag
+(``oc:tokrev:{tokrev:<n>}:...``, one Redis Cluster slot) with its own completeness marker, and
+:meth:`is_revoked` reads each bucket it needs with one ``MGET`` (marker and keys together),
+the buckets concurrently. When a Redis, or one shard of a Cluster, lost its data the markers
+of its buckets are gone and those buckets are rebuilt from PostgreSQL first; when Redis is
+down the check asks PostgreSQL directly (fail closed only when both are down).
 """
 
 from __future__ import annotations
@@ -25,30 +28,41 @@ from collections.abc import Iterable
 import redis.exceptions
 
 from core.db import Pool
-from core.redis import Redis
+from core.redis import BUCKETS, Redis, bucket_of
 
 __all__ = ["TokenRevocations"]
 
 log = logging.getLogger("onecity.oidc.revocation")
 
-_READY = "oc:tokrev:ready"
-_PREFIX = "oc:tokrev:"
+
+def _tag(bucket: int) -> str:
+    return f"oc:tokrev:{{tokrev:{bucket}}}"
 
 
-def _jti(jti: str) -> str:
-    return f"{_PREFIX}jti:{jti}"
+def _marker(bucket: int) -> str:
+    return f"{_tag(bucket)}:ready"
 
 
-def _grant(grant_id: str) -> str:
-    return f"{_PREFIX}grant:{grant_id}"
+def _entry(kind: str, value: str) -> tuple[int, str]:
+    """The bucket and key of one revocation (``kind`` is jti, grant, client or sub)."""
+    bucket = bucket_of(f"{kind}:{value}")
+    return bucket, f"{_tag(bucket)}:{kind}:{value}"
 
 
-def _client(client_id: str) -> str:
-    return f"{_PREFIX}client:{client_id}"
+def _jti(jti: str) -> tuple[int, str]:
+    return _entry("jti", jti)
 
 
-def _subject(subject: str) -> str:
-    return f"{_PREFIX}sub:{subject}"
+def _grant(grant_id: str) -> tuple[int, str]:
+    return _entry("grant", grant_id)
+
+
+def _client(client_id: str) -> tuple[int, str]:
+    return _entry("client", client_id)
+
+
+def _subject(subject: str) -> tuple[int, str]:
+    return _entry("sub", subject)
 
 
 _DB_CHECK = """
@@ -61,7 +75,9 @@ SELECT EXISTS (SELECT 1 FROM oauth_revoked_tokens WHERE jti = $1)
         SELECT 1 FROM staff WHERE 'staff:' || id::text = $4 AND disabled_at IS NOT NULL))
 """
 
+# The bucket test is core.redis.bucket_of in SQL: first byte of SHA-256 modulo $4 (BUCKETS).
 _REBUILD = """
+SELECT kind, id, ttl FROM (
 SELECT 'jti' AS kind, jti AS id, GREATEST(1, EXTRACT(EPOCH FROM expires_at - now()))::int + $2 AS ttl
   FROM oauth_revoked_tokens WHERE expires_at > now() - make_interval(secs => $2)
 UNION ALL
@@ -73,9 +89,8 @@ SELECT 'client', client_id, GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - disabled
 UNION ALL
 SELECT 'sub', 'staff:' || id::text, GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - disabled_at))::int
   FROM staff WHERE disabled_at > now() - make_interval(secs => $1)
+) entries WHERE get_byte(sha256(convert_to(kind || ':' || id, 'UTF8')), 0) % $4 = $3
 """
-
-_KEY_OF = {"jti": _jti, "grant": _grant, "client": _client, "sub": _subject}
 
 
 class TokenRevocations:
@@ -94,22 +109,29 @@ class TokenRevocations:
         self._pool = pool
         self._window = window_s
         self._skew = skew_s
-        self._rebuild_lock = asyncio.Lock()
+        self._rebuild_locks = [asyncio.Lock() for _ in range(BUCKETS)]
 
     @property
     def window_s(self) -> int:
         """How long a grant, client or subject revocation is kept in Redis."""
         return self._window
 
-    async def _set(self, keys: Iterable[tuple[str, int]]) -> None:
+    async def _set(self, entries: Iterable[tuple[tuple[int, str], int]]) -> None:
+        by_bucket: dict[int, list[tuple[str, int]]] = {}
+        for (bucket, key), ttl in entries:
+            by_bucket.setdefault(bucket, []).append((key, ttl))
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, ttl in keys:
-                    pipe.set(key, b"1", ex=max(1, ttl))
-                await pipe.execute()
+            # One single-slot pipeline per bucket (a Cluster routes each to its shard).
+            await asyncio.gather(*(self._write(keys) for keys in by_bucket.values()))
         except redis.exceptions.RedisError:
             # PostgreSQL has it; the fallback path and the next rebuild will see it.
             log.warning("revocation not written to Redis; PostgreSQL remains authoritative")
+
+    async def _write(self, keys: list[tuple[str, int]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, ttl in keys:
+                pipe.set(key, b"1", ex=max(1, ttl))
+            await pipe.execute()
 
     async def revoke_token(self, jti: str, *, expires_at: float) -> None:
         """Mark one access token revoked (after PostgreSQL recorded it)."""
@@ -136,30 +158,42 @@ class TokenRevocations:
         subject: str | None = None,
     ) -> bool:
         """Whether a token with these claims was revoked, one way or another."""
-        keys = [_READY, _jti(jti)]
-        keys += [_grant(grant_id)] if grant_id else []
-        keys += [_client(client_id)] if client_id else []
-        keys += [_subject(subject)] if subject else []
+        entries = [_jti(jti)]
+        entries += [_grant(grant_id)] if grant_id else []
+        entries += [_client(client_id)] if client_id else []
+        entries += [_subject(subject)] if subject else []
+        by_bucket: dict[int, list[str]] = {}
+        for bucket, key in entries:
+            by_bucket.setdefault(bucket, []).append(key)
         try:
-            values = await self._redis.mget(keys)
-            if values[0] is None:
-                await self.rebuild()
-                values = [b"1", *await self._redis.mget(keys[1:])]
-            return any(v is not None for v in values[1:])
+            found = await asyncio.gather(*(self._bucket_has(b, keys) for b, keys in by_bucket.items()))
+            return any(found)
         except redis.exceptions.RedisError:
             revoked = await self._pool.fetchval(_DB_CHECK, jti, grant_id, client_id, subject)
             return bool(revoked)
 
-    async def rebuild(self) -> int:
-        """Reload every revocation still relevant from PostgreSQL; return how many."""
-        async with self._rebuild_lock:
-            if await self._redis.exists(_READY):
+    async def _bucket_has(self, bucket: int, keys: list[str]) -> bool:
+        """Whether any of ``keys`` (all in ``bucket``) is set; rebuilds the bucket first when
+        its marker is gone. One ``MGET``, one slot."""
+        values = await self._redis.mget(_marker(bucket), *keys)
+        if values[0] is None:
+            await self.rebuild(bucket)
+            values = [b"1", *await self._redis.mget(keys)]
+        return any(v is not None for v in values[1:])
+
+    async def rebuild(self, bucket: int | None = None) -> int:
+        """Reload the revocations still relevant from PostgreSQL into one bucket whose marker
+        is missing (``None``: every such bucket); return how many were written."""
+        if bucket is None:
+            return sum([await self.rebuild(b) for b in range(BUCKETS)])
+        async with self._rebuild_locks[bucket]:
+            if await self._redis.exists(_marker(bucket)):
                 return 0
-            rows = await self._pool.fetch(_REBUILD, self._window, self._skew)
-            async with self._redis.pipeline(transaction=False) as pipe:
+            rows = await self._pool.fetch(_REBUILD, self._window, self._skew, bucket, BUCKETS)
+            async with self._redis.pipeline(transaction=False) as pipe:  # one slot: the bucket's
                 for row in rows:
-                    pipe.set(_KEY_OF[row["kind"]](row["id"]), b"1", ex=max(1, row["ttl"]))
-                pipe.set(_READY, b"1")
+                    pipe.set(_entry(row["kind"], row["id"])[1], b"1", ex=max(1, row["ttl"]))
+                pipe.set(_marker(bucket), b"1")
                 await pipe.execute()
-            log.info("token revocation set rebuilt", extra={"entries": len(rows)})
+            log.info("token revocation bucket rebuilt", extra={"bucket": bucket, "entries": len(rows)})
             return len(rows)

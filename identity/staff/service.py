@@ -163,12 +163,16 @@ class StaffService:
     async def _limit(self, username: str, client_ip: str | None) -> None:
         hour = int(time.time() // 3600)
         ip_key = f"oc:staff:ip:{client_ip or 'unknown'}:{hour}"
+        # Two single-key transactions, not one MULTI: the address and the username live in
+        # different Redis Cluster slots (a MULTI across them is refused there).
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(ip_key)
             pipe.expire(ip_key, 3600)
+            count, _ = await pipe.execute()
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(self._fail_key(username))
             pipe.ttl(self._fail_key(username))
-            count, _, failures, ttl = await pipe.execute()
+            failures, ttl = await pipe.execute()
         if count > self._settings.logins_per_ip_per_hour:
             raise RateLimited(3600 - int(time.time()) % 3600, "Too many sign-in attempts from this address")
         if failures is not None and int(failures) >= self._settings.password_failures:

@@ -57,3 +57,38 @@ def test_every_environment_variable_is_documented() -> None:
     text = (root / "README.md").read_text() + "".join(p.read_text() for p in (root / "docs").glob("*.md"))
     missing = [name for name in ENVIRONMENT if name not in text]
     assert not missing, f"not in README.md or docs/: {missing}"
+
+
+def test_topology_settings_parse_and_default() -> None:
+    settings = load_settings({"ONECITY_DATABASE_URL": "postgresql://pgbouncer:6432/x"})
+    assert settings.database.statement_cache_size == 100
+    assert settings.database.migration_url == "postgresql://pgbouncer:6432/x"
+    assert settings.database.read_url is None
+    assert settings.server.trusted_proxies == ()
+    settings = load_settings(
+        {
+            "ONECITY_DATABASE_URL": "postgresql://pgbouncer:6432/x",
+            "ONECITY_DB_STATEMENT_CACHE_SIZE": "0",
+            "ONECITY_MIGRATE_DATABASE_URL": "postgresql://primary:5432/x",
+            "ONECITY_DATABASE_READ_URL": "postgresql://replica:5432/x",
+            "ONECITY_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
+        }
+    )
+    assert settings.database.statement_cache_size == 0
+    assert settings.database.migration_url == "postgresql://primary:5432/x"
+    assert settings.database.read_url == "postgresql://replica:5432/x"
+    assert settings.server.trusted_proxies == ("10.0.0.0/8", "2001:db8::/32")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ONECITY_DB_STATEMENT_CACHE_SIZE", "-1"),
+        ("ONECITY_DB_STATEMENT_CACHE_SIZE", "lots"),
+        ("ONECITY_TRUSTED_PROXIES", "10.0.0.0/8,not-a-network"),
+        ("ONECITY_TRUSTED_PROXIES", "10.0.0.0/33"),
+    ],
+)
+def test_topology_settings_reject_bad_values(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})

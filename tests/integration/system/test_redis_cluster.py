@@ -1,0 +1,172 @@
+"""OneCity on a real Redis Cluster (3 masters + 3 replicas): the city-scale topology.
+
+The cluster comes from :mod:`tests.support.redis_cluster` (``redis-server`` on the PATH); the
+app runs in-process with ``ONECITY_REDIS_CLUSTER=true`` and ``ONECITY_REDIS_URL`` naming one
+seed node, on the suite's PostgreSQL and department simulators. One cluster serves the whole
+module (starting one takes ~3 s); the drills that break it come last and leave it usable or
+replace it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from httpx import AsyncClient
+
+from bff.app import create_app
+from bff.settings import Settings, with_derived
+from codes import render
+from core.crypto import Vault
+from core.db import Pool
+from core.redis import Redis, create_redis
+from identity.oidc import ClientAdmin
+from identity.seed import seed_demo_citizens
+from identity.staff import StaffAdmin
+from identity.staff.passwords import Passwords
+from services.departments.sms import SmsGateway
+from tests.conftest import reset_state
+from tests.integration.bff.test_rate_limit import assert_exactly_five_pass, burst
+from tests.support.asgi import running_app
+from tests.support.citizens import bearer, latest_otp, login
+from tests.support.redis_cluster import RedisClusterUnderTest, redis_cluster
+
+ISSUER = "http://testserver.local"
+ZHANG_SAN = "13800000001"
+LI_SI = "13800000002"
+
+
+@pytest.fixture(scope="module")
+async def cluster() -> AsyncIterator[RedisClusterUnderTest]:
+    async with redis_cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster_settings(settings: Settings, cluster: RedisClusterUnderTest) -> Settings:
+    """The suite's settings on the cluster (cheap argon2, no client cache, test issuer)."""
+    redis = msgspec.structs.replace(settings.redis, url=cluster.seed_url, cluster=True, max_connections=16)
+    staff = msgspec.structs.replace(settings.staff, argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+    oidc = msgspec.structs.replace(settings.oidc, client_cache_ttl_s=0)
+    return with_derived(msgspec.structs.replace(settings, redis=redis, staff=staff, oidc=oidc, public_url=ISSUER))
+
+
+@pytest.fixture
+async def cluster_redis(cluster_settings: Settings) -> AsyncIterator[Redis]:
+    assert cluster_settings.redis.url
+    client = create_redis(cluster_settings.redis.url, cluster=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def client(cluster_settings: Settings, pool: Pool, cluster_redis: Redis) -> AsyncIterator[AsyncClient]:
+    await reset_state(pool, cluster_redis)  # FLUSHDB goes to every master
+    render.clear_cache()
+    async with running_app(create_app(cluster_settings)) as test_client:
+        yield test_client
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import jwt
+
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def test_citizen_flows_work_on_the_cluster(
+    client: AsyncClient, sms: SmsGateway, pool: Pool, vault: Vault
+) -> None:
+    await seed_demo_citizens(pool, vault)
+    tokens = await login(client, sms, ZHANG_SAN)
+    headers = bearer(tokens["access_token"])
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    assert (await client.get("/v1/me/home", headers=headers)).status_code == 200
+
+    # Refresh rotates; replaying the old refresh token kills the login.
+    rotated = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert rotated.status_code == 200, rotated.text
+    replay = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replay.status_code == 401
+    assert (await client.get("/v1/me", headers=bearer(rotated.json()["access_token"]))).status_code == 401
+
+    # A new login: a code issued, verified once by a partner, refused the second time.
+    tokens = await login(client, sms, LI_SI)
+    headers = bearer(tokens["access_token"])
+    issued = await client.post("/v1/me/codes/health", headers=headers)
+    assert issued.status_code in (200, 201), issued.text
+    created = await ClientAdmin(pool, vault).add(
+        "hospital",
+        name="City Hospital",
+        redirect_uris=["https://hospital.example/callback"],
+        scopes=["openid", "profile", "codes:verify"],
+    )
+    assert created is not None and created.secret is not None
+    machine = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "codes:verify"},
+        auth=("hospital", created.secret),
+    )
+    assert machine.status_code == 200, machine.text
+    partner = bearer(machine.json()["access_token"])
+    body = {"payload": issued.json()["payload"], "consume": True}
+    first = await client.post("/v1/codes/verify", json=body, headers=partner)
+    assert first.status_code == 200 and first.json()["valid"] is True, first.text
+    second = await client.post("/v1/codes/verify", json=body, headers=partner)
+    assert second.status_code == 200 and second.json()["reason"] == "replayed"
+
+    # PAR: a pushed request is stored (hash-tagged key) and answers 201.
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    pushed = await client.post(
+        "/oauth/par",
+        data={
+            "response_type": "code",
+            "client_id": "hospital",
+            "redirect_uri": "https://hospital.example/callback",
+            "scope": "openid profile",
+            "state": "st",
+            "nonce": "n",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        auth=("hospital", created.secret),
+    )
+    assert pushed.status_code == 201, pushed.text
+
+    # Logout: the access token dies at once (revocation set on the cluster).
+    assert (await client.post("/v1/auth/logout", headers=headers)).status_code == 204
+    assert (await client.get("/v1/me", headers=headers)).status_code == 401
+
+
+async def test_staff_sign_in_on_the_cluster(
+    client: AsyncClient, sms: SmsGateway, pool: Pool, vault: Vault, cluster_settings: Settings
+) -> None:
+    admin = StaffAdmin(pool, vault, passwords=Passwords.from_settings(cluster_settings.staff))
+    await admin.add(
+        "officer.dongcheng",
+        name="Officer Wang",
+        phone="13700000001",
+        password="correct horse battery staple",
+        roles=["health_officer"],
+        region="110101",
+    )
+    wrong = await client.post("/v1/staff/login/password", json={"username": "officer.dongcheng", "password": "nope"})
+    assert wrong.status_code == 401
+    step1 = await client.post(
+        "/v1/staff/login/password",
+        json={"username": "officer.dongcheng", "password": "correct horse battery staple"},
+    )
+    assert step1.status_code == 202, step1.text
+    code = await latest_otp(sms, "13700000001")
+    step2 = await client.post("/v1/staff/login/otp", json={"ticket": step1.json()["ticket"], "otp": code})
+    assert step2.status_code == 200, step2.text
+    assert _claims(step2.json()["access_token"])["roles"] == ["health_officer"]
+
+
+async def test_rate_limit_is_atomic_on_the_cluster(
+    cluster_settings: Settings, pool: Pool, cluster_redis: Redis
+) -> None:
+    await reset_state(pool, cluster_redis)
+    assert_exactly_five_pass(await burst(cluster_settings))
