@@ -9,7 +9,7 @@ from bff.settings import load_settings
 
 
 def test_uvicorn_does_not_rewrite_the_client_from_forwarded_headers() -> None:
-    config = uvicorn_config(load_settings({}))
+    config = uvicorn_config(load_settings({"ONECITY_ENV": "dev"}))
     config.load()
     # uvicorn's default wraps the app in ProxyHeadersMiddleware trusting 127.0.0.1, so any
     # local client could choose its address with X-Forwarded-For.
