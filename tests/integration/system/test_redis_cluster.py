@@ -196,6 +196,36 @@ async def test_a_shard_that_lost_its_data_does_not_bring_logged_out_tokens_back(
     assert await cluster_redis.exists(marker)
 
 
+async def test_a_shard_that_lost_its_data_does_not_bring_revoked_partner_tokens_back(
+    client: AsyncClient, pool: Pool, vault: Vault, cluster: RedisClusterUnderTest, cluster_redis: Redis
+) -> None:
+    created = await ClientAdmin(pool, vault).add(
+        "metro-gates", name="Metro", redirect_uris=["https://metro.example/cb"], scopes=["codes:verify"]
+    )
+    assert created is not None and created.secret is not None
+    auth = ("metro-gates", created.secret)
+    issued = await client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=auth)
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+
+    async def active() -> bool:
+        response = await client.post("/oauth/introspect", data={"token": token}, auth=auth)
+        assert response.status_code == 200, response.text
+        return bool(response.json()["active"])
+
+    assert await active()
+    assert (await client.post("/oauth/revoke", data={"token": token}, auth=auth)).status_code == 200
+    assert not await active()
+
+    marker = f"oc:tokrev:{{tokrev:{bucket_of('jti:' + _claims(token)['jti'])}}}:ready"
+    assert await cluster_redis.exists(marker)
+    await cluster.flush_node(cluster.node_for_key(marker))
+    assert not await cluster_redis.exists(marker)
+
+    assert not await active()  # the bucket was rebuilt from PostgreSQL
+    assert await cluster_redis.exists(marker)
+
+
 async def test_a_master_failover_loses_no_session_and_answers_503_meanwhile(
     client: AsyncClient, sms: SmsGateway, cluster: RedisClusterUnderTest, cluster_redis: Redis, pool: Pool
 ) -> None:
