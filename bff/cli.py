@@ -112,6 +112,7 @@ def _cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
             database_url=settings.database.url,
             master_key=settings.require_master_key(),
             redis_url=settings.redis.url,
+            redis_cluster=settings.redis.cluster,
         )
     )
 
@@ -127,6 +128,7 @@ def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
             database_url=settings.database.url,
             master_key=settings.require_master_key(),
             redis_url=settings.redis.url,
+            redis_cluster=settings.redis.cluster,
             settings=settings.staff,
         )
     )

@@ -15,6 +15,7 @@ from litestar.plugins.prometheus import PrometheusController
 from bff.problems import problem_response
 from core.errors import Unauthorized
 from core.problem import ProblemDocument
+from core.redis import Redis, cluster_state
 from core.structs import Response as ResponseStruct
 
 __all__ = ["JwksController", "MetricsController", "OpsController"]
@@ -49,6 +50,15 @@ async def _check(coro: Any) -> str:
     return "ok"
 
 
+async def _check_redis(redis: Redis) -> str:
+    """``ok``, or why Redis cannot serve: a single node must answer PING; a Cluster must say
+    ``cluster_state:ok`` and every master must answer PING."""
+    try:
+        return await asyncio.wait_for(cluster_state(redis), timeout=_CHECK_TIMEOUT_S)
+    except Exception:
+        return "down"
+
+
 class OpsController(Controller):
     """Liveness and readiness for the load balancer and the orchestrator."""
 
@@ -66,10 +76,11 @@ class OpsController(Controller):
         responses={503: ResponseSpec(ProblemDocument, description="PostgreSQL or Redis unreachable")},
     )
     async def ready(self, request: Request[Any, Any, Any], state: State) -> Response[Any]:
-        """200 when PostgreSQL and Redis both answer within a second, else 503 problem JSON."""
+        """200 when PostgreSQL and Redis both answer within a second (with a Redis Cluster:
+        ``cluster_state:ok`` and every master answering), else 503 problem JSON."""
         resources = state.resources
         postgres, redis = await asyncio.gather(
-            _check(resources.pool.fetchval("SELECT 1")), _check(resources.redis.ping())
+            _check(resources.pool.fetchval("SELECT 1")), _check_redis(resources.redis)
         )
         checks = {"postgres": postgres, "redis": redis}
         if postgres == "ok" and redis == "ok":

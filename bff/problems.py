@@ -23,6 +23,7 @@ from litestar.types import ExceptionHandlersMap
 
 from core.errors import OneCityError
 from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE, FieldError, ProblemDocument
+from core.redis import is_unavailable
 
 __all__ = ["exception_handlers", "problem_response"]
 
@@ -167,6 +168,14 @@ def _on_invalid_value(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def _on_redis_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # A Cluster failing over or losing a node (CLUSTERDOWN, TRYAGAIN, MOVED storms, a node
+    # unreachable) is an outage to retry, like a single Redis down; anything else is a bug.
+    if is_unavailable(exc):
+        return _on_dependency_down(request, exc)
+    return _on_unexpected(request, exc)
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The class name and request id are enough to find it; the message may hold input data.
     log.error("unhandled error", extra={"error": exc.__class__.__name__, "path": request.url.path})
@@ -213,5 +222,7 @@ def exception_handlers() -> ExceptionHandlersMap:
         # NumericValueOutOfRangeError, ...
         asyncpg.exceptions.DataError: _on_invalid_value,
         OverflowError: _on_invalid_value,
+        redis.exceptions.RedisError: _on_redis_error,
+        redis.exceptions.RedisClusterException: _on_redis_error,
         Exception: _on_unexpected,
     }

@@ -181,17 +181,23 @@ class LiveCodes:
     ) -> None:
         """Remember a new code (for revoke-all), refresh the holder cache, keep it as current."""
         tag = _tag(code_type, subject)
+        # One pipeline per slot (the subject's hash tag; the account's current code), sent
+        # together: a Cluster never sees a cross-slot pipeline.
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(f"{tag}:live", {jti: current.exp})
         pipe.zremrangebyscore(f"{tag}:live", "-inf", f"({int(now) - self._skew}")
         pipe.expire(f"{tag}:live", _REVOCATION_TTL_S)
         pipe.set(f"{tag}:h", _encode(holder), ex=self._holder_ttl)
-        pipe.set(
-            self._current_key(account_id, api_name),
-            _encode(current),
-            ex=max(1, current.refresh_after - int(now)),
+        await asyncio.gather(
+            self._bounded(pipe.execute()),
+            self._bounded(
+                self._redis.set(
+                    self._current_key(account_id, api_name),
+                    _encode(current),
+                    ex=max(1, current.refresh_after - int(now)),
+                )
+            ),
         )
-        await self._bounded(pipe.execute())
 
     @staticmethod
     def _current_key(account_id: str, api_name: str) -> str:

@@ -176,7 +176,7 @@ async def cluster_state(client: Redis) -> str:
         await client.ping()
         return "ok"
     cluster = cast(RedisCluster, client)
-    info = await cluster.cluster_info(target_nodes=RedisCluster.RANDOM)
+    info = await cluster.cluster_info(target_nodes=RedisCluster.DEFAULT_NODE)
     if isinstance(info, dict) and info.get("cluster_state") not in ("ok", b"ok"):
         return "cluster_state:" + str(info.get("cluster_state"))
     pings = await cluster.ping(target_nodes=RedisCluster.PRIMARIES)

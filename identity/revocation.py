@@ -24,6 +24,9 @@ import redis.exceptions
 from core.db import Pool
 from core.redis import BUCKETS, Redis, bucket_of
 
+# RedisClusterException ("cannot connect to the cluster") is not a RedisError.
+_REDIS_DOWN = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
 __all__ = ["SessionRevocations"]
 
 log = logging.getLogger("onecity.identity.revocation")
@@ -79,7 +82,7 @@ class SessionRevocations:
         try:
             # One single-slot pipeline per bucket (a Cluster routes each to its shard).
             await asyncio.gather(*(self._write(sids) for sids in by_bucket.values()))
-        except redis.exceptions.RedisError:
+        except _REDIS_DOWN:
             # PostgreSQL has it; the fallback path and the next rebuild will see it.
             self._incomplete = True
             log.warning("revocation not written to Redis; PostgreSQL remains authoritative")
@@ -104,7 +107,7 @@ class SessionRevocations:
                 await self.rebuild(bucket)
                 revoked = await self._redis.get(_key(session_id))
             return revoked is not None
-        except redis.exceptions.RedisError:
+        except _REDIS_DOWN:
             self._incomplete = True
             return await self._is_ended_in_database(session_id)
 

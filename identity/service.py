@@ -7,6 +7,7 @@ the domain (limits, rotation, reuse detection, step-up) lives here, every SQL st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -490,6 +491,14 @@ class IdentityService:
             raise Unauthorized("The account no longer exists")
         return self.account_view(row, reverify=principal.reverify)
 
+    async def _count_today(self, key: str) -> int:
+        """INCR a daily counter (one key, one slot); its new value."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 86400)
+            count, _ = await pipe.execute()
+        return int(count)
+
     async def _count_real_name_attempt(self, account_id: str, id_number_index: bytes) -> None:
         """One registry attempt for the account and for the ID number today, or 429.
 
@@ -499,22 +508,16 @@ class IdentityService:
         """
         day = int(time.time() // 86400)
         keys = (f"oc:rn:acct:{account_id}:{day}", f"oc:rn:id:{id_number_index.hex()[:32]}:{day}")
-        # Not MULTI: the two keys live in different Redis Cluster slots; each INCR is atomic.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.incr(key)
-                pipe.expire(key, 86400)
-            by_account, _, by_id_number, _ = await pipe.execute()
+        # Not one MULTI or pipeline: the two keys live in different Redis Cluster slots; each
+        # INCR is atomic.
+        by_account, by_id_number = await asyncio.gather(*(self._count_today(key) for key in keys))
         if (
             by_account > self.settings.real_name_attempts_per_account
             or by_id_number > self.settings.real_name_attempts_per_id_number
         ):
             # A refused attempt spends neither budget (the two keys live in different
             # Cluster slots, so this is a compensation rather than one script).
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.decr(key)
-                await pipe.execute()
+            await asyncio.gather(*(self.redis.decr(key) for key in keys))
             await self._audit(
                 AuditEvent(
                     action="level.real_name",

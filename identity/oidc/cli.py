@@ -52,10 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     disable.add_argument("client_id")
 
 
-async def run(args: argparse.Namespace, *, database_url: str, master_key: bytes, redis_url: str | None) -> int:
+async def run(
+    args: argparse.Namespace,
+    *,
+    database_url: str,
+    master_key: bytes,
+    redis_url: str | None,
+    redis_cluster: bool = False,
+) -> int:
     """Run one ``clients`` subcommand; return the exit code."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
-    redis = create_redis(redis_url) if redis_url else None
+    redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
     try:
         revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
         admin = ClientAdmin(pool, Vault(master_key), revocations)

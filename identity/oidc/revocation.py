@@ -30,6 +30,9 @@ import redis.exceptions
 from core.db import Pool
 from core.redis import BUCKETS, Redis, bucket_of
 
+# RedisClusterException ("cannot connect to the cluster") is not a RedisError.
+_REDIS_DOWN = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
 __all__ = ["TokenRevocations"]
 
 log = logging.getLogger("onecity.oidc.revocation")
@@ -123,7 +126,7 @@ class TokenRevocations:
         try:
             # One single-slot pipeline per bucket (a Cluster routes each to its shard).
             await asyncio.gather(*(self._write(keys) for keys in by_bucket.values()))
-        except redis.exceptions.RedisError:
+        except _REDIS_DOWN:
             # PostgreSQL has it; the fallback path and the next rebuild will see it.
             log.warning("revocation not written to Redis; PostgreSQL remains authoritative")
 
@@ -168,7 +171,7 @@ class TokenRevocations:
         try:
             found = await asyncio.gather(*(self._bucket_has(b, keys) for b, keys in by_bucket.items()))
             return any(found)
-        except redis.exceptions.RedisError:
+        except _REDIS_DOWN:
             revoked = await self._pool.fetchval(_DB_CHECK, jti, grant_id, client_id, subject)
             return bool(revoked)
 

@@ -61,11 +61,12 @@ async def run(
     master_key: bytes,
     redis_url: str | None,
     settings: StaffSettings | None = None,
+    redis_cluster: bool = False,
 ) -> int:
     """Run one ``staff`` subcommand; return the exit code."""
     staff_settings = settings or StaffSettings()
     pool = await create_pool(database_url, min_size=1, max_size=2)
-    redis = create_redis(redis_url) if redis_url else None
+    redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
     try:
         revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
         admin = StaffAdmin(

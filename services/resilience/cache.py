@@ -120,7 +120,7 @@ class SwrCache:
                 permit.failure()
                 log.warning("cache read skipped", extra={"error": "TimeoutError"})
             return None
-        except (OSError, redis.exceptions.RedisError) as exc:
+        except (OSError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             permit.failure()
             log.warning("cache read skipped", extra={"error": exc.__class__.__name__})
             return None
@@ -145,7 +145,7 @@ class SwrCache:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._redis.set(key, _encoder.encode(entry), ex=keep_s)
-        except (TimeoutError, OSError, redis.exceptions.RedisError) as exc:
+        except (TimeoutError, OSError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             permit.failure()
             log.warning("cache write skipped", extra={"error": exc.__class__.__name__})
             return

@@ -18,7 +18,8 @@ API (everything a topology test needs, nothing else):
   honoured, asked with ``CLUSTER KEYSLOT`` / ``CLUSTER SHARDS``-equivalent ``CLUSTER SLOTS``).
 - ``flush_node(port)``: ``FLUSHALL`` on that node only (a shard that lost its data).
 - ``kill_node(port)``: ``SIGKILL`` that node (no snapshot, no goodbye).
-- ``wait_ok(timeout)``: wait until every live node reports ``cluster_state:ok``.
+- ``healthy()`` / ``wait_ok(timeout)``: every live node reports ``cluster_state:ok`` and every
+  slot range is served by a live master (after ``kill_node``: the replica was promoted).
 - ``stop_all()``: stop every node (a cluster that is down).
 
 The servers are ``redis-server`` from the ``PATH`` (Debian's package; ``.ci/run`` installs it
@@ -64,6 +65,11 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def _port(address: str) -> int:
+    """The port of a ``CLUSTER NODES`` address (``127.0.0.1:7000@17000``)."""
+    return int(address.split("@")[0].rsplit(":", 1)[1])
+
+
 def _cli(port: int, *args: str, timeout: float = 5) -> str:
     done = subprocess.run(
         ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
@@ -102,6 +108,7 @@ class RedisClusterUnderTest:
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "",
                 "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0",
                 "--protected-mode", "no",
                 "--logfile", str(folder / "redis.log"),
             ],
@@ -130,35 +137,39 @@ class RedisClusterUnderTest:
             timeout=60,
         )
         self._wait_ok(30)
+        # A replica that never finished its first sync cannot take over: wait for every link.
+        deadline = time.monotonic() + 30
+        while sum("master_link_status:up" in _cli(p, "INFO", "replication") for p in self.nodes) < len(self.nodes) // 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the replicas did not finish their first sync")
+            time.sleep(0.1)
 
     def _live(self) -> list[int]:
         return [p for p, proc in self._processes.items() if proc.poll() is None]
 
+    def healthy(self) -> bool:
+        """Whether every live node says ``cluster_state:ok`` and every slot range is served
+        by a live master (after a kill: the replica has been promoted). Blocking, quick."""
+        live = self._live()
+        if not live:
+            return False
+        if not all("cluster_state:ok" in _cli(p, "CLUSTER", "INFO") for p in live):
+            return False
+        for line in _cli(live[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if len(fields) > 8 and "master" in fields[2] and _port(fields[1]) not in live:
+                return False  # a dead master still owns slots: no failover yet
+        return True
+
     def _wait_ok(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
-            states = [_cli(p, "CLUSTER", "INFO") for p in self._live()]
-            if states and all("cluster_state:ok" in s for s in states) and self._all_slots_served():
-                return
+        while not self.healthy():
             if time.monotonic() > deadline:
                 raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")
             time.sleep(0.1)
 
-    def _all_slots_served(self) -> bool:
-        live = set(self._live())
-        for port in self._live():
-            out = _cli(port, "CLUSTER", "NODES")
-            for line in out.splitlines():
-                fields = line.split()
-                if len(fields) > 8 and "master" in fields[2] and "fail" not in fields[2]:
-                    node_port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                    if node_port not in live:
-                        return False
-            return True
-        return False
-
     async def wait_ok(self, timeout: float = 30) -> None:  # noqa: ASYNC109
-        """Wait until every live node says ``cluster_state:ok`` and serves only live masters."""
+        """Wait until :meth:`healthy` (after a kill: until the replica took over)."""
         await asyncio.to_thread(self._wait_ok, timeout)
 
     def masters(self) -> list[int]:
@@ -168,7 +179,7 @@ class RedisClusterUnderTest:
         for line in out.splitlines():
             fields = line.split()
             if len(fields) > 8 and "master" in fields[2] and "fail" not in fields[2]:
-                ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+                ports.append(_port(fields[1]))
         return ports
 
     def node_for_key(self, key: str) -> int:
@@ -184,7 +195,7 @@ class RedisClusterUnderTest:
                         continue
                     low, _, high = span.partition("-")
                     if int(low) <= slot <= int(high or low):
-                        return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                        return _port(fields[1])
         raise LookupError(f"no master serves slot {slot}")
 
     async def flush_node(self, port: int) -> None:

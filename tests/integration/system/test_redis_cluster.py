@@ -9,6 +9,7 @@ replace it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from bff.settings import Settings, with_derived
 from codes import render
 from core.crypto import Vault
 from core.db import Pool
-from core.redis import Redis, create_redis
+from core.redis import Redis, bucket_of, create_redis
 from identity.oidc import ClientAdmin
 from identity.seed import seed_demo_citizens
 from identity.staff import StaffAdmin
@@ -170,3 +171,116 @@ async def test_rate_limit_is_atomic_on_the_cluster(
 ) -> None:
     await reset_state(pool, cluster_redis)
     assert_exactly_five_pass(await burst(cluster_settings))
+
+
+async def test_a_shard_that_lost_its_data_does_not_bring_logged_out_tokens_back(
+    client: AsyncClient, sms: SmsGateway, cluster: RedisClusterUnderTest, cluster_redis: Redis
+) -> None:
+    tokens = await login(client, sms, "13900000011")
+    headers = bearer(tokens["access_token"])
+    assert (await client.post("/v1/auth/logout", headers=headers)).status_code == 204
+    assert (await client.get("/v1/me", headers=headers)).status_code == 401
+
+    # The shard holding this session's revocation bucket (its key and its marker) loses
+    # everything; the other shards keep theirs.
+    bucket = bucket_of(_claims(tokens["access_token"])["sid"])
+    marker = f"oc:rev:{{rev:{bucket}}}:ready"
+    assert await cluster_redis.exists(marker)
+    await cluster.flush_node(cluster.node_for_key(marker))
+    assert not await cluster_redis.exists(marker)
+
+    # The missing marker is noticed, the bucket rebuilt from PostgreSQL: still 401.
+    response = await client.get("/v1/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["type"].endswith("/unauthorized")
+    assert await cluster_redis.exists(marker)
+
+
+async def test_a_shard_that_lost_its_data_does_not_bring_revoked_partner_tokens_back(
+    client: AsyncClient, pool: Pool, vault: Vault, cluster: RedisClusterUnderTest, cluster_redis: Redis
+) -> None:
+    created = await ClientAdmin(pool, vault).add(
+        "metro-gates", name="Metro", redirect_uris=["https://metro.example/cb"], scopes=["codes:verify"]
+    )
+    assert created is not None and created.secret is not None
+    auth = ("metro-gates", created.secret)
+    issued = await client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=auth)
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+
+    async def active() -> bool:
+        response = await client.post("/oauth/introspect", data={"token": token}, auth=auth)
+        assert response.status_code == 200, response.text
+        return bool(response.json()["active"])
+
+    assert await active()
+    assert (await client.post("/oauth/revoke", data={"token": token}, auth=auth)).status_code == 200
+    assert not await active()
+
+    marker = f"oc:tokrev:{{tokrev:{bucket_of('jti:' + _claims(token)['jti'])}}}:ready"
+    assert await cluster_redis.exists(marker)
+    await cluster.flush_node(cluster.node_for_key(marker))
+    assert not await cluster_redis.exists(marker)
+
+    assert not await active()  # the bucket was rebuilt from PostgreSQL
+    assert await cluster_redis.exists(marker)
+
+
+async def test_a_master_failover_loses_no_session_and_answers_503_meanwhile(
+    client: AsyncClient, sms: SmsGateway, cluster: RedisClusterUnderTest, cluster_redis: Redis, pool: Pool
+) -> None:
+    alive = await login(client, sms, "13900000021")
+    # The victim: a master other than the seed node (the app's settings name the seed; a
+    # process restarted while its only seed is down cannot discover the cluster — see the
+    # operations guide), holding the revocation bucket of a session that was logged out.
+    seed = int(cluster.seed_url.rsplit(":", 1)[1].split("/")[0])
+    for attempt in range(20):
+        ended = await login(client, sms, f"139000003{attempt:02d}")
+        assert (await client.post("/v1/auth/logout", headers=bearer(ended["access_token"]))).status_code == 204
+        bucket = bucket_of(_claims(ended["access_token"])["sid"])
+        victim = cluster.node_for_key(f"oc:rev:{{rev:{bucket}}}:ready")
+        if victim != seed:
+            break
+    assert victim != seed
+
+    await cluster.kill_node(victim)
+    # Until a replica is promoted (cluster-node-timeout 1 s + election), a request whose keys
+    # live on the dead shard (or any, once the cluster says CLUSTERDOWN) answers 503 problem
+    # JSON with Retry-After (OTP sends fail closed), never 500.
+    statuses: list[int] = []
+    attempt = 0
+    while not await asyncio.to_thread(cluster.healthy):
+        attempt += 1
+        assert attempt < 300, statuses
+        response = await client.post("/v1/auth/otp", json={"phone": f"139001{attempt:05d}"})
+        statuses.append(response.status_code)
+        if response.status_code != 202:
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"] and response.json()["type"].endswith("/unavailable")
+        await asyncio.sleep(0.05)
+    assert victim not in cluster.masters()
+    # The client follows the new topology: the dead master's slots work again.
+    after = await client.post("/v1/auth/otp", json={"phone": "13900299999"})
+    assert after.status_code == 202, after.text
+
+    # Nothing that matters was lost: sessions and their ends live in PostgreSQL.
+    assert (await client.get("/v1/me", headers=bearer(alive["access_token"]))).status_code == 200
+    assert (await client.get("/v1/me", headers=bearer(ended["access_token"]))).status_code == 401
+    rotated = await client.post("/v1/auth/refresh", json={"refresh_token": alive["refresh_token"]})
+    assert rotated.status_code == 200, rotated.text
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": ended["refresh_token"]})).status_code == 401
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert await pool.fetchval("SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL") >= 1
+
+
+async def test_readiness_is_red_when_the_cluster_is_down(client: AsyncClient, cluster: RedisClusterUnderTest) -> None:
+    assert (await client.get("/health/ready")).status_code == 200
+    await asyncio.to_thread(cluster.stop_all)
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert response.json()["checks"] == {"postgres": "ok", "redis": "down"}
+    # A request that needs Redis answers 503 problem JSON, not 500.
+    otp = await client.post("/v1/auth/otp", json={"phone": "13900000031"})
+    assert otp.status_code == 503 and otp.json()["type"].endswith("/unavailable")
