@@ -23,6 +23,7 @@ from litestar.stores.redis import RedisStore
 
 from bff.domains import attach_domains
 from bff.guards import ContentTypeMiddleware
+from bff.metrics import cleanup_dead_workers
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
 from bff.problems import exception_handlers
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # A respawned worker: forget the live gauges of the worker it replaces.
+        cleanup_dead_workers()
         resources = await open_resources(settings, redis)
         app.state.resources = resources
         attach_domains(app.state, resources)

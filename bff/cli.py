@@ -12,14 +12,22 @@ import asyncio
 import os
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from bff.observability import configure_logging
-from bff.resources import StartupError
-from bff.settings import Settings, SettingsError, load_settings
+if TYPE_CHECKING:
+    from bff.settings import Settings, SettingsError
 
 __all__ = ["main"]
+
+
+# The settings module imports prometheus_client, which must not be imported before
+# `onecity serve` has set PROMETHEUS_MULTIPROC_DIR (bff.metrics): settings are imported late.
+def _settings_error(message: str) -> SettingsError:
+    from bff.settings import SettingsError
+
+    return SettingsError(message)
 
 
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,7 +52,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from bff.storage import migrate
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     applied = asyncio.run(migrate(settings.database.url))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return 0
@@ -54,7 +62,7 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from bff.storage import prepare, rotate_key
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     if args.keys_command == "rotate":
         kid = asyncio.run(rotate_key(settings, args.purpose, activate_in=timedelta(seconds=args.activate_in)))
         print(f"new {args.purpose} key {kid}; the previous key keeps verifying until what it signed expires")
@@ -81,7 +89,7 @@ def _cmd_codes(args: argparse.Namespace, settings: Settings) -> int:
     from codes.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return run(
         args,
         database_url=settings.database.url,
@@ -103,7 +111,7 @@ def _cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
     from identity.oidc.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(
         run(
             args,
@@ -118,7 +126,7 @@ def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
     from identity.staff.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(
         run(
             args,
@@ -134,7 +142,7 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from core.audit_cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(run(args, database_url=settings.database.url, settings=settings.audit))
 
 
@@ -220,6 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cli import main as bench_main
 
         return bench_main(given[1:])
+    if given[:1] == ["serve"]:
+        # Before anything imports prometheus_client: every worker then writes its samples to
+        # this directory and /metrics sums them (one view of all workers).
+        from bff.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()
+    from bff.observability import configure_logging
+    from bff.resources import StartupError
+    from bff.settings import SettingsError, load_settings
+
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
