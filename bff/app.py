@@ -26,6 +26,7 @@ from bff.guards import ContentTypeMiddleware
 from bff.metrics import cleanup_dead_workers
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
+from bff.peak import Admission
 from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
 from bff.screens import ScreensController, provide_screens
@@ -64,6 +65,15 @@ def create_app(settings: Settings) -> Litestar:
         settings.redis.url or "redis://127.0.0.1:6379/0", max_connections=settings.redis.max_connections
     )
 
+    # Admission control by tier and channel (peak mode); its switch is read from Redis.
+    admission = Admission(
+        max_in_flight=settings.peak.max_in_flight,
+        channel_max_in_flight=settings.peak.channel_max_in_flight,
+        loop_lag_ms=settings.peak.loop_lag_ms,
+        retry_after_s=settings.peak.retry_after_s,
+        redis=redis,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # A respawned worker: forget the live gauges of the worker it replaces.
@@ -71,8 +81,10 @@ def create_app(settings: Settings) -> Litestar:
         resources = await open_resources(settings, redis)
         app.state.resources = resources
         attach_domains(app.state, resources)
+        app.state.admission = admission
         try:
-            yield
+            async with admission.running():
+                yield
         finally:
             # Scans still being group-committed finish before the pool closes (their callers
             # are answered); the audit batcher is flushed by close_resources.
@@ -134,6 +146,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             RequestContextMiddleware,
             prometheus.middleware,
+            admission.middleware,
             ContentTypeMiddleware,
         ],
         cors_config=CORSConfig(

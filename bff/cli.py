@@ -146,6 +146,27 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run(args, database_url=settings.database.url, settings=settings.audit))
 
 
+def _cmd_peak(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.peak import peak_status, set_peak
+    from core.redis import create_redis
+
+    if not settings.redis.url:
+        raise _settings_error("ONECITY_REDIS_URL is not set")
+
+    async def run() -> dict[str, object]:
+        redis = create_redis(settings.redis.url or "", max_connections=2)
+        try:
+            if args.peak_command in ("on", "off"):
+                await set_peak(redis, args.peak_command == "on", for_s=getattr(args, "for_s", None))
+            return await peak_status(redis)
+        finally:
+            await redis.aclose()
+
+    status = asyncio.run(run())
+    print(msgspec.json.encode(status).decode())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +182,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(handler=_cmd_serve)
+
+    peak = commands.add_parser("peak", help="peak mode: shed tier 2, limit tier 1 (every worker within a second)")
+    peak_commands = peak.add_subparsers(dest="peak_command", required=True)
+    peak_on = peak_commands.add_parser("on", help="turn peak mode on")
+    peak_on.add_argument("--for", dest="for_s", type=int, default=None, help="turn it off again after SECONDS")
+    peak_commands.add_parser("off", help="turn peak mode off")
+    peak_commands.add_parser("status", help="print whether peak mode is on (JSON)")
+    peak.set_defaults(handler=_cmd_peak)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(handler=_cmd_migrate)

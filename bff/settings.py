@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -26,6 +26,7 @@ from services.fanout import FanoutSettings
 __all__ = [
     "ENVIRONMENT",
     "DatabaseSettings",
+    "PeakSettings",
     "RedisSettings",
     "Secret",
     "ServerSettings",
@@ -87,6 +88,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     auth_rate_per_minute: int = 120
 
 
+class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Admission control (:mod:`bff.peak`): per-worker budgets and the overload threshold."""
+
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
+    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 64
+    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
+    retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything OneCity is configured by.
 
@@ -115,6 +125,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     oidc: OidcSettings = OidcSettings()
     staff: StaffSettings = StaffSettings()
     audit: AuditSettings = AuditSettings()
+    peak: PeakSettings = PeakSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -187,6 +198,10 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_STAFF_WEBAUTHN_RP_ID": "staff.webauthn_rp_id",
     "ONECITY_STAFF_WEBAUTHN_ORIGINS": "staff.webauthn_origins",
     "ONECITY_AUDIT_RETENTION_DAYS": "audit.retention_days",
+    "ONECITY_PEAK_MAX_IN_FLIGHT": "peak.max_in_flight",
+    "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "peak.channel_max_in_flight",
+    "ONECITY_PEAK_LOOP_LAG_MS": "peak.loop_lag_ms",
+    "ONECITY_PEAK_RETRY_AFTER_S": "peak.retry_after_s",
 }
 
 _LISTS = {"server.cors_origins", "staff.webauthn_origins"}
