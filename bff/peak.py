@@ -19,8 +19,9 @@ Each worker admits a request or sheds it at once (503 ``overloaded`` problem JSO
 
 * per worker at most ``max_in_flight`` requests run; tier 2 may use half of that, tier 1 four
   fifths, tier 0 all of it — so under load tier 2 sheds first, then tier 1, and tier 0 last;
-* per channel at most ``channel_max_in_flight`` run, whatever their tier: one partner's (or
-  the anonymous) flood cannot take the slots another channel's tier 0 needs;
+* once the worker is half busy, per channel at most ``channel_max_in_flight`` run, whatever
+  their tier: one partner's (or the anonymous) flood cannot take the slots another channel's
+  tier 0 needs (below half, a burst from one channel may use the idle capacity);
 * peak mode (``onecity peak on``, a Redis key every worker reads every half second): tier 2 is
   shed outright and tier 1 gets two fifths of the budget;
 * automatic: when the event loop lags by more than ``loop_lag_ms`` (the worker is saturated)
@@ -176,7 +177,9 @@ class Admission:
         share = (_PEAK_SHARES if self.peak else _SHARES)[tier]
         if self.in_flight >= max(1, int(self._max * share)):
             return "budget"
-        if self._by_channel.get(channel, 0) >= self._channel_max:
+        # Work-conserving: a channel may use what nobody else needs while the worker is less
+        # than half busy; beyond that each channel is held to its own share.
+        if self.in_flight * 2 >= self._max and self._by_channel.get(channel, 0) >= self._channel_max:
             return "channel"
         return None
 

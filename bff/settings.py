@@ -91,8 +91,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
 class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Admission control (:mod:`bff.peak`): per-worker budgets and the overload threshold."""
 
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
-    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 64
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
     loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
