@@ -167,6 +167,34 @@ def _cmd_peak(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
+    from core.db import create_pool
+    from core.partitions import maintain, partitions
+
+    if not settings.database.url:
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
+
+    async def run() -> int:
+        pool = await create_pool(settings.database.url or "", min_size=1, max_size=1)
+        try:
+            if args.partitions_command == "maintain":
+                async with pool.acquire() as conn, conn.transaction():
+                    created = await maintain(conn)
+                print(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
+                return 0
+            for part in await partitions(pool):
+                # A catalog name, quoted; only the DEFAULT partitions are counted (they stay small).
+                sql = f'SELECT count(*) FROM "{part.name}"'  # noqa: S608
+                rows = await pool.fetchval(sql) if part.upper is None else None
+                span = f"{part.lower:%Y-%m-%d} .. {part.upper:%Y-%m-%d}" if part.upper and part.lower else "DEFAULT"
+                print(f"{part.parent:10} {part.name:24} {span}" + (f"  rows={rows}" if rows is not None else ""))
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +218,12 @@ def _parser() -> argparse.ArgumentParser:
     peak_commands.add_parser("off", help="turn peak mode off")
     peak_commands.add_parser("status", help="print whether peak mode is on (JSON)")
     peak.set_defaults(handler=_cmd_peak)
+
+    parts = commands.add_parser("partitions", help="time partitions of audit_log, scan_log and checkins")
+    part_commands = parts.add_subparsers(dest="partitions_command", required=True)
+    part_commands.add_parser("maintain", help="make the current and next periods' partitions (idempotent)")
+    part_commands.add_parser("status", help="list the partitions (and the rows in each DEFAULT partition)")
+    parts.set_defaults(handler=_cmd_partitions)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(handler=_cmd_migrate)

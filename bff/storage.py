@@ -9,6 +9,7 @@ from core.crypto import Vault
 from core.db import create_pool
 from core.keys import KeyStore
 from core.migrate import apply_migrations
+from core.partitions import maintain
 
 __all__ = ["migrate", "prepare", "rotate_key"]
 
@@ -18,7 +19,11 @@ async def migrate(database_url: str) -> list[str]:
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
-            return await apply_migrations(conn)
+            applied = await apply_migrations(conn)
+            # A fresh install (and every deploy) has the partitions of the current periods.
+            async with conn.transaction():
+                await maintain(conn)
+            return applied
     finally:
         await pool.close()
 

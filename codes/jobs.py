@@ -1,6 +1,9 @@
 """Retention: scan log, check-ins and ride records are deleted after their retention period.
 
-The job deletes in small batches (short transactions, no long lock on a table that is being
+``scan_log`` and ``checkins`` are partitioned by day (``core.partitions``): their retention
+drops whole days once the *end* of the day is past the cutoff (so a row is kept up to one day
+longer than its retention period, never less), and each run first makes the partitions of the
+coming days. Ride records are deleted in small batches (short transactions, no long lock on a table that is being
 appended to) and runs in one process at a time, under a PostgreSQL advisory lock. Every process
 may run the loop (:meth:`RetentionJob.run_forever`); whoever holds the lock does the work, the
 others skip that turn. ``onecity codes retention`` runs it once, for cron.
@@ -15,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from codes.repository import RETENTION_LOCK_ID, CodesRepository
 from codes.settings import CodesSettings
 from core.audit import AuditEvent, write_audit
+from core.partitions import drop_before, maintain
 
 __all__ = ["RetentionJob"]
 
@@ -54,7 +58,15 @@ class RetentionJob:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_ID):
                 return None
             try:
+                # Every process runs this loop: the partitions of the coming days always exist.
+                async with conn.transaction():
+                    await maintain(conn)
+                dropped: dict[str, list[str]] = {}
                 for table, cutoff in cutoffs.items():
+                    if table in ("scan_log", "checkins"):
+                        async with conn.transaction():
+                            dropped[table], deleted[table] = await drop_before(conn, table, cutoff)
+                        continue
                     total = 0
                     while True:
                         count = await CodesRepository.delete_before(conn, table, cutoff, batch=_BATCH)
@@ -72,7 +84,11 @@ class RetentionJob:
                         AuditEvent(
                             action="codes.retention",
                             outcome="success",
-                            details={"deleted": deleted, **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()}},
+                            details={
+                                "deleted": deleted,
+                                "partitions_dropped": dropped,
+                                **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()},
+                            },
                         )
                     ],
                 )
