@@ -24,8 +24,9 @@ Each worker admits a request or sheds it at once (503 ``overloaded`` problem JSO
   tier 0 needs (below half, a burst from one channel may use the idle capacity);
 * peak mode (``onecity peak on``, a Redis key every worker reads every half second): tier 2 is
   shed outright and tier 1 gets two fifths of the budget;
-* automatic: when the event loop lags by more than ``loop_lag_ms`` (the worker is saturated)
-  tier 2 is shed; beyond twice that, tier 1 too.
+* automatic: when the event loop's lag (a moving average of samples taken twice a second, so
+  one slow callback does not count) exceeds ``loop_lag_ms`` (the worker is saturated) tier 2
+  is shed; beyond twice that, tier 1 too.
 
 Health, metrics, key sets and the schema are never shed: the load balancer and the monitoring
 must keep seeing the worker.
@@ -62,6 +63,7 @@ log = logging.getLogger("onecity.peak")
 #: Redis key of the peak-mode switch (value: JSON ``{"since": unix seconds}``, optional TTL).
 PEAK_KEY: Final = "oc:peak"
 _POLL_S: Final = 0.5
+_LAG_ALPHA: Final = 0.3  # weight of the newest lag sample in the moving average
 
 ADMISSIONS: Final = Counter(
     "onecity_admission",
@@ -72,7 +74,9 @@ PEAK_MODE: Final = Gauge(
     "onecity_peak_mode", "1 while peak mode is on (as this worker last read it)", multiprocess_mode="livemax"
 )
 LOOP_LAG: Final = Gauge(
-    "onecity_event_loop_lag_seconds", "Event-loop lag of a worker (the worst live one)", multiprocess_mode="livemax"
+    "onecity_event_loop_lag_seconds",
+    "Event-loop lag, moving average (the worst live worker)",
+    multiprocess_mode="livemax",
 )
 IN_FLIGHT: Final = Gauge(
     "onecity_in_flight_requests", "Requests being served, by tier", ["tier"], multiprocess_mode="livesum"
@@ -100,13 +104,6 @@ def tier_of(method: str, path: str) -> int | None:
     if _TIER1.match(path):
         return 1
     return 2
-
-
-class _Claims(msgspec.Struct):
-    client_id: str = ""
-
-
-_decode_claims = msgspec.json.Decoder(_Claims).decode
 
 
 def _b64(segment: str) -> bytes:
@@ -143,15 +140,23 @@ class Admission:
     async def watch(self) -> None:
         """Background task: read the peak switch and measure event-loop lag, twice a second."""
         loop = asyncio.get_running_loop()
+        unreadable = False
         while True:
             started = loop.time()
             await asyncio.sleep(_POLL_S)
-            self.lag_s = max(0.0, loop.time() - started - _POLL_S)
+            # Smoothed: one slow callback (a big render, a hash) is not overload; a loop that
+            # keeps lagging for a few seconds is.
+            sample = max(0.0, loop.time() - started - _POLL_S)
+            self.lag_s += _LAG_ALPHA * (sample - self.lag_s)
             LOOP_LAG.set(self.lag_s)
             try:
                 self.peak = bool(await self._redis.exists(PEAK_KEY))
+                unreadable = False
             except Exception:
-                log.warning("peak switch unreadable; keeping peak=%s", self.peak)
+                # Redis down: keep the last known switch position; say so once per outage.
+                if not unreadable:
+                    log.warning("peak switch unreadable; keeping peak=%s", self.peak)
+                unreadable = True
             PEAK_MODE.set(1 if self.peak else 0)
 
     @contextlib.asynccontextmanager
@@ -197,9 +202,12 @@ class Admission:
             if key is None:
                 return "anonymous"
             # Signature only: expiry, audience and revocation are the handler's business.
-            jwt.decode(token, key, algorithms=["EdDSA"], options={"verify_aud": False, "verify_exp": False})
-            client_id = _decode_claims(_b64(token.split(".")[1])).client_id
+            claims = jwt.decode(token, key, algorithms=["EdDSA"], options={"verify_aud": False, "verify_exp": False})
+            client_id = claims.get("client_id")
         except Exception:
+            # Any malformed or badly signed token is simply not a channel (the handler says 401).
+            return "anonymous"
+        if not isinstance(client_id, str):
             return "anonymous"
         return client_id if _CLIENT_ID.match(client_id) else "anonymous"
 

@@ -93,7 +93,7 @@ class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
     channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
-    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
+    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 500
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
 

@@ -47,3 +47,23 @@ def test_tiers_of_requests() -> None:
     assert tier_of("POST", "/v1/auth/otp") == 2
     assert tier_of("GET", "/health/ready") is None and tier_of("GET", "/metrics") is None
     assert tier_of("OPTIONS", "/v1/me/home") is None
+
+
+def test_sustained_event_loop_lag_sheds_tier2_then_tier1_never_tier0() -> None:
+    from typing import Any, cast
+
+    from bff.peak import Admission
+
+    admission = Admission(
+        max_in_flight=10, channel_max_in_flight=5, loop_lag_ms=500, retry_after_s=2, redis=cast(Any, None)
+    )
+    reasons = admission._shed_reason
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, None]
+    admission.lag_s = 0.6
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "overload"]
+    admission.lag_s = 1.1
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, "overload", "overload"]
+    admission.lag_s, admission.peak = 0.0, True
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "peak"]
+    admission.in_flight = 4  # peak mode: tier 1 gets two fifths of the budget
+    assert [reasons(t, "app") for t in (0, 1)] == [None, "budget"]

@@ -293,7 +293,10 @@ async def test_cli_roles_and_recover(
     ]
     assert await cli("recover", "officer.one") == 0
     assert "0 security key(s) revoked" in capsys.readouterr().out
-    actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log WHERE subject_id = $1", member.id)]
+    actions = [
+        r["action"]
+        for r in await pool.fetch("SELECT action FROM audit_log WHERE subject_id = $1 ORDER BY id", member.id)
+    ]
     assert actions == ["staff.added", "staff.roles.changed", "staff.authenticator.recovery"]
     assert await cli("recover", "nobody.here") == 2
 
