@@ -24,8 +24,10 @@ from bff.apidocs import OfflineSwaggerPlugin, docs_router
 from bff.domains import attach_domains, start_hall_worker
 from bff.guards import ContentTypeMiddleware
 from bff.inputs import BoundedRequest
+from bff.metrics import cleanup_dead_workers
 from bff.observability import RequestContextMiddleware
 from bff.ops import JwksController, MetricsController, OpsController
+from bff.peak import Admission
 from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
 from bff.screens import ScreensController, provide_screens
@@ -78,15 +80,28 @@ def create_app(settings: Settings) -> Litestar:
         cluster=settings.redis.cluster,
     )
 
+    # Admission control by tier and channel (peak mode); its switch is read from Redis.
+    admission = Admission(
+        max_in_flight=settings.peak.max_in_flight,
+        channel_max_in_flight=settings.peak.channel_max_in_flight,
+        loop_lag_ms=settings.peak.loop_lag_ms,
+        retry_after_s=settings.peak.retry_after_s,
+        redis=redis,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # A respawned worker: forget the live gauges of the worker it replaces.
+        cleanup_dead_workers()
         resources = await open_resources(settings, redis)
         app.state.resources = resources
         attach_domains(app.state, resources)
         hall_worker = await start_hall_worker(app.state, resources)
         app.state.hall_worker = hall_worker
+        app.state.admission = admission
         try:
-            yield
+            async with admission.running():
+                yield
         finally:
             if hall_worker is not None:
                 await hall_worker.stop()
@@ -156,6 +171,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             RequestContextMiddleware,
             prometheus.middleware,
+            admission.middleware,
             ContentTypeMiddleware,
         ],
         cors_config=CORSConfig(

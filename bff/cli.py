@@ -12,15 +12,22 @@ import asyncio
 import os
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from bff.observability import configure_logging
-from bff.resources import StartupError
-from bff.settings import Settings, SettingsError, load_settings
-from core.db import set_statement_cache_size
+if TYPE_CHECKING:
+    from bff.settings import Settings, SettingsError
 
 __all__ = ["main"]
+
+
+# The settings module imports prometheus_client, which must not be imported before
+# `onecity serve` has set PROMETHEUS_MULTIPROC_DIR (bff.metrics): settings are imported late.
+def _settings_error(message: str) -> SettingsError:
+    from bff.settings import SettingsError
+
+    return SettingsError(message)
 
 
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,7 +53,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     url = settings.database.migration_url
     if not url:
-        raise SettingsError("ONECITY_DATABASE_URL (or ONECITY_MIGRATE_DATABASE_URL) is not set")
+        raise _settings_error("ONECITY_DATABASE_URL (or ONECITY_MIGRATE_DATABASE_URL) is not set")
     applied = asyncio.run(migrate(url, statement_cache_size=settings.database.statement_cache_size))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return 0
@@ -56,7 +63,7 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from bff.storage import prepare, rotate_key
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     if args.keys_command == "rotate":
         kid = asyncio.run(rotate_key(settings, args.purpose, activate_in=timedelta(seconds=args.activate_in)))
         print(f"new {args.purpose} key {kid}; the previous key keeps verifying until what it signed expires")
@@ -83,7 +90,7 @@ def _cmd_codes(args: argparse.Namespace, settings: Settings) -> int:
     from codes.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return run(
         args,
         database_url=settings.database.url,
@@ -105,7 +112,7 @@ def _cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
     from identity.oidc.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(
         run(
             args,
@@ -121,7 +128,7 @@ def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
     from identity.staff.cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(
         run(
             args,
@@ -138,8 +145,57 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from core.audit_cli import run
 
     if not settings.database.url:
-        raise SettingsError("ONECITY_DATABASE_URL is not set")
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
     return asyncio.run(run(args, database_url=settings.database.url, settings=settings.audit))
+
+
+def _cmd_peak(args: argparse.Namespace, settings: Settings) -> int:
+    from bff.peak import peak_status, set_peak
+    from core.redis import create_redis
+
+    if not settings.redis.url:
+        raise _settings_error("ONECITY_REDIS_URL is not set")
+
+    async def run() -> dict[str, object]:
+        redis = create_redis(settings.redis.url or "", max_connections=2)
+        try:
+            if args.peak_command in ("on", "off"):
+                await set_peak(redis, args.peak_command == "on", for_s=getattr(args, "for_s", None))
+            return await peak_status(redis)
+        finally:
+            await redis.aclose()
+
+    status = asyncio.run(run())
+    print(msgspec.json.encode(status).decode())
+    return 0
+
+
+def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
+    from core.db import create_pool
+    from core.partitions import maintain, partitions
+
+    if not settings.database.url:
+        raise _settings_error("ONECITY_DATABASE_URL is not set")
+
+    async def run() -> int:
+        pool = await create_pool(settings.database.url or "", min_size=1, max_size=1)
+        try:
+            if args.partitions_command == "maintain":
+                async with pool.acquire() as conn, conn.transaction():
+                    created = await maintain(conn)
+                print(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
+                return 0
+            for part in await partitions(pool):
+                # A catalog name, quoted; only the DEFAULT partitions are counted (they stay small).
+                sql = f'SELECT count(*) FROM "{part.name}"'  # noqa: S608
+                rows = await pool.fetchval(sql) if part.upper is None else None
+                span = f"{part.lower:%Y-%m-%d} .. {part.upper:%Y-%m-%d}" if part.upper and part.lower else "DEFAULT"
+                print(f"{part.parent:10} {part.name:24} {span}" + (f"  rows={rows}" if rows is not None else ""))
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,6 +213,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(handler=_cmd_serve)
+
+    peak = commands.add_parser("peak", help="peak mode: shed tier 2, limit tier 1 (every worker within a second)")
+    peak_commands = peak.add_subparsers(dest="peak_command", required=True)
+    peak_on = peak_commands.add_parser("on", help="turn peak mode on")
+    peak_on.add_argument("--for", dest="for_s", type=int, default=None, help="turn it off again after SECONDS")
+    peak_commands.add_parser("off", help="turn peak mode off")
+    peak_commands.add_parser("status", help="print whether peak mode is on (JSON)")
+    peak.set_defaults(handler=_cmd_peak)
+
+    parts = commands.add_parser("partitions", help="time partitions of audit_log, scan_log and checkins")
+    part_commands = parts.add_subparsers(dest="partitions_command", required=True)
+    part_commands.add_parser("maintain", help="make the current and next periods' partitions (idempotent)")
+    part_commands.add_parser("status", help="list the partitions (and the rows in each DEFAULT partition)")
+    parts.set_defaults(handler=_cmd_partitions)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(handler=_cmd_migrate)
@@ -225,6 +295,17 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cli import main as bench_main
 
         return bench_main(given[1:])
+    if given[:1] == ["serve"]:
+        # Before anything imports prometheus_client: every worker then writes its samples to
+        # this directory and /metrics sums them (one view of all workers).
+        from bff.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()
+    from bff.observability import configure_logging
+    from bff.resources import StartupError
+    from bff.settings import SettingsError, load_settings
+    from core.db import set_statement_cache_size
+
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -11,7 +11,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -29,6 +29,7 @@ from services.fanout import FanoutSettings
 __all__ = [
     "ENVIRONMENT",
     "DatabaseSettings",
+    "PeakSettings",
     "RedisSettings",
     "Secret",
     "ServerSettings",
@@ -117,6 +118,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
                 raise msgspec.ValidationError(f"not a CIDR network: {cidr!r} - at `$.server.trusted_proxies`") from None
 
 
+class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Admission control (:mod:`bff.peak`): per-worker budgets and the overload threshold."""
+
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
+    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 500
+    retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything OneCity is configured by.
 
@@ -150,6 +160,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     staff: StaffSettings = StaffSettings()
     audit: AuditSettings = AuditSettings()
     hall: HallSettings = HallSettings()
+    peak: PeakSettings = PeakSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -250,6 +261,10 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_HALL_RETRY_MAX_S": "hall.retry_max_s",
     "ONECITY_HALL_RETRY_BUDGET_S": "hall.retry_budget_s",
     "ONECITY_HALL_HEARTBEAT_S": "hall.heartbeat_s",
+    "ONECITY_PEAK_MAX_IN_FLIGHT": "peak.max_in_flight",
+    "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "peak.channel_max_in_flight",
+    "ONECITY_PEAK_LOOP_LAG_MS": "peak.loop_lag_ms",
+    "ONECITY_PEAK_RETRY_AFTER_S": "peak.retry_after_s",
 }
 
 _LISTS = {"server.cors_origins", "server.trusted_proxies", "staff.webauthn_origins"}

@@ -9,6 +9,7 @@ from core.crypto import Vault
 from core.db import connect, create_pool
 from core.keys import KeyStore
 from core.migrate import apply_migrations
+from core.partitions import maintain
 
 __all__ = ["migrate", "prepare", "rotate_key"]
 
@@ -25,7 +26,11 @@ async def migrate(database_url: str, *, statement_cache_size: int | None = None)
     # lifted per migration transaction by apply_migrations.
     conn = await connect(database_url, statement_cache_size=statement_cache_size)
     try:
-        return await apply_migrations(conn)
+        applied = await apply_migrations(conn)
+        # A fresh install (and every deploy) has the partitions of the current periods.
+        async with conn.transaction():
+            await maintain(conn)
+        return applied
     finally:
         await conn.close()
 

@@ -136,6 +136,9 @@ class Issuer:
             refresh_after=_at(refresh),
             reasons=decision.reasons,
             rule_version=claims.rv,
+            # Verifiers accept a code until exp + their clock tolerance: so long it is worth
+            # showing while OneCity cannot be reached (docs/codes.md, "Offline display").
+            offline_display_until=_at(claims.exp + self._settings.clock_skew_s),
         )
 
     async def image(self, principal: Principal, kind: HolderCodeType, fmt: ImageFormat) -> bytes:

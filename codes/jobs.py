@@ -1,6 +1,9 @@
 """Retention: scan log, check-ins and ride records are deleted after their retention period.
 
-The job deletes in small batches (short transactions, no long lock on a table that is being
+``scan_log`` and ``checkins`` are partitioned by day (``core.partitions``): their retention
+drops whole days once the *end* of the day is past the cutoff (so a row is kept up to one day
+longer than its retention period, never less), and each run first makes the partitions of the
+coming days. Ride records are deleted in small batches (short transactions, no long lock on a table that is being
 appended to) and runs in one process at a time, under a PostgreSQL advisory lock. Every process
 may run the loop (:meth:`RetentionJob.run_forever`); whoever holds the lock does the work, the
 others skip that turn. ``onecity codes retention`` runs it once, for cron.
@@ -16,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from codes.repository import RETENTION_LOCK_ID, CodesRepository
 from codes.settings import CodesSettings
 from core.audit import AuditEvent, write_audit
+from core.partitions import drop_before, maintain
 
 __all__ = ["RetentionJob"]
 
@@ -50,26 +54,47 @@ class RetentionJob:
         """Delete everything past retention; returns rows deleted per table, or ``None`` when
         another process holds the lock.
 
-        Every batch is its own short transaction that first takes the lock with
+        Every step is its own short transaction that first takes the lock with
         ``pg_try_advisory_xact_lock``: the lock ends with the transaction, so it can never
         outlive a crashed process and works through a transaction pooler (where a session
-        lock would stay on whichever server connection took it). Losing it between two
-        batches means another process has taken over; this run then stops.
+        lock would stay on whichever server connection took it). Losing it between two steps
+        means another process has taken over; this run then stops. The partitioned logs
+        (scan log, check-ins) lose whole days (``DROP`` of their partitions); the rest is
+        deleted in batches.
         """
         cutoffs = self.cutoffs(now)
         deleted: dict[str, int] = {}
+        dropped: dict[str, list[str]] = {}
         async with self._repository.pool.acquire() as conn:
 
-            async def locked_batch(work: Callable[[], Awaitable[int]]) -> int | None:
+            async def locked(work: Callable[[], Awaitable[int]]) -> int | None:
                 async with conn.transaction():
                     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
                         return None
                     return await work()
 
+            async def make_partitions() -> int:
+                # Every process runs this loop: the partitions of the coming days always exist.
+                await maintain(conn)
+                return 0
+
+            if await locked(make_partitions) is None:
+                return None
             for table, cutoff in cutoffs.items():
+                if table in ("scan_log", "checkins"):
+
+                    async def drop(t: str = table, c: datetime = cutoff) -> int:
+                        dropped[t], count = await drop_before(conn, t, c)
+                        return count
+
+                    count = await locked(drop)
+                    if count is None:
+                        return None
+                    deleted[table] = count
+                    continue
                 total = 0
                 while True:
-                    count = await locked_batch(
+                    count = await locked(
                         lambda t=table, c=cutoff: CodesRepository.delete_before(conn, t, c, batch=_BATCH)  # type: ignore[misc]
                     )
                     if count is None:
@@ -89,13 +114,17 @@ class RetentionJob:
                         AuditEvent(
                             action="codes.retention",
                             outcome="success",
-                            details={"deleted": summary, **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()}},
+                            details={
+                                "deleted": summary,
+                                "partitions_dropped": dropped,
+                                **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()},
+                            },
                         )
                     ],
                 )
                 return lapsed
 
-            lapsed = await locked_batch(finish)
+            lapsed = await locked(finish)
             if lapsed is None:
                 return None
             deleted["health_overrides"] = lapsed

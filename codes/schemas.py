@@ -76,6 +76,10 @@ class IssuedCode(Response, frozen=True):
         reasons: Why the status is what it is (health: rule reasons, ``staff_override``,
             ``health_data_unavailable``...).
         rule_version: Health codes: the rules version (``rv``).
+        offline_display_until: Until when the app may keep showing this code when it cannot
+            reach OneCity (peak load, no network): the last moment a verifier, online or
+            offline, still accepts it (``expires_at`` plus the verifiers' clock tolerance).
+            Afterwards the app shows the status without a scannable code.
     """
 
     type: HolderCodeType
@@ -86,6 +90,7 @@ class IssuedCode(Response, frozen=True):
     refresh_after: datetime
     reasons: tuple[str, ...] = ()
     rule_version: int | None = None
+    offline_display_until: datetime | None = None
 
 
 class CodeStatus(Response, frozen=True):

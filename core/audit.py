@@ -68,7 +68,10 @@ WRITE_FAILURES: Final = Counter(
     "Batch writes interrupted by a database error (not the rows' fault); retried after a backoff",
     ["target"],
 )
-AUDIT_QUEUE: Final = Gauge("onecity_audit_queue_depth", "Audit events waiting for the batch writer")
+# Each worker has its own queue: the depth across workers is the sum over live ones.
+AUDIT_QUEUE: Final = Gauge(
+    "onecity_audit_queue_depth", "Audit events waiting for the batch writer", multiprocess_mode="livesum"
+)
 
 _COLUMNS = ("at", "actor_type", "actor_id", "subject_id", "action", "outcome", "client_ip", "details")
 

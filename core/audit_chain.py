@@ -28,6 +28,7 @@ import msgspec
 
 from core.audit import AuditEvent, write_audit
 from core.db import Pool
+from core.partitions import partitions
 
 __all__ = [
     "MIN_RETENTION_DAYS",
@@ -50,6 +51,7 @@ ZERO_HASH = bytes(32)
 # Only one process at a time prunes (transaction-scoped: nothing to release on a crash).
 RETENTION_LOCK_ID = 0x0C17_0040
 _PAGE = 5_000
+_LEGAL_FLOOR = timedelta(days=MIN_RETENTION_DAYS)
 
 
 class AuditSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -236,16 +238,26 @@ class AuditRetention:
     async def run_once(self, now: datetime | None = None) -> int | None:
         """Remove what is past retention; rows removed, or ``None`` if another process runs."""
         cutoff = self.cutoff(now)
+        # audit_log is partitioned by month (core.partitions): rows in months that ended before
+        # the cutoff go with their partition once their streams' anchors cover them; only the
+        # rest (the default partition's) are deleted row by row.
+        bound = max(
+            (p.upper for p in await partitions(self._pool, "audit_log") if p.upper is not None and p.upper <= cutoff),
+            default=None,
+        )
         streams = [r["stream"] for r in await self._pool.fetch("SELECT stream FROM audit_chain_heads ORDER BY stream")]
         total = 0
         for stream in streams:
             while True:
-                removed = await self._prune(stream, cutoff)
+                removed = await self._prune(stream, cutoff, bound)
                 if removed is None:
                     return None
                 total += removed
                 if removed < self._batch:
                     break
+        dropped = await self._drop_partitions(cutoff)
+        if dropped is None:
+            return None
         async with self._pool.acquire() as conn:
             await write_audit(
                 conn,
@@ -253,15 +265,38 @@ class AuditRetention:
                     AuditEvent(
                         action="audit.retention",
                         outcome="success",
-                        details={"removed": total, "before": cutoff.isoformat()},
+                        details={"removed": total, "before": cutoff.isoformat(), "partitions_dropped": dropped},
                     )
                 ],
             )
         if total:
-            log.info("audit retention done", extra={"removed": total})
+            log.info("audit retention done", extra={"removed": total, "partitions_dropped": len(dropped)})
         return total
 
-    async def _prune(self, stream: int, cutoff: datetime) -> int | None:
+    async def _drop_partitions(self, cutoff: datetime) -> list[str] | None:
+        """Drop the months that ended before the cutoff and whose every row is anchored."""
+        dropped: list[str] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
+                return None
+            for part in await partitions(conn, "audit_log"):
+                # The legal floor again, whatever the configuration says (as the DELETE trigger).
+                if part.upper is None or part.upper > cutoff or part.upper > datetime.now(UTC) - _LEGAL_FLOOR:
+                    continue
+                # A row stamped in this month but chained after a younger row of its stream (a
+                # batched event written late) is not anchored yet: the month waits for it.
+                unanchored = await conn.fetchval(
+                    f"""SELECT EXISTS (SELECT 1 FROM "{part.name}" p JOIN audit_chain_heads h USING (stream)
+                                      WHERE p.seq > h.anchor_seq)""",  # noqa: S608 - a catalog name
+                )
+                if not unanchored:
+                    await conn.execute(f'DROP TABLE "{part.name}"')
+                    dropped.append(part.name)
+        return dropped
+
+    async def _prune(self, stream: int, cutoff: datetime, bound: datetime | None) -> int | None:
+        """Anchor the next batch of the stream's old prefix; delete those rows outside the
+        months :meth:`_drop_partitions` drops whole. Returns how many rows were anchored."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
                 return None
@@ -292,7 +327,12 @@ class AuditRetention:
                 through,
                 hash_through,
             )
-            status = await conn.execute(
-                "DELETE FROM audit_log WHERE stream = $1 AND seq > $2 AND seq <= $3", stream, anchor, through
+            await conn.execute(
+                """DELETE FROM audit_log WHERE stream = $1 AND seq > $2 AND seq <= $3
+                   AND ($4::timestamptz IS NULL OR at >= $4 OR tableoid = 'audit_log_default'::regclass)""",
+                stream,
+                anchor,
+                through,
+                bound,
             )
-            return int(status.split()[-1])
+            return int(through - anchor)

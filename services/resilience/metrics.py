@@ -28,6 +28,8 @@ BREAKER_STATE: Final = Gauge(
     "onecity_department_breaker_state",
     "Circuit breaker state per department endpoint group: 0 closed, 1 half-open, 2 open",
     ["department", "endpoint"],
+    # Each worker has its own breakers; across workers the worst live state is the one to see.
+    multiprocess_mode="livemax",
 )
 BREAKER_TRANSITIONS: Final = Counter(
     "onecity_department_breaker_transitions",

@@ -61,6 +61,7 @@ async def server_process(
             "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode(),
             "ONECITY_PUBLIC_URL": "http://127.0.0.1:8000",
             "ONECITY_LOG_LEVEL": "WARNING",
+            "ONECITY_PEAK_LOOP_LAG_MS": "60000",  # see tests/conftest.py: no lag shedding in tests
             **{f"ONECITY_{name.upper()}_URL": url for name, url in departments.items()},
             **dict(extra_env or {}),
         }

@@ -1,0 +1,213 @@
+"""``python -m bench --peak``: the peak drill — ten times the steady mixed load.
+
+The mix is what the city's app and its partners do at a peak (a stadium's gates opening, the
+morning rush): citizens show codes (``POST /v1/me/codes/transit``, tier 0), gates verify them
+(``POST /v1/codes/verify``, tier 0), the app fetches the code list and the keys (tier 0),
+opens the home screen (tier 1) and loads code images and the profile (tier 2).
+
+The drill paces that mix open-loop (requests leave on a fixed schedule whether or not earlier
+ones are answered, as a crowd does) at ``--peak-rate`` requests/s times ``--peak-factor``
+(default 10) for ``--peak-duration`` seconds, in this process with httpx (wrk is not needed),
+and reports per tier the share of 2xx, p50/p99 latency and the requests shed (503
+``overloaded``). Nothing may be lost: after the load, the scan-log rows of the run must
+equal the verifications the gates got a 200 for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.context import BenchContext
+from bench.fixtures import create_citizens, issue_codes, partner_token
+
+__all__ = ["MIX", "PeakReport", "TierResult", "render_peak", "run_peak_drill"]
+
+OVERLOADED = "https://onecity.example/problems/overloaded"
+
+#: (name, tier, weight): the mix per 20 requests.
+MIX: tuple[tuple[str, int, int], ...] = (
+    ("verify", 0, 6),
+    ("issue", 0, 3),
+    ("codes", 0, 2),
+    ("keys", 0, 1),
+    ("home", 1, 3),
+    ("image", 2, 3),
+    ("profile", 2, 2),
+)
+_MAX_OUTSTANDING = 4000  # the client's own ceiling: beyond it a request counts as "client-dropped"
+
+
+@dataclass
+class TierResult:
+    """What one tier got."""
+
+    sent: int = 0
+    ok: int = 0
+    shed: int = 0
+    other: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ok_pct(self) -> float:
+        """Share of 2xx answers, in percent of the requests sent."""
+        return 100.0 * self.ok / self.sent if self.sent else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Latency percentile of the 2xx answers (ms)."""
+        if not self.latencies_ms:
+            return math.nan
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class PeakReport:
+    """The drill's outcome."""
+
+    rate: float
+    duration_s: int
+    tiers: dict[int, TierResult]
+    verified_ok: int
+    scan_rows: int
+    client_dropped: int
+
+    @property
+    def nothing_lost(self) -> bool:
+        """Every acknowledged verification has its scan-log row."""
+        return self.scan_rows == self.verified_ok
+
+
+async def _scan_rows(ctx: BenchContext) -> int:
+    conn = await ctx.connect()
+    try:
+        rows: int = await conn.fetchval("SELECT count(*) FROM scan_log")
+        return rows
+    finally:
+        await conn.close()
+
+
+async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: int) -> PeakReport:
+    people = await create_citizens(ctx, citizens, pool=21)
+    payloads = await issue_codes(ctx, people)
+    gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
+    scans_before = await _scan_rows(ctx)
+    tiers = {0: TierResult(), 1: TierResult(), 2: TierResult()}
+    verified_ok = 0
+    dropped = 0
+    outstanding = 0
+    names = [name for name, _, weight in MIX for _ in range(weight)]
+    tier_of = {name: tier for name, tier, _ in MIX}
+    rng = random.Random(13)
+    fresh = list(payloads)
+
+    def request(http: httpx.AsyncClient, name: str) -> Callable[[], object]:
+        citizen = rng.choice(people)
+        me = {"Authorization": f"Bearer {citizen.access_token}"}
+        if name == "verify":
+            return lambda: http.post("/v1/codes/verify", json={"payload": rng.choice(fresh)}, headers=gate)
+        if name == "issue":
+            return lambda: http.post("/v1/me/codes/transit", headers=me)
+        if name == "codes":
+            return lambda: http.get("/v1/me/codes", headers=me)
+        if name == "keys":
+            return lambda: http.get("/v1/codes/keys")
+        if name == "home":
+            return lambda: http.get("/v1/me/home", headers=me)
+        if name == "image":
+            return lambda: http.get("/v1/me/codes/transit/image", headers=me)
+        return lambda: http.get("/v1/me", headers=me)
+
+    async def one(http: httpx.AsyncClient, name: str) -> None:
+        nonlocal verified_ok, outstanding
+        result = tiers[tier_of[name]]
+        result.sent += 1
+        started = time.perf_counter()
+        try:
+            response = await request(http, name)()  # type: ignore[misc]
+        except httpx.HTTPError:
+            result.errors += 1
+            return
+        finally:
+            outstanding -= 1
+        status = response.status_code
+        if 200 <= status < 300:
+            result.ok += 1
+            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            if name == "verify":
+                verified_ok += 1
+            elif name == "issue":
+                fresh.append(response.json()["payload"])
+                del fresh[: max(0, len(fresh) - 2000)]
+        elif status == 503 and response.headers.get("content-type", "").startswith("application/problem+json"):
+            body = response.json()
+            if body.get("type") == OVERLOADED:
+                result.shed += 1
+            else:
+                result.other[status] = result.other.get(status, 0) + 1
+        else:
+            result.other[status] = result.other.get(status, 0) + 1
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=ctx.base_url, timeout=30, limits=limits) as http:
+        tasks: set[asyncio.Task[None]] = set()
+        total = int(rate * duration_s)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(total):
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if outstanding >= _MAX_OUTSTANDING:
+                dropped += 1
+                continue
+            outstanding += 1
+            task = asyncio.create_task(one(http, names[i % len(names)]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+    await asyncio.sleep(0.5)  # the scan log's group commit is written before the answer; margin only
+    return PeakReport(
+        rate=rate,
+        duration_s=duration_s,
+        tiers=tiers,
+        verified_ok=verified_ok,
+        scan_rows=await _scan_rows(ctx) - scans_before,
+        client_dropped=dropped,
+    )
+
+
+def run_peak_drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: int = 200) -> PeakReport:
+    """Run the drill against a started system (see :class:`bench.system.System`)."""
+    return asyncio.run(_drill(ctx, rate=rate, duration_s=duration_s, citizens=citizens))
+
+
+def render_peak(report: PeakReport) -> str:
+    """The drill as Markdown (printed; written to RESULTS.md only when asked)."""
+    lines = [
+        f"## Peak drill: {report.rate:,.0f} req/s for {report.duration_s} s (open loop)",
+        "",
+        "| tier | sent | 2xx % | p50 ms | p99 ms | shed (503 overloaded) | other statuses | errors |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for tier, result in sorted(report.tiers.items()):
+        other = ", ".join(f"{s}: {n}" for s, n in sorted(result.other.items())) or "-"
+        lines.append(
+            f"| {tier} | {result.sent:,} | {result.ok_pct:.1f} | {result.percentile(0.5):.1f} | "
+            f"{result.percentile(0.99):.1f} | {result.shed:,} | {other} | {result.errors:,} |"
+        )
+    lines += [
+        "",
+        f"- acknowledged verifications: {report.verified_ok:,}; scan-log rows written: {report.scan_rows:,} "
+        f"→ {'nothing lost' if report.nothing_lost else 'MISMATCH'}",
+        f"- requests the client itself could not send (over {_MAX_OUTSTANDING} outstanding): {report.client_dropped:,}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,306 @@
+"""Peak mode: admission control by tier and channel, so showing and checking codes survives.
+
+Every request is put in a tier by its path (cheap, before any handler runs):
+
+* tier 0 — showing and verifying codes, and keeping a login alive: ``POST /v1/me/codes/{type}``,
+  ``GET /v1/me/codes``, ``POST /v1/codes/verify``, ``GET /v1/codes/keys``, ``POST /v1/auth/refresh``,
+  ``POST /oauth/token``;
+* tier 1 — screens and applications: ``/v1/me/home``, the department screens
+  (``/v1/me/health/…``, ``/v1/me/transport/…``, ``/v1/me/socsec/…``), ``/v1/me/applications…``;
+* tier 2 — everything else (images, lists, sign-in, venues, administration).
+
+and in a channel: the ``client_id`` of its bearer token (the citizen app, each mini-program
+client, each partner), taken only from a token whose signature checks against the token key
+ring (in memory, no database or Redis round trip), so a forged claim cannot put a flood into
+somebody else's channel or spread it over made-up ones; no valid token: ``anonymous``.
+
+Each worker admits a request or sheds it at once (503 ``overloaded`` problem JSON with
+``Retry-After``; no queue, so a shed request costs microseconds):
+
+* per worker at most ``max_in_flight`` requests run; tier 2 may use half of that, tier 1 four
+  fifths, tier 0 all of it — so under load tier 2 sheds first, then tier 1, and tier 0 last;
+* once the worker is half busy, per channel at most ``channel_max_in_flight`` run, whatever
+  their tier: one partner's (or the anonymous) flood cannot take the slots another channel's
+  tier 0 needs (below half, a burst from one channel may use the idle capacity);
+* peak mode (``onecity peak on``, a Redis key every worker reads every half second): tier 2 is
+  shed outright and tier 1 gets two fifths of the budget;
+* automatic: when the event loop's lag (a moving average of samples taken twice a second, so
+  one slow callback does not count) exceeds ``loop_lag_ms`` (the worker is saturated) tier 2
+  is shed; beyond twice that, tier 1 too.
+
+Health, metrics, key sets and the schema are never shed: the load balancer and the monitoring
+must keep seeing the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import jwt
+import msgspec
+from prometheus_client import Counter, Gauge
+
+from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE
+from core.redis import Redis
+
+__all__ = [
+    "PEAK_KEY",
+    "Admission",
+    "peak_status",
+    "set_peak",
+    "tier_of",
+]
+
+log = logging.getLogger("onecity.peak")
+
+#: Redis key of the peak-mode switch (value: JSON ``{"since": unix seconds}``, optional TTL).
+PEAK_KEY: Final = "oc:peak"
+_POLL_S: Final = 0.5
+_LAG_ALPHA: Final = 0.3  # weight of the newest lag sample in the moving average
+
+ADMISSIONS: Final = Counter(
+    "onecity_admission",
+    "Requests admitted or shed by the admission control, by tier, channel and reason",
+    ["tier", "channel", "decision", "reason"],
+)
+PEAK_MODE: Final = Gauge(
+    "onecity_peak_mode", "1 while peak mode is on (as this worker last read it)", multiprocess_mode="livemax"
+)
+LOOP_LAG: Final = Gauge(
+    "onecity_event_loop_lag_seconds",
+    "Event-loop lag, moving average (the worst live worker)",
+    multiprocess_mode="livemax",
+)
+IN_FLIGHT: Final = Gauge(
+    "onecity_in_flight_requests", "Requests being served, by tier", ["tier"], multiprocess_mode="livesum"
+)
+
+_TIER0: Final = re.compile(
+    r"^(?:/v1/me/codes(?:/[^/]+)?|/v1/codes/verify|/v1/codes/keys|/v1/auth/refresh|/oauth/token)/?$"
+)
+_TIER1: Final = re.compile(r"^/v1/me/(?:home|health/|transport/|socsec/|applications)")
+_EXEMPT: Final = re.compile(r"^/(?:health/|metrics|\.well-known/|schema)")
+_CLIENT_ID: Final = re.compile(r"^[a-z0-9._-]{2,64}$")
+_MAX_CHANNEL_LABELS: Final = 32
+# Shares of the per-worker budget each tier may fill: normal, then in peak mode.
+_SHARES: Final = {0: 1.0, 1: 0.8, 2: 0.5}
+_PEAK_SHARES: Final = {0: 1.0, 1: 0.4, 2: 0.0}
+
+
+def tier_of(method: str, path: str) -> int | None:
+    """The tier of a request (0 most important), or ``None`` for never-shed operations paths."""
+    if method == "OPTIONS" or _EXEMPT.match(path):
+        return None
+    if _TIER0.match(path):
+        # Only showing and fetching codes are tier 0 under /v1/me/codes (GET list, POST issue).
+        return 0 if method in ("GET", "POST") else 2
+    if _TIER1.match(path):
+        return 1
+    return 2
+
+
+def _b64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+class Admission:
+    """Per-worker admission control; :meth:`middleware` is the ASGI middleware factory.
+
+    Args:
+        max_in_flight: Requests this worker serves at once (tier 0 may use all of it).
+        channel_max_in_flight: Requests one channel may have in flight in this worker.
+        loop_lag_ms: Event-loop lag above which tier 2 is shed (tier 1 above twice it).
+        retry_after_s: The ``Retry-After`` of a shed request.
+        redis: Where the peak-mode switch lives.
+    """
+
+    def __init__(
+        self, *, max_in_flight: int, channel_max_in_flight: int, loop_lag_ms: int, retry_after_s: int, redis: Redis
+    ) -> None:
+        self._max = max_in_flight
+        self._channel_max = channel_max_in_flight
+        self._lag_s = loop_lag_ms / 1000
+        self._retry_after = str(retry_after_s)
+        self._redis = redis
+        self.in_flight = 0
+        self._by_channel: dict[str, int] = {}
+        self._labels: set[str] = set()
+        self.peak = False
+        self.lag_s = 0.0
+
+    # -- state from Redis and the event loop ---------------------------------------------------
+
+    async def watch(self) -> None:
+        """Background task: read the peak switch and measure event-loop lag, twice a second."""
+        loop = asyncio.get_running_loop()
+        unreadable = False
+        while True:
+            started = loop.time()
+            await asyncio.sleep(_POLL_S)
+            # Smoothed: one slow callback (a big render, a hash) is not overload; a loop that
+            # keeps lagging for a few seconds is.
+            sample = max(0.0, loop.time() - started - _POLL_S)
+            self.lag_s += _LAG_ALPHA * (sample - self.lag_s)
+            LOOP_LAG.set(self.lag_s)
+            try:
+                self.peak = bool(await self._redis.exists(PEAK_KEY))
+                unreadable = False
+            except Exception:
+                # Redis down: keep the last known switch position; say so once per outage.
+                if not unreadable:
+                    log.warning("peak switch unreadable; keeping peak=%s", self.peak)
+                unreadable = True
+            PEAK_MODE.set(1 if self.peak else 0)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run :meth:`watch` for the app's lifetime (read the switch once first)."""
+        with contextlib.suppress(Exception):
+            self.peak = bool(await self._redis.exists(PEAK_KEY))
+        task = asyncio.create_task(self.watch(), name="peak-watch")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the decision --------------------------------------------------------------------------
+
+    def _shed_reason(self, tier: int, channel: str) -> str | None:
+        if self.peak and tier == 2:
+            return "peak"
+        if tier >= 1 and self.lag_s > self._lag_s * (2 if tier == 1 else 1):
+            return "overload"
+        share = (_PEAK_SHARES if self.peak else _SHARES)[tier]
+        if self.in_flight >= max(1, int(self._max * share)):
+            return "budget"
+        # Work-conserving: a channel may use what nobody else needs while the worker is less
+        # than half busy; beyond that each channel is held to its own share.
+        if self.in_flight * 2 >= self._max and self._by_channel.get(channel, 0) >= self._channel_max:
+            return "channel"
+        return None
+
+    def channel_of(self, scope: dict[str, Any]) -> str:
+        """The ``client_id`` of a correctly signed bearer token, else ``anonymous``."""
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() not in ("bearer", "dpop") or token.count(".") != 2 or len(token) > 4096:
+            return "anonymous"
+        try:
+            header = msgspec.json.decode(_b64(token.split(".", 1)[0]))
+            kid = header.get("kid") if isinstance(header, dict) else None
+            resources = scope["app"].state.resources
+            key = resources.keys.ring.public_key(kid, "token") if isinstance(kid, str) else None
+            if key is None:
+                return "anonymous"
+            # Signature only: expiry, audience and revocation are the handler's business.
+            claims = jwt.decode(token, key, algorithms=["EdDSA"], options={"verify_aud": False, "verify_exp": False})
+            client_id = claims.get("client_id")
+        except Exception:
+            # Any malformed or badly signed token is simply not a channel (the handler says 401).
+            return "anonymous"
+        if not isinstance(client_id, str):
+            return "anonymous"
+        return client_id if _CLIENT_ID.match(client_id) else "anonymous"
+
+    def _label(self, channel: str) -> str:
+        # Metric labels stay bounded whatever clients exist: the first few channels seen by
+        # this worker keep their name, later ones are counted as "other".
+        if channel in self._labels:
+            return channel
+        if len(self._labels) < _MAX_CHANNEL_LABELS:
+            self._labels.add(channel)
+            return channel
+        return "other"
+
+    def middleware(self, app: Any) -> Any:
+        """ASGI middleware factory for Litestar's ``middleware=[...]``."""
+        admission = self
+        retry_after = self._retry_after.encode()
+
+        async def admit(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            tier = tier_of(scope["method"], scope["path"])
+            if tier is None:
+                await app(scope, receive, send)
+                return
+            channel = admission.channel_of(scope)
+            label = admission._label(channel)
+            reason = admission._shed_reason(tier, channel)
+            if reason is not None:
+                ADMISSIONS.labels(str(tier), label, "shed", reason).inc()
+                await _shed(scope, send, tier, retry_after)
+                return
+            ADMISSIONS.labels(str(tier), label, "admitted", "").inc()
+            admission.in_flight += 1
+            admission._by_channel[channel] = admission._by_channel.get(channel, 0) + 1
+            gauge = IN_FLIGHT.labels(str(tier))
+            gauge.inc()
+            try:
+                await app(scope, receive, send)
+            finally:
+                gauge.dec()
+                admission.in_flight -= 1
+                left = admission._by_channel[channel] - 1
+                if left:
+                    admission._by_channel[channel] = left
+                else:
+                    del admission._by_channel[channel]
+
+        return admit
+
+
+async def _shed(scope: Any, send: Any, tier: int, retry_after: bytes) -> None:
+    problem: dict[str, Any] = {
+        "type": TYPE_BASE + "overloaded",
+        "title": "Service overloaded",
+        "status": 503,
+        "detail": "OneCity is shedding load to keep codes working; retry after the given delay",
+        "instance": scope["path"],
+        "tier": tier,
+    }
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        problem["request_id"] = request_id
+    body = msgspec.json.encode(problem)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", retry_after),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def set_peak(redis: Redis, on: bool, *, for_s: int | None = None) -> None:
+    """Turn peak mode on (optionally for ``for_s`` seconds only) or off, for every worker."""
+    if on:
+        await redis.set(PEAK_KEY, msgspec.json.encode({"since": int(time.time())}), ex=for_s or None)
+    else:
+        await redis.delete(PEAK_KEY)
+
+
+async def peak_status(redis: Redis) -> dict[str, Any]:
+    """``{"peak": bool, "since": unix seconds | None, "expires_in_s": int | None}``."""
+    raw = await redis.get(PEAK_KEY)
+    if raw is None:
+        return {"peak": False, "since": None, "expires_in_s": None}
+    ttl = await redis.ttl(PEAK_KEY)
+    since = msgspec.json.decode(raw).get("since")
+    return {"peak": True, "since": since, "expires_in_s": ttl if ttl and ttl > 0 else None}
