@@ -76,7 +76,7 @@ def cleanup_dead_workers() -> list[int]:
 
     dead: set[int] = set()
     for file in Path(directory).glob("gauge_live*.db"):
-        match = _FILE_PID.match(file.name)
+        match = _FILE_PID.fullmatch(file.name)
         if match and not _alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:

@@ -209,7 +209,7 @@ class Admission:
             return "anonymous"
         if not isinstance(client_id, str):
             return "anonymous"
-        return client_id if _CLIENT_ID.match(client_id) else "anonymous"
+        return client_id if _CLIENT_ID.fullmatch(client_id) else "anonymous"
 
     def _label(self, channel: str) -> str:
         # Metric labels stay bounded whatever clients exist: the first few channels seen by

@@ -33,7 +33,7 @@ class MigrationError(RuntimeError):
 def _files(directory: Path) -> list[Path]:
     files = sorted(p for p in directory.iterdir() if p.suffix == ".sql")
     for path in files:
-        if not _NAME.match(path.name):
+        if not _NAME.fullmatch(path.name):
             raise MigrationError(f"migration file name must look like 0001_name.sql: {path.name}")
     return files
 

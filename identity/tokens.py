@@ -146,7 +146,7 @@ class AccessTokens:
             header.get("alg") != "EdDSA"
             or str(header.get("typ", "")).lower() not in _ACCEPTED_TYP
             or not isinstance(kid, str)
-            or not _KID.match(kid)
+            or not _KID.fullmatch(kid)
         ):
             raise _invalid()
         key = await self._keys.public_key(kid, "token")

@@ -96,7 +96,7 @@ class ClientAdmin:
         Raises:
             ClientAdminError: the description is inconsistent.
         """
-        if not _CLIENT_ID.match(client_id):
+        if not _CLIENT_ID.fullmatch(client_id):
             raise ClientAdminError("client_id: 2-64 characters of a-z, 0-9, '.', '_', '-'")
         if client_type not in ("confidential", "public"):
             raise ClientAdminError("type must be confidential or public")

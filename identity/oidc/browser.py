@@ -309,7 +309,7 @@ class BrowserFlow:
             # the dpop_jkt parameter of the request itself).
             jkt = query.get("dpop_jkt", [])
             if jkt:
-                if len(jkt) > 1 or not _JKT.match(jkt[0]):
+                if len(jkt) > 1 or not _JKT.fullmatch(jkt[0]):
                     raise RedirectableError("invalid_request", "dpop_jkt must be one JWK SHA-256 thumbprint")
                 params = msgspec.structs.replace(params, dpop_jkt=jkt[0])
         except RedirectableError as exc:
@@ -360,7 +360,7 @@ class BrowserFlow:
         if tx is None or params is None:
             return self._expired()
         name = params.client.name
-        if not _PHONE.match(form.phone):
+        if not _PHONE.fullmatch(form.phone):
             html = login_page(
                 client_name=name,
                 tx=form.tx,
@@ -399,7 +399,7 @@ class BrowserFlow:
         vault = self._identity.vault
         phone = vault.decrypt_text(bytes.fromhex(tx.phone_enc), context="phone")
         masked = mask_phone(phone)
-        if not _OTP.match(form.otp):
+        if not _OTP.fullmatch(form.otp):
             html = otp_page(
                 client_name=params.client.name,
                 tx=form.tx,

@@ -296,7 +296,7 @@ class ClientRegistry:
         if hit is not None and hit[0] > now:
             return hit[1]
         # Anything not shaped like a client id (NUL bytes, 10 kB) never reaches the database.
-        row = await self._repository.get_client(client_id) if CLIENT_ID_PATTERN.match(client_id) else None
+        row = await self._repository.get_client(client_id) if CLIENT_ID_PATTERN.fullmatch(client_id) else None
         client = Client.from_row(row) if row is not None else None
         if client is not None and client.disabled:
             client = None

@@ -60,7 +60,7 @@ class Consents:
         Raises:
             NotFound: the citizen shares nothing with that client.
         """
-        if not CLIENT_ID_PATTERN.match(client_id):
+        if not CLIENT_ID_PATTERN.fullmatch(client_id):
             raise NotFound("You share nothing with this client")
         async with self._repository.pool.acquire() as conn, conn.transaction():
             deleted, grant_ids = await self._repository.withdraw_consents(

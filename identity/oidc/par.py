@@ -127,7 +127,7 @@ class PushedRequests:
             raise invalid_request(exc.message) from None
         except RedirectableError as exc:
             raise OAuthError(exc.error, exc.description) from None
-        if form.dpop_jkt is not None and not _JKT.match(form.dpop_jkt):
+        if form.dpop_jkt is not None and not _JKT.fullmatch(form.dpop_jkt):
             raise invalid_request("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
         jkt: str | None = None
         if dpop_proofs:

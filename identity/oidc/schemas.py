@@ -55,7 +55,7 @@ RequestUri = Annotated[
     str,
     msgspec.Meta(
         max_length=128,
-        pattern=r"^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]{1,90}$",
+        pattern=whole(r"urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]{1,90}"),
         description="From POST /oauth/par (RFC 9126)",
     ),
 ]

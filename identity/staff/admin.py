@@ -77,11 +77,11 @@ class StaffAdmin:
         Raises:
             StaffAdminError: invalid input or the username is taken.
         """
-        if not _USERNAME.match(username):
+        if not _USERNAME.fullmatch(username):
             raise StaffAdminError("username: 3-64 characters of a-z, 0-9, '.', '_', '-'")
         if not 1 <= len(name) <= 64:
             raise StaffAdminError("name: 1-64 characters")
-        if not _PHONE.match(phone):
+        if not _PHONE.fullmatch(phone):
             raise StaffAdminError("phone: an 11-digit mainland mobile number")
         if len(password) < self._min_password:
             raise StaffAdminError(f"password: at least {self._min_password} characters")

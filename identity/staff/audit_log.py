@@ -82,7 +82,7 @@ class AuditReader:
         before = decode_cursor(cursor) if cursor else None
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)  # RFC 3339 wants an offset; read a bare time as UTC
-        if action is not None and not _ACTION.match(action):
+        if action is not None and not _ACTION.fullmatch(action):
             raise BadRequest("action: an action name, or a prefix ending in '*'", extensions={"field": "action"})
         prefix = action[:-1] if action is not None and action.endswith("*") else None
         rows = await self._repository.audit_page(

@@ -100,12 +100,12 @@ def separation_of_duties_violation(roles: Iterable[str]) -> str | None:
 
 def region_level(region: str) -> RegionLevel | None:
     """``city``, ``district``, ``street`` or ``community`` for a well-formed code, else ``None``."""
-    return _LEVELS.get(len(region)) if _REGION.match(region) else None
+    return _LEVELS.get(len(region)) if _REGION.fullmatch(region) else None
 
 
 def region_covers(staff_region: str, target_region: str | None) -> bool:
     """Whether a staff member of ``staff_region`` may act on something in ``target_region``."""
-    if not target_region or not _REGION.match(staff_region) or not _REGION.match(target_region):
+    if not target_region or not _REGION.fullmatch(staff_region) or not _REGION.fullmatch(target_region):
         return False
     return len(staff_region) <= len(target_region) and target_region.startswith(staff_region)
 

@@ -128,7 +128,7 @@ class RecoveryResult(Response, frozen=True):
     revoked: int
 
 
-RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$", examples=["health_officer"])]
+RoleName = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z_]{1,32}"), examples=["health_officer"])]
 
 
 class StaffRolesChange(Request):

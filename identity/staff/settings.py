@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from core.structs import whole
+
 __all__ = ["StaffSettings"]
 
 
@@ -53,7 +55,7 @@ class StaffSettings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     webauthn_required: bool = True
-    webauthn_rp_id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")] = "localhost"
+    webauthn_rp_id: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?"))] = "localhost"
     webauthn_rp_name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "OneCity"
     webauthn_origins: tuple[str, ...] = ("http://localhost:8000",)
     webauthn_challenge_ttl_s: Annotated[int, msgspec.Meta(ge=30, le=600)] = 120
