@@ -332,6 +332,20 @@ class IdentityService:
         )
         return session_id, refresh
 
+    async def browser_login_held_back(self, conn: Connection, row: Row) -> bool:
+        """Whether a partner's browser sign-in must wait for the citizen to prove the identity
+        again in the app (a possibly recycled number: a dormant account bound to a person).
+
+        A browser is never one of the account's app devices, so any dormant bound account
+        qualifies; the browser flow cannot prove the identity itself, and signing in there
+        would release the old owner's claims to a partner.
+        """
+        if row["level"] == "L2":
+            return False
+        return await self.repository.dormant_on_new_device(
+            conn, account_id=str(row["id"]), device_id="", idle_days=self.settings.recycled_number_after_days
+        )
+
     async def _needs_reverification(self, conn: Connection, row: Row, device: Device) -> bool:
         """A recycled number? A new device reaching a dormant account bound to a person."""
         if row["level"] == "L2":

@@ -443,20 +443,35 @@ class BrowserFlow:
             row = await IdentityRepository.upsert_account(
                 conn, phone_enc=vault.encrypt_text(phone, context="phone"), phone_index=index
             )
+            held_back = await self._identity.browser_login_held_back(conn, row)
             await write_audit(
                 conn,
                 [
                     AuditEvent(
                         action="auth.login",
-                        outcome="success",
+                        outcome="held_back" if held_back else "success",
                         actor_type="citizen",
                         actor_id=row["id"],
                         subject_id=row["id"],
                         client_ip=client_ip,
-                        details={"method": "oidc-browser", "client_id": params.client.client_id},
+                        details={
+                            "method": "oidc-browser",
+                            "client_id": params.client.client_id,
+                            **({"reason": "reverification_required"} if held_back else {}),
+                        },
                     )
                 ],
             )
+        if held_back:
+            # A possibly recycled number (二次号): no browser session, so no claims of the
+            # bound person reach a partner until the identity is proved again in the app.
+            html = login_page(
+                client_name=params.client.name,
+                tx=form.tx,
+                action=f"{self._base}/otp",
+                error="请先在 OneCity 应用中重新确认身份 · Open the OneCity app and confirm your identity first",
+            )
+            return self._page(html, 403)
         session = _Session(account_id=row["id"], amr=list(AMR_OF_METHOD["oidc-browser"]), auth_time=int(time.time()))
         token = secrets.token_urlsafe(32)
         ttl = self._settings.browser_session_ttl_s

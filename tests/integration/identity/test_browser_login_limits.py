@@ -17,6 +17,7 @@ from bff.settings import Settings, with_derived
 from core.crypto import Vault
 from core.db import Pool
 from identity.oidc import ClientAdmin
+from identity.seed import DEMO_CITIZENS, seed_demo_citizens
 from services.departments.sms import SmsGateway
 from tests.support.asgi import running_app
 from tests.support.citizens import latest_otp
@@ -79,3 +80,34 @@ async def _start(client: AsyncTestClient) -> str:
     found = _HIDDEN.search(page.text)
     assert found is not None, page.text
     return found.group(1)
+
+
+async def test_a_recycled_number_cannot_sign_in_to_a_partner_in_the_browser(
+    settings: Settings, clean: None, sms: SmsGateway, pool: Pool, vault: Vault, redis: Any
+) -> None:
+    # A dormant account bound to a person (L3), reached from a browser: the new holder of a
+    # re-issued number must not release the old owner's claims to a partner.
+    await seed_demo_citizens(pool, vault)
+    phone = DEMO_CITIZENS[0][0]
+    await pool.execute("UPDATE accounts SET created_at = now() - interval '400 days'")
+    app = create_app(with_derived(msgspec.structs.replace(settings, public_url=ISSUER)))
+    async with running_app(app) as client:
+        assert await ClientAdmin(pool, vault).add(
+            "hospital", name="City Hospital", redirect_uris=[REDIRECT], scopes=["openid", "profile"]
+        )
+        tx = await _start(client)
+        assert (await client.post("/oauth/authorize/otp", data={"tx": tx, "phone": phone})).status_code == 200
+        held = await client.post("/oauth/authorize/login", data={"tx": tx, "otp": await latest_otp(sms, phone)})
+        assert held.status_code == 403
+        assert "confirm your identity" in held.text
+        assert "set-cookie" not in held.headers  # no browser session, so no code for the partner
+        assert await pool.fetchval("SELECT count(*) FROM oauth_codes") == 0
+        outcome = await pool.fetchval("SELECT outcome FROM audit_log WHERE action = 'auth.login' ORDER BY id DESC")
+        assert outcome == "held_back"
+        # The same citizen active recently (their app session seen today) signs in as before.
+        await pool.execute("UPDATE accounts SET created_at = now()")
+        await redis.flushdb()  # the one-code-a-minute limit of the phone
+        tx = await _start(client)
+        await client.post("/oauth/authorize/otp", data={"tx": tx, "phone": phone})
+        signed_in = await client.post("/oauth/authorize/login", data={"tx": tx, "otp": await latest_otp(sms, phone)})
+        assert signed_in.status_code in (200, 303), signed_in.text
