@@ -38,13 +38,20 @@ EXPOSURE_SUBJECT_ACTION = "codes.exposure.subject"
 MAX_HOLD = timedelta(days=30)
 
 #: The audit actions each ledger kind is read from. ``code_verification`` has none: it is read
-#: from ``scan_log``. A new kind (application handling, agent actions) adds its actions here.
+#: from ``scan_log``. A new kind (agent actions) adds its actions here.
 ACTIONS_BY_KIND: Mapping[str, tuple[str, ...]] = {
     # The fan-out's reads (`services.fanout.AUDIT_ACTION`) and the codes status resolver's.
     "department_read": ("data.read", "department.read"),
     "code_verification": (),
     "claims_release": (ID_TOKEN_RELEASE_ACTION, "oidc.userinfo"),
     "staff_action": ("codes.health_override.set", "codes.health_override.lift", EXPOSURE_SUBJECT_ACTION),
+    # The service hall: the form handed to a department, its progress reports, staff queues.
+    "application_handling": (
+        "hall.case.submitted",
+        "hall.case.resubmitted",
+        "hall.application.event",
+        "hall.application.read",
+    ),
 }
 KINDS: tuple[str, ...] = tuple(ACTIONS_BY_KIND)
 

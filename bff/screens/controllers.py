@@ -96,7 +96,10 @@ class ScreensController(Controller):
             str | None,
             QueryParameter(
                 max_length=200,
-                description="Comma-separated kinds: department_read, code_verification, claims_release, staff_action",
+                description=(
+                    "Comma-separated kinds: department_read, code_verification, claims_release, staff_action,"
+                    " application_handling"
+                ),
             ),
         ] = None,
         since: Annotated[dt.datetime | None, QueryParameter(description="RFC 3339, inclusive")] = None,

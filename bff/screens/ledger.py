@@ -21,6 +21,7 @@ import msgspec
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
     Accessor,
+    ApplicationHandlingEntry,
     ClaimsReleaseEntry,
     CodeVerificationEntry,
     DataAccessEntry,
@@ -41,6 +42,14 @@ _STAFF_ACTIONS = {
     "codes.health_override.lift": ("health_override_lift", "health-status-override"),
     EXPOSURE_SUBJECT_ACTION: ("exposure_query", "epidemiological-investigation"),
 }
+#: Service-hall audit actions: (entry action, purpose).
+_APPLICATION_ACTIONS = {
+    "hall.case.submitted": ("delivered_to_department", "application-delivery"),
+    "hall.case.resubmitted": ("resubmitted_to_department", "application-delivery"),
+    "hall.application.event": ("status_reported", "application-progress"),
+    "hall.application.read": ("read_in_staff_queue", "application-handling"),
+}
+_DEPARTMENT_CLIENT_PREFIX = "dept-"
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -217,6 +226,23 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
             purpose="sign-in" if id_token else "profile-request",
             via="id_token" if id_token else "userinfo",
             claims=[str(c) for c in claims] if isinstance(claims, list) else [],
+        )
+    if action in _APPLICATION_ACTIONS:
+        handled, purpose = _APPLICATION_ACTIONS[action]
+        actor = str(row["actor_id"] or "")
+        who = (
+            Accessor(type="staff", id=actor)
+            if row["actor_type"] == "staff"
+            else Accessor(type="department", id=actor.removeprefix(_DEPARTMENT_CLIENT_PREFIX))
+        )
+        return ApplicationHandlingEntry(
+            at=row["at"],
+            who=who,
+            purpose=purpose,
+            action=handled,
+            application_number=details.get("application"),
+            matter=details.get("matter"),
+            status=details.get("status") if handled == "status_reported" else None,
         )
     if action in _STAFF_ACTIONS:
         kind, purpose = _STAFF_ACTIONS[action]

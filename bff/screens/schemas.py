@@ -200,21 +200,23 @@ class ContributionsSection(Section[ContributionsData], frozen=True, kw_only=True
 # docs/data-access.md. Every entry says when (`at`), who (`who`), why (`purpose`) and, by its
 # `kind`, what. A tagged union: the kinds have different shapes and the app switches on `kind`.
 
-LedgerKind = Literal["department_read", "code_verification", "claims_release", "staff_action"]
+LedgerKind = Literal["department_read", "code_verification", "claims_release", "staff_action", "application_handling"]
 
 
 class Accessor(Response, frozen=True, kw_only=True, omit_defaults=True):
     """Who accessed the data. Never another person's name: staff appear by id, roles, region.
 
     Attributes:
-        type: ``onecity`` (the app, for you), ``partner`` (a registered client), ``staff``.
-        id: The partner's client id or the staff member's id; absent for ``onecity``.
+        type: ``onecity`` (the app, for you), ``partner`` (a registered client), ``staff``,
+            ``department`` (a city department's case system).
+        id: The partner's client id, the staff member's id or the department's name; absent
+            for ``onecity``.
         name: The partner's registered display name (partners only).
         roles: The staff member's roles when they acted (staff only).
         region: The staff member's region when they acted (staff only).
     """
 
-    type: Literal["onecity", "partner", "staff"]
+    type: Literal["onecity", "partner", "staff", "department"]
     id: str | None = None
     name: str | None = None
     roles: list[str] | None = None
@@ -310,7 +312,25 @@ class StaffActionEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=Tru
     held_until: dt.datetime | None = None
 
 
-LedgerItem = DataAccessEntry | CodeVerificationEntry | ClaimsReleaseEntry | StaffActionEntry
+class ApplicationHandlingEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="application_handling"):
+    """``application_handling``: one of the citizen's applications (办件) was handled.
+
+    Attributes:
+        action: ``delivered_to_department`` (the department received the form),
+            ``resubmitted_to_department`` (a corrected form), ``status_reported`` (the
+            department reported progress) or ``read_in_staff_queue`` (staff listed it).
+        application_number: The application's number (as the citizen's own list shows it).
+        matter: The matter's code, when recorded.
+        status: The status the department reported (``status_reported``).
+    """
+
+    action: str
+    application_number: str | None = None
+    matter: str | None = None
+    status: str | None = None
+
+
+LedgerItem = DataAccessEntry | CodeVerificationEntry | ClaimsReleaseEntry | StaffActionEntry | ApplicationHandlingEntry
 
 
 class DataAccessPage(Response, frozen=True, kw_only=True, omit_defaults=True):

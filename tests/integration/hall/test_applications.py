@@ -179,3 +179,28 @@ async def test_a_department_down_is_still_201_submitted_and_delivered_later(hall
 
     await eventually(delivered)
     assert (await hall.stats("health"))["cases"] == {created.json()["number"]: 1}
+
+
+async def test_the_citizens_ledger_shows_who_handled_their_application(hall: Hall, sms: SmsGateway) -> None:
+    me = await citizen(hall.http, sms, ZHANG_SAN)
+    body = (await submit(hall, me, BIRTH_FORM, key="ledger-1")).json()
+
+    async def delivered() -> bool:
+        got = await hall.http.get(f"/v1/me/applications/{body['id']}", headers=me)
+        return bool(got.json()["status"] == "delivered")
+
+    await eventually(delivered)
+    page = await hall.http.get("/v1/me/data-access", params={"kind": "application_handling"}, headers=me)
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    assert {i["kind"] for i in items} == {"application_handling"}
+    handed = [i for i in items if i["action"] == "delivered_to_department"]
+    assert [(i["who"], i["application_number"], i["matter"]) for i in handed] == [
+        ({"type": "department", "id": "health"}, body["number"], "birth-medical-certificate")
+    ]
+    reported = sorted(i["status"] for i in items if i["action"] == "status_reported")
+    assert reported == sorted(["accepted", "under_review", "approved", "delivered"])
+    # Another citizen's ledger shows none of it.
+    other = await citizen(hall.http, sms, LI_SI)
+    theirs = await hall.http.get("/v1/me/data-access", params={"kind": "application_handling"}, headers=other)
+    assert theirs.json()["items"] == []
