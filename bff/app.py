@@ -42,6 +42,7 @@ from hall import HALL_CONTROLLERS, HALL_DEPENDENCIES
 from identity import AuthController, MeController, provide_confirmed_principal, provide_identity
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAdminController, StaffAuthController, auditors_read_only
+from messages import MESSAGES_CONTROLLERS, MESSAGES_DEPENDENCIES
 
 __all__ = ["create_app"]
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> Litestar:
             # Scans still being group-committed finish before the pool closes (their callers
             # are answered); the audit batcher is flushed by close_resources.
             await app.state.codes.scan_log.close()
+            await app.state.messages.close()
             await close_resources(resources)
 
     # group_path: label metrics by route template, so ids in paths don't explode cardinality.
@@ -116,6 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             CodesAdminController,
             PartnerVenuesController,
             *HALL_CONTROLLERS,
+            *MESSAGES_CONTROLLERS,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
@@ -126,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
             **HALL_DEPENDENCIES,
+            **MESSAGES_DEPENDENCIES,
         },
         stores={"rate_limit": RedisStore(redis, namespace="oc:rl", handle_client_shutdown=False)},
         lifespan=[lifespan],

@@ -23,6 +23,7 @@ from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
+from messages import MessageCentre, MessagesRepository
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
@@ -104,6 +105,12 @@ def attach_domains(state: State, resources: Resources) -> None:
         hasher=resources.vault,
         codes_summary=state.codes.summary,
     )
+    state.messages = MessageCentre(
+        repository=MessagesRepository(resources.pool),
+        redis=resources.redis,
+        vault=resources.vault,
+        settings=settings.messages,
+    )
     state.hall = HallService(
         repository=HallRepository(resources.pool),
         vault=resources.vault,
@@ -112,6 +119,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         socsec=resources.departments.socsec,
         settings=settings.hall,
         allow_simulate=settings.env != "prod",
+        messages=state.messages,
     )
 
 

@@ -21,6 +21,7 @@ from hall.settings import HallSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
 from identity.staff.settings import StaffSettings
+from messages.settings import MessagesSettings
 from services.departments import DepartmentEndpoints
 from services.fanout import FanoutSettings
 
@@ -117,6 +118,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     staff: StaffSettings = StaffSettings()
     audit: AuditSettings = AuditSettings()
     hall: HallSettings = HallSettings()
+    messages: MessagesSettings = MessagesSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -197,6 +199,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_HALL_RETRY_MAX_S": "hall.retry_max_s",
     "ONECITY_HALL_RETRY_BUDGET_S": "hall.retry_budget_s",
     "ONECITY_HALL_HEARTBEAT_S": "hall.heartbeat_s",
+    "ONECITY_MESSAGES_PAGE_SIZE": "messages.page_size",
+    "ONECITY_MESSAGES_RETENTION_DAYS": "messages.retention_days",
+    "ONECITY_MESSAGES_KEEPALIVE_S": "messages.keepalive_s",
+    "ONECITY_MESSAGES_MAX_STREAMS": "messages.max_streams",
+    "ONECITY_MESSAGES_STREAM_LEASE_S": "messages.stream_lease_s",
+    "ONECITY_MESSAGES_NOTICE_BATCH": "messages.notice_batch",
 }
 
 _LISTS = {"server.cors_origins", "staff.webauthn_origins"}
