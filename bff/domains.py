@@ -24,6 +24,7 @@ from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 from messages import MessageCentre, MessagesRepository
+from messages.producers import SecurityMessages
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
@@ -111,6 +112,11 @@ def attach_domains(state: State, resources: Resources) -> None:
         vault=resources.vault,
         settings=settings.messages,
     )
+    # Identity cannot import the message centre: its security events reach it through hooks.
+    security = SecurityMessages(state.messages)
+    state.identity.on_security_event.append(security.notice)
+    state.identity.after_security_events.append(security.committed)
+    state.identity.on_identity_corrected.append(security.identity_corrected)
     state.hall = HallService(
         repository=HallRepository(resources.pool),
         vault=resources.vault,

@@ -224,6 +224,18 @@ class IdentityRepository:
         return dormant
 
     @staticmethod
+    async def is_new_device(conn: Connection, *, account_id: str, device_id: str) -> bool:
+        """Whether the account had sessions before, none of them on ``device_id`` (its very
+        first login is not a "new device"). Runs before the new session is written."""
+        new: bool = await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM sessions WHERE account_id = $1::uuid)
+                      AND NOT EXISTS (SELECT 1 FROM sessions WHERE account_id = $1::uuid AND device_id = $2)""",
+            account_id,
+            device_id,
+        )
+        return new
+
+    @staticmethod
     async def clear_reverification(conn: Connection, *, session_id: str, account_id: str) -> bool:
         """The session proved the identity again; True if it was waiting for that."""
         cleared = await conn.fetchval(
