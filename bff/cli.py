@@ -168,7 +168,18 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run one department simulator")
     simulate.add_argument(
         "name",
-        choices=["health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram", "hukou", "education"],
+        choices=[
+            "health",
+            "transport",
+            "socsec",
+            "registry",
+            "liveness",
+            "sms",
+            "miniprogram",
+            "hukou",
+            "education",
+            "push",
+        ],
     )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=None)

@@ -18,12 +18,14 @@ from hall import (
     HallWorker,
     JobPayload,
 )
+from hall.jobs import Handler
 from identity import AccessTokens, IdentityRepository, IdentityService, Principal
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 from messages import MessageCentre, MessagesRepository
+from messages.delivery import ENTRY_DELIVER, ENTRY_NOTICE, Delivery
 from messages.producers import SecurityMessages
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
@@ -117,6 +119,12 @@ def attach_domains(state: State, resources: Resources) -> None:
     state.identity.on_security_event.append(security.notice)
     state.identity.after_security_events.append(security.committed)
     state.identity.on_identity_corrected.append(security.identity_corrected)
+    state.messages.delivery = Delivery(
+        centre=state.messages,
+        identity=state.identity,
+        push=resources.departments.push,
+        sms=resources.departments.sms,
+    )
     state.hall = HallService(
         repository=HallRepository(resources.pool),
         vault=resources.vault,
@@ -134,13 +142,14 @@ async def start_hall_worker(state: State, resources: Resources) -> HallWorker | 
     settings = resources.settings
     if not settings.hall.worker or not settings.database.url:
         return None
-    worker = hall_worker(state.hall, settings.database.url, settings.hall)
+    worker = hall_worker(state.hall, settings.database.url, settings.hall, state.messages.delivery)
     await worker.start()
     return worker
 
 
-def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWorker:
-    """A (not yet started) worker running the hall's jobs with ``hall``."""
+def hall_worker(hall: HallService, dsn: str, settings: HallSettings, delivery: Delivery | None = None) -> HallWorker:
+    """A (not yet started) worker running the hall's jobs with ``hall`` (and the message
+    centre's push deliveries and notice fan-outs, which ride the same queue)."""
 
     async def submit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=False)
@@ -148,6 +157,8 @@ def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWork
     async def resubmit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=True)
 
-    return HallWorker(
-        dsn, settings, {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
-    )
+    handlers: dict[str, Handler] = {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
+    if delivery is not None:
+        handlers[ENTRY_DELIVER] = delivery.deliver
+        handlers[ENTRY_NOTICE] = delivery.fan_out
+    return HallWorker(dsn, settings, handlers)

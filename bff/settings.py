@@ -156,6 +156,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_MINIPROGRAM_URL": "departments.miniprogram",
     "ONECITY_HUKOU_URL": "departments.hukou",
     "ONECITY_EDUCATION_URL": "departments.education",
+    "ONECITY_PUSH_URL": "departments.push",
     "ONECITY_ACCESS_TOKEN_TTL_S": "identity.access_token_ttl_s",
     "ONECITY_REFRESH_IDLE_TTL_S": "identity.refresh_idle_ttl_s",
     "ONECITY_SESSION_TTL_S": "identity.session_absolute_ttl_s",

@@ -58,6 +58,18 @@ class IdentityRepository:
         account: Row = row
         return account
 
+    async def accounts_in_region(self, region_prefix: str, *, after: str | None, limit: int) -> list[str]:
+        """Ids of accounts registered in a region (its code or any finer one), in id order."""
+        rows = await self.pool.fetch(
+            """SELECT id::text AS id FROM accounts
+               WHERE region_code LIKE $1 || '%' AND ($2::uuid IS NULL OR id > $2::uuid)
+               ORDER BY id LIMIT $3""",
+            region_prefix,
+            after,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def get_account(self, account_id: str) -> Row | None:
         """One account by id."""
         return await self.pool.fetchrow(

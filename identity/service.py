@@ -757,6 +757,11 @@ class IdentityService:
         if cleared:
             STEP_UPS.labels("reverified", "success").inc()
 
+    async def accounts_in_region(self, region: str, *, after: str | None, limit: int) -> list[str]:
+        """A page of the ids of accounts registered in ``region`` (for region-scoped notices);
+        ids only: a caller that needs more asks per account."""
+        return await self.repository.accounts_in_region(region, after=after, limit=limit)
+
     async def applicant(self, account_id: str) -> Applicant | None:
         """The decrypted identity of an account, for the service hall; ``None`` if it is gone."""
         row = await self.repository.get_account(account_id)

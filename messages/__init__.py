@@ -2,13 +2,13 @@
 notification preferences and push tokens; producers in the other domains add messages in
 their own transactions with a dedupe key per event."""
 
-from messages.controllers import MyMessagesController
+from messages.controllers import MyMessagesController, NoticesController
 from messages.dependencies import MESSAGES_DEPENDENCIES, provide_messages
 from messages.repository import MessagesRepository
 from messages.service import MessageCentre
 from messages.settings import MessagesSettings
 
-MESSAGES_CONTROLLERS = (MyMessagesController,)
+MESSAGES_CONTROLLERS = (MyMessagesController, NoticesController)
 
 __all__ = [
     "MESSAGES_CONTROLLERS",

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post, put
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
 from identity.service import Principal
-from messages.schemas import Message, MessageList, Preferences, PushTokenRequest, ReadAll
+from identity.staff.permissions import StaffPrincipal, provide_staff_principal
+from messages.schemas import Message, MessageList, NoticeAccepted, NoticeRequest, Preferences, PushTokenRequest, ReadAll
 from messages.service import MessageCentre
 
-__all__ = ["MyMessagesController"]
+__all__ = ["MyMessagesController", "NoticesController"]
 
 IdPath = Annotated[str, PathParameter(max_length=32)]
 
@@ -92,3 +93,23 @@ class MyMessagesController(Controller):
     ) -> None:
         """The push token of this session's device."""
         await messages.set_push_token(principal, data.token)
+
+
+class NoticesController(Controller):
+    """Staff notices to the citizens registered in a region the staff member covers."""
+
+    path = "/v1/admin/notices"
+    tags = ["messages"]
+    security = BEARER
+    dependencies = {"staff": Provide(provide_staff_principal)}
+
+    @post("/", status_code=HTTP_202_ACCEPTED, responses=error_responses(401, 403, 422))
+    async def notify(
+        self,
+        data: JSONBody[NoticeRequest],
+        staff: NamedDependency[StaffPrincipal],
+        messages: NamedDependency[MessageCentre],
+    ) -> NoticeAccepted:
+        """Accept a notice (202); it reaches the region's citizens in batches."""
+        assert messages.delivery is not None
+        return await messages.delivery.notice(staff, data)

@@ -95,7 +95,7 @@ class PushTokenRequest(Request):
 class NoticeRequest(Request):
     """A staff notice to the citizens registered in ``region``."""
 
-    region: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", examples=["110101"])]
+    region: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$", examples=["110101"])]
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 

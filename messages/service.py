@@ -24,7 +24,9 @@ from core.crypto import Vault
 from core.db import Connection
 from core.errors import NotFound, RateLimited, UnprocessableEntity
 from core.redis import Redis
+from hall.jobs import JobPayload, enqueue
 from identity import Principal
+from messages.delivery import ENTRY_DELIVER, Delivery
 from messages.live import WAKE_CHANNEL, StreamSlots, WakeHub
 from messages.repository import MessagesRepository, Row
 from messages.schemas import (
@@ -94,6 +96,8 @@ class MessageCentre:
         self.settings = settings
         self.hub = WakeHub(redis)
         self.slots = StreamSlots(redis, limit=settings.max_streams, lease_s=settings.stream_lease_s)
+        #: Push, SMS fallback and notices (set by the app once identity and gateways exist).
+        self.delivery: Delivery | None = None
 
     # producing ----------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class MessageCentre:
         Titles and bodies must not carry ID numbers or phones: they are shown on lock screens.
         """
         assert category in CATEGORIES, category
-        return await self.repository.insert(
+        ident = await self.repository.insert(
             conn,
             account_id=account_id,
             category=category,
@@ -126,6 +130,12 @@ class MessageCentre:
             dedupe_key=dedupe_key,
             retention=dt.timedelta(days=self.settings.retention_days),
         )
+        if ident is not None:
+            # Push (and the security SMS fallback) is a durable job committed with the message.
+            await enqueue(
+                conn, ENTRY_DELIVER, JobPayload(message_id=ident, first_at=dt.datetime.now(dt.UTC).timestamp())
+            )
+        return ident
 
     async def announce(self, *account_ids: str) -> None:
         """After the producer's commit: wake these accounts' streams on every process.

@@ -45,3 +45,23 @@ CREATE TABLE push_tokens (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX push_tokens_account ON push_tokens (account_id, updated_at DESC);
+
+-- Staff notices: one row per notice; its fan-out runs as jobs of `notice_batch` recipients,
+-- each message keyed `notice:<id>` per account, so a re-run batch adds nothing.
+CREATE TABLE message_notices (
+    id           uuid PRIMARY KEY,
+    region       text NOT NULL,
+    title        text NOT NULL,
+    body         text NOT NULL,
+    staff_id     text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    recipients   integer NOT NULL DEFAULT 0,
+    finished_at  timestamptz
+);
+
+-- What happened to each message's push/SMS delivery (for tests, support and metrics).
+CREATE TABLE message_deliveries (
+    message_id   bigint PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    outcome      text NOT NULL,
+    at           timestamptz NOT NULL DEFAULT now()
+);
