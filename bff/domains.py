@@ -26,7 +26,7 @@ from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
 from messages import MessageCentre, MessagesRepository
 from messages.delivery import ENTRY_DELIVER, ENTRY_NOTICE, Delivery
-from messages.producers import SecurityMessages
+from messages.producers import CodeStatusMessages, SecurityMessages
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
@@ -119,6 +119,7 @@ def attach_domains(state: State, resources: Resources) -> None:
     state.identity.on_security_event.append(security.notice)
     state.identity.after_security_events.append(security.committed)
     state.identity.on_identity_corrected.append(security.identity_corrected)
+    state.codes.status.on_health_status.append(CodeStatusMessages(state.messages).observed)
     state.messages.delivery = Delivery(
         centre=state.messages,
         identity=state.identity,

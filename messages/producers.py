@@ -10,7 +10,7 @@ from core.db import Connection
 from identity.service import Principal, SecurityNotice
 from messages.service import MessageCentre
 
-__all__ = ["SecurityMessages"]
+__all__ = ["CodeStatusMessages", "SecurityMessages"]
 
 _TEXT: Final = {
     "new_device": (
@@ -62,3 +62,56 @@ class SecurityMessages:
             body=body,
             dedupe_key=f"security:corrected:{uuid.uuid4()}",
         )
+
+
+_CODE_TEXT: Final = {"G": "绿码", "Y": "黄码", "R": "红码"}
+
+
+class CodeStatusMessages:
+    """A health code's status *change* as a ``code`` message (and the SSE ``code_status``
+    event that goes with it), from codes' status hook: decided on any read and by overrides."""
+
+    def __init__(self, centre: MessageCentre) -> None:
+        self.centre = centre
+
+    async def observed(self, account_id: str, code_type: str, status: str) -> None:
+        """A status was decided. The first one known is the baseline (no message); each
+        different one after it is one message, however many workers decide it at once."""
+        pool = self.centre.repository.pool
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO message_code_status (account_id, code_type, status, version)
+                   VALUES ($1::uuid, $2, $3, 0) ON CONFLICT DO NOTHING""",
+                account_id,
+                code_type,
+                status,
+            )
+            row = await conn.fetchrow(
+                """SELECT status, version FROM message_code_status
+                   WHERE account_id = $1::uuid AND code_type = $2 FOR UPDATE""",
+                account_id,
+                code_type,
+            )
+            assert row is not None
+            if row["status"] == status:
+                return
+            version = row["version"] + 1
+            await conn.execute(
+                """UPDATE message_code_status SET status = $3, version = $4, changed_at = now()
+                   WHERE account_id = $1::uuid AND code_type = $2""",
+                account_id,
+                code_type,
+                status,
+                version,
+            )
+            await self.centre.produce(
+                conn,
+                account_id=account_id,
+                category="code",
+                title="健康码状态变化",
+                body=f"您的健康码已变为{_CODE_TEXT.get(status, status)}，请打开 OneCity 查看。",
+                dedupe_key=f"code:{code_type}:{version}",
+                link=("code", code_type),
+                data={"type": code_type, "status": status},
+            )
+        await self.centre.announce(account_id)

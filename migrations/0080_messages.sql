@@ -65,3 +65,14 @@ CREATE TABLE message_deliveries (
     outcome      text NOT NULL,
     at           timestamptz NOT NULL DEFAULT now()
 );
+
+-- The last health-code status the message centre told each citizen about: a decision equal to
+-- it is no news; a different one is a `code` message keyed by the row's version.
+CREATE TABLE message_code_status (
+    account_id   uuid NOT NULL,
+    code_type    text NOT NULL,
+    status       text NOT NULL,
+    version      integer NOT NULL DEFAULT 1,
+    changed_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, code_type)
+);
