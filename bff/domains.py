@@ -114,6 +114,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         vault=resources.vault,
         settings=settings.messages,
     )
+    resources.tasks.extend(state.messages.background_tasks())
     # Identity cannot import the message centre: its security events reach it through hooks.
     security = SecurityMessages(state.messages)
     state.identity.on_security_event.append(security.notice)

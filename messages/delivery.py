@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from core.audit import AuditEvent, write_audit
 from core.errors import Forbidden
 from hall.jobs import JobPayload, RetryLater, enqueue
 from identity.staff.permissions import StaffPrincipal, region_covers
@@ -139,6 +140,20 @@ class Delivery:
                         raise RetryLater(min(300.0, 2.0 * 2**attempts)) from None
                     await self._record(row["id"], "sms_failed")
                     return
+                # The phone went to the SMS gateway: a disclosure the citizen's ledger shows.
+                await write_audit(
+                    self.centre.repository.pool,
+                    [
+                        AuditEvent(
+                            action="messages.sms_fallback",
+                            outcome="success",
+                            actor_type="system",
+                            actor_id="onecity",
+                            subject_id=row["account_id"],
+                            details={"department": "sms", "category": category, "message_id": row["id"]},
+                        )
+                    ],
+                )
                 await self._record(row["id"], "sms")
                 return
         await self._record(row["id"], "no_channel")

@@ -282,6 +282,21 @@ class MessageCentre:
         rows = await self.repository.push_tokens(account_id)
         return [self.vault.decrypt_text(r["token_enc"], context=_PUSH_TOKEN_CONTEXT) for r in rows]
 
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Start the retention loop (hourly) and return it, for the owner of the process's
+        resources to cancel at shutdown."""
+        return [asyncio.create_task(self._purge_forever(), name="messages-retention")]
+
+    async def _purge_forever(self) -> None:
+        while True:
+            try:
+                purged = 1000
+                while purged == 1000:  # a full batch: more may be expired
+                    purged = await self.purge_expired()
+            except Exception:
+                log.warning("message retention run failed", exc_info=True)
+            await asyncio.sleep(3600)
+
     async def close(self) -> None:
         """Stop this process's wake-up subscription."""
         await self.hub.close()

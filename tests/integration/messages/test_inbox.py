@@ -16,11 +16,13 @@ from services.departments.sms import SmsGateway
 from tests.integration.hall.conftest import (
     BIRTH_FORM,
     LI_SI,
+    NEWBORN_FORM,
     ZHANG_SAN,
     Hall,
     citizen,
     configure_desks,
     department_token,
+    eventually,
 )
 from tests.integration.hall.test_applications import slug, submit
 
@@ -120,7 +122,7 @@ async def test_read_read_all_paging_and_another_citizen_gets_404(hall: Hall, sms
     assert everything.status_code == 200 and everything.json() == {"marked": 3, "unread_count": 0}
 
 
-async def test_withdrawal_and_a_settled_bundle_are_messages(hall: Hall, sms: SmsGateway) -> None:
+async def test_a_withdrawal_is_a_message(hall: Hall, sms: SmsGateway) -> None:
     me, app, _ = await manual(hall, sms)
     withdrawn = await hall.http.post(f"/v1/me/applications/{app['id']}/withdraw", headers=me)
     assert withdrawn.status_code == 200, withdrawn.text
@@ -161,3 +163,21 @@ async def test_preferences_replace_the_whole_document_and_security_push_stays_on
     assert unknown.status_code == 422 and slug(unknown.json()) == "unprocessable"
     token = await hall.http.put("/v1/me/sessions/current/push", json={"token": "device-token-0001"}, headers=me)
     assert token.status_code == 204
+
+
+async def test_a_completed_bundle_is_a_bundle_message(hall: Hall, sms: SmsGateway) -> None:
+    me = await citizen(hall.http, sms, ZHANG_SAN)
+    created = await hall.http.post(
+        "/v1/me/bundles/newborn", json={"form": NEWBORN_FORM}, headers={**me, "Idempotency-Key": "msg-b-1"}
+    )
+    assert created.status_code == 201, created.text
+    bundle_id = created.json()["id"]
+
+    async def settled() -> bool:
+        return (await hall.http.get(f"/v1/me/bundles/{bundle_id}", headers=me)).json()["status"] == "completed"
+
+    await eventually(settled, timeout_s=60)
+    messages = (await hall.http.get("/v1/me/messages", params={"unread": "true"}, headers=me)).json()["messages"]
+    bundles = [m for m in messages if m["category"] == "bundle"]
+    assert len(bundles) == 1 and bundles[0]["link"] == {"kind": "bundle", "id": bundle_id}
+    assert "已全部办结" in bundles[0]["body"]
