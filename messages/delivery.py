@@ -27,6 +27,7 @@ from core.audit import AuditEvent, write_audit
 from core.errors import Forbidden
 from hall.jobs import JobPayload, RetryLater, enqueue
 from identity.staff.permissions import StaffPrincipal, region_covers
+from messages.metrics import DELIVERIES
 from messages.schemas import NoticeAccepted, NoticeRequest, Preferences, QuietHours
 from services.errors import DepartmentError
 
@@ -79,7 +80,8 @@ class Delivery:
         self.push = push
         self.sms = sms
 
-    async def _record(self, message_id: int, outcome: str) -> None:
+    async def _record(self, message_id: int, outcome: str, category: str = "") -> None:
+        DELIVERIES.labels(category, outcome).inc()
         await self.centre.repository.pool.execute(
             """INSERT INTO message_deliveries (message_id, outcome) VALUES ($1, $2)
                ON CONFLICT (message_id) DO UPDATE SET outcome = excluded.outcome, at = now()""",
@@ -105,10 +107,10 @@ class Delivery:
         want_push = security or (choice.push if choice is not None else True)
         want_sms = security and (choice.sms if choice is not None else default_sms)
         if not want_push:
-            await self._record(row["id"], "push_off")
+            await self._record(row["id"], "push_off", category)
             return
         if not security and in_quiet_hours(prefs.quiet_hours, dt.datetime.now(dt.UTC)):
-            await self._record(row["id"], "quiet_hours")
+            await self._record(row["id"], "quiet_hours", category)
             return
         tokens = await self.centre.push_tokens(row["account_id"])
         pushed = False
@@ -123,10 +125,10 @@ class Delivery:
                 if not security:
                     if attempts < _PUSH_RETRIES:
                         raise RetryLater(min(300.0, 2.0 * 2**attempts)) from None
-                    await self._record(row["id"], "push_failed")
+                    await self._record(row["id"], "push_failed", category)
                     return
         if pushed:
-            await self._record(row["id"], "pushed")
+            await self._record(row["id"], "pushed", category)
             return
         if want_sms:
             applicant = await self.identity.applicant(row["account_id"])
@@ -138,7 +140,7 @@ class Delivery:
                 except DepartmentError:
                     if attempts < _PUSH_RETRIES:
                         raise RetryLater(min(300.0, 2.0 * 2**attempts)) from None
-                    await self._record(row["id"], "sms_failed")
+                    await self._record(row["id"], "sms_failed", category)
                     return
                 # The phone went to the SMS gateway: a disclosure the citizen's ledger shows.
                 await write_audit(
@@ -154,9 +156,9 @@ class Delivery:
                         )
                     ],
                 )
-                await self._record(row["id"], "sms")
+                await self._record(row["id"], "sms", category)
                 return
-        await self._record(row["id"], "no_channel")
+        await self._record(row["id"], "no_channel", category)
 
     # notices ------------------------------------------------------------------------------
 

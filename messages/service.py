@@ -28,6 +28,7 @@ from hall.jobs import JobPayload, enqueue
 from identity import Principal
 from messages.delivery import ENTRY_DELIVER, Delivery
 from messages.live import WAKE_CHANNEL, StreamSlots, WakeHub
+from messages.metrics import MESSAGES, STREAMS
 from messages.repository import MessagesRepository, Row
 from messages.schemas import (
     CATEGORIES,
@@ -131,6 +132,7 @@ class MessageCentre:
             retention=dt.timedelta(days=self.settings.retention_days),
         )
         if ident is not None:
+            MESSAGES.labels(category).inc()
             # Push (and the security SMS fallback) is a durable job committed with the message.
             await enqueue(
                 conn, ENTRY_DELIVER, JobPayload(message_id=ident, first_at=dt.datetime.now(dt.UTC).timestamp())
@@ -209,6 +211,7 @@ class MessageCentre:
 
     async def _events(self, account_id: str, stream_id: str, after: int | None) -> Events:
         wake = await self.hub.register(account_id)
+        STREAMS.inc()
         try:
             if after is None:
                 after = await self.repository.last_id(account_id)
@@ -229,6 +232,7 @@ class MessageCentre:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     await self.slots.renew(account_id, stream_id)
         finally:
+            STREAMS.dec()
             self.hub.unregister(account_id, wake)
             try:
                 await self.slots.release(account_id, stream_id)
