@@ -48,6 +48,7 @@ from identity import AuthController, MeController, provide_confirmed_principal, 
 from identity.dependencies import client_ip
 from identity.oidc import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.staff import StaffAdminController, StaffAuthController, auditors_read_only
+from messages import MESSAGES_CONTROLLERS, MESSAGES_DEPENDENCIES
 
 __all__ = ["create_app"]
 
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
             # Scans still being group-committed finish before the pool closes (their callers
             # are answered); the audit batcher is flushed by close_resources.
             await app.state.codes.scan_log.close()
+            await app.state.messages.close()
             await close_resources(resources)
 
     # group_path: label metrics by route template, so ids in paths don't explode cardinality.
@@ -149,6 +151,7 @@ def create_app(settings: Settings) -> Litestar:
             CodesAdminController,
             PartnerVenuesController,
             *HALL_CONTROLLERS,
+            *MESSAGES_CONTROLLERS,
         ],
         dependencies={
             "identity": Provide(provide_identity, sync_to_thread=False),
@@ -159,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
             "screens": Provide(provide_screens, sync_to_thread=False),
             **CODES_DEPENDENCIES,
             **HALL_DEPENDENCIES,
+            **MESSAGES_DEPENDENCIES,
         },
         lifespan=[lifespan],
         # Separation of duties: no state-changing /v1/admin/ endpoint, present or future,

@@ -101,8 +101,15 @@ def _cmd_codes(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.outbox import read_outbox, render
+    from bff.outbox import read_outbox, read_push_outbox, render
 
+    if args.push:
+        pushed = asyncio.run(read_push_outbox(settings, args.push))
+        print(render(pushed) if pushed else "no messages")
+        return 0
+    if not args.phone:
+        print("onecity outbox: give a PHONE or --push DEVICE_TOKEN", file=sys.stderr)
+        return 2
     messages = asyncio.run(read_outbox(settings, args.phone))
     print(render(messages) if messages else "no messages")
     return 0
@@ -242,7 +249,18 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run one department simulator")
     simulate.add_argument(
         "name",
-        choices=["health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram", "hukou", "education"],
+        choices=[
+            "health",
+            "transport",
+            "socsec",
+            "registry",
+            "liveness",
+            "sms",
+            "miniprogram",
+            "hukou",
+            "education",
+            "push",
+        ],
     )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=None)
@@ -260,7 +278,8 @@ def _parser() -> argparse.ArgumentParser:
     add_codes_commands(commands).set_defaults(handler=_cmd_codes)
 
     outbox = commands.add_parser("outbox", help="show the SMS simulator's messages to a phone (dev login codes)")
-    outbox.add_argument("phone")
+    outbox.add_argument("phone", nargs="?")
+    outbox.add_argument("--push", metavar="DEVICE_TOKEN", help="the push simulator's notifications to a device instead")
     outbox.set_defaults(handler=_cmd_outbox)
 
     from identity.oidc.cli import add_arguments as add_client_arguments

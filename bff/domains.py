@@ -18,11 +18,15 @@ from hall import (
     HallWorker,
     JobPayload,
 )
+from hall.jobs import Handler
 from identity import AccessTokens, IdentityRepository, IdentityService, Principal
 from identity.oidc import OidcProvider, TokenRevocations
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
+from messages import MessageCentre, MessagesRepository
+from messages.delivery import ENTRY_DELIVER, ENTRY_NOTICE, Delivery
+from messages.producers import CodeStatusMessages, SecurityMessages
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
@@ -105,6 +109,25 @@ def attach_domains(state: State, resources: Resources) -> None:
         hasher=resources.vault,
         codes_summary=state.codes.summary,
     )
+    state.messages = MessageCentre(
+        repository=MessagesRepository(resources.pool),
+        redis=resources.redis,
+        vault=resources.vault,
+        settings=settings.messages,
+    )
+    resources.tasks.extend(state.messages.background_tasks())
+    # Identity cannot import the message centre: its security events reach it through hooks.
+    security = SecurityMessages(state.messages)
+    state.identity.on_security_event.append(security.notice)
+    state.identity.after_security_events.append(security.committed)
+    state.identity.on_identity_corrected.append(security.identity_corrected)
+    state.codes.status.on_health_status.append(CodeStatusMessages(state.messages).observed)
+    state.messages.delivery = Delivery(
+        centre=state.messages,
+        identity=state.identity,
+        push=resources.departments.push,
+        sms=resources.departments.sms,
+    )
     state.hall = HallService(
         repository=HallRepository(resources.pool),
         vault=resources.vault,
@@ -113,6 +136,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         socsec=resources.departments.socsec,
         settings=settings.hall,
         allow_simulate=settings.env != "prod",
+        messages=state.messages,
     )
 
 
@@ -121,13 +145,14 @@ async def start_hall_worker(state: State, resources: Resources) -> HallWorker | 
     settings = resources.settings
     if not settings.hall.worker or not settings.database.url:
         return None
-    worker = hall_worker(state.hall, settings.database.url, settings.hall)
+    worker = hall_worker(state.hall, settings.database.url, settings.hall, state.messages.delivery)
     await worker.start()
     return worker
 
 
-def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWorker:
-    """A (not yet started) worker running the hall's jobs with ``hall``."""
+def hall_worker(hall: HallService, dsn: str, settings: HallSettings, delivery: Delivery | None = None) -> HallWorker:
+    """A (not yet started) worker running the hall's jobs with ``hall`` (and the message
+    centre's push deliveries and notice fan-outs, which ride the same queue)."""
 
     async def submit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=False)
@@ -135,6 +160,8 @@ def hall_worker(hall: HallService, dsn: str, settings: HallSettings) -> HallWork
     async def resubmit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=True)
 
-    return HallWorker(
-        dsn, settings, {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
-    )
+    handlers: dict[str, Handler] = {ENTRY_SUBMIT: submit, ENTRY_RESUBMIT: resubmit, ENTRY_BUNDLE: hall.advance_bundle}
+    if delivery is not None:
+        handlers[ENTRY_DELIVER] = delivery.deliver
+        handlers[ENTRY_NOTICE] = delivery.fan_out
+    return HallWorker(dsn, settings, handlers)

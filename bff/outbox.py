@@ -1,4 +1,5 @@
-"""``onecity outbox PHONE``: read the SMS simulator's outbox, e.g. a login code in dev.
+"""``onecity outbox PHONE``: read the SMS simulator's outbox, e.g. a login code in dev;
+``onecity outbox --push DEVICE_TOKEN``: the push simulator's notifications to one device.
 
 The outbox is part of the SMS department's contract and needs a service token like every
 department call, so this command signs one with the key store, exactly as the BFF does.
@@ -15,14 +16,24 @@ from core.crypto import Vault
 from core.db import create_pool
 from core.keys import KeyStore
 from services.departments import build_departments
+from services.departments.push import PushedMessage
 from services.departments.sms import OutboxMessage
 from services.tokens import ServiceTokenMinter
 
-__all__ = ["read_outbox", "render"]
+__all__ = ["read_outbox", "read_push_outbox", "render"]
 
 
 async def read_outbox(settings: Settings, phone: str) -> list[OutboxMessage]:
     """Messages the SMS simulator delivered to ``phone``, oldest first."""
+    return await _read(settings, phone, push=False)  # type: ignore[return-value]
+
+
+async def read_push_outbox(settings: Settings, device_token: str) -> list[PushedMessage]:
+    """Notifications the push simulator delivered to ``device_token``, oldest first."""
+    return await _read(settings, device_token, push=True)  # type: ignore[return-value]
+
+
+async def _read(settings: Settings, recipient: str, *, push: bool) -> list[OutboxMessage] | list[PushedMessage]:
     folder = data_path(settings)
     master = settings.master_key or dev_master_key(settings, folder)
     pool = await create_pool(settings.database.url or dev_database_url(folder), min_size=1, max_size=1)
@@ -32,10 +43,14 @@ async def read_outbox(settings: Settings, phone: str) -> list[OutboxMessage]:
         await pool.close()
     async with httpx.AsyncClient(timeout=5.0) as http:
         departments = build_departments(settings.departments, http, ServiceTokenMinter(lambda: ring.signer("service")))
-        outbox = await departments.sms.outbox(phone)
+        if push:
+            assert departments.push is not None
+            pushed = await departments.push.outbox(recipient)
+            return sorted(pushed.messages, key=lambda m: m.sent_at)
+        outbox = await departments.sms.outbox(recipient)
     return sorted(outbox.messages, key=lambda m: m.sent_at)
 
 
-def render(messages: list[OutboxMessage]) -> str:
+def render(messages: list[OutboxMessage] | list[PushedMessage]) -> str:
     """One JSON line per message."""
     return "\n".join(msgspec.json.encode(m).decode() for m in messages)

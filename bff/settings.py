@@ -23,6 +23,7 @@ from hall.settings import HallSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
 from identity.staff.settings import StaffSettings
+from messages.settings import MessagesSettings
 from services.departments import DepartmentEndpoints
 from services.fanout import FanoutSettings
 
@@ -161,6 +162,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit: AuditSettings = AuditSettings()
     hall: HallSettings = HallSettings()
     peak: PeakSettings = PeakSettings()
+    messages: MessagesSettings = MessagesSettings()
 
     def require_master_key(self) -> bytes:
         """The master key, or a :class:`SettingsError` that says how to set one."""
@@ -218,6 +220,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_MINIPROGRAM_URL": "departments.miniprogram",
     "ONECITY_HUKOU_URL": "departments.hukou",
     "ONECITY_EDUCATION_URL": "departments.education",
+    "ONECITY_PUSH_URL": "departments.push",
     "ONECITY_ACCESS_TOKEN_TTL_S": "identity.access_token_ttl_s",
     "ONECITY_REFRESH_IDLE_TTL_S": "identity.refresh_idle_ttl_s",
     "ONECITY_SESSION_TTL_S": "identity.session_absolute_ttl_s",
@@ -265,6 +268,12 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "peak.channel_max_in_flight",
     "ONECITY_PEAK_LOOP_LAG_MS": "peak.loop_lag_ms",
     "ONECITY_PEAK_RETRY_AFTER_S": "peak.retry_after_s",
+    "ONECITY_MESSAGES_PAGE_SIZE": "messages.page_size",
+    "ONECITY_MESSAGES_RETENTION_DAYS": "messages.retention_days",
+    "ONECITY_MESSAGES_KEEPALIVE_S": "messages.keepalive_s",
+    "ONECITY_MESSAGES_MAX_STREAMS": "messages.max_streams",
+    "ONECITY_MESSAGES_STREAM_LEASE_S": "messages.stream_lease_s",
+    "ONECITY_MESSAGES_NOTICE_BATCH": "messages.notice_batch",
 }
 
 _LISTS = {"server.cors_origins", "server.trusted_proxies", "staff.webauthn_origins"}

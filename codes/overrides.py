@@ -159,6 +159,8 @@ class Overrides:
         subject = self._holders.subject(CodeType.HEALTH, account_id)
         account = await self._holders.get(account_id)
         decision = await self._status.current(account_id, CodeType.HEALTH)
+        if decision is not None and decision.source != "fallback":
+            await self._status.observed(account_id, decision.status)
         if account is not None and decision is not None:
             # The cached status must not outlive the override that decided it.
             ttl = None if until is None else int((until - datetime.now(UTC)).total_seconds()) + 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ from services.departments.transport import TransportDepartment
 from services.errors import DepartmentError
 
 __all__ = ["FALLBACK_HEALTH_STATUS", "HEALTH_UNAVAILABLE_REASON", "StatusDecision", "StatusResolver"]
+
+log = logging.getLogger("onecity.codes.status")
 
 #: What a health code shows when nothing fresh is known (DESIGN: never green on missing data).
 FALLBACK_HEALTH_STATUS: HealthStatus = "Y"
@@ -108,6 +111,18 @@ class StatusResolver:
         self._rules = rules
         self._fresh = dt.timedelta(seconds=fresh_s)
         self._audit = audit
+        #: Called with ``(account_id, code type, status)`` whenever a health status is decided
+        #: (on a read, by a staff override): the app wires the message centre here, which
+        #: turns a *change* into a ``code`` message and a ``code_status`` event.
+        self.on_health_status: list[Callable[[str, str, str], Awaitable[None]]] = []
+
+    async def observed(self, account_id: str, status: str) -> None:
+        """Tell the hooks a health status was decided; they never fail the caller."""
+        for hook in self.on_health_status:
+            try:
+                await hook(account_id, CodeType.HEALTH.api_name, status)
+            except Exception:
+                log.warning("health status hook failed", exc_info=True)
 
     # overrides --------------------------------------------------------------------------------
 
@@ -246,7 +261,11 @@ class StatusResolver:
                 rule_version=evaluated.rule_version,
             )
             await self._save(holder, CodeType.HEALTH, decision)
-        return self._with_override(decision, override, now)
+        effective = self._with_override(decision, override, now)
+        if effective.source != "fallback":
+            # A fallback (department unreachable) is no news for the citizen.
+            await self.observed(holder.account_id, effective.status)
+        return effective
 
     async def current(self, account_id: str, code_type: CodeType) -> StatusDecision | None:
         """The current status from stored data only (no department call): for verification.

@@ -67,6 +67,10 @@ class JobPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     application_id: str | None = None
     bundle_id: str | None = None
+    #: The message centre's jobs (messages.delivery) ride the same queue.
+    message_id: int | None = None
+    notice_id: str | None = None
+    after: str | None = None
     first_at: float
     n: int = 0
 

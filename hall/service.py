@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -69,6 +69,9 @@ from identity.staff.permissions import StaffPrincipal
 from services.departments import CaseDepartment, SocsecDepartment
 from services.errors import DepartmentError
 
+if TYPE_CHECKING:
+    from messages import MessageCentre
+
 __all__ = ["DEPARTMENT_CLIENT_PREFIX", "HallService", "IdempotencyKeyRequired", "IllegalTransition"]
 
 log = logging.getLogger("onecity.hall")
@@ -81,6 +84,19 @@ _LEVEL_RANK: Final = {"L2": 2, "L3": 3, "L4": 4}
 #: A bundle's later steps start once their predecessors reached one of these.
 _PROGRESSED: Final = frozenset({"accepted", "correction_requested", "under_review", "approved", "delivered"})
 _FAILED: Final = frozenset({"denied", "not_accepted", "withdrawn"})
+#: How the inbox names a status (generic text: messages may show on a lock screen).
+_STATUS_TEXT: Final = {
+    "submitted": "已提交",
+    "accepted": "已受理",
+    "not_accepted": "不予受理",
+    "correction_requested": "需补正材料",
+    "under_review": "审核中",
+    "approved": "已办结（通过）",
+    "denied": "未通过",
+    "delivered": "已送达",
+    "withdrawn": "已撤回",
+}
+_BUNDLE_TEXT: Final = {"completed": "已全部办结", "needs_attention": "需要您处理"}
 
 
 class IdempotencyKeyRequired(BadRequest):
@@ -146,6 +162,8 @@ class HallService:
         socsec: The social-security department, for prefilling its data.
         settings: Retry budget, backoff, page size.
         allow_simulate: Whether forms may carry the dev ``simulate`` field.
+        messages: The message centre: every status change of an application or a bundle is
+            a message in the citizen's inbox, added in the transaction of the change.
     """
 
     def __init__(
@@ -158,6 +176,7 @@ class HallService:
         socsec: SocsecDepartment,
         settings: HallSettings,
         allow_simulate: bool,
+        messages: MessageCentre | None = None,
     ) -> None:
         self.repository = repository
         self.pool = repository.pool
@@ -167,6 +186,29 @@ class HallService:
         self.socsec = socsec
         self.settings = settings
         self.allow_simulate = allow_simulate
+        self.messages = messages
+
+    # messages -----------------------------------------------------------------------------
+
+    async def _tell(self, conn: Connection, row: Row, status: str, event: str) -> None:
+        """Put an application's status change in its citizen's inbox (same transaction);
+        ``event`` names the producing event, so a repeated one adds nothing."""
+        if self.messages is None:
+            return
+        await self.messages.produce(
+            conn,
+            account_id=row["account_id"],
+            category="application",
+            title="办件进度更新",
+            body=f"您的办件 {row['number']} {_STATUS_TEXT.get(status, status)}",
+            dedupe_key=f"application:{row['id']}:{event}",
+            link=("application", row["id"]),
+            data={"status": status},
+        )
+
+    async def _announce(self, account_id: str) -> None:
+        if self.messages is not None:
+            await self.messages.announce(account_id)
 
     # views --------------------------------------------------------------------------------
 
@@ -403,8 +445,10 @@ class HallService:
                 raise IllegalTransition(f"An application that is {row['status']} cannot be withdrawn")
             await self.repository.set_status(conn, application_id, "withdrawn", now)
             await self.repository.add_history(conn, application_id, status="withdrawn", at=now, source="citizen")
+            await self._tell(conn, row, "withdrawn", "withdrawn")
             if row["bundle_id"]:
                 await enqueue(conn, ENTRY_BUNDLE, JobPayload(bundle_id=row["bundle_id"], first_at=now.timestamp()))
+        await self._announce(principal.account_id)
         return await self.my_application(principal, application_id)
 
     async def resubmit(self, principal: Principal, application_id: str, request: ResubmitRequest) -> Application:
@@ -428,9 +472,11 @@ class HallService:
             await self.repository.add_history(
                 conn, application_id, status="submitted", at=now, source="citizen", note="resubmitted"
             )
+            await self._tell(conn, row, "submitted", f"resubmitted:{n}")
             await enqueue(
                 conn, ENTRY_RESUBMIT, JobPayload(application_id=application_id, first_at=now.timestamp(), n=n)
             )
+        await self._announce(principal.account_id)
         return await self.my_application(principal, application_id)
 
     async def rate(self, principal: Principal, application_id: str, request: RatingRequest) -> Rating:
@@ -491,9 +537,9 @@ class HallService:
             current = row["status"]
             if event.status in DEPARTMENT_STATUSES and is_legal(current, event.status):
                 outcome = "applied"
-                await self._apply(conn, row["id"], event.event_id, event.status, at, event.note)
+                await self._apply(conn, row, event.event_id, event.status, at, event.note)
                 current = event.status
-                current = await self._release_held(conn, row["id"], current)
+                current = await self._release_held(conn, row, current)
             elif event.status in DEPARTMENT_STATUSES and can_become_legal(current, event.status):
                 outcome = "held"
                 await self.repository.hold_event(
@@ -518,6 +564,8 @@ class HallService:
             if row["bundle_id"] and outcome == "applied":
                 await enqueue(conn, ENTRY_BUNDLE, JobPayload(bundle_id=row["bundle_id"], first_at=at.timestamp()))
         DEPARTMENT_EVENTS.labels(department, outcome).inc()
+        if outcome == "applied":
+            await self._announce(row["account_id"])
         return EventAccepted(event_id=event.event_id, outcome=outcome)  # type: ignore[arg-type]
 
     async def department_events(self, client_id: str, batch: DepartmentEventBatch) -> EventBatchResult:
@@ -534,22 +582,25 @@ class HallService:
         return EventBatchResult(results=results)
 
     async def _apply(
-        self, conn: Connection, application_id: str, event_id: str, status: str, at: dt.datetime, note: str | None
+        self, conn: Connection, row: Row, event_id: str, status: str, at: dt.datetime, note: str | None
     ) -> None:
+        application_id = row["id"]
         await self.repository.add_history(
             conn, application_id, status=status, at=at, note=note, source="department", event_id=event_id
         )
         await self.repository.set_status(conn, application_id, status, dt.datetime.now(dt.UTC))
+        await self._tell(conn, row, status, f"event:{event_id}")
 
-    async def _release_held(self, conn: Connection, application_id: str, current: str) -> str:
+    async def _release_held(self, conn: Connection, row: Row, current: str) -> str:
         """Apply the held events that the new state made legal, oldest first, until none is."""
+        application_id = row["id"]
         while True:
             held = await self.repository.held_events(conn, application_id)
             ready = next((h for h in held if is_legal(current, h["status"])), None)
             if ready is None:
                 return current
             await self.repository.release_event(conn, ready["event_id"])
-            await self._apply(conn, application_id, ready["event_id"], ready["status"], ready["at"], ready["note"])
+            await self._apply(conn, row, ready["event_id"], ready["status"], ready["at"], ready["note"])
             current = ready["status"]
 
     # staff --------------------------------------------------------------------------------
@@ -790,6 +841,31 @@ class HallService:
     async def advance_bundle(self, payload: JobPayload, attempts: int = 0) -> None:
         """Job: submit every step whose predecessors are accepted; settle the bundle's status.
 
+        A settled bundle (``completed`` or ``needs_attention``) is a message in the citizen's
+        inbox, added in the same transaction; its streams are woken after the commit.
+        """
+        settled = await self._advance_bundle(payload)
+        if settled is not None:
+            await self._announce(settled)
+
+    async def _settle_bundle(self, conn: Connection, bundle: Row, status: str, now: dt.datetime) -> str:
+        await self.repository.set_bundle_status(conn, bundle["id"], status, now)
+        if self.messages is not None:
+            await self.messages.produce(
+                conn,
+                account_id=bundle["account_id"],
+                category="bundle",
+                title="一件事进度更新",
+                body=f"您办理的一件事{_BUNDLE_TEXT.get(status, status)}",
+                dedupe_key=f"bundle:{bundle['id']}:{status}",
+                link=("bundle", bundle["id"]),
+                data={"status": status},
+            )
+        return str(bundle["account_id"])
+
+    async def _advance_bundle(self, payload: JobPayload) -> str | None:
+        """The work of :meth:`advance_bundle`; the account to wake when the bundle settled.
+
         Everything read from elsewhere (the template, the matters, the applicant) is read
         before the bundle's row lock is taken: a job holds one pooled connection at a time, so
         a full pool can never deadlock on jobs waiting for a second one.
@@ -797,7 +873,7 @@ class HallService:
         assert payload.bundle_id is not None
         first = await self.repository.get_bundle(payload.bundle_id)
         if first is None or first["status"] != "running":
-            return
+            return None
         template = await self.repository.bundle_template(first["template_code"], first["template_version"])
         assert template is not None
         steps = self._steps(template)
@@ -807,14 +883,12 @@ class HallService:
         async with self.pool.acquire() as conn, conn.transaction():
             bundle = await self.repository.lock_bundle(conn, payload.bundle_id)
             if bundle is None or bundle["status"] != "running":
-                return
+                return None
             apps = {a["matter_code"]: a for a in await self.repository.bundle_applications(conn, bundle["id"])}
             if applicant is None or any(a["status"] in _FAILED or a["submit_failed"] for a in apps.values()):
-                await self.repository.set_bundle_status(conn, bundle["id"], "needs_attention", now)
-                return
+                return await self._settle_bundle(conn, bundle, "needs_attention", now)
             if all(apps.get(s["matter"]) is not None and apps[s["matter"]]["status"] == "delivered" for s in steps):
-                await self.repository.set_bundle_status(conn, bundle["id"], "completed", now)
-                return
+                return await self._settle_bundle(conn, bundle, "completed", now)
             ready = [
                 s
                 for s in steps
@@ -833,6 +907,7 @@ class HallService:
                     now=now,
                     bundle_id=bundle["id"],
                 )
+        return None
 
     @staticmethod
     def _step_form(matter: Row, step: Mapping[str, Any], form: Mapping[str, Any]) -> dict[str, Any]:

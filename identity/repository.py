@@ -58,6 +58,18 @@ class IdentityRepository:
         account: Row = row
         return account
 
+    async def accounts_in_region(self, region_prefix: str, *, after: str | None, limit: int) -> list[str]:
+        """Ids of accounts registered in a region (its code or any finer one), in id order."""
+        rows = await self.pool.fetch(
+            """SELECT id::text AS id FROM accounts
+               WHERE region_code LIKE $1 || '%' AND ($2::uuid IS NULL OR id > $2::uuid)
+               ORDER BY id LIMIT $3""",
+            region_prefix,
+            after,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def get_account(self, account_id: str) -> Row | None:
         """One account by id."""
         return await self.pool.fetchrow(
@@ -222,6 +234,18 @@ class IdentityRepository:
             idle_days,
         )
         return dormant
+
+    @staticmethod
+    async def is_new_device(conn: Connection, *, account_id: str, device_id: str) -> bool:
+        """Whether the account had sessions before, none of them on ``device_id`` (its very
+        first login is not a "new device"). Runs before the new session is written."""
+        new: bool = await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM sessions WHERE account_id = $1::uuid)
+                      AND NOT EXISTS (SELECT 1 FROM sessions WHERE account_id = $1::uuid AND device_id = $2)""",
+            account_id,
+            device_id,
+        )
+        return new
 
     @staticmethod
     async def clear_reverification(conn: Connection, *, session_id: str, account_id: str) -> bool:

@@ -49,7 +49,7 @@ from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["Applicant", "IdentityService", "Principal"]
+__all__ = ["Applicant", "IdentityService", "Principal", "SecurityNotice"]
 
 log = logging.getLogger("onecity.identity")
 
@@ -59,6 +59,24 @@ _ALREADY_BOUND = (
     "This account is bound to another identity; a change of identity goes through POST /v1/me/verification/correction"
 )
 _REFRESH_PREFIX = "rt."
+
+
+@dataclass(frozen=True)
+class SecurityNotice:
+    """Something security-relevant happened to an account (for the message centre).
+
+    Attributes:
+        account_id: Whose account.
+        kind: ``new_device`` (a login on a device never seen on this account), or
+            ``binding_attempt`` (someone tried to bind this account's identity to theirs).
+        event: Names the producing event (its dedupe key): one message per event.
+        device_name: The new device's own name (chosen by its user; no PII of ours).
+    """
+
+    account_id: str
+    kind: str
+    event: str
+    device_name: str | None = None
 
 
 class Principal:
@@ -138,11 +156,26 @@ class IdentityService:
         #: partner token revocation and the codes domain's live codes here; identity cannot
         #: import codes).
         self.on_identity_corrected: list[Callable[[Principal, list[str]], Awaitable[None]]] = []
+        #: Called with a :class:`SecurityNotice` when something security-relevant happened to
+        #: an account (a login on a new device, someone trying to bind its identity): the app
+        #: wires the message centre here (identity cannot import it). ``conn`` is the open
+        #: transaction of the event, or ``None`` when there is none.
+        self.on_security_event: list[Callable[[Connection | None, SecurityNotice], Awaitable[None]]] = []
+        #: Called after the commit of a transaction that produced security notices.
+        self.after_security_events: list[Callable[[str], Awaitable[None]]] = []
         self.revocations = SessionRevocations(
             redis, repository.pool, window_s=settings.access_token_ttl_s + settings.clock_skew_s
         )
 
     # helpers ------------------------------------------------------------------------------
+
+    async def _security(self, conn: Connection | None, notice: SecurityNotice) -> None:
+        for hook in self.on_security_event:
+            await hook(conn, notice)
+
+    async def _security_committed(self, account_id: str) -> None:
+        for hook in self.after_security_events:
+            await hook(account_id)
 
     def _phone_index(self, phone: str) -> bytes:
         return self.vault.blind_index(phone, domain="phone")
@@ -393,6 +426,9 @@ class IdentityService:
                 )
             method = "otp+miniprogram" if link is not None else "otp"
             reverify = await self._needs_reverification(conn, row, request.device)
+            new_device = await self.repository.is_new_device(
+                conn, account_id=str(row["id"]), device_id=request.device.id
+            )
             session_id, refresh = await self._start_session(
                 conn,
                 account_id=row["id"],
@@ -401,6 +437,18 @@ class IdentityService:
                 client_ip=client_ip,
                 reverify_required=reverify,
             )
+            if new_device:
+                await self._security(
+                    conn,
+                    SecurityNotice(
+                        account_id=str(row["id"]),
+                        kind="new_device",
+                        event=f"login:{session_id}",
+                        device_name=request.device.name,
+                    ),
+                )
+        if new_device:
+            await self._security_committed(str(row["id"]))
         return self._pair(row, session_id=session_id, refresh=refresh, reverify=reverify)
 
     # refresh ------------------------------------------------------------------------------
@@ -571,7 +619,6 @@ class IdentityService:
                 client_ip=client_ip,
             ),
             # For the owner of the bound account: someone else tried their identity.
-            # TODO(message centre): also send the owner a `security` message when it exists.
             AuditEvent(
                 action="identity.binding_attempt",
                 outcome="denied",
@@ -582,6 +629,13 @@ class IdentityService:
                 details={"reason": "id_number_bound_to_this_account"},
             ),
         )
+        if owner is not None:
+            # One message per attempting session: retries of the same form do not flood it.
+            await self._security(
+                None,
+                SecurityNotice(account_id=str(owner), kind="binding_attempt", event=f"bind:{principal.session_id}"),
+            )
+            await self._security_committed(str(owner))
         raise RealNameNotVerified(_NOT_VERIFIED)
 
     async def verify_real_name(
@@ -719,6 +773,11 @@ class IdentityService:
                 )
         if cleared:
             STEP_UPS.labels("reverified", "success").inc()
+
+    async def accounts_in_region(self, region: str, *, after: str | None, limit: int) -> list[str]:
+        """A page of the ids of accounts registered in ``region`` (for region-scoped notices);
+        ids only: a caller that needs more asks per account."""
+        return await self.repository.accounts_in_region(region, after=after, limit=limit)
 
     async def applicant(self, account_id: str) -> Applicant | None:
         """The decrypted identity of an account, for the service hall; ``None`` if it is gone."""

@@ -14,6 +14,7 @@ from services.departments.cases import CASE_DEPARTMENTS, CaseDepartment, HttpCas
 from services.departments.health import HealthDepartment, HttpHealthDepartment
 from services.departments.liveness import HttpLiveness, Liveness
 from services.departments.miniprogram import HttpMiniProgramPlatform, MiniProgramPlatform
+from services.departments.push import HttpPushGateway, PushGateway
 from services.departments.registry import HttpRegistry, Registry
 from services.departments.sms import HttpSmsGateway, SmsGateway
 from services.departments.socsec import HttpSocsecDepartment, SocsecDepartment
@@ -32,6 +33,7 @@ DEPARTMENTS: Final = (
     "miniprogram",
     "hukou",
     "education",
+    "push",
 )
 """Every department's name, which is also its service-token ``aud``."""
 
@@ -45,6 +47,7 @@ DEFAULT_PORTS: Final[Mapping[str, int]] = {
     "miniprogram": 8107,
     "hukou": 8108,
     "education": 8109,
+    "push": 8110,
 }
 """The simulators' ports in ``onecity dev`` (DESIGN, "Department contracts")."""
 
@@ -61,6 +64,7 @@ class DepartmentEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     miniprogram: str = "http://127.0.0.1:8107"
     hukou: str = "http://127.0.0.1:8108"
     education: str = "http://127.0.0.1:8109"
+    push: str = "http://127.0.0.1:8110"
 
     @classmethod
     def local(cls, host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> DepartmentEndpoints:
@@ -90,6 +94,8 @@ class Departments:
     miniprogram: MiniProgramPlatform
     # The case desks of the matter-owning departments, by department name.
     cases: Mapping[str, CaseDepartment] = field(default_factory=dict)
+    #: The push gateway of the message centre (``None`` where nothing pushes).
+    push: PushGateway | None = None
 
 
 def build_departments(
@@ -121,4 +127,5 @@ def build_departments(
         sms=HttpSmsGateway(transport("sms")),
         miniprogram=HttpMiniProgramPlatform(transport("miniprogram")),
         cases={name: HttpCaseDepartment(transport(name)) for name in CASE_DEPARTMENTS},
+        push=HttpPushGateway(transport("push")),
     )

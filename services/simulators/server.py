@@ -14,7 +14,18 @@ import uvicorn
 from litestar import Litestar
 
 from services.departments.container import DEFAULT_PORTS
-from services.simulators import education, health, hukou, liveness, miniprogram, registry, sms, socsec, transport
+from services.simulators import (
+    education,
+    health,
+    hukou,
+    liveness,
+    miniprogram,
+    push,
+    registry,
+    sms,
+    socsec,
+    transport,
+)
 from services.simulators.base import SimulatorState
 from services.simulators.cases import CaseDesk
 from services.tokens import JwksSource, UrlJwks
@@ -49,6 +60,7 @@ SIMULATORS: Final[Mapping[str, SimulatorFactory]] = {
     "miniprogram": miniprogram.create_app,
     "hukou": hukou.create_app,
     "education": education.create_app,
+    "push": push.create_app,
 }
 """Every simulator's app factory, by department name."""
 

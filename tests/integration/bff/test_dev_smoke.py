@@ -15,7 +15,18 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-DEPARTMENTS = ("health", "transport", "socsec", "registry", "liveness", "sms", "miniprogram", "hukou", "education")
+DEPARTMENTS = (
+    "health",
+    "transport",
+    "socsec",
+    "registry",
+    "liveness",
+    "sms",
+    "miniprogram",
+    "hukou",
+    "education",
+    "push",
+)
 
 
 def _free_port() -> int:

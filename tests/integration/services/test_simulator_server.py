@@ -21,6 +21,7 @@ def test_catalogue() -> None:
         "miniprogram": 8107,
         "hukou": 8108,
         "education": 8109,
+        "push": 8110,
     }
 
 
