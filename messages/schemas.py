@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.structs import Request, Response
+from core.structs import Request, Response, text, whole
 
 __all__ = [
     "CATEGORIES",
@@ -27,7 +27,7 @@ __all__ = [
 
 Category = Literal["application", "bundle", "code", "security", "notice"]
 CATEGORIES: tuple[Category, ...] = ("application", "bundle", "code", "security", "notice")
-HhMm = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["22:00"])]
+HhMm = Annotated[str, msgspec.Meta(pattern=whole(r"([01][0-9]|2[0-3]):[0-5][0-9]"), examples=["22:00"])]
 
 
 class Link(Response, frozen=True):
@@ -76,7 +76,7 @@ class QuietHours(Request):
 
     start: HhMm
     end: HhMm
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Asia/Shanghai"
+    timezone: Annotated[str, text(64, nfc=False)] = "Asia/Shanghai"
 
 
 class Preferences(Request, omit_defaults=True):
@@ -89,15 +89,15 @@ class Preferences(Request, omit_defaults=True):
 class PushTokenRequest(Request):
     """The push token of the calling session's device."""
 
-    token: Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    token: Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=whole(r"[A-Za-z0-9_.:\-]+"))]
 
 
 class NoticeRequest(Request):
     """A staff notice to the citizens registered in ``region``."""
 
-    region: Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$", examples=["110101"])]
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    region: Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12}"), examples=["110101"])]
+    title: Annotated[str, text(64)]
+    body: Annotated[str, text(2000)]
 
 
 class NoticeAccepted(Response, frozen=True):
