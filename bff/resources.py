@@ -23,6 +23,7 @@ from core.migrate import pending_migrations
 from core.redis import Redis, create_redis
 from services.departments import Departments, build_departments
 from services.fanout import DepartmentPools, ResilientDepartments, build_resilient_departments
+from services.tls import department_tls_context
 from services.tokens import ServiceTokenMinter
 
 __all__ = ["Resources", "StartupError", "close_resources", "open_resources"]
@@ -59,6 +60,7 @@ def _department_http_client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(5.0, connect=1.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=30.0),
         follow_redirects=False,
+        verify=department_tls_context(),
     )
 
 

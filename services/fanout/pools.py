@@ -20,6 +20,7 @@ import httpx
 import msgspec
 
 from services.departments import DepartmentEndpoints, Departments, build_departments
+from services.tls import department_tls_context
 from services.tokens import ServiceTokenMinter
 
 __all__ = ["FANOUT_DEPARTMENTS", "DepartmentPools", "PoolSettings"]
@@ -61,6 +62,7 @@ class DepartmentPools:
                     keepalive_expiry=chosen.keepalive_expiry_s,
                 ),
                 follow_redirects=False,
+                verify=department_tls_context(),
             )
             for name in FANOUT_DEPARTMENTS
         }
