@@ -10,7 +10,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from core.http import BEARER, error_responses
-from core.structs import whole
+from core.structs import TEXT_PATTERN, whole
 from hall.dependencies import provide_department, provide_hall_staff
 from hall.schemas import (
     Application,
@@ -47,8 +47,8 @@ __all__ = [
 
 CodePath = Annotated[str, PathParameter(pattern=whole(r"[a-z0-9][a-z0-9-]{1,62}"))]
 IdPath = Annotated[str, PathParameter(max_length=64)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
-StatusQuery = Annotated[str | None, QueryParameter(max_length=32)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=TEXT_PATTERN)]
+StatusQuery = Annotated[str | None, QueryParameter(max_length=32, pattern=TEXT_PATTERN)]
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
 
 
@@ -66,8 +66,8 @@ class MattersController(Controller):
     async def list_matters(
         self,
         hall: NamedDependency[HallService],
-        q: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        department: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64, pattern=TEXT_PATTERN)] = None,
+        department: Annotated[str | None, QueryParameter(max_length=32, pattern=TEXT_PATTERN)] = None,
         cursor: Cursor = None,
     ) -> MatterList:
         """Search the catalogue (name or code contains ``q``), a page at a time."""
@@ -227,7 +227,7 @@ class DepartmentEventsController(Controller):
         "/events/batch",
         status_code=HTTP_202_ACCEPTED,
         dependencies={"department": provide_department},
-        responses=error_responses(401, 403),
+        responses=error_responses(401, 403, 413),
     )
     async def events(
         self,
@@ -267,7 +267,7 @@ class HallAdminController(Controller):
         self,
         staff: NamedDependency[StaffPrincipal],
         hall: NamedDependency[HallService],
-        department: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        department: Annotated[str | None, QueryParameter(max_length=32, pattern=TEXT_PATTERN)] = None,
     ) -> RatingSummary:
         """Ratings per department over the staff member's region."""
         return await hall.rating_summary(staff, department)

@@ -11,6 +11,7 @@ from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
+from core.structs import TEXT_PATTERN
 from identity.service import Principal
 from identity.staff.permissions import StaffPrincipal, provide_staff_principal
 from messages.schemas import Message, MessageList, NoticeAccepted, NoticeRequest, Preferences, PushTokenRequest, ReadAll
@@ -37,7 +38,7 @@ class MyMessagesController(Controller):
         principal: NamedDependency[Principal],
         messages: NamedDependency[MessageCentre],
         unread: Annotated[bool | None, QueryParameter()] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=32, pattern=TEXT_PATTERN)] = None,
     ) -> MessageList:
         """The inbox, newest first, with the unread count."""
         return await messages.inbox(principal, unread=unread, cursor=cursor)
@@ -56,7 +57,7 @@ class MyMessagesController(Controller):
         """Mark one message read (404 for anyone else's)."""
         return await messages.read(principal, message_id)
 
-    @get("/events", responses=error_responses(401, 429))
+    @get("/events", media_type="text/event-stream", responses=error_responses(401, 429))
     async def events(
         self,
         principal: NamedDependency[Principal],

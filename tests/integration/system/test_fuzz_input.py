@@ -199,7 +199,8 @@ def slots(doc: Document, schema: dict[str, Any], value: Any, path: tuple[Any, ..
     """Every (path, kind) inside ``value`` where a string or a number goes."""
     options = doc.options(schema)
     chosen = options[0]
-    kinds = {o.get("type") for o in options}
+    # OpenAPI 3.1 allows a list of types (``["string", "null"]``).
+    kinds = {k for o in options for k in (o.get("type") if isinstance(o.get("type"), list) else [o.get("type")])}
     if isinstance(value, dict):
         props = chosen.get("properties") or {}
         for key, sub in value.items():
