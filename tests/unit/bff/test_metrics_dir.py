@@ -7,7 +7,8 @@ from bff import metrics
 
 
 def test_serve_gets_a_fresh_directory_removed_at_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    # setenv (not delenv of an absent name) so the directory set below is undone after the test.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
     path = metrics.prepare_multiprocess_dir()
     assert os.environ[metrics.MULTIPROC_ENV] == str(path) and path.is_dir() and not any(path.iterdir())
     metrics.remove_multiprocess_dir()
