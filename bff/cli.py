@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from services.departments.container import DEPARTMENTS
+
 if TYPE_CHECKING:
     from bff.settings import Settings, SettingsError
 
@@ -249,18 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run one department simulator")
     simulate.add_argument(
         "name",
-        choices=[
-            "health",
-            "transport",
-            "socsec",
-            "registry",
-            "liveness",
-            "sms",
-            "miniprogram",
-            "hukou",
-            "education",
-            "push",
-        ],
+        choices=list(DEPARTMENTS),
     )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=None)

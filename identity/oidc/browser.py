@@ -38,6 +38,7 @@ from identity.oidc.authorization import (
     UnsafeAuthorizationRequest,
 )
 from identity.oidc.pages import consent_page, error_page, login_page, otp_page
+from identity.oidc.par import AUTHORIZATION_PARAMS, JKT_PATTERN
 from identity.oidc.schemas import BrowserConsentForm, BrowserOtpForm, BrowserPhoneForm
 from identity.oidc.settings import OidcSettings
 from identity.otp import OtpOutcome
@@ -52,7 +53,6 @@ SSO_COOKIE = "oc_sso"
 COOKIE_PATH = "/oauth/authorize"
 _PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 _OTP = re.compile(r"^[0-9]{6}$")
-_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _QUERY_PARAMS = (
     "response_type",
     "client_id",
@@ -277,7 +277,7 @@ class BrowserFlow:
         self, query: Mapping[str, list[str]], cookies: Mapping[str, str], *, client_ip: str | None
     ) -> BrowserResult:
         """``GET /oauth/authorize``."""
-        values = {name: query.get(name, []) for name in _QUERY_PARAMS}
+        values = {name: query.get(name, []) for name in AUTHORIZATION_PARAMS}
         try:
             if len(values["client_id"]) > 1 or len(values["redirect_uri"]) > 1:
                 raise UnsafeAuthorizationRequest("client_id and redirect_uri must appear once.")
@@ -309,7 +309,7 @@ class BrowserFlow:
             # the dpop_jkt parameter of the request itself).
             jkt = query.get("dpop_jkt", [])
             if jkt:
-                if len(jkt) > 1 or not _JKT.fullmatch(jkt[0]):
+                if len(jkt) > 1 or not JKT_PATTERN.fullmatch(jkt[0]):
                     raise RedirectableError("invalid_request", "dpop_jkt must be one JWK SHA-256 thumbprint")
                 params = msgspec.structs.replace(params, dpop_jkt=jkt[0])
         except RedirectableError as exc:

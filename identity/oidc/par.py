@@ -30,12 +30,13 @@ from identity.oidc.errors import OAuthError, invalid_request
 from identity.oidc.schemas import ParForm, ParResponse
 from identity.oidc.settings import OidcSettings
 
-__all__ = ["REQUEST_URI_PREFIX", "PushedRequest", "PushedRequests"]
+__all__ = ["AUTHORIZATION_PARAMS", "JKT_PATTERN", "REQUEST_URI_PREFIX", "PushedRequest", "PushedRequests"]
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+#: An RFC 7638 SHA-256 JWK thumbprint, base64url (``dpop_jkt``).
+JKT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 #: The authorization request parameters a pushed request may carry (and the browser reads).
-_PARAMS = (
+AUTHORIZATION_PARAMS = (
     "response_type",
     "client_id",
     "redirect_uri",
@@ -127,7 +128,7 @@ class PushedRequests:
             raise invalid_request(exc.message) from None
         except RedirectableError as exc:
             raise OAuthError(exc.error, exc.description) from None
-        if form.dpop_jkt is not None and not _JKT.fullmatch(form.dpop_jkt):
+        if form.dpop_jkt is not None and not JKT_PATTERN.fullmatch(form.dpop_jkt):
             raise invalid_request("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
         jkt: str | None = None
         if dpop_proofs:
@@ -139,7 +140,7 @@ class PushedRequests:
         if form.dpop_jkt is not None and jkt is not None and form.dpop_jkt != jkt:
             raise OAuthError("invalid_dpop_proof", "dpop_jkt does not match the DPoP proof's key")
         jkt = jkt or form.dpop_jkt
-        stored = {name: value for name in _PARAMS if isinstance(value := getattr(form, name, None), str)}
+        stored = {name: value for name in AUTHORIZATION_PARAMS if isinstance(value := getattr(form, name, None), str)}
         stored["client_id"] = client.client_id
         stored["redirect_uri"] = params.redirect_uri
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
