@@ -87,6 +87,10 @@ _TIER0: Final = re.compile(
 )
 _TIER1: Final = re.compile(r"^/v1/me/(?:home|health/|transport/|socsec/|applications)")
 _EXEMPT: Final = re.compile(r"^/(?:health/|metrics|\.well-known/|schema)")
+# Long-lived streams: admitted (or shed) like any tier 2 request when they open, but not held
+# in the in-flight budget while they wait for messages; a thousand idle streams would
+# otherwise leave no slot for the requests that do work.
+_STREAMS: Final = re.compile(r"^/v1/me/events/?$")
 _CLIENT_ID: Final = re.compile(r"^[a-z0-9._-]{2,64}$")
 _MAX_CHANNEL_LABELS: Final = 32
 # Shares of the per-worker budget each tier may fill: normal, then in peak mode.
@@ -242,6 +246,9 @@ class Admission:
                 await _shed(scope, send, tier, retry_after)
                 return
             ADMISSIONS.labels(str(tier), label, "admitted", "").inc()
+            if _STREAMS.match(scope["path"]):
+                await app(scope, receive, send)
+                return
             admission.in_flight += 1
             admission._by_channel[channel] = admission._by_channel.get(channel, 0) + 1
             gauge = IN_FLIGHT.labels(str(tier))

@@ -122,9 +122,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
 class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Admission control (:mod:`bff.peak`): per-worker budgets and the overload threshold."""
 
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 1024
-    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 256
-    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 500
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 128
+    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 96
+    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
 

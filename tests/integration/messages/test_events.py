@@ -7,9 +7,10 @@ import asyncio
 import time
 
 import httpx
+import msgspec
 
 from bff.app import create_app
-from bff.settings import Settings
+from bff.settings import PeakSettings, Settings
 from services.departments.sms import SmsGateway
 from services.simulators import start_in_process
 from tests.integration.hall.conftest import Hall, eventually
@@ -82,3 +83,22 @@ async def test_one_stream_too_many_is_429_until_one_closes(hall: Hall, sms: SmsG
 
     await eventually(can_open, timeout_s=10)
     await asyncio.sleep(0)
+
+
+async def test_open_streams_hold_no_admission_slot(hall: Hall, sms: SmsGateway, settings: Settings) -> None:
+    me, _, _ = await manual(hall, sms)
+    # A worker that serves two requests at once, one of them tier 2: if waiting streams held
+    # slots, the second stream and every later tier 2 request would be shed as overloaded.
+    tight = msgspec.structs.replace(settings, peak=PeakSettings(max_in_flight=2, loop_lag_ms=60_000))
+    small = await start_in_process(create_app(tight))
+    try:
+        async with (
+            httpx.AsyncClient(base_url=small.base_url, timeout=30.0) as http,
+            open_events(http, me),
+            open_events(http, me),
+        ):
+            inbox = await http.get("/v1/me/messages", headers=me)
+            assert inbox.status_code == 200, inbox.text
+            assert "messages" in inbox.json()
+    finally:
+        await small.stop()
