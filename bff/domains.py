@@ -129,7 +129,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         sms=resources.departments.sms,
     )
     state.hall = HallService(
-        repository=HallRepository(resources.pool),
+        repository=HallRepository(resources.pool, read_pool=resources.read_pool),
         vault=resources.vault,
         identity=state.identity,
         cases=resources.departments.cases,

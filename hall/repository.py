@@ -27,10 +27,14 @@ class HallRepository:
 
     Args:
         pool: The shared pool.
+        read_pool: A read replica for the officers' history-only lists (the staff queue and the
+            rating summary, ``ONECITY_DATABASE_READ_URL``); they may lag the primary by the
+            replication delay. Default: ``pool``.
     """
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, read_pool: Pool | None = None) -> None:
         self.pool = pool
+        self.read_pool = read_pool or pool
 
     # matters ------------------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class HallRepository:
         limit: int,
     ) -> list[Row]:
         """Applications of citizens registered inside ``region`` (a prefix of their district)."""
-        return await self.pool.fetch(
+        return await self.read_pool.fetch(
             f"""SELECT {_APP_COLUMNS},
                        (a.due_at < $3 AND NOT a.status = ANY($4::text[])) AS overdue
                 FROM hall_applications a
@@ -286,7 +290,7 @@ class HallRepository:
 
     async def rating_summary(self, department: str | None, region: str) -> list[Row]:
         """Count, average and low scores per department, over citizens inside ``region``."""
-        return await self.pool.fetch(
+        return await self.read_pool.fetch(
             """SELECT r.department, count(*) AS count, avg(r.score)::float AS average,
                       count(*) FILTER (WHERE r.score <= 2) AS low,
                       count(f.id) FILTER (WHERE f.status = 'open') AS open_follow_ups

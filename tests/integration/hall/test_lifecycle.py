@@ -10,7 +10,8 @@ import msgspec
 
 from bff.settings import Settings
 from core.crypto import Vault
-from core.db import Pool
+from core.db import Pool, connect
+from core.migrate import apply_migrations
 from identity.staff import StaffAdmin
 from services.departments.sms import SmsGateway
 from services.simulators import RunningServer
@@ -26,6 +27,7 @@ from tests.integration.hall.conftest import (
     staff_token,
 )
 from tests.integration.hall.test_applications import slug, submit
+from tests.support.backends import DatabaseFactory
 from tests.support.citizens import bearer
 
 
@@ -201,3 +203,40 @@ async def test_pages_follow_the_cursor_and_a_forged_cursor_is_422(
             if cursor is None:
                 break
         assert len(codes) == len(set(codes)) == 9 and codes == sorted(codes)
+
+
+async def test_the_staff_queue_is_read_from_the_read_replica(
+    settings: Settings,
+    clean: None,
+    pool: Pool,
+    vault: Vault,
+    simulators: dict[str, RunningServer],
+    sms: SmsGateway,
+    staff_admin: StaffAdmin,
+    database_factory: DatabaseFactory,
+) -> None:
+    # A second database on the same server stands in for a lagging replica: it has replayed
+    # only the first of two applications, so the queue shows what was read from where.
+    replica_url = await database_factory.create()
+    replica = await connect(replica_url)
+    try:
+        await apply_migrations(replica)
+        database = msgspec.structs.replace(settings.database, read_url=replica_url)
+        async with serve_hall(msgspec.structs.replace(settings, database=database), pool, vault, simulators) as hall:
+            configure_desks(hall.simulators, auto_progress=False)
+            me = await citizen(hall.http, sms, ZHANG_SAN)
+            first, _ = [(await submit(hall, me, BIRTH_FORM)).json() for _ in range(2)]
+            row = await pool.fetchrow("SELECT * FROM hall_applications WHERE id = $1::uuid", first["id"])
+            assert row is not None
+            columns = ", ".join(row.keys())
+            values = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+            async with replica.transaction():
+                # As logical replication applies rows: the replica's foreign keys are not re-checked.
+                await replica.execute("SET LOCAL session_replication_role = replica")
+                await replica.execute(f"INSERT INTO hall_applications ({columns}) VALUES ({values})", *row.values())
+            officer = bearer(await staff_token(hall.http, sms, staff_admin, region="110101"))
+            queue = await hall.http.get("/v1/admin/applications", headers=officer)
+            assert queue.status_code == 200, queue.text
+            assert [a["id"] for a in queue.json()["applications"]] == [first["id"]]
+    finally:
+        await replica.close()

@@ -10,6 +10,7 @@ replace it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,9 +28,12 @@ from identity.oidc import ClientAdmin
 from identity.seed import seed_demo_citizens
 from identity.staff import StaffAdmin
 from identity.staff.passwords import Passwords
+from messages import MessageCentre, MessagesRepository
 from services.departments.sms import SmsGateway
+from services.simulators import start_in_process
 from tests.conftest import reset_state
 from tests.integration.bff.test_rate_limit import assert_exactly_five_pass, burst
+from tests.integration.messages.conftest import open_events
 from tests.support.asgi import running_app
 from tests.support.citizens import bearer, latest_otp, login
 from tests.support.redis_cluster import RedisClusterUnderTest, redis_cluster
@@ -142,6 +146,40 @@ async def test_citizen_flows_work_on_the_cluster(
     # Logout: the access token dies at once (revocation set on the cluster).
     assert (await client.post("/v1/auth/logout", headers=headers)).status_code == 204
     assert (await client.get("/v1/me", headers=headers)).status_code == 401
+
+
+async def test_a_message_reaches_a_stream_through_the_cluster_within_a_second(
+    cluster_settings: Settings, pool: Pool, cluster_redis: Redis, sms: SmsGateway, vault: Vault
+) -> None:
+    await reset_state(pool, cluster_redis)
+    await seed_demo_citizens(pool, vault)
+    server = await start_in_process(create_app(cluster_settings))
+    try:
+        async with AsyncClient(base_url=server.base_url, timeout=30.0) as http:
+            tokens = await login(http, sms, ZHANG_SAN)
+            me = bearer(tokens["access_token"])
+            # The producer is another process's message centre on its own cluster client; the
+            # keep-alive catch-up (15 s) is far away, so only the pub/sub wake-up can deliver.
+            centre = MessageCentre(
+                repository=MessagesRepository(pool),
+                redis=cluster_redis,
+                vault=vault,
+                settings=cluster_settings.messages,
+            )
+            async with open_events(http, me) as stream:
+                started = time.monotonic()
+                await centre.post(
+                    account_id=_claims(tokens["access_token"])["sub"],
+                    category="notice",
+                    title="cluster wake-up",
+                    body="b",
+                    dedupe_key="cluster:1",
+                )
+                got = await stream.next(timeout_s=1.0)
+                assert time.monotonic() - started < 1.0
+            assert got["json"]["title"] == "cluster wake-up"
+    finally:
+        await server.stop()
 
 
 async def test_staff_sign_in_on_the_cluster(
