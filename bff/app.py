@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
         max_in_flight=settings.peak.max_in_flight,
         channel_max_in_flight=settings.peak.channel_max_in_flight,
         loop_lag_ms=settings.peak.loop_lag_ms,
+        tier0_latency_ms=settings.peak.tier0_latency_ms,
         retry_after_s=settings.peak.retry_after_s,
         redis=redis,
     )

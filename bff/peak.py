@@ -26,7 +26,12 @@ Each worker admits a request or sheds it at once (503 ``overloaded`` problem JSO
   shed outright and tier 1 gets two fifths of the budget;
 * automatic: when the event loop's lag (a moving average of samples taken twice a second, so
   one slow callback does not count) exceeds ``loop_lag_ms`` (the worker is saturated) tier 2
-  is shed; beyond twice that, tier 1 too.
+  is shed; beyond twice that, tier 1 too. The same holds for the time the tier 0 requests that
+  call no department take (verify, keys, refresh, token: a moving average over their
+  completions, ``tier0_latency_ms``): an asyncio worker with a hundred requests in flight
+  queues them in many short loop iterations, so its loop lag stays small while every answer
+  waits a second; those requests' duration shows that queue, and a slow department cannot
+  inflate it.
 
 Health, metrics, key sets and the schema are never shed: the load balancer and the monitoring
 must keep seeing the worker.
@@ -64,6 +69,7 @@ log = logging.getLogger("onecity.peak")
 PEAK_KEY: Final = "oc:peak"
 _POLL_S: Final = 0.5
 _LAG_ALPHA: Final = 0.3  # weight of the newest lag sample in the moving average
+_TIER0_ALPHA: Final = 0.05  # weight of one tier 0 completion (about the last 20 count)
 
 ADMISSIONS: Final = Counter(
     "onecity_admission",
@@ -82,6 +88,8 @@ IN_FLIGHT: Final = Gauge(
     "onecity_in_flight_requests", "Requests being served, by tier", ["tier"], multiprocess_mode="livesum"
 )
 
+# Tier 0 requests served from our own stores only: their duration measures this worker's queue.
+_OWN_WORK: Final = re.compile(r"^(?:/v1/codes/verify|/v1/codes/keys|/v1/auth/refresh|/oauth/token)/?$")
 _TIER0: Final = re.compile(
     r"^(?:/v1/me/codes(?:/[^/]+)?|/v1/codes/verify|/v1/codes/keys|/v1/auth/refresh|/oauth/token)/?$"
 )
@@ -121,16 +129,26 @@ class Admission:
         max_in_flight: Requests this worker serves at once (tier 0 may use all of it).
         channel_max_in_flight: Requests one channel may have in flight in this worker.
         loop_lag_ms: Event-loop lag above which tier 2 is shed (tier 1 above twice it).
+        tier0_latency_ms: Moving average of tier 0 request durations above which tier 2 is
+            shed (tier 1 above twice it).
         retry_after_s: The ``Retry-After`` of a shed request.
         redis: Where the peak-mode switch lives.
     """
 
     def __init__(
-        self, *, max_in_flight: int, channel_max_in_flight: int, loop_lag_ms: int, retry_after_s: int, redis: Redis
+        self,
+        *,
+        max_in_flight: int,
+        channel_max_in_flight: int,
+        loop_lag_ms: int,
+        retry_after_s: int,
+        redis: Redis,
+        tier0_latency_ms: int = 250,
     ) -> None:
         self._max = max_in_flight
         self._channel_max = channel_max_in_flight
         self._lag_s = loop_lag_ms / 1000
+        self._tier0_limit_s = tier0_latency_ms / 1000
         self._retry_after = str(retry_after_s)
         self._redis = redis
         self.in_flight = 0
@@ -138,6 +156,9 @@ class Admission:
         self._labels: set[str] = set()
         self.peak = False
         self.lag_s = 0.0
+        #: Moving average of tier 0 request durations (seconds) and completions since the last poll.
+        self.tier0_s = 0.0
+        self._tier0_done = 0
 
     # -- state from Redis and the event loop ---------------------------------------------------
 
@@ -153,6 +174,7 @@ class Admission:
             sample = max(0.0, loop.time() - started - _POLL_S)
             self.lag_s += _LAG_ALPHA * (sample - self.lag_s)
             LOOP_LAG.set(self.lag_s)
+            self.fade_tier0()
             try:
                 self.peak = bool(await self._redis.exists(PEAK_KEY))
                 unreadable = False
@@ -176,13 +198,27 @@ class Admission:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def fade_tier0(self) -> None:
+        """Once per poll: with no tier 0 answer since the last one the measured delay is old
+        news; halve it, so the worker does not keep shedding on the memory of an overload."""
+        if not self._tier0_done:
+            self.tier0_s *= 0.5
+        self._tier0_done = 0
+
+    def tier0_done(self, seconds: float) -> None:
+        """Count one finished tier 0 request into the moving average of their durations."""
+        self.tier0_s += _TIER0_ALPHA * (seconds - self.tier0_s)
+        self._tier0_done += 1
+
     # -- the decision --------------------------------------------------------------------------
 
     def _shed_reason(self, tier: int, channel: str) -> str | None:
         if self.peak and tier == 2:
             return "peak"
-        if tier >= 1 and self.lag_s > self._lag_s * (2 if tier == 1 else 1):
-            return "overload"
+        if tier >= 1:
+            factor = 2 if tier == 1 else 1
+            if self.lag_s > self._lag_s * factor or self.tier0_s > self._tier0_limit_s * factor:
+                return "overload"
         share = (_PEAK_SHARES if self.peak else _SHARES)[tier]
         if self.in_flight >= max(1, int(self._max * share)):
             return "budget"
@@ -253,10 +289,14 @@ class Admission:
             admission._by_channel[channel] = admission._by_channel.get(channel, 0) + 1
             gauge = IN_FLIGHT.labels(str(tier))
             gauge.inc()
+            timed = tier == 0 and _OWN_WORK.match(scope["path"]) is not None
+            started = time.perf_counter()
             try:
                 await app(scope, receive, send)
             finally:
                 gauge.dec()
+                if timed:
+                    admission.tier0_done(time.perf_counter() - started)
                 admission.in_flight -= 1
                 left = admission._by_channel[channel] - 1
                 if left:

@@ -125,6 +125,7 @@ class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 128
     channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 96
     loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
+    tier0_latency_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
 
@@ -267,6 +268,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_PEAK_MAX_IN_FLIGHT": "peak.max_in_flight",
     "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "peak.channel_max_in_flight",
     "ONECITY_PEAK_LOOP_LAG_MS": "peak.loop_lag_ms",
+    "ONECITY_PEAK_TIER0_LATENCY_MS": "peak.tier0_latency_ms",
     "ONECITY_PEAK_RETRY_AFTER_S": "peak.retry_after_s",
     "ONECITY_MESSAGES_PAGE_SIZE": "messages.page_size",
     "ONECITY_MESSAGES_RETENTION_DAYS": "messages.retention_days",

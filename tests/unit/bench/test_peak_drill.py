@@ -67,3 +67,30 @@ def test_sustained_event_loop_lag_sheds_tier2_then_tier1_never_tier0() -> None:
     assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "peak"]
     admission.in_flight = 4  # peak mode: tier 1 gets two fifths of the budget
     assert [reasons(t, "app") for t in (0, 1)] == [None, "budget"]
+
+
+def test_slow_own_tier0_answers_shed_tier2_then_tier1_and_the_memory_fades() -> None:
+    from typing import Any, cast
+
+    from bff.peak import Admission
+
+    admission = Admission(
+        max_in_flight=10,
+        channel_max_in_flight=5,
+        loop_lag_ms=500,
+        retry_after_s=2,
+        redis=cast(Any, None),
+        tier0_latency_ms=100,
+    )
+    reasons = admission._shed_reason
+    for _ in range(100):  # verifications answering in 150 ms: the worker queues its work
+        admission.tier0_done(0.150)
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "overload"]
+    for _ in range(100):
+        admission.tier0_done(0.250)
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, "overload", "overload"]
+    admission.fade_tier0()  # answers arrived since the last poll: nothing fades yet
+    assert reasons(1, "app") == "overload"
+    for _ in range(4):  # two seconds without a tier 0 answer
+        admission.fade_tier0()
+    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, None]
