@@ -141,9 +141,13 @@ def settings(database_url: str, redis_url: str, department_endpoints: Department
             "ONECITY_REDIS_URL": redis_url,
             "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(MASTER_KEY).decode(),
             "ONECITY_LOG_LEVEL": "WARNING",
-            # The shared test machine's event loop lags under contention; automatic shedding
-            # (bff.peak) must not answer 503 in tests about other things. Its own tests set it.
+            # The shared test machine's event loop lags under contention and bursts of hundreds
+            # of requests are common; automatic shedding and the per-worker budgets (bff.peak)
+            # must not answer 503 in tests about other things. Its own tests set them.
             "ONECITY_PEAK_LOOP_LAG_MS": "60000",
+            "ONECITY_PEAK_TIER0_LATENCY_MS": "60000",
+            "ONECITY_PEAK_MAX_IN_FLIGHT": "4096",
+            "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "4096",
         }
     )
     return msgspec.structs.replace(base, departments=department_endpoints)

@@ -10,7 +10,7 @@ import httpx
 import msgspec
 
 from bff.app import create_app
-from bff.settings import PeakSettings, Settings
+from bff.settings import Settings
 from services.departments.sms import SmsGateway
 from services.simulators import start_in_process
 from tests.integration.hall.conftest import Hall, eventually
@@ -89,7 +89,7 @@ async def test_open_streams_hold_no_admission_slot(hall: Hall, sms: SmsGateway, 
     me, _, _ = await manual(hall, sms)
     # A worker that serves two requests at once, one of them tier 2: if waiting streams held
     # slots, the second stream and every later tier 2 request would be shed as overloaded.
-    tight = msgspec.structs.replace(settings, peak=PeakSettings(max_in_flight=2, loop_lag_ms=60_000))
+    tight = msgspec.structs.replace(settings, peak=msgspec.structs.replace(settings.peak, max_in_flight=2))
     small = await start_in_process(create_app(tight))
     try:
         async with (
