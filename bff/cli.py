@@ -27,6 +27,7 @@ from services.departments.container import DEPARTMENTS
 
 if TYPE_CHECKING:
     from bff.settings import Settings, SettingsError
+    from core.cli import Shell
 
 __all__ = ["DOMAIN_COMMANDS", "main", "onecity"]
 
@@ -109,14 +110,23 @@ class _Shell:
         return self.settings.city
 
 
+if TYPE_CHECKING:
+
+    def _is_a_shell(shell: _Shell) -> Shell:  # mypy checks _Shell against the protocol domains use
+        return shell
+
+
 def _not_set(variable: str, settings: Settings, what: str = "") -> SettingsError:
+    from bff.embedded import find_running
     from bff.settings import SettingsError, data_path
 
+    folder = data_path(settings)
     hint = f" ({what})" if what else ""
-    return SettingsError(
-        f"{variable} is not set{hint}, and no `onecity dev` is running in {data_path(settings)} "
-        "to take it from (start ./dev, or set the variable)"
-    )
+    if find_running(folder) is None:
+        source = f"no `onecity dev` is running in {folder} to take it from (start ./dev, or set the variable)"
+    else:
+        source = f"the `onecity dev` running in {folder} uses a configured one (set the variable here too)"
+    return SettingsError(f"{variable} is not set{hint}, and {source}")
 
 
 class _OneCity(click.Group):
