@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from bff.embedded import MASTER_KEY_FILE, RunningDefault, record_running
@@ -22,6 +20,7 @@ from tests.conftest import MASTER_KEY
 from tests.support.cli import onecity_without_variables
 
 PASSWORD = "correct horse battery staple"
+DEAD_PID = 2**22 + 12345  # above the usual pid_max: no such process
 
 
 def _dev_folder(cwd: Path, *, pid: int, database_url: str, redis_url: str) -> Path:
@@ -66,11 +65,10 @@ async def test_clients_add_and_staff_add_need_no_variables(
 
 
 def test_without_a_running_dev_the_commands_name_the_variable(tmp_path: Path) -> None:
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     # The folder of a `dev` that has exited since (killed: it had no chance to remove the file).
     folder = _dev_folder(
         tmp_path,
-        pid=int(gone.stdout),
+        pid=DEAD_PID,
         database_url=f"postgresql://postgres@/onecity?host={tmp_path / 'gone'}",
         redis_url=f"unix://{tmp_path / 'gone' / 'redis.socket'}?db=0",
     )
