@@ -1,4 +1,4 @@
-"""The OneCity benchmark harness: ``python -m bench`` (or ``onecity bench``).
+"""The OneCity benchmark harness: ``python -m bench``.
 
 It starts the whole system on the real PostgreSQL and Redis, loads one endpoint at a time
 with wrk, and records the numbers in ``bench/RESULTS.md``. Scenarios live in

@@ -1,4 +1,4 @@
-"""``python -m bench`` / ``onecity bench``: start the system, load each scenario, report.
+"""``python -m bench``: start the system, load each scenario, report.
 
 One command does everything: a fresh database on the real PostgreSQL, the seven simulators
 and the BFF (granian, ``--workers`` processes) started here, a warm-up, each scenario under

@@ -1,334 +1,411 @@
-"""The ``onecity`` command line.
+"""The ``onecity`` command line: one click group.
 
-Subcommands: ``dev`` (everything, embedded default), ``serve`` (production server),
-``migrate``, ``keys rotate|list``, ``simulate NAME`` (one department simulator).
-Every command reads settings once, from the environment, at start.
+The shell's own commands live here: ``dev`` (everything, embedded default), ``serve``
+(production server), ``migrate``, ``keys``, ``simulate``, ``outbox``, ``peak``,
+``partitions``. Each domain contributes its commands from its own ``cli`` module, listed by
+import path in :data:`DOMAIN_COMMANDS` and imported only when that command runs (or ``--help``
+lists it). Every command reads the settings once, from the environment, when it first needs
+them, with what is not configured taken from a running ``onecity dev``
+(:func:`bff.embedded.use_running_default`); ``verify`` never reads them.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import importlib
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import click
 import msgspec
 
+from core.cli import RedisTarget, invoke
 from services.departments.container import DEPARTMENTS
 
 if TYPE_CHECKING:
     from bff.settings import Settings, SettingsError
+    from core.cli import Shell
+
+__all__ = ["DOMAIN_COMMANDS", "main", "onecity"]
+
+T = TypeVar("T")
+
+#: Command name → ``module:attribute`` of the click command a domain contributes.
+DOMAIN_COMMANDS: Mapping[str, str] = {
+    "audit": "core.audit_cli:audit",
+    "clients": "identity.oidc.cli:clients",
+    "codes": "codes.cli:codes",
+    "staff": "identity.staff.cli:staff",
+    "verify": "codes.verify_cli:verify",
+}
+
+
+class _Shell:
+    """The click context's ``obj`` (:class:`core.cli.Shell`): the settings, read on first use.
+
+    The settings module imports prometheus_client, which must not be imported before
+    ``onecity serve`` has set ``PROMETHEUS_MULTIPROC_DIR`` (:mod:`bff.metrics`), so nothing
+    here imports it before a command asks.
+    """
+
+    def __init__(self, settings: Settings | None) -> None:
+        self._given = settings
+        self._settings: Settings | None = None
+        #: Whether any value came from the embedded default rather than the environment.
+        self.embedded = False
+
+    def configured(self) -> Settings:
+        """The settings as configured: the environment alone (what ``dev`` starts from)."""
+        if self._given is not None:
+            return self._given
+        from bff.observability import configure_logging
+        from bff.settings import load_settings
+        from core.db import set_statement_cache_size
 
-__all__ = ["main"]
-
-
-# The settings module imports prometheus_client, which must not be imported before
-# `onecity serve` has set PROMETHEUS_MULTIPROC_DIR (bff.metrics): settings are imported late.
-def _settings_error(message: str) -> SettingsError:
-    from bff.settings import SettingsError
-
-    return SettingsError(message)
-
-
-def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.dev import run_dev
-
-    server = msgspec.structs.replace(settings.server, port=args.port or settings.server.port)
-    overrides: dict[str, object] = {"server": server}
-    if "ONECITY_ENV" not in os.environ:
-        overrides["env"] = "dev"
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    return run_dev(msgspec.structs.replace(settings, **overrides), simulators=not args.no_simulators)
-
-
-def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.serve import serve
-
-    return serve(settings, workers=args.workers, host=args.host, port=args.port)
-
-
-def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.storage import migrate
-
-    url = settings.database.migration_url
-    if not url:
-        raise _settings_error("ONECITY_DATABASE_URL (or ONECITY_MIGRATE_DATABASE_URL) is not set")
-    applied = asyncio.run(migrate(url, statement_cache_size=settings.database.statement_cache_size))
-    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
-    return 0
-
-
-def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.storage import prepare, rotate_key
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-    if args.keys_command == "rotate":
-        kid = asyncio.run(rotate_key(settings, args.purpose, activate_in=timedelta(seconds=args.activate_in)))
-        print(f"new {args.purpose} key {kid}; the previous key keeps verifying until what it signed expires")
-    else:
-        created = asyncio.run(prepare(settings))
-        print(f"created {len(created)} key(s)" + (": " + ", ".join(created) if created else ""))
-    return 0
-
-
-def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.simulators import DEFAULT_PORTS, serve
-
-    serve(
-        args.name,
-        host=args.host,
-        port=args.port or DEFAULT_PORTS[args.name],
-        jwks_url=args.jwks_url,
-        dev_mode=settings.env != "prod" or args.dev_mode,
-    )
-    return 0
-
-
-def _cmd_codes(args: argparse.Namespace, settings: Settings) -> int:
-    from codes.cli import run
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-    return run(
-        args,
-        database_url=settings.database.url,
-        master_key=settings.require_master_key(),
-        settings=settings.codes,
-        issuer=settings.city,
-    )
-
-
-def _cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.outbox import read_outbox, read_push_outbox, render
-
-    if args.push:
-        pushed = asyncio.run(read_push_outbox(settings, args.push))
-        print(render(pushed) if pushed else "no messages")
-        return 0
-    if not args.phone:
-        print("onecity outbox: give a PHONE or --push DEVICE_TOKEN", file=sys.stderr)
-        return 2
-    messages = asyncio.run(read_outbox(settings, args.phone))
-    print(render(messages) if messages else "no messages")
-    return 0
-
-
-def _cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
-    from identity.oidc.cli import run
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-    return asyncio.run(
-        run(
-            args,
-            database_url=settings.database.url,
-            master_key=settings.require_master_key(),
-            redis_url=settings.redis.url,
-            redis_cluster=settings.redis.cluster,
-        )
-    )
-
-
-def _cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
-    from identity.staff.cli import run
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-    return asyncio.run(
-        run(
-            args,
-            database_url=settings.database.url,
-            master_key=settings.require_master_key(),
-            redis_url=settings.redis.url,
-            redis_cluster=settings.redis.cluster,
-            settings=settings.staff,
-        )
-    )
-
-
-def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from core.audit_cli import run
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-    return asyncio.run(run(args, database_url=settings.database.url, settings=settings.audit))
-
-
-def _cmd_peak(args: argparse.Namespace, settings: Settings) -> int:
-    from bff.peak import peak_status, set_peak
-    from core.redis import create_redis
-
-    if not settings.redis.url:
-        raise _settings_error("ONECITY_REDIS_URL is not set")
-
-    async def run() -> dict[str, object]:
-        redis = create_redis(settings.redis.url or "", max_connections=2)
-        try:
-            if args.peak_command in ("on", "off"):
-                await set_peak(redis, args.peak_command == "on", for_s=getattr(args, "for_s", None))
-            return await peak_status(redis)
-        finally:
-            await redis.aclose()
-
-    status = asyncio.run(run())
-    print(msgspec.json.encode(status).decode())
-    return 0
-
-
-def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
-    from core.db import create_pool
-    from core.partitions import maintain, partitions
-
-    if not settings.database.url:
-        raise _settings_error("ONECITY_DATABASE_URL is not set")
-
-    async def run() -> int:
-        pool = await create_pool(settings.database.url or "", min_size=1, max_size=1)
-        try:
-            if args.partitions_command == "maintain":
-                async with pool.acquire() as conn, conn.transaction():
-                    created = await maintain(conn)
-                print(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
-                return 0
-            for part in await partitions(pool):
-                # A catalog name, quoted; only the DEFAULT partitions are counted (they stay small).
-                sql = f'SELECT count(*) FROM "{part.name}"'  # noqa: S608
-                rows = await pool.fetchval(sql) if part.upper is None else None
-                span = f"{part.lower:%Y-%m-%d} .. {part.upper:%Y-%m-%d}" if part.upper and part.lower else "DEFAULT"
-                print(f"{part.parent:10} {part.name:24} {span}" + (f"  rows={rows}" if rows is not None else ""))
-            return 0
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="onecity", description="OneCity backend-for-frontend")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    dev = commands.add_parser("dev", help="run everything on the embedded default (or the configured servers)")
-    dev.add_argument("--port", type=int, default=None, help="BFF port (default 8000)")
-    dev.add_argument("--data-dir", default=None, help="data folder (default .onecity)")
-    dev.add_argument("--no-simulators", action="store_true", help="use the configured department URLs as they are")
-    dev.set_defaults(handler=_cmd_dev)
-
-    serve = commands.add_parser("serve", help="run the production server (one worker per core)")
-    serve.add_argument("--workers", type=int, default=None)
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.set_defaults(handler=_cmd_serve)
-
-    peak = commands.add_parser("peak", help="peak mode: shed tier 2, limit tier 1 (every worker within a second)")
-    peak_commands = peak.add_subparsers(dest="peak_command", required=True)
-    peak_on = peak_commands.add_parser("on", help="turn peak mode on")
-    peak_on.add_argument("--for", dest="for_s", type=int, default=None, help="turn it off again after SECONDS")
-    peak_commands.add_parser("off", help="turn peak mode off")
-    peak_commands.add_parser("status", help="print whether peak mode is on (JSON)")
-    peak.set_defaults(handler=_cmd_peak)
-
-    parts = commands.add_parser("partitions", help="time partitions of audit_log, scan_log and checkins")
-    part_commands = parts.add_subparsers(dest="partitions_command", required=True)
-    part_commands.add_parser("maintain", help="make the current and next periods' partitions (idempotent)")
-    part_commands.add_parser("status", help="list the partitions (and the rows in each DEFAULT partition)")
-    parts.set_defaults(handler=_cmd_partitions)
-
-    migrate = commands.add_parser("migrate", help="apply pending database migrations")
-    migrate.set_defaults(handler=_cmd_migrate)
-
-    keys = commands.add_parser("keys", help="manage signing keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    rotate = key_commands.add_parser("rotate", help="add a new signing key; the old one keeps verifying")
-    rotate.add_argument("--purpose", required=True, choices=["token", "code", "service"])
-    rotate.add_argument("--activate-in", type=int, default=0, help="seconds before the new key starts signing")
-    key_commands.add_parser("ensure", help="create a key for every purpose that has none")
-    keys.set_defaults(handler=_cmd_keys)
-
-    simulate = commands.add_parser("simulate", help="run one department simulator")
-    simulate.add_argument(
-        "name",
-        choices=list(DEPARTMENTS),
-    )
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=None)
-    simulate.add_argument("--jwks-url", default="http://127.0.0.1:8000/.well-known/jwks.json")
-    simulate.add_argument("--dev-mode", action="store_true", help="accept live- liveness tokens even in prod env")
-    simulate.set_defaults(handler=_cmd_simulate)
-
-    # Listed for --help only: main() hands `onecity bench ...` to bench.cli.main before parsing.
-    commands.add_parser("bench", help="load-test the system with wrk (python -m bench --help)")
-
-    # Listed for --help only: main() hands `onecity verify ...` to codes.verify_cli.main.
-    commands.add_parser("verify", help="verify a scanned code offline against the code keys (JWKS file or URL)")
-    from codes.cli import add_commands as add_codes_commands
-
-    add_codes_commands(commands).set_defaults(handler=_cmd_codes)
-
-    outbox = commands.add_parser("outbox", help="show the SMS simulator's messages to a phone (dev login codes)")
-    outbox.add_argument("phone", nargs="?")
-    outbox.add_argument("--push", metavar="DEVICE_TOKEN", help="the push simulator's notifications to a device instead")
-    outbox.set_defaults(handler=_cmd_outbox)
-
-    from identity.oidc.cli import add_arguments as add_client_arguments
-    from identity.staff.cli import add_arguments as add_staff_arguments
-
-    clients = commands.add_parser("clients", help="manage OpenID Connect clients (partners)")
-    add_client_arguments(clients)
-    clients.set_defaults(handler=_cmd_clients)
-    staff = commands.add_parser("staff", help="manage staff accounts")
-    add_staff_arguments(staff)
-    staff.set_defaults(handler=_cmd_staff)
-
-    from core.audit_cli import add_arguments as add_audit_arguments
-
-    audit = commands.add_parser("audit", help="verify the audit log's hash chains, apply its retention")
-    add_audit_arguments(audit)
-    audit.set_defaults(handler=_cmd_audit)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``onecity`` console script."""
-    given = sys.argv[1:] if argv is None else argv
-    if given[:1] == ["verify"]:
-        # Offline verification needs no settings, database or network (beyond a keys URL).
-        from codes.verify_cli import main as verify_main
-
-        return verify_main(given[1:])
-    if given[:1] == ["bench"]:
-        # The benchmark has its own options (argparse cannot pass `--quick` etc. through a
-        # subparser) and reads its own environment, so it takes over before settings load.
-        from bench.cli import main as bench_main
-
-        return bench_main(given[1:])
-    if given[:1] == ["serve"]:
-        # Before anything imports prometheus_client: every worker then writes its samples to
-        # this directory and /metrics sums them (one view of all workers).
-        from bff.metrics import prepare_multiprocess_dir
-
-        prepare_multiprocess_dir()
-    from bff.observability import configure_logging
-    from bff.resources import StartupError
-    from bff.settings import SettingsError, load_settings
-    from core.db import set_statement_cache_size
-
-    args = _parser().parse_args(argv)
-    try:
         settings = load_settings()
         configure_logging(settings.log_level)
         # Every pool any command opens (admin commands included) honours the setting.
         set_statement_cache_size(settings.database.statement_cache_size)
-        code: int = args.handler(args, settings)
-        return code
-    except (SettingsError, StartupError) as exc:
-        print(f"onecity: {exc}", file=sys.stderr)
+        return settings
+
+    @property
+    def settings(self) -> Settings:
+        """The settings, with what is not configured taken from a running ``onecity dev``."""
+        if self._settings is None:
+            from bff.embedded import use_running_default
+
+            configured = self.configured()
+            self._settings, self.embedded = (
+                (configured, False) if self._given is not None else use_running_default(configured)
+            )
+        return self._settings
+
+    def database_url(self) -> str:
+        url = self.settings.database.url
+        if not url:
+            raise _not_set("ONECITY_DATABASE_URL", self.settings)
+        return url
+
+    def master_key(self) -> bytes:
+        if self.settings.master_key is None:
+            raise _not_set("ONECITY_MASTER_KEY", self.settings, "32 random bytes, base64url")
+        return self.settings.require_master_key()
+
+    def redis(self) -> RedisTarget | None:
+        url = self.settings.redis.url
+        return RedisTarget(url=url, cluster=self.settings.redis.cluster) if url else None
+
+    def section(self, kind: type[T]) -> T:
+        settings = self.settings
+        for name in settings.__struct_fields__:
+            value = getattr(settings, name)
+            if isinstance(value, kind):
+                return value
+        raise LookupError(f"no settings section of type {kind.__name__}")
+
+    def city(self) -> str:
+        return self.settings.city
+
+
+if TYPE_CHECKING:
+
+    def _is_a_shell(shell: _Shell) -> Shell:  # mypy checks _Shell against the protocol domains use
+        return shell
+
+
+def _not_set(variable: str, settings: Settings, what: str = "") -> SettingsError:
+    from bff.embedded import find_running
+    from bff.settings import SettingsError, data_path
+
+    folder = data_path(settings)
+    hint = f" ({what})" if what else ""
+    if find_running(folder) is None:
+        source = f"no `onecity dev` is running in {folder} to take it from (start ./dev, or set the variable)"
+    else:
+        source = f"the `onecity dev` running in {folder} uses a configured one (set the variable here too)"
+    return SettingsError(f"{variable} is not set{hint}, and {source}")
+
+
+class _OneCity(click.Group):
+    """The root group: the shell's commands, plus the domains' loaded by import path."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *DOMAIN_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in DOMAIN_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = DOMAIN_COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command), DOMAIN_COMMANDS[cmd_name]
+        return command
+
+
+@click.group(cls=_OneCity, help="OneCity backend-for-frontend")
+def onecity() -> None:
+    """The root of every command; its context's ``obj`` is the shell (set by :func:`main`)."""
+
+
+pass_shell = click.make_pass_decorator(_Shell)
+
+
+@onecity.command(help="run everything on the embedded default (or the configured servers)")
+@click.option("--port", type=int, default=None, help="BFF port (default 8000)")
+@click.option("--data-dir", default=None, help="data folder (default .onecity)")
+@click.option("--no-simulators", is_flag=True, help="use the configured department URLs as they are")
+@pass_shell
+def dev(shell: _Shell, port: int | None, data_dir: str | None, no_simulators: bool) -> int:
+    from bff.dev import run_dev
+
+    # `dev` starts the embedded default itself, so it reads the environment alone.
+    settings = shell.configured()
+    server = msgspec.structs.replace(settings.server, port=port or settings.server.port)
+    overrides: dict[str, object] = {"server": server}
+    if "ONECITY_ENV" not in os.environ:
+        overrides["env"] = "dev"
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    return run_dev(msgspec.structs.replace(settings, **overrides), simulators=not no_simulators)
+
+
+@onecity.command(help="run the production server (one worker per core)")
+@click.option("--workers", type=int, default=None)
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@pass_shell
+def serve(shell: _Shell, workers: int | None, host: str | None, port: int | None) -> int:
+    from bff.metrics import prepare_multiprocess_dir
+
+    # Before anything imports prometheus_client: every worker then writes its samples to
+    # this directory and /metrics sums them (one view of all workers).
+    prepare_multiprocess_dir()
+    from bff.serve import serve as run_server
+
+    settings = shell.settings
+    if shell.embedded:
+        settings = _hand_embedded_default_to_workers(settings)
+    return run_server(settings, workers=workers, host=host, port=port)
+
+
+def _hand_embedded_default_to_workers(settings: Settings) -> Settings:
+    """Put the embedded default into the environment the granian workers read theirs from."""
+    import base64
+
+    if settings.database.url:
+        os.environ["ONECITY_DATABASE_URL"] = settings.database.url
+    if settings.redis.url:
+        os.environ["ONECITY_REDIS_URL"] = settings.redis.url
+    if settings.master_key is not None:
+        os.environ["ONECITY_MASTER_KEY"] = base64.urlsafe_b64encode(settings.master_key.reveal()).decode()
+    if "ONECITY_ENV" not in os.environ:
+        # The embedded default is the development system, as under `onecity dev`.
+        os.environ["ONECITY_ENV"] = "dev"
+        settings = msgspec.structs.replace(settings, env="dev")
+    return settings
+
+
+@onecity.group(help="peak mode: shed tier 2, limit tier 1 (every worker within a second)")
+def peak() -> None:
+    """Peak mode, a Redis key every worker reads twice a second."""
+
+
+@peak.command("on", help="turn peak mode on")
+@click.option("--for", "for_s", type=int, default=None, help="turn it off again after SECONDS")
+@pass_shell
+def peak_on(shell: _Shell, for_s: int | None) -> int:
+    return _peak(shell, True, for_s)
+
+
+@peak.command("off", help="turn peak mode off")
+@pass_shell
+def peak_off(shell: _Shell) -> int:
+    return _peak(shell, False, None)
+
+
+@peak.command("status", help="print whether peak mode is on (JSON)")
+@pass_shell
+def peak_status(shell: _Shell) -> int:
+    return _peak(shell, None, None)
+
+
+def _peak(shell: _Shell, on: bool | None, for_s: int | None) -> int:
+    from bff.peak import peak_status, set_peak
+    from core.redis import create_redis
+
+    target = shell.redis()
+    if target is None:
+        raise _not_set("ONECITY_REDIS_URL", shell.settings)
+
+    async def run() -> dict[str, object]:
+        redis = create_redis(target.url, max_connections=2)
+        try:
+            if on is not None:
+                await set_peak(redis, on, for_s=for_s)
+            return await peak_status(redis)
+        finally:
+            await redis.aclose()
+
+    click.echo(msgspec.json.encode(asyncio.run(run())).decode())
+    return 0
+
+
+@onecity.group(help="time partitions of audit_log, scan_log and checkins")
+def partitions() -> None:
+    """The log tables' time partitions."""
+
+
+@partitions.command("maintain", help="make the current and next periods' partitions (idempotent)")
+@pass_shell
+def partitions_maintain(shell: _Shell) -> int:
+    from core.db import create_pool
+    from core.partitions import maintain
+
+    async def run() -> list[str]:
+        pool = await create_pool(shell.database_url(), min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await maintain(conn)
+        finally:
+            await pool.close()
+
+    created = asyncio.run(run())
+    click.echo(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+@partitions.command("status", help="list the partitions (and the rows in each DEFAULT partition)")
+@pass_shell
+def partitions_status(shell: _Shell) -> int:
+    from core.db import create_pool
+    from core.partitions import partitions as list_partitions
+
+    async def run() -> None:
+        pool = await create_pool(shell.database_url(), min_size=1, max_size=1)
+        try:
+            for part in await list_partitions(pool):
+                # A catalog name, quoted; only the DEFAULT partitions are counted (they stay small).
+                sql = f'SELECT count(*) FROM "{part.name}"'  # noqa: S608
+                rows = await pool.fetchval(sql) if part.upper is None else None
+                span = f"{part.lower:%Y-%m-%d} .. {part.upper:%Y-%m-%d}" if part.upper and part.lower else "DEFAULT"
+                click.echo(f"{part.parent:10} {part.name:24} {span}" + (f"  rows={rows}" if rows is not None else ""))
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
+    return 0
+
+
+@onecity.command(help="apply pending database migrations")
+@pass_shell
+def migrate(shell: _Shell) -> int:
+    from bff.storage import migrate as apply
+
+    database = shell.settings.database
+    url = database.migration_url
+    if not url:
+        raise _not_set("ONECITY_DATABASE_URL (or ONECITY_MIGRATE_DATABASE_URL)", shell.settings)
+    applied = asyncio.run(apply(url, statement_cache_size=database.statement_cache_size))
+    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+@onecity.group(help="manage signing keys")
+def keys() -> None:
+    """Signing keys per purpose (token, code, service)."""
+
+
+@keys.command("rotate", help="add a new signing key; the old one keeps verifying")
+@click.option("--purpose", required=True, type=click.Choice(["token", "code", "service"]))
+@click.option("--activate-in", type=int, default=0, help="seconds before the new key starts signing")
+@pass_shell
+def keys_rotate(shell: _Shell, purpose: str, activate_in: int) -> int:
+    from bff.storage import rotate_key
+
+    shell.database_url()
+    shell.master_key()
+    kid = asyncio.run(rotate_key(shell.settings, purpose, activate_in=timedelta(seconds=activate_in)))
+    click.echo(f"new {purpose} key {kid}; the previous key keeps verifying until what it signed expires")
+    return 0
+
+
+@keys.command("ensure", help="create a key for every purpose that has none")
+@pass_shell
+def keys_ensure(shell: _Shell) -> int:
+    from bff.storage import prepare
+
+    shell.database_url()
+    shell.master_key()
+    created = asyncio.run(prepare(shell.settings))
+    click.echo(f"created {len(created)} key(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+@onecity.command(help="run one department simulator")
+@click.argument("name", type=click.Choice(list(DEPARTMENTS)))
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=None)
+@click.option("--jwks-url", default="http://127.0.0.1:8000/.well-known/jwks.json")
+@click.option("--dev-mode", is_flag=True, help="accept live- liveness tokens even in prod env")
+@pass_shell
+def simulate(shell: _Shell, name: str, host: str, port: int | None, jwks_url: str, dev_mode: bool) -> int:
+    from services.simulators import DEFAULT_PORTS
+    from services.simulators import serve as run_simulator
+
+    settings = shell.settings
+    run_simulator(
+        name,
+        host=host,
+        port=port or DEFAULT_PORTS[name],
+        jwks_url=jwks_url,
+        dev_mode=settings.env != "prod" or dev_mode,
+    )
+    return 0
+
+
+@onecity.command(help="show the SMS simulator's messages to a phone (dev login codes)")
+@click.argument("phone", required=False)
+@click.option("--push", metavar="DEVICE_TOKEN", help="the push simulator's notifications to a device instead")
+@pass_shell
+def outbox(shell: _Shell, phone: str | None, push: str | None) -> int:
+    from bff.outbox import read_outbox, read_push_outbox, render
+
+    if not push and not phone:
+        click.echo("onecity outbox: give a PHONE or --push DEVICE_TOKEN", err=True)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    shell.database_url()
+    shell.master_key()
+    if push:
+        pushed = asyncio.run(read_push_outbox(shell.settings, push))
+        click.echo(render(pushed) if pushed else "no messages")
+        return 0
+    assert phone
+    messages = asyncio.run(read_outbox(shell.settings, phone))
+    click.echo(render(messages) if messages else "no messages")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
+    """Entry point of the ``onecity`` console script; returns the exit status.
+
+    Args:
+        argv: The arguments after the program name (default ``sys.argv[1:]``).
+        settings: Use these instead of reading the environment (and the embedded default);
+            for tests and other Python callers.
+    """
+    try:
+        return invoke(onecity, argv, prog_name="onecity", obj=_Shell(settings))
+    except Exception as exc:
+        # Imported only now: `serve` must set up its metrics directory before these load.
+        from bff.resources import StartupError
+        from bff.settings import SettingsError
+
+        if not isinstance(exc, SettingsError | StartupError):
+            raise
+        click.echo(f"onecity: {exc}", err=True)
+        return 2
 
 
 if __name__ == "__main__":

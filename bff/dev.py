@@ -25,13 +25,13 @@ import msgspec
 import uvicorn
 
 from bff.app import create_app
-from bff.embedded import start_embedded
+from bff.embedded import MASTER_KEY_FILE, RunningDefault, clear_running, record_running, start_embedded
 from bff.seed import seed_demo
 from bff.settings import Secret, Settings, data_path
 from bff.storage import prepare
 from core.crypto import parse_master_key
 
-__all__ = ["dev_database_url", "dev_master_key", "run_dev", "uvicorn_config"]
+__all__ = ["dev_master_key", "run_dev", "uvicorn_config"]
 
 DEMO_PHONES = ("13800000001", "13800000002", "13800000003")
 
@@ -40,7 +40,7 @@ def dev_master_key(settings: Settings, folder: Path) -> Secret:
     """The configured master key, else the data folder's own (created once, mode 0600)."""
     if settings.master_key is not None:
         return settings.master_key
-    path = folder / "master.key"
+    path = folder / MASTER_KEY_FILE
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -58,11 +58,6 @@ async def _ensure_database(server_url: str, name: str) -> str:
         await conn.close()
     parts = urlsplit(server_url)
     return parts._replace(path=f"/{name}").geturl()
-
-
-def dev_database_url(folder: Path) -> str:
-    """The URL of the embedded database that ``onecity dev`` runs in ``folder``."""
-    return f"postgresql://postgres@/onecity?host={folder / 'postgres'}"
 
 
 def _port_of(url: str) -> int:
@@ -159,6 +154,13 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
             redis = msgspec.structs.replace(redis, url=servers.redis_url)
         settings = msgspec.structs.replace(settings, database=database, redis=redis)
         asyncio.run(prepare(settings))
+        # Other `onecity` commands find the embedded servers here while this process runs.
+        embedded = RunningDefault(
+            pid=os.getpid(),
+            database_url=database.url if embedded_db else None,
+            redis_url=redis.url if embedded_redis else None,
+        )
+        record_running(folder, embedded)
         asyncio.run(seed_demo(settings))
         if simulators:
             processes = _start_simulators(settings)
@@ -174,5 +176,6 @@ def run_dev(settings: Settings, *, simulators: bool = True) -> int:
             uvicorn.Server(config).run()
         return 0
     finally:
+        clear_running(folder, os.getpid())
         _stop(processes)
         servers.stop()

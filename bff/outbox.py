@@ -2,7 +2,9 @@
 ``onecity outbox --push DEVICE_TOKEN``: the push simulator's notifications to one device.
 
 The outbox is part of the SMS department's contract and needs a service token like every
-department call, so this command signs one with the key store, exactly as the BFF does.
+department call, so this command signs one with the key store, exactly as the BFF does. The
+settings come from the CLI with the embedded default of a running ``onecity dev`` filled in
+(:func:`bff.embedded.use_running_default`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from bff.dev import dev_database_url, dev_master_key
-from bff.settings import Settings, data_path
+from bff.settings import Settings, SettingsError
 from core.crypto import Vault
 from core.db import create_pool
 from core.keys import KeyStore
@@ -34,11 +35,12 @@ async def read_push_outbox(settings: Settings, device_token: str) -> list[Pushed
 
 
 async def _read(settings: Settings, recipient: str, *, push: bool) -> list[OutboxMessage] | list[PushedMessage]:
-    folder = data_path(settings)
-    master = settings.master_key or dev_master_key(settings, folder)
-    pool = await create_pool(settings.database.url or dev_database_url(folder), min_size=1, max_size=1)
+    if not settings.database.url:
+        raise SettingsError("ONECITY_DATABASE_URL is not set")
+    master_key = settings.require_master_key()
+    pool = await create_pool(settings.database.url, min_size=1, max_size=1)
     try:
-        ring = await KeyStore(pool, Vault(master.reveal())).load()
+        ring = await KeyStore(pool, Vault(master_key)).load()
     finally:
         await pool.close()
     async with httpx.AsyncClient(timeout=5.0) as http:

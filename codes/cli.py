@@ -13,20 +13,22 @@ Subcommands::
     onecity codes retention              delete scans, check-ins and ride records past retention
 
 The commands talk to PostgreSQL directly (``ONECITY_DATABASE_URL``, ``ONECITY_MASTER_KEY`` for
-the code key); every change is audited like its endpoint counterpart, with actor ``cli:<user>``.
+the code key, or a running ``onecity dev``'s embedded default); every change is audited like
+its endpoint counterpart, with actor ``cli:<user>``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import click
 import msgspec
 
 from codes.jobs import RetentionJob
@@ -36,49 +38,18 @@ from codes.schemas import RegionCode, VenueCreate
 from codes.settings import CodesSettings
 from codes.venues import register_venue
 from core.audit import AuditEvent, write_audit
+from core.cli import CommandFailed, Shell
 from core.crypto import Vault
 from core.db import create_pool
 from core.errors import OneCityError
 from core.keys import KeyStore
 
-__all__ = ["add_commands", "run"]
+__all__ = ["codes"]
 
 
-def add_commands(commands: Any) -> argparse.ArgumentParser:
-    """Add the ``codes`` subcommand tree to the ``onecity`` parser's subparsers."""
-    codes: argparse.ArgumentParser = commands.add_parser(
-        "codes", help="codes administration: health rules, venues, retention"
-    )
-    sub = codes.add_subparsers(dest="codes_command", required=True)
-
-    rules = sub.add_parser("rules", help="health status rules")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    publish = rules_sub.add_parser("publish", help="publish a rule document (JSON file, or - for stdin)")
-    publish.add_argument("file")
-    rules_sub.add_parser("list", help="list published versions")
-    show = rules_sub.add_parser("show", help="print a version's document")
-    show.add_argument("version", type=int, nargs="?", default=None)
-
-    venue = sub.add_parser("venue", help="venues")
-    venue_sub = venue.add_subparsers(dest="venue_command", required=True)
-    add = venue_sub.add_parser("add", help="register a venue and print its venue code")
-    add.add_argument("--name", required=True)
-    add.add_argument("--address", required=True)
-    add.add_argument("--region", required=True, help="division code of the venue (6, 9 or 12 digits)")
-    regions = venue_sub.add_parser(
-        "regions", help="show, or replace, the regions where a partner client may register venues"
-    )
-    regions.add_argument("client_id")
-    regions.add_argument("regions", nargs="*", help="division codes (6, 9 or 12 digits); replaces the list")
-    regions.add_argument("--clear", action="store_true", help="remove every region: no more venue registrations")
-
-    device = sub.add_parser("device", help="offline ride-code devices")
-    device_sub = device.add_subparsers(dest="device_command", required=True)
-    flag = device_sub.add_parser("flag", help="flag a device after reviewing a replay: no more certificates")
-    flag.add_argument("device_id")
-
-    sub.add_parser("retention", help="delete scan log rows, check-ins and ride records past retention")
-    return codes
+@click.group(help="codes administration: health rules, venues, retention")
+def codes() -> None:
+    """The ``codes`` commands."""
 
 
 def _actor() -> str:
@@ -89,31 +60,95 @@ def _actor() -> str:
 
 
 def _print(value: Any) -> None:
-    print(json.dumps(msgspec.to_builtins(value), ensure_ascii=False, indent=2))
+    click.echo(json.dumps(msgspec.to_builtins(value), ensure_ascii=False, indent=2))
 
 
-async def _run(
-    args: argparse.Namespace, *, database_url: str, master_key: bytes, settings: CodesSettings, issuer: str
-) -> int:
-    pool = await create_pool(database_url, min_size=1, max_size=2)
+def _run(work: Coroutine[Any, Any, None]) -> int:
+    """Run one command's work; a refusal exits 1 with ``onecity codes: …``."""
     try:
-        repository = CodesRepository(pool)
-        if args.codes_command == "rules":
+        asyncio.run(work)
+    except (OneCityError, msgspec.ValidationError, OSError, LookupError) as exc:
+        detail = exc.detail if isinstance(exc, OneCityError) else str(exc)
+        raise CommandFailed("codes", detail, exit_code=1) from None
+    return 0
+
+
+async def _repository(shell: Shell) -> CodesRepository:
+    return CodesRepository(await create_pool(shell.database_url(), min_size=1, max_size=2))
+
+
+@codes.group(help="health status rules")
+def rules() -> None:
+    """Versions of the health rule document."""
+
+
+@rules.command(help="publish a rule document (JSON file, or - for stdin)")
+@click.argument("file")
+@click.pass_obj
+def publish(shell: Shell, file: str) -> int:
+    shell.database_url()  # a configuration error first, as for every other command
+    try:
+        # Read before the event loop starts: file I/O has no business blocking it.
+        document = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise CommandFailed("codes", str(exc), exit_code=1) from None
+
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
+            _print(await RuleBook(repository, refresh_s=0.001).publish(document, published_by=_actor()))
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
+
+
+@rules.command("list", help="list published versions")
+@click.pass_obj
+def list_(shell: Shell) -> int:
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
+            _print(await RuleBook(repository, refresh_s=0.001).versions())
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
+
+
+@rules.command(help="print a version's document")
+@click.argument("version", type=int, required=False)
+@click.pass_obj
+def show(shell: Shell, version: int | None) -> int:
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
             book = RuleBook(repository, refresh_s=0.001)
-            if args.rules_command == "publish":
-                _print(await book.publish(args.document, published_by=_actor()))
-            elif args.rules_command == "list":
-                _print(await book.versions())
-            else:
-                version = args.version if args.version is not None else (await book.active()).version
-                _print(await book.get(version))
-        elif args.codes_command == "device":
-            await _flag_device(repository, args.device_id)
-        elif args.codes_command == "venue" and args.venue_command == "regions":
-            await _venue_regions(repository, args)
-        elif args.codes_command == "venue":
-            ring = await KeyStore(pool, Vault(master_key)).load()
-            request = msgspec.convert({"name": args.name, "address": args.address, "region": args.region}, VenueCreate)
+            _print(await book.get(version if version is not None else (await book.active()).version))
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
+
+
+@codes.group(help="venues")
+def venue() -> None:
+    """Venues and where partners may register them."""
+
+
+@venue.command(help="register a venue and print its venue code")
+@click.option("--name", required=True)
+@click.option("--address", required=True)
+@click.option("--region", required=True, help="division code of the venue (6, 9 or 12 digits)")
+@click.pass_obj
+def add(shell: Shell, name: str, address: str, region: str) -> int:
+    master_key, issuer = shell.master_key(), shell.city()
+
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
+            ring = await KeyStore(repository.pool, Vault(master_key)).load()
+            request = msgspec.convert({"name": name, "address": address, "region": region}, VenueCreate)
             _print(
                 await register_venue(
                     repository,
@@ -124,12 +159,68 @@ async def _run(
                     owner_id=_actor(),
                 )
             )
-        else:
-            deleted = await RetentionJob(repository, settings).run_once()
-            print("another process is running the retention job" if deleted is None else json.dumps(deleted))
-        return 0
-    finally:
-        await pool.close()
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
+
+
+@venue.command(help="show, or replace, the regions where a partner client may register venues")
+@click.argument("client_id")
+@click.argument("regions", nargs=-1)
+@click.option("--clear", is_flag=True, help="remove every region: no more venue registrations")
+@click.pass_obj
+def regions(shell: Shell, client_id: str, regions: tuple[str, ...], clear: bool) -> int:
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
+            await _venue_regions(repository, client_id, regions, clear=clear)
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
+
+
+async def _venue_regions(repository: CodesRepository, client_id: str, given: tuple[str, ...], *, clear: bool) -> None:
+    if given or clear:
+        wanted = msgspec.convert(sorted(set(given)), list[RegionCode])
+        try:
+            async with repository.pool.acquire() as conn, conn.transaction():
+                await CodesRepository.set_partner_venue_regions(conn, client_id, [] if clear else wanted)
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="codes.venue_regions.set",
+                            outcome="success",
+                            actor_type="system",
+                            actor_id=_actor(),
+                            details={"client_id": client_id, "regions": [] if clear else wanted},
+                        )
+                    ],
+                )
+        except asyncpg.ForeignKeyViolationError:
+            raise LookupError(f"no registered client {client_id!r}") from None
+    _print({"client_id": client_id, "venue_regions": await repository.partner_venue_regions(client_id)})
+
+
+@codes.group(help="offline ride-code devices")
+def device() -> None:
+    """Devices that hold offline ride-code certificates."""
+
+
+@device.command(help="flag a device after reviewing a replay: no more certificates")
+@click.argument("device_id")
+@click.pass_obj
+def flag(shell: Shell, device_id: str) -> int:
+    async def work() -> None:
+        repository = await _repository(shell)
+        try:
+            await _flag_device(repository, device_id)
+        finally:
+            await repository.pool.close()
+
+    return _run(work())
 
 
 async def _flag_device(repository: CodesRepository, device_id: str) -> None:
@@ -148,42 +239,20 @@ async def _flag_device(repository: CodesRepository, device_id: str) -> None:
             )
         ],
     )
-    print(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
+    click.echo(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
 
 
-async def _venue_regions(repository: CodesRepository, args: argparse.Namespace) -> None:
-    if args.regions or args.clear:
-        wanted = msgspec.convert(sorted(set(args.regions)), list[RegionCode])
+@codes.command(help="delete scan log rows, check-ins and ride records past retention")
+@click.pass_obj
+def retention(shell: Shell) -> int:
+    settings = shell.section(CodesSettings)
+
+    async def work() -> None:
+        repository = await _repository(shell)
         try:
-            async with repository.pool.acquire() as conn, conn.transaction():
-                await CodesRepository.set_partner_venue_regions(conn, args.client_id, [] if args.clear else wanted)
-                await write_audit(
-                    conn,
-                    [
-                        AuditEvent(
-                            action="codes.venue_regions.set",
-                            outcome="success",
-                            actor_type="system",
-                            actor_id=_actor(),
-                            details={"client_id": args.client_id, "regions": [] if args.clear else wanted},
-                        )
-                    ],
-                )
-        except asyncpg.ForeignKeyViolationError:
-            raise LookupError(f"no registered client {args.client_id!r}") from None
-    _print({"client_id": args.client_id, "venue_regions": await repository.partner_venue_regions(args.client_id)})
+            deleted = await RetentionJob(repository, settings).run_once()
+        finally:
+            await repository.pool.close()
+        click.echo("another process is running the retention job" if deleted is None else json.dumps(deleted))
 
-
-def run(args: argparse.Namespace, *, database_url: str, master_key: bytes, settings: CodesSettings, issuer: str) -> int:
-    """Run one ``onecity codes`` command; returns the exit status (0 ok, 1 refused)."""
-    try:
-        if getattr(args, "rules_command", None) == "publish":
-            # Read before the event loop starts: file I/O has no business blocking it.
-            args.document = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        return asyncio.run(
-            _run(args, database_url=database_url, master_key=master_key, settings=settings, issuer=issuer)
-        )
-    except (OneCityError, msgspec.ValidationError, OSError, LookupError) as exc:
-        detail = exc.detail if isinstance(exc, OneCityError) else str(exc)
-        print(f"onecity codes: {detail}", file=sys.stderr)
-        return 1
+    return _run(work())

@@ -12,7 +12,6 @@ Both ``OC1:`` codes and ``OC1R:`` offline ride codes are understood.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import urllib.request
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
+import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from codes.ride import RIDE_PREFIX, verify_ride_code
 from codes.verifier import API_NAMES, DEFAULT_SKEW_S, load_jwks, normalize_code_types, verify_code
+from core.cli import invoke
 
-__all__ = ["EXIT_INVALID", "EXIT_USAGE", "EXIT_VALID", "build_parser", "load_keys", "main"]
+__all__ = ["EXIT_INVALID", "EXIT_USAGE", "EXIT_VALID", "load_keys", "main", "verify"]
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -36,34 +37,64 @@ _MAX_JWKS_BYTES = 1 << 20  # a JWKS is a few hundred bytes; refuse to buffer any
 _FETCH_TIMEOUT_S = 10.0
 
 
-class _UsageError(Exception):
-    """Bad arguments or unusable keys: exit status 2."""
+class _UsageError(click.ClickException):
+    """Bad arguments or unusable keys: one JSON line on stderr, exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(json.dumps({"error": self.message}, ensure_ascii=False), file=file, err=file is None)
 
 
-class _Parser(argparse.ArgumentParser):
-    # argparse exits the process on errors; a main() that returns its status must not.
-    def error(self, message: str) -> Any:
-        raise _UsageError(message)
+class _JsonUsageErrors(click.Command):
+    # A verifier's caller reads stderr as JSON whatever went wrong, usage included.
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _UsageError(exc.format_message()) from None
 
 
-def build_parser(prog: str = "onecity verify") -> argparse.ArgumentParser:
-    """The argument parser of :func:`main` (errors raise instead of exiting the process)."""
-    parser = _Parser(prog=prog, description="Verify a OneCity code offline against the code-signing JWKS.")
-    parser.add_argument("payload", help="the scanned text (OC1:... or OC1R:...), or - to read it from stdin")
-    parser.add_argument("--keys", required=True, help="JWKS file path or http(s) URL (GET /v1/codes/keys)")
-    parser.add_argument(
-        "--type",
-        action="append",
-        dest="types",
-        metavar="TYPE",
-        choices=[*API_NAMES, *API_NAMES.values()],
-        help="accepted code type (health, transit, socsec, citizen, venue); repeatable; any if omitted",
+@click.command(
+    cls=_JsonUsageErrors,
+    short_help="verify a scanned code offline against the code keys (JWKS file or URL)",
+    help="Verify a OneCity code offline against the code-signing JWKS. PAYLOAD is the scanned text "
+    "(OC1:... or OC1R:...), or - to read it from stdin.",
+)
+@click.argument("payload")
+@click.option("--keys", required=True, help="JWKS file path or http(s) URL (GET /v1/codes/keys)")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    type=click.Choice([*API_NAMES, *API_NAMES.values()]),
+    help="accepted code type (health, transit, socsec, citizen, venue); repeatable; any if omitted",
+)
+@click.option("--issuer", "issuers", multiple=True, help="trusted issuer (iss); repeatable")
+@click.option("--now", type=float, default=None, help="Unix time to verify at (default: now)")
+@click.option("--skew", type=int, default=DEFAULT_SKEW_S, help="clock tolerance in seconds")
+@click.option("--max-age", type=int, default=60, help="ride codes: maximum age in seconds")
+def verify(
+    payload: str,
+    keys: str,
+    types: tuple[str, ...],
+    issuers: tuple[str, ...],
+    now: float | None,
+    skew: int,
+    max_age: int,
+) -> int:
+    """Print one JSON line; exit 0 for a valid code, 1 for an invalid one."""
+    scanned = sys.stdin.readline().strip() if payload == "-" else payload.strip()
+    try:
+        loaded = load_keys(keys)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    outcome = _verify(
+        scanned, loaded, types=types, issuers=list(issuers) or None, now=now, skew_s=skew, max_age_s=max_age
     )
-    parser.add_argument("--issuer", action="append", dest="issuers", help="trusted issuer (iss); repeatable")
-    parser.add_argument("--now", type=float, default=None, help="Unix time to verify at (default: now)")
-    parser.add_argument("--skew", type=int, default=DEFAULT_SKEW_S, help="clock tolerance in seconds")
-    parser.add_argument("--max-age", type=int, default=60, help="ride codes: maximum age in seconds")
-    return parser
+    click.echo(json.dumps(outcome, ensure_ascii=False, separators=(",", ":")))
+    return EXIT_VALID if outcome["valid"] else EXIT_INVALID
 
 
 def load_keys(source: str) -> dict[str, Ed25519PublicKey]:
@@ -93,14 +124,28 @@ def load_keys(source: str) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
-def _verify(payload: str, keys: Mapping[str, Ed25519PublicKey], args: argparse.Namespace) -> dict[str, Any]:
-    types = normalize_code_types(args.types) if args.types else None
+def _verify(
+    payload: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    *,
+    types: Sequence[str],
+    issuers: list[str] | None,
+    now: float | None,
+    skew_s: int,
+    max_age_s: int,
+) -> dict[str, Any]:
+    expected = normalize_code_types(types) if types else None
     if payload.startswith(RIDE_PREFIX):
         ride = verify_ride_code(
-            payload, keys, now=args.now, skew_s=args.skew, max_age_s=args.max_age, trusted_issuers=args.issuers
+            payload,
+            keys,
+            now=now,
+            skew_s=skew_s,
+            max_age_s=max_age_s,
+            trusted_issuers=issuers,
         )
         valid, reason = ride.valid, ride.reason
-        if valid and types is not None and "T" not in types:
+        if valid and expected is not None and "T" not in expected:
             valid, reason = False, "wrong_type"  # ride codes are transit codes
         return {
             "valid": valid,
@@ -113,9 +158,7 @@ def _verify(payload: str, keys: Mapping[str, Ed25519PublicKey], args: argparse.N
             "counter": ride.counter,
             "at": ride.at,
         }
-    result = verify_code(
-        payload, keys, now=args.now, skew_s=args.skew, expected_types=types, trusted_issuers=args.issuers
-    )
+    result = verify_code(payload, keys, now=now, skew_s=skew_s, expected_types=expected, trusted_issuers=issuers)
     return {
         "valid": result.valid,
         "reason": result.reason,
@@ -127,19 +170,7 @@ def _verify(payload: str, keys: Mapping[str, Ed25519PublicKey], args: argparse.N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``onecity verify``; returns the exit status (0 valid, 1 invalid, 2 usage/keys)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        payload = sys.stdin.readline().strip() if args.payload == "-" else args.payload.strip()
-        keys = load_keys(args.keys)
-    except SystemExit as exc:  # --help
-        return EXIT_VALID if exc.code in (0, None) else EXIT_USAGE
-    except (_UsageError, ValueError) as exc:
-        print(json.dumps({"error": str(exc)}, ensure_ascii=False), file=sys.stderr)
-        return EXIT_USAGE
-    outcome = _verify(payload, keys, args)
-    print(json.dumps(outcome, ensure_ascii=False, separators=(",", ":")))
-    return EXIT_VALID if outcome["valid"] else EXIT_INVALID
+    return invoke(verify, argv, prog_name="onecity verify")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,20 @@
 """``onecity clients add|list|rotate-secret|disable``: the client registry on the command line.
 
-``bff.cli`` adds the subcommand with :func:`add_arguments` and runs :func:`run` with the
-database URL, master key and Redis URL from the settings. Secrets are printed once, to
-stdout, when created or rotated; they are not stored anywhere in clear.
+``bff.cli`` loads :data:`clients` when the command runs and hands it the shell
+(:class:`core.cli.Shell`) with the database, master key and Redis. Secrets are printed once,
+to stdout, when created or rotated; they are not stored anywhere in clear.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
+import click
+
+from core.cli import CommandFailed, Shell
 from core.crypto import Vault
 from core.db import create_pool
 from core.redis import create_redis
@@ -17,105 +22,138 @@ from identity.oidc.admin import GRANT_TYPES, ClientAdmin, ClientAdminError, load
 from identity.oidc.clients import AUTH_METHODS
 from identity.oidc.revocation import TokenRevocations
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["clients"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``clients`` subcommands to ``parser``."""
-    commands = parser.add_subparsers(dest="clients_command", required=True)
-    add = commands.add_parser("add", help="register a client (prints its secret once)")
-    add.add_argument("client_id")
-    add.add_argument("--name", help="shown to citizens on the consent page (default: the id)")
-    add.add_argument("--type", dest="client_type", choices=["confidential", "public"], default="confidential")
-    add.add_argument("--auth-method", choices=list(AUTH_METHODS), default=None)
-    add.add_argument("--redirect-uri", action="append", default=[], help="exact redirect URI (repeatable)")
-    add.add_argument("--scope", default="openid profile", help='space-separated, e.g. "openid profile phone"')
-    add.add_argument("--grant-type", action="append", choices=list(GRANT_TYPES), default=None, help="(repeatable)")
-    add.add_argument("--jwks", help="file with the client's public JWKS (private_key_jwt)")
-    add.add_argument("--sector", help="pairwise sector shared with other clients of one organisation")
-    add.add_argument(
-        "--require-par",
-        action="store_true",
-        help="accept authorization requests only through POST /oauth/par (FAPI 2.0)",
-    )
-    add.add_argument(
-        "--dpop-bound",
-        action="store_true",
-        help="issue only DPoP-bound access tokens: token requests need a DPoP proof (FAPI 2.0)",
-    )
-    add.add_argument("--fapi", action="store_true", help="FAPI 2.0 profile: --require-par and --dpop-bound")
-    commands.add_parser("list", help="list clients (never their secrets)")
-    rotate = commands.add_parser("rotate-secret", help="issue a new secret (prints it once)")
-    rotate.add_argument("client_id")
-    rotate.add_argument("--grace", type=int, default=0, help="seconds the old secret keeps working (default 0)")
-    disable = commands.add_parser("disable", help="disable a client and revoke everything it holds")
-    disable.add_argument("client_id")
+@click.group(help="manage OpenID Connect clients (partners)")
+def clients() -> None:
+    """The ``clients`` commands."""
 
 
-async def run(
-    args: argparse.Namespace,
-    *,
-    database_url: str,
-    master_key: bytes,
-    redis_url: str | None,
-    redis_cluster: bool = False,
-) -> int:
-    """Run one ``clients`` subcommand; return the exit code."""
+@asynccontextmanager
+async def _admin(shell: Shell) -> AsyncIterator[ClientAdmin]:
+    database_url, master_key, target = shell.database_url(), shell.master_key(), shell.redis()
     pool = await create_pool(database_url, min_size=1, max_size=2)
-    redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
+    redis = create_redis(target.url, cluster=target.cluster) if target is not None else None
     try:
         revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
-        admin = ClientAdmin(pool, Vault(master_key), revocations)
-        try:
-            return await _dispatch(args, admin)
-        except ClientAdminError as exc:
-            print(f"onecity clients: {exc}", file=sys.stderr)
-            return 2
+        yield ClientAdmin(pool, Vault(master_key), revocations)
     finally:
         if redis is not None:
             await redis.aclose()
         await pool.close()
 
 
-async def _dispatch(args: argparse.Namespace, admin: ClientAdmin) -> int:
-    command = args.clients_command
-    if command == "add":
-        created = await admin.add(
-            args.client_id,
-            name=args.name,
-            client_type=args.client_type,
-            auth_method=args.auth_method,
-            redirect_uris=args.redirect_uri,
-            scopes=args.scope.split(),
-            grant_types=args.grant_type,
-            jwks=load_jwks(args.jwks) if args.jwks else None,
-            sector_id=args.sector,
-            require_par=args.require_par or args.fapi,
-            dpop_bound=args.dpop_bound or args.fapi,
-        )
+def _run(work: Coroutine[Any, Any, None]) -> int:
+    try:
+        asyncio.run(work)
+    except ClientAdminError as exc:
+        raise CommandFailed("clients", str(exc)) from None
+    return 0
+
+
+@clients.command(help="register a client (prints its secret once)")
+@click.argument("client_id")
+@click.option("--name", help="shown to citizens on the consent page (default: the id)")
+@click.option("--type", "client_type", type=click.Choice(["confidential", "public"]), default="confidential")
+@click.option("--auth-method", type=click.Choice(list(AUTH_METHODS)), default=None)
+@click.option("--redirect-uri", multiple=True, help="exact redirect URI (repeatable)")
+@click.option("--scope", default="openid profile", help='space-separated, e.g. "openid profile phone"')
+@click.option("--grant-type", type=click.Choice(list(GRANT_TYPES)), multiple=True, help="(repeatable)")
+@click.option("--jwks", help="file with the client's public JWKS (private_key_jwt)")
+@click.option("--sector", help="pairwise sector shared with other clients of one organisation")
+@click.option(
+    "--require-par", is_flag=True, help="accept authorization requests only through POST /oauth/par (FAPI 2.0)"
+)
+@click.option(
+    "--dpop-bound",
+    is_flag=True,
+    help="issue only DPoP-bound access tokens: token requests need a DPoP proof (FAPI 2.0)",
+)
+@click.option("--fapi", is_flag=True, help="FAPI 2.0 profile: --require-par and --dpop-bound")
+@click.pass_obj
+def add(
+    shell: Shell,
+    client_id: str,
+    name: str | None,
+    client_type: str,
+    auth_method: str | None,
+    redirect_uri: tuple[str, ...],
+    scope: str,
+    grant_type: tuple[str, ...],
+    jwks: str | None,
+    sector: str | None,
+    require_par: bool,
+    dpop_bound: bool,
+    fapi: bool,
+) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            created = await admin.add(
+                client_id,
+                name=name,
+                client_type=client_type,
+                auth_method=auth_method,
+                redirect_uris=list(redirect_uri),
+                scopes=scope.split(),
+                grant_types=list(grant_type) or None,
+                jwks=load_jwks(jwks) if jwks else None,
+                sector_id=sector,
+                require_par=require_par or fapi,
+                dpop_bound=dpop_bound or fapi,
+            )
         assert created is not None
         client = created.client
-        fapi = [name for name, on in (("require_par", client.require_par), ("dpop_bound", client.dpop_bound)) if on]
-        print(f"added {client.client_id} ({client.client_type}, {client.auth_method}{''.join(', ' + f for f in fapi)})")
+        profile = [f for f, on in (("require_par", client.require_par), ("dpop_bound", client.dpop_bound)) if on]
+        click.echo(
+            f"added {client.client_id} ({client.client_type}, {client.auth_method}{''.join(', ' + f for f in profile)})"
+        )
         if created.secret:
-            print(f"client_secret: {created.secret}")
-            print("store it now: it is not shown again")
-        return 0
-    if command == "list":
-        for client in await admin.list():
+            click.echo(f"client_secret: {created.secret}")
+            click.echo("store it now: it is not shown again")
+
+    return _run(work())
+
+
+@clients.command("list", help="list clients (never their secrets)")
+@click.pass_obj
+def list_(shell: Shell) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            listed = await admin.list()
+        for client in listed:
             state = "disabled" if client.disabled else "enabled"
-            print(
+            click.echo(
                 f"{client.client_id}\t{state}\t{client.client_type}\t{client.auth_method}\t"
                 f"scopes={' '.join(sorted(client.scopes))}\tgrants={','.join(sorted(client.grant_types))}\t"
                 f"redirect_uris={' '.join(client.redirect_uris) or '-'}\t"
                 f"require_par={str(client.require_par).lower()}\tdpop_bound={str(client.dpop_bound).lower()}"
             )
-        return 0
-    if command == "rotate-secret":
-        secret = await admin.rotate_secret(args.client_id, grace_s=args.grace)
-        print(f"client_secret: {secret}")
-        print("store it now: it is not shown again")
-        return 0
-    count = await admin.disable(args.client_id)
-    print(f"disabled {args.client_id}; {count} grant(s) revoked")
-    return 0
+
+    return _run(work())
+
+
+@clients.command("rotate-secret", help="issue a new secret (prints it once)")
+@click.argument("client_id")
+@click.option("--grace", type=int, default=0, help="seconds the old secret keeps working (default 0)")
+@click.pass_obj
+def rotate_secret(shell: Shell, client_id: str, grace: int) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            secret = await admin.rotate_secret(client_id, grace_s=grace)
+        click.echo(f"client_secret: {secret}")
+        click.echo("store it now: it is not shown again")
+
+    return _run(work())
+
+
+@clients.command(help="disable a client and revoke everything it holds")
+@click.argument("client_id")
+@click.pass_obj
+def disable(shell: Shell, client_id: str) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            count = await admin.disable(client_id)
+        click.echo(f"disabled {client_id}; {count} grant(s) revoked")
+
+    return _run(work())

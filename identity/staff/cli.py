@@ -7,10 +7,16 @@ shell history would show it.
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import getpass
 import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
+import click
+
+from core.cli import CommandFailed, Shell
 from core.crypto import Vault
 from core.db import create_pool
 from core.redis import create_redis
@@ -20,29 +26,43 @@ from identity.staff.passwords import Passwords
 from identity.staff.permissions import Role
 from identity.staff.settings import StaffSettings
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["staff"]
+
+_ROLES = click.Choice([r.value for r in Role])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``staff`` subcommands to ``parser``."""
-    commands = parser.add_subparsers(dest="staff_command", required=True)
-    add = commands.add_parser("add", help="create a staff account")
-    add.add_argument("username")
-    add.add_argument("--name", required=True, help="display name")
-    add.add_argument("--phone", required=True, help="mobile number that receives the sign-in codes")
-    add.add_argument("--role", action="append", required=True, choices=[r.value for r in Role], help="(repeatable)")
-    add.add_argument("--region", required=True, help="division code: 4 city, 6 district, 9 street, 12 community")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    commands.add_parser("list", help="list staff accounts")
-    disable = commands.add_parser("disable", help="disable a staff account (its tokens stop working)")
-    disable.add_argument("username")
-    roles = commands.add_parser("roles", help="replace a staff member's roles (separation of duties is checked)")
-    roles.add_argument("username")
-    roles.add_argument("--role", action="append", required=True, choices=[r.value for r in Role], help="(repeatable)")
-    recover = commands.add_parser(
-        "recover", help="revoke a staff member's security keys; their next sign-in by SMS may only enrol a new one"
-    )
-    recover.add_argument("username")
+@click.group(help="manage staff accounts")
+def staff() -> None:
+    """The ``staff`` commands."""
+
+
+@asynccontextmanager
+async def _admin(shell: Shell) -> AsyncIterator[StaffAdmin]:
+    database_url, master_key, target = shell.database_url(), shell.master_key(), shell.redis()
+    settings = shell.section(StaffSettings)
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    redis = create_redis(target.url, cluster=target.cluster) if target is not None else None
+    try:
+        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
+        yield StaffAdmin(
+            pool,
+            Vault(master_key),
+            passwords=Passwords.from_settings(settings),
+            revocations=revocations,
+            min_password_length=settings.min_password_length,
+        )
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await pool.close()
+
+
+def _run(work: Coroutine[Any, Any, None]) -> int:
+    try:
+        asyncio.run(work)
+    except StaffAdminError as exc:
+        raise CommandFailed("staff", str(exc)) from None
+    return 0
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -50,68 +70,79 @@ def _read_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
-        raise StaffAdminError("the passwords differ")
+        raise CommandFailed("staff", "the passwords differ")
     return first
 
 
-async def run(
-    args: argparse.Namespace,
-    *,
-    database_url: str,
-    master_key: bytes,
-    redis_url: str | None,
-    settings: StaffSettings | None = None,
-    redis_cluster: bool = False,
+@staff.command(help="create a staff account")
+@click.argument("username")
+@click.option("--name", required=True, help="display name")
+@click.option("--phone", required=True, help="mobile number that receives the sign-in codes")
+@click.option("--role", type=_ROLES, multiple=True, required=True, help="(repeatable)")
+@click.option("--region", required=True, help="division code: 4 city, 6 district, 9 street, 12 community")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@click.pass_obj
+def add(
+    shell: Shell, username: str, name: str, phone: str, role: tuple[str, ...], region: str, password_stdin: bool
 ) -> int:
-    """Run one ``staff`` subcommand; return the exit code."""
-    staff_settings = settings or StaffSettings()
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
-    try:
-        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
-        admin = StaffAdmin(
-            pool,
-            Vault(master_key),
-            passwords=Passwords.from_settings(staff_settings),
-            revocations=revocations,
-            min_password_length=staff_settings.min_password_length,
-        )
-        try:
-            return await _dispatch(args, admin)
-        except StaffAdminError as exc:
-            print(f"onecity staff: {exc}", file=sys.stderr)
-            return 2
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        await pool.close()
+    # A configuration error is reported before anyone types a password.
+    shell.database_url()
+    shell.master_key()
+    password = _read_password(password_stdin)
+
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            profile = await admin.add(username, name=name, phone=phone, password=password, roles=role, region=region)
+        click.echo(f"added {profile.username} ({', '.join(profile.roles)}; {profile.region_level} {profile.region})")
+
+    return _run(work())
 
 
-async def _dispatch(args: argparse.Namespace, admin: StaffAdmin) -> int:
-    if args.staff_command == "add":
-        profile = await admin.add(
-            args.username,
-            name=args.name,
-            phone=args.phone,
-            password=_read_password(args.password_stdin),
-            roles=args.role,
-            region=args.region,
-        )
-        print(f"added {profile.username} ({', '.join(profile.roles)}; {profile.region_level} {profile.region})")
-        return 0
-    if args.staff_command == "list":
-        for profile, disabled in await admin.list():
+@staff.command("list", help="list staff accounts")
+@click.pass_obj
+def list_(shell: Shell) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            listed = await admin.list()
+        for profile, disabled in listed:
             state = "disabled" if disabled else "enabled"
-            print(f"{profile.username}\t{state}\t{profile.name}\t{','.join(profile.roles)}\t{profile.region}")
-        return 0
-    if args.staff_command == "roles":
-        profile = await admin.set_roles(args.username, args.role)
-        print(f"{profile.username}: {', '.join(profile.roles)}")
-        return 0
-    if args.staff_command == "recover":
-        result = await admin.recover(args.username)
-        print(f"recovery for {args.username}: {result.revoked} security key(s) revoked")
-        return 0
-    await admin.disable(args.username)
-    print(f"disabled {args.username}")
-    return 0
+            click.echo(f"{profile.username}\t{state}\t{profile.name}\t{','.join(profile.roles)}\t{profile.region}")
+
+    return _run(work())
+
+
+@staff.command(help="disable a staff account (its tokens stop working)")
+@click.argument("username")
+@click.pass_obj
+def disable(shell: Shell, username: str) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            await admin.disable(username)
+        click.echo(f"disabled {username}")
+
+    return _run(work())
+
+
+@staff.command(help="replace a staff member's roles (separation of duties is checked)")
+@click.argument("username")
+@click.option("--role", type=_ROLES, multiple=True, required=True, help="(repeatable)")
+@click.pass_obj
+def roles(shell: Shell, username: str, role: tuple[str, ...]) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            profile = await admin.set_roles(username, role)
+        click.echo(f"{profile.username}: {', '.join(profile.roles)}")
+
+    return _run(work())
+
+
+@staff.command(help="revoke a staff member's security keys; their next sign-in by SMS may only enrol a new one")
+@click.argument("username")
+@click.pass_obj
+def recover(shell: Shell, username: str) -> int:
+    async def work() -> None:
+        async with _admin(shell) as admin:
+            result = await admin.recover(username)
+        click.echo(f"recovery for {username}: {result.revoked} security key(s) revoked")
+
+    return _run(work())

@@ -1,5 +1,6 @@
-"""`onecity dev` on the embedded default: comes up, serves a real flow, stops cleanly, and a
-second start on the same data folder reuses it without seeding duplicates."""
+"""`onecity dev` on the embedded default: comes up, serves a real flow, the operator commands
+work beside it with no variables, it stops cleanly, and a second start on the same data folder
+reuses it without seeding duplicates."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+
+from bff.embedded import RUNNING_FILE
+from tests.support.cli import onecity_without_variables
 
 DEPARTMENTS = (
     "health",
@@ -82,7 +86,7 @@ async def _demo_accounts(data_dir: Path) -> int:
 
 
 def test_dev_comes_up_on_the_embedded_default(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / ".onecity"  # the default data folder of commands run in tmp_path
     port = _free_port()
     department_ports = {name: _free_port() for name in DEPARTMENTS}
     process = _start(data_dir, port, department_ports)
@@ -102,9 +106,17 @@ def test_dev_comes_up_on_the_embedded_default(tmp_path: Path) -> None:
                 timeout=10,
             )
             assert granted.status_code == 200, granted.text
+        # In a second terminal, right after `./dev`, with no variables set.
+        added = onecity_without_variables(tmp_path, "clients", "add", "smoke", "--redirect-uri", "https://s.example/cb")
+        assert added.returncode == 0 and "client_secret: " in added.stdout, added.stderr
+        staff = ["staff", "add", "smoke.officer", "--name", "S", "--phone", "13700000006", "--region", "4301"]
+        staff += ["--role", "health_officer", "--password-stdin"]
+        created = onecity_without_variables(tmp_path, *staff, stdin="correct horse battery staple\n")
+        assert created.stdout == "added smoke.officer (health_officer; city 4301)\n", created.stderr
     finally:
         code = _stop(process)
     assert code == 0
+    assert not (data_dir / RUNNING_FILE).exists()  # nothing to find once it stopped
     for dept_port in department_ports.values():  # the simulators stopped with it
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", dept_port)) != 0

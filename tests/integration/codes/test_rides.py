@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -12,8 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bff.cli import main as onecity
 from bff.settings import Settings
-from codes import cli as codes_cli
 from codes.ride import (
     device_id_of,
     issue_device_certificate,
@@ -266,14 +265,7 @@ async def test_one_partner_alone_cannot_get_a_device_flagged(
 
     # After review, an operator flags the device by hand.
     def flag(device_id: str) -> int:
-        args = argparse.Namespace(codes_command="device", device_command="flag", device_id=device_id)
-        return codes_cli.run(
-            args,
-            database_url=settings.database.url or "",
-            master_key=settings.require_master_key(),
-            settings=settings.codes,
-            issuer=settings.city,
-        )
+        return onecity(["codes", "device", "flag", device_id], settings=settings)
 
     assert await asyncio.to_thread(flag, replays[0]["device_id"]) == 0
     assert await asyncio.to_thread(flag, "no-such-device") == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -11,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from bff.cli import main as onecity
 from bff.settings import Settings
-from codes import cli as codes_cli
 from codes.rules import DEFAULT_RULESET, encode_ruleset
 from core.db import Pool
 from tests.integration.codes.conftest import (
@@ -109,14 +108,7 @@ async def test_cli_publishes_too(app: App, settings: Settings, tmp_path: Path) -
     document.write_text(json.dumps(_rules(5)))
 
     def publish(path: str) -> int:
-        args = argparse.Namespace(codes_command="rules", rules_command="publish", file=path)
-        return codes_cli.run(
-            args,
-            database_url=settings.database.url or "",
-            master_key=settings.require_master_key(),
-            settings=settings.codes,
-            issuer=settings.city,
-        )
+        return onecity(["codes", "rules", "publish", path], settings=settings)
 
     assert await asyncio.to_thread(publish, str(document)) == 0
     assert await asyncio.to_thread(publish, str(document)) == 1  # same version again

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import io
@@ -14,8 +13,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
+from bff.cli import main as onecity
 from bff.settings import Settings
-from codes import cli as codes_cli
 from codes.seed import DEMO_VENUE, DEMO_VENUE_ID, seed_demo_venue
 from core.crypto import Vault
 from core.db import Pool
@@ -81,16 +80,7 @@ async def _partner_client(app: App, settings: Settings, client_id: str, *regions
 
 async def _venue_regions(settings: Settings, client_id: str, *regions: str) -> int:
     def configure() -> int:
-        args = argparse.Namespace(
-            codes_command="venue", venue_command="regions", client_id=client_id, regions=list(regions), clear=False
-        )
-        return codes_cli.run(
-            args,
-            database_url=settings.database.url or "",
-            master_key=settings.require_master_key(),
-            settings=settings.codes,
-            issuer=settings.city,
-        )
+        return onecity(["codes", "venue", "regions", client_id, *regions], settings=settings)
 
     return await asyncio.to_thread(configure)
 

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 
 import pytest
 from httpx import AsyncClient as AsyncTestClient
 
+from bff.cli import main as onecity
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
 from identity.oidc import ClientAdmin, ClientAdminError, seed_demo_partner
-from identity.oidc.cli import add_arguments, run
-from tests.conftest import MASTER_KEY
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 async def _run(settings: Settings, *argv: str) -> int:
-    assert settings.database.url
-    return await run(
-        _args(*argv), database_url=settings.database.url, master_key=MASTER_KEY, redis_url=settings.redis.url
-    )
+    return await asyncio.to_thread(onecity, ["clients", *argv], settings=settings)
 
 
 async def test_add_list_rotate_disable(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import re
 from typing import Any
 
@@ -10,12 +10,11 @@ import jwt
 import pytest
 from httpx import AsyncClient as AsyncTestClient
 
+from bff.cli import main as onecity
 from bff.settings import Settings
 from core.redis import Redis
 from identity.oidc import ClientAdmin
-from identity.oidc.cli import add_arguments, run
 from services.departments.sms import SmsGateway
-from tests.conftest import MASTER_KEY
 from tests.integration.identity.oidc.conftest import (
     ISSUER,
     METRO_REDIRECT,
@@ -488,17 +487,8 @@ async def test_pushed_request_with_dpop_binds_the_code(
 async def test_clients_add_fapi_options(
     client: AsyncTestClient, settings: Settings, admin: ClientAdmin, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert settings.database.url
-
     async def cli(*argv: str) -> int:
-        return await run(
-            parser.parse_args(list(argv)),
-            database_url=settings.database.url or "",
-            master_key=MASTER_KEY,
-            redis_url=settings.redis.url,
-        )
+        return await asyncio.to_thread(onecity, ["clients", *argv], settings=settings)
 
     assert await cli("add", "bank", "--redirect-uri", "https://bank.example/cb", "--fapi") == 0
     assert "require_par, dpop_bound" in capsys.readouterr().out

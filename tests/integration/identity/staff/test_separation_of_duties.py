@@ -3,7 +3,6 @@ are three accounts; the auditor reads the audit log and changes nothing."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import re
@@ -16,16 +15,15 @@ import pytest
 from httpx import AsyncClient as AsyncTestClient
 
 from bff.app import create_app
+from bff.cli import main as onecity
 from bff.settings import Settings
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
 from identity.seed import seed_demo_citizens
 from identity.staff import SeparationOfDuties, StaffAdmin, StaffAdminError
-from identity.staff.cli import add_arguments, run
 from identity.staff.schemas import StaffProfile
 from identity.tokens import AccessTokens
-from tests.conftest import MASTER_KEY
 from tests.integration.identity.staff.conftest import PASSWORD, add_member, staff_headers
 from tests.support.citizens import bearer
 
@@ -54,18 +52,10 @@ async def test_staff_add_refuses_combined_duties(clean: None, staff_admin: Staff
 async def test_cli_staff_add_refuses_combined_duties(
     clean: None, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pool: Pool
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     argv = ["add", "root.of.all", "--name", "R", "--phone", "13700000003", "--region", "4301", "--password-stdin"]
     argv += ["--role", "system_admin", "--role", "auditor"]
-    code = await run(
-        parser.parse_args(argv),
-        database_url=settings.database.url or "",
-        master_key=MASTER_KEY,
-        redis_url=settings.redis.url,
-        settings=settings.staff,
-    )
+    code = await asyncio.to_thread(onecity, ["staff", *argv], settings=settings)
     assert code == 2
     assert "separation of duties" in capsys.readouterr().err
     assert await pool.fetchval("SELECT count(*) FROM staff") == 0
@@ -270,17 +260,8 @@ async def test_only_auditors_read_the_audit_log(
 async def test_cli_roles_and_recover(
     clean: None, settings: Settings, staff_admin: StaffAdmin, pool: Pool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-
     async def cli(*argv: str) -> int:
-        return await run(
-            parser.parse_args(list(argv)),
-            database_url=settings.database.url or "",
-            master_key=MASTER_KEY,
-            redis_url=settings.redis.url,
-            settings=settings.staff,
-        )
+        return await asyncio.to_thread(onecity, ["staff", *argv], settings=settings)
 
     member = await add_member(staff_admin, "officer.one", ["health_officer"])
     assert await cli("roles", "officer.one", "--role", "health_officer", "--role", "security_admin") == 0

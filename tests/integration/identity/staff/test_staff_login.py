@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 
 import jwt
 import pytest
 from httpx import AsyncClient as AsyncTestClient
 
+from bff.cli import main as onecity
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
@@ -16,11 +17,9 @@ from core.keys import KeyManager, KeyStore
 from core.redis import Redis
 from identity.oidc import TokenRevocations
 from identity.staff import StaffAdmin, StaffAdminError
-from identity.staff.cli import add_arguments, run
 from identity.staff.permissions import authenticate_staff
 from identity.tokens import AccessTokens
 from services.departments.sms import SmsGateway
-from tests.conftest import MASTER_KEY
 from tests.integration.identity.staff.conftest import PASSWORD, Member, sign_in
 from tests.support.citizens import bearer, latest_otp, login
 
@@ -151,18 +150,8 @@ async def test_cli_add_list_disable(
 ) -> None:
     import io
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert settings.database.url
-
     async def cli(*argv: str) -> int:
-        return await run(
-            parser.parse_args(list(argv)),
-            database_url=settings.database.url or "",
-            master_key=MASTER_KEY,
-            redis_url=settings.redis.url,
-            settings=settings.staff,
-        )
+        return await asyncio.to_thread(onecity, ["staff", *argv], settings=settings)
 
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     code = await cli(
