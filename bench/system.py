@@ -6,6 +6,10 @@ department simulators and the BFF (``onecity serve``, granian) as separate proce
 free loopback ports, and waits until ``/health/ready`` answers. :meth:`System.stop` ends
 every process it started, deletes the app's keys from the bench Redis database and drops
 the database. Every wait has a deadline.
+
+Topology ``cluster`` (``--topology cluster``) runs the BFF against a Redis Cluster of its own
+instead (3 masters + 3 replicas of ``redis-server`` on free ports, started first and stopped
+last, :mod:`bff.local_cluster`) with ``ONECITY_REDIS_CLUSTER=true``, as a city does.
 """
 
 from __future__ import annotations
@@ -32,14 +36,26 @@ import httpx
 import redis
 
 from bench.context import BenchContext
+from bff.local_cluster import LocalRedisCluster, cluster_binaries_missing, free_cluster_ports
 from bff.settings import ENVIRONMENT
 from services.departments.container import DEPARTMENTS
 
-__all__ = ["DEFAULT_ADMIN_DATABASE_URL", "DEFAULT_REDIS_URL", "ManagedProcess", "StartError", "System", "SystemConfig"]
+__all__ = [
+    "DEFAULT_ADMIN_DATABASE_URL",
+    "DEFAULT_REDIS_URL",
+    "TOPOLOGIES",
+    "ManagedProcess",
+    "StartError",
+    "System",
+    "SystemConfig",
+]
 
 DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 HOST = "127.0.0.1"
+#: ``single``: one Redis (``ONECITY_BENCH_REDIS_URL``); ``cluster``: a 3-master Redis Cluster
+#: started for the run.
+TOPOLOGIES = ("single", "cluster")
 
 #: High enough that no limit refuses a benchmark request: the run measures work, not refusals.
 _UNLIMITED = str(10**9)
@@ -181,6 +197,7 @@ class SystemConfig:
         workdir: Logs and data files.
         extra_env: ``ONECITY_*`` settings added for this run (e.g. longer partner tokens for
             a soak), applied last.
+        topology: One of :data:`TOPOLOGIES`; with ``cluster``, ``redis_url`` is not used.
     """
 
     admin_database_url: str
@@ -188,6 +205,7 @@ class SystemConfig:
     workers: int
     workdir: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    topology: str = "single"
 
 
 async def _create_database(admin_url: str, name: str) -> str:
@@ -237,6 +255,7 @@ class System:
         self._processes: list[ManagedProcess] = []
         self._bff: ManagedProcess | None = None
         self._database_created = False
+        self._cluster: LocalRedisCluster | None = None
 
     # addresses ---------------------------------------------------------------------------
 
@@ -250,12 +269,17 @@ class System:
         """Each simulator's base URL."""
         return {name: f"http://{HOST}:{port}" for name, port in self.department_ports.items()}
 
+    @property
+    def redis_url(self) -> str:
+        """The Redis the BFF uses: the run's cluster's seed node, or the configured database."""
+        return self._cluster.seed_url if self._cluster is not None else self.config.redis_url
+
     def context(self, *, duration_s: int, connections: int) -> BenchContext:
         """What scenario preparation needs."""
         return BenchContext(
             base_url=self.base_url,
             database_url=self.database_url,
-            redis_url=self.config.redis_url,
+            redis_url=self.redis_url,
             master_key=self.master_key,
             departments=self.department_urls,
             workdir=self.config.workdir,
@@ -275,7 +299,7 @@ class System:
             {
                 "ONECITY_ENV": "prod",
                 "ONECITY_DATABASE_URL": self.database_url,
-                "ONECITY_REDIS_URL": self.config.redis_url,
+                "ONECITY_REDIS_URL": self.redis_url,
                 "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(self.master_key).decode(),
                 "ONECITY_PUBLIC_URL": f"http://{HOST}:{port or self.bff_port}",
                 # One JSON line per request at INFO would make the server measure its logging.
@@ -290,6 +314,8 @@ class System:
                 "ONECITY_CODES_VERIFY_PER_SECOND": _UNLIMITED,
             }
         )
+        if self._cluster is not None:
+            env["ONECITY_REDIS_CLUSTER"] = "true"
         env.update(self.config.extra_env)
         by_path = {path: name for name, path in ENVIRONMENT.items()}
         for department, url in self.department_urls.items():
@@ -319,6 +345,10 @@ class System:
         Raises:
             StartError: When any part does not start; what did start is left for :meth:`stop`.
         """
+        if self.config.topology not in TOPOLOGIES:
+            raise StartError(f"unknown topology {self.config.topology!r}; choose from {', '.join(TOPOLOGIES)}")
+        if self.config.topology == "cluster":
+            self._start_cluster()
         self.database_url = asyncio.run(_create_database(self.config.admin_database_url, self.database_name))
         self._database_created = True
         self.postgres_version = asyncio.run(_server_version(self.database_url))
@@ -341,8 +371,13 @@ class System:
         """Stop every process, remove the run's Redis keys, drop the database (best effort)."""
         stop_all(self._processes)
         self._processes.clear()
-        with contextlib.suppress(redis.RedisError):
-            self._clear_redis()
+        if self._cluster is not None:
+            # The run's own cluster: nothing in it outlives the run.
+            self._cluster.stop()
+            self._cluster = None
+        else:
+            with contextlib.suppress(redis.RedisError):
+                self._clear_redis()
         if self._database_created:
             asyncio.run(_drop_database(self.config.admin_database_url, self.database_name))
             self._database_created = False
@@ -386,8 +421,29 @@ class System:
         if done.returncode != 0:
             raise StartError(f"onecity {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
+    def _start_cluster(self) -> None:
+        """Start the run's Redis Cluster (its nodes' folders and logs go to the workdir)."""
+        missing = cluster_binaries_missing()
+        if missing:
+            raise StartError(
+                f"--topology cluster needs {' and '.join(missing)} on the PATH (apt-get install redis-server)"
+            )
+        # Set before starting: a node that started before a failure is stopped by stop().
+        self._cluster = LocalRedisCluster(self.config.workdir / "redis-cluster", free_cluster_ports(6))
+        try:
+            self._cluster.start()
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+            raise StartError(f"the Redis Cluster did not start: {exc}") from exc
+
+    @property
+    def topology(self) -> str:
+        """What the run measures, in words for the report's header."""
+        if self.config.topology == "cluster":
+            return "Redis Cluster (3 masters + 3 replicas, ONECITY_REDIS_CLUSTER=true)"
+        return "single Redis"
+
     def _redis_version(self) -> str:
-        client = redis.Redis.from_url(self.config.redis_url, socket_timeout=5)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
             return str(client.info("server").get("redis_version", "?"))
         finally:
