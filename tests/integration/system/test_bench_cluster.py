@@ -55,10 +55,7 @@ async def test_a_cluster_run_serves_on_the_cluster_and_stops_cleanly(
         assert env["ONECITY_REDIS_URL"] == system.redis_url != redis_url
         seed = urlsplit(system.redis_url).port
         assert seed is not None
-        nodes = [
-            int(line.split()[1].split(":")[1].split("@")[0])
-            for line in redis_cli(seed, "CLUSTER", "NODES").splitlines()
-        ]
+        nodes = [node_port(line.split()[1]) for line in redis_cli(seed, "CLUSTER", "NODES").splitlines()]
         assert len(nodes) == 6 and "cluster_state:ok" in redis_cli(seed, "CLUSTER", "INFO")
         assert system.topology.startswith("Redis Cluster (3 masters + 3 replicas")
 
