@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench.context import BenchContext
 from bench.cpu import sample_cpu, usage_between
@@ -67,6 +68,7 @@ class Options(argparse.Namespace):
     peak_factor: float
     peak_duration: int | None
     topology: str
+    pgbouncer: bool
     bundles: int | None
     bundle_rate: float
     bundle_load: str
@@ -163,6 +165,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "(redis-server from the PATH) with ONECITY_REDIS_CLUSTER=true (default single)",
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="the BFF reaches PostgreSQL through a transaction-mode PgBouncer started for the run (pgbouncer "
+        "from the PATH); the hall's jobs run in a worker process of their own on the direct URL",
+    )
+    parser.add_argument(
         "--bundles",
         type=_positive,
         default=None,
@@ -191,6 +199,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     # The baseline runs first in every run: ratios are only meaningful within one run.
     options.scenarios = [BASELINE, *(name for name in options.scenarios if name != BASELINE)]
     return options
+
+
+def _topology(options: Options) -> dict[str, Any]:
+    """The :class:`SystemConfig` fields ``--topology`` and ``--pgbouncer`` set."""
+    return {"topology": options.topology, "pgbouncer": options.pgbouncer}
 
 
 _START = time.monotonic()
@@ -283,7 +296,7 @@ def run(options: Options) -> RunReport:
     redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
     try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, topology=options.topology)
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
         return _measure(options, settings, machine, config)
     finally:
         if options.keep:
@@ -377,7 +390,7 @@ def run_soak_mode(options: Options) -> SoakReport:
         for part in ("capacity", "soak"):
             (workdir / part).mkdir()
             config = SystemConfig(
-                admin_url, redis_url, options.workers, workdir / part, token_ttl, topology=options.topology
+                admin_url, redis_url, options.workers, workdir / part, token_ttl, **_topology(options)
             )
             with System(config) as system:
                 _say(f"{part}: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
@@ -470,7 +483,7 @@ def _main_peak(options: Options) -> int:
     redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     workdir = Path(tempfile.mkdtemp(prefix="onecity-peak-"))
     try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, topology=options.topology)
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
         with System(config) as system:
             _say(f"peak drill: database {system.database_name}, BFF with {options.workers} worker(s)")
             system.start()
@@ -504,7 +517,7 @@ def _main_bundles(options: Options, count: int) -> int:
     # Submitting takes N / rate seconds; the last bundle needs the floor and some more after it.
     span = math.ceil(count / options.bundle_rate)
     try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, topology=options.topology)
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
         with System(config) as system:
             _say(f"bundles: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
             system.start()

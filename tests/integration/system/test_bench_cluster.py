@@ -1,8 +1,9 @@
 """``python -m bench --topology cluster``: the benchmark's system on a Redis Cluster of its own.
 
 A real start and stop of :class:`bench.system.System` (database, migrations, simulators, one
-granian worker) with ``topology="cluster"``: the BFF answers on the cluster, what it writes
-lands on the cluster's masters, and stopping leaves no node and no database behind.
+granian worker) with ``topology="cluster"``, alone and with ``--pgbouncer``: the BFF answers on
+the cluster, what it writes lands on the cluster's masters, and stopping leaves no node, no
+PgBouncer and no database behind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from bench.system import System, SystemConfig
 from bff.local_cluster import cluster_binaries_missing, node_port, redis_cli
+from bff.local_pgbouncer import pgbouncer_binary
 from tests.support.backends import DatabaseFactory
 
 pytestmark = pytest.mark.skipif(
@@ -42,10 +44,20 @@ async def _database_exists(admin_url: str, name: str) -> bool:
         await conn.close()
 
 
+@pytest.mark.parametrize(
+    "pgbouncer",
+    [
+        False,
+        pytest.param(
+            True, marks=pytest.mark.skipif(pgbouncer_binary() is None, reason="pgbouncer is needed (.ci/run)")
+        ),
+    ],
+    ids=["cluster", "cluster+pgbouncer"],
+)
 async def test_a_cluster_run_serves_on_the_cluster_and_stops_cleanly(
-    tmp_path: Path, database_factory: DatabaseFactory, redis_url: str
+    tmp_path: Path, database_factory: DatabaseFactory, redis_url: str, pgbouncer: bool
 ) -> None:
-    config = SystemConfig(database_factory.admin_url, redis_url, 1, tmp_path, topology="cluster")
+    config = SystemConfig(database_factory.admin_url, redis_url, 1, tmp_path, topology="cluster", pgbouncer=pgbouncer)
     system = System(config)
     try:
         # start() blocks (it runs its own event loops): off this test's loop.
@@ -58,6 +70,18 @@ async def test_a_cluster_run_serves_on_the_cluster_and_stops_cleanly(
         nodes = [node_port(line.split()[1]) for line in redis_cli(seed, "CLUSTER", "NODES").splitlines()]
         assert len(nodes) == 6 and "cluster_state:ok" in redis_cli(seed, "CLUSTER", "INFO")
         assert system.topology.startswith("Redis Cluster (3 masters + 3 replicas")
+        bouncer_port = urlsplit(env["ONECITY_DATABASE_URL"]).port
+        if pgbouncer:
+            # The API reaches PostgreSQL only through PgBouncer; migrations and the hall's
+            # worker process use the direct URL.
+            assert env["ONECITY_MIGRATE_DATABASE_URL"] == system.database_url
+            assert bouncer_port != urlsplit(system.database_url).port
+            assert env["ONECITY_DB_STATEMENT_CACHE_SIZE"] == "0" and env["ONECITY_HALL_WORKER"] == "false"
+            assert "PgBouncer (transaction mode" in system.topology
+            assert len(system.process_groups()["bff"]) == 2  # the API server and the hall worker
+        else:
+            assert env["ONECITY_DATABASE_URL"] == system.database_url
+            assert "ONECITY_MIGRATE_DATABASE_URL" not in env and "PgBouncer" not in system.topology
 
         async with httpx.AsyncClient(base_url=system.base_url, timeout=15) as http:
             ready = await http.get("/health/ready")
@@ -80,4 +104,5 @@ async def test_a_cluster_run_serves_on_the_cluster_and_stops_cleanly(
     finally:
         await asyncio.to_thread(system.stop)
     assert not any(_accepts(port) for port in nodes)
+    assert bouncer_port is not None and (not pgbouncer or not _accepts(bouncer_port))
     assert not await _database_exists(database_factory.admin_url, database)

@@ -101,3 +101,9 @@ def test_bundle_report_percentiles_pass_and_rendering() -> None:
     late.step_cases = {f"N{i}": 1 for i in range(16)}
     assert not late.passed
     assert "submissions refused: 503: 1" in render_bundles(late)
+
+
+def test_pgbouncer_is_off_unless_asked_for() -> None:
+    assert not parse_options([]).pgbouncer
+    options = parse_options(["--topology", "cluster", "--pgbouncer", "--peak"])
+    assert options.pgbouncer and options.topology == "cluster" and options.peak
