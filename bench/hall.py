@@ -186,7 +186,8 @@ async def settle_hall(ctx: BenchContext, *, timeout_s: float = 300.0) -> bool:
     conn = await ctx.connect()
     try:
         while True:
-            jobs: int = await conn.fetchval("SELECT count(*) FROM pgqueuer")
+            # 'failed' rows are kept for an operator and never run again: not work to wait for.
+            jobs: int = await conn.fetchval("SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')")
             open_cases: int = await conn.fetchval(
                 "SELECT count(*) FROM hall_applications WHERE case_id IS NOT NULL AND NOT (status = ANY($1::text[]))",
                 list(_CONCLUDED),
