@@ -183,6 +183,7 @@ async def settle_hall(ctx: BenchContext, *, timeout_s: float = 300.0) -> bool:
     keeps its jobs retrying; the run goes on then, and says so).
     """
     deadline = time.monotonic() + timeout_s
+    waiting = False
     conn = await ctx.connect()
     try:
         while True:
@@ -194,6 +195,13 @@ async def settle_hall(ctx: BenchContext, *, timeout_s: float = 300.0) -> bool:
             )
             if jobs == 0 and open_cases == 0:
                 return True
+            if not waiting:
+                waiting = True
+                print(
+                    f"bench: waiting for the service hall to settle ({jobs} jobs, {open_cases} open cases)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if time.monotonic() > deadline:
                 print(
                     f"bench: the service hall was not quiet after {timeout_s:.0f} s "
