@@ -628,9 +628,11 @@ local submitted = 0
 function request()
    submitted = submitted + 1
    local key = string.format("bench-%d-%d-%d", os.time(), math.random(1, 1000000000), submitted)
+   -- Headers given here replace the defaults, so Content-Type is repeated.
    return wrk.format(nil, nil, {
       ["Authorization"] = "Bearer " .. next_item(),
       ["Idempotency-Key"] = key,
+      ["Content-Type"] = "application/json",
    }, '{"matter":"vaccination-record-copy","form":{"name":"张三","phone":"13800000001"}}')
 end
 """
