@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
+import math
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from bench.context import BenchContext
 from bench.cpu import sample_cpu, usage_between
 from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
 from bench.scenarios import BASELINE, SCENARIOS, Prepared, Scenario
 from bench.servers import compare_servers
 from bench.soak import SoakReport, measure_capacity, render_soak, run_soak
-from bench.system import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, StartError, System, SystemConfig
+from bench.system import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, TOPOLOGIES, StartError, System, SystemConfig
 from bench.wrk import WrkError, WrkSettings, build_script, run_wrk
 
 __all__ = ["Options", "main", "parse_options"]
@@ -62,6 +67,12 @@ class Options(argparse.Namespace):
     peak_rate: float
     peak_factor: float
     peak_duration: int | None
+    topology: str
+    pgbouncer: bool
+    bundles: int | None
+    bundle_rate: float
+    bundle_load: str
+    bundle_load_connections: int
 
 
 def _scenario_list(text: str) -> list[str]:
@@ -78,6 +89,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be above 0")
     return value
 
 
@@ -139,6 +157,37 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--peak-duration", type=_positive, default=None, help="seconds of peak load (default 60; --quick 10)"
     )
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default="single",
+        help="single: one Redis (ONECITY_BENCH_REDIS_URL); cluster: a 3-master Redis Cluster started for the run "
+        "(redis-server from the PATH) with ONECITY_REDIS_CLUSTER=true (default single)",
+    )
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="the BFF reaches PostgreSQL through a transaction-mode PgBouncer started for the run (pgbouncer "
+        "from the PATH); the hall's jobs run in a worker process of their own on the direct URL",
+    )
+    parser.add_argument(
+        "--bundles",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="instead of the scenarios: start N newborn bundles at --bundle-rate per second next to the "
+        "--bundle-load scenario and report p50/p95 time from submission to completed (printed only)",
+    )
+    parser.add_argument("--bundle-rate", type=_rate, default=2.0, help="bundles started per second (default 2)")
+    parser.add_argument(
+        "--bundle-load",
+        choices=["none", *SCENARIOS],
+        default="hall_submit",
+        help="scenario loading the server while the bundles run (default hall_submit; none: the bundles alone)",
+    )
+    parser.add_argument(
+        "--bundle-load-connections", type=_positive, default=8, help="wrk connections of --bundle-load (default 8)"
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv, namespace=Options())
     if options.duration is None:
@@ -150,6 +199,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     # The baseline runs first in every run: ratios are only meaningful within one run.
     options.scenarios = [BASELINE, *(name for name in options.scenarios if name != BASELINE)]
     return options
+
+
+def _topology(options: Options) -> dict[str, Any]:
+    """The :class:`SystemConfig` fields ``--topology`` and ``--pgbouncer`` set."""
+    return {"topology": options.topology, "pgbouncer": options.pgbouncer}
 
 
 _START = time.monotonic()
@@ -242,7 +296,8 @@ def run(options: Options) -> RunReport:
     redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
     try:
-        return _measure(options, settings, machine, SystemConfig(admin_url, redis_url, options.workers, workdir))
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
+        return _measure(options, settings, machine, config)
     finally:
         if options.keep:
             _say(f"logs, scripts and data are kept in {workdir}")
@@ -258,6 +313,7 @@ def _measure(options: Options, settings: WrkSettings, machine: Machine, config: 
     with System(config) as system:
         _say(f"starting: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
         system.start()
+        _say(f"topology: {system.topology}")
         _say(f"ready at {system.base_url}")
         report = RunReport(
             started=datetime.now().astimezone(),
@@ -268,6 +324,7 @@ def _measure(options: Options, settings: WrkSettings, machine: Machine, config: 
             redis=system.redis_version,
             quick=options.quick,
             load_average=load,
+            topology=system.topology,
         )
         _warm_up(system, settings, options.warmup)
         for name in options.scenarios:
@@ -332,7 +389,9 @@ def run_soak_mode(options: Options) -> SoakReport:
     try:
         for part in ("capacity", "soak"):
             (workdir / part).mkdir()
-            config = SystemConfig(admin_url, redis_url, options.workers, workdir / part, token_ttl)
+            config = SystemConfig(
+                admin_url, redis_url, options.workers, workdir / part, token_ttl, **_topology(options)
+            )
             with System(config) as system:
                 _say(f"{part}: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
                 system.start()
@@ -378,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main_soak(options)
     if options.peak:
         return _main_peak(options)
+    if options.bundles:
+        return _main_bundles(options, options.bundles)
     try:
         report = run(options)
     except (StartError, WrkError, RuntimeError, OSError) as exc:
@@ -422,13 +483,14 @@ def _main_peak(options: Options) -> int:
     redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     workdir = Path(tempfile.mkdtemp(prefix="onecity-peak-"))
     try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir)
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
         with System(config) as system:
             _say(f"peak drill: database {system.database_name}, BFF with {options.workers} worker(s)")
             system.start()
             _say(f"ready at {system.base_url}; {rate:,.0f} req/s for {duration} s")
             ctx = system.context(duration_s=duration, connections=options.connections)
             report = run_peak_drill(ctx, rate=rate, duration_s=duration)
+            report.topology = system.topology
             _say("stopping the system and dropping the database")
     except (StartError, RuntimeError, OSError) as exc:
         print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -443,3 +505,84 @@ def _main_peak(options: Options) -> int:
     print(render_peak(report))
     tier0 = report.tiers[0]
     return 0 if tier0.ok_pct >= 99.0 and report.nothing_lost else 1
+
+
+def _main_bundles(options: Options, count: int) -> int:
+    """``--bundles N``: 0 when every bundle completed with one case per step, 1 otherwise."""
+    from bench.hall import BUNDLE_FLOOR_S, BundleReport, prepare_bundle_drill, render_bundles, run_bundle_drill
+
+    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
+    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    workdir = Path(tempfile.mkdtemp(prefix="onecity-bundles-"))
+    # Submitting takes N / rate seconds; the last bundle needs the floor and some more after it.
+    span = math.ceil(count / options.bundle_rate)
+    try:
+        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
+        with System(config) as system:
+            _say(f"bundles: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
+            system.start()
+            _say(f"ready at {system.base_url}; topology: {system.topology}")
+            settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=span)
+            _warm_up(system, settings, options.warmup)
+            ctx = system.context(duration_s=span, connections=options.connections)
+            citizens = asyncio.run(prepare_bundle_drill(ctx, count))
+            report = BundleReport(count, options.bundle_rate, topology=system.topology)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                background = None
+                if options.bundle_load != "none":
+                    background = _start_background(system, options, duration_s=span + int(BUNDLE_FLOOR_S), pool=pool)
+                _say(f"starting {count} newborn bundles at {options.bundle_rate:g}/s")
+                run_bundle_drill(ctx, citizens, rate=options.bundle_rate, timeout_s=_BUNDLE_WAIT_S, report=report)
+                if background is not None:
+                    item = background.result()
+                    r = item.result
+                    report.background = (
+                        f"{item.name} at -c{item.connections} for {r.duration_s:.0f} s, {r.rps:,.0f} req/s, "
+                        f"p99 {r.p99_ms:.0f} ms, {r.errors:,} errors"
+                    )
+            _say("stopping the system and dropping the database")
+    except (StartError, WrkError, RuntimeError, OSError) as exc:
+        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    # Printed only, as the peak drill: the lead copies a quiet machine's numbers to RESULTS.md.
+    print()
+    print(render_bundles(report))
+    return 0 if report.passed else 1
+
+
+#: Longest ``--bundles`` waits, after the last submission, for every bundle to settle.
+_BUNDLE_WAIT_S = 300.0
+
+
+def _start_background(
+    system: System, options: Options, *, duration_s: int, pool: concurrent.futures.ThreadPoolExecutor
+) -> concurrent.futures.Future[ScenarioResult]:
+    """Run ``--bundle-load`` in ``pool``'s thread; return once its data is prepared, so the
+    bundles start when the load does."""
+    scenario = SCENARIOS[options.bundle_load]
+    ready = threading.Event()
+    original = scenario.prepare
+
+    async def prepare(ctx: BenchContext, count: int) -> list[str] | Prepared:
+        try:
+            assert original is not None
+            return await original(ctx, count)
+        finally:
+            ready.set()
+
+    if original is not None:
+        scenario = dataclasses.replace(scenario, prepare=prepare)
+    else:
+        ready.set()
+    settings = WrkSettings(options.threads, options.bundle_load_connections, duration_s)
+    future = pool.submit(_run_scenario, system, scenario, settings)
+    while not ready.wait(0.2):
+        if future.done():
+            future.result()  # raises what the preparation raised
+            break
+    return future

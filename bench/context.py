@@ -67,8 +67,9 @@ class BenchContext:
         return conn
 
     def redis(self) -> Redis:
-        """A client for the run's Redis database (``aclose()`` it when done)."""
-        return create_redis(self.redis_url, max_connections=32)
+        """A client for the run's Redis database (``aclose()`` it when done); the Cluster client
+        when the BFF runs against a Redis Cluster (``ONECITY_REDIS_CLUSTER``)."""
+        return create_redis(self.redis_url, max_connections=32, cluster=self.settings.redis.cluster)
 
     async def set_faults(self, department: str, **faults: Any) -> None:
         """Make a department simulator misbehave (``latency_ms``, ``error_rate``, ``hang``, ...)."""

@@ -81,6 +81,8 @@ class PeakReport:
     verified_ok: int
     scan_rows: int
     client_dropped: int
+    #: What the BFF ran against (``bench.system.System.topology``).
+    topology: str = "single Redis"
 
     @property
     def nothing_lost(self) -> bool:
@@ -204,6 +206,8 @@ def render_peak(report: PeakReport) -> str:
     """The drill as Markdown (printed; written to RESULTS.md only when asked)."""
     lines = [
         f"## Peak drill: {report.rate:,.0f} req/s for {report.duration_s} s (open loop)",
+        "",
+        f"Topology: {report.topology}.",
         "",
         "| tier | sent | 2xx % | p50 ms | p99 ms | shed (503 overloaded) | other statuses | errors |",
         "|---|---:|---:|---:|---:|---:|---|---:|",

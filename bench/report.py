@@ -98,6 +98,8 @@ class RunReport:
     quick: bool
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
     results: list[ScenarioResult] = field(default_factory=list)
+    #: What the BFF ran against (``bench.system.System.topology``).
+    topology: str = "single Redis"
     servers: list[ServerResult] = field(default_factory=list)
     server_wrk: WrkSettings | None = None
     notes: list[str] = field(default_factory=list)
@@ -245,6 +247,7 @@ def render_run(report: RunReport) -> str:
         f"{m.wrk}; commit {m.commit}",
         f"- Server: `onecity serve --workers {report.workers}` (granian); PostgreSQL, Redis, the 7 simulators and "
         "wrk on the same machine",
+        f"- Topology: {report.topology}",
         f"- Load: `wrk -t{w.threads} -c{w.connections} -d{w.duration_s}s --timeout {w.timeout_s}s` per scenario",
         f"- Load average before the run: {report.load_average[0]:.2f} (1 min), {report.load_average[1]:.2f} (5 min)",
         "",

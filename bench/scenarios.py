@@ -36,6 +36,15 @@ from bench.fixtures import (
     send_otp,
     service_token,
 )
+from bench.hall import (
+    EVENT_PATH,
+    department_token,
+    ensure_department_clients,
+    event_items,
+    hall_event_rows,
+    insert_applications,
+    settle_hall,
+)
 from bench.wrk import LuaValue
 
 __all__ = [
@@ -321,6 +330,7 @@ _POOLS = {
     "warm": 8,
     "home_cached": 9,
     "hall_submit": 10,
+    "hall_events": 11,
 }
 
 
@@ -618,11 +628,13 @@ local submitted = 0
 function request()
    submitted = submitted + 1
    local key = string.format("bench-%d-%d-%d", os.time(), math.random(1, 1000000000), submitted)
+   -- Headers given here replace the defaults, so Content-Type is repeated.
    return wrk.format(nil, nil, {
       -- A headers table replaces wrk.headers, so the content type is repeated here.
       ["Content-Type"] = "application/json",
       ["Authorization"] = "Bearer " .. next_item(),
       ["Idempotency-Key"] = key,
+      ["Content-Type"] = "application/json",
    }, '{"matter":"vaccination-record-copy","form":{"name":"张三","phone":"13800000001"}}')
 end
 """
@@ -630,9 +642,15 @@ end
 
 async def _prepare_hall_submit(ctx: BenchContext, count: int) -> list[str]:
     await warm_departments(ctx)
+    # The health simulator reports each case's progress back with its own client.
+    await ensure_department_clients(ctx)
     citizens = await create_citizens(ctx, min(count, 256), pool=_POOLS["hall_submit"])
     tokens = [c.access_token for c in citizens]
     return [tokens[i % len(tokens)] for i in range(count)]
+
+
+async def _settle_hall(ctx: BenchContext) -> None:
+    await settle_hall(ctx)
 
 
 async def _applications(ctx: BenchContext) -> dict[str, int]:
@@ -662,6 +680,55 @@ register(
         expect='"status":"submitted"',
         counters=_applications,
         acknowledged_counter="applications",
+        # Every 201 left a case to hand over and four events to come back: let them finish,
+        # or the next scenario is measured next to them.
+        cleanup=_settle_hall,
+    )
+)
+
+
+# --- service hall: a department reporting its cases' progress -------------------------------
+
+#: The department the events come from: the owner of ``insert_applications``' matter.
+_EVENTS_DEPARTMENT = "health"
+
+_HALL_EVENTS_REQUEST = """
+function request()
+   local number, status, event_id, at = next_item():match("^(%S+) (%S+) (%S+) (%S+)$")
+   -- Headers given here replace the defaults, so Content-Type is repeated.
+   return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. department_token,
+      ["Content-Type"] = "application/json"}, '{"event_id":"' .. event_id .. '","application_number":"'
+      .. number .. '","status":"' .. status .. '","at":"' .. at .. '"}')
+end
+"""
+
+
+async def _prepare_hall_events(ctx: BenchContext, count: int) -> Prepared:
+    # What hall_submit left behind (case submissions, the simulators' events) settles first.
+    await settle_hall(ctx)
+    await ensure_department_clients(ctx)
+    citizens = await create_citizens(ctx, 256, pool=_POOLS["hall_events"])
+    # Four events per application (accepted → delivered): a quarter as many applications.
+    numbers = await insert_applications(ctx, citizens, -(-count // len(EVENT_PATH)))
+    token = await department_token(ctx, _EVENTS_DEPARTMENT)
+    return Prepared(items=event_items(numbers, count), lua_globals={"department_token": token})
+
+
+register(
+    Scenario(
+        name="hall_events",
+        description="POST /v1/departments/events as dept-health (client_credentials token), a new event_id each "
+        "time, the next legal status of an existing application: lock it, record the event, move the status, "
+        "audit, inbox message",
+        method="POST",
+        path="/v1/departments/events",
+        lua=_HALL_EVENTS_REQUEST,
+        content_type="application/json",
+        prepare=_prepare_hall_events,
+        items_per_second=800,
+        expect='"outcome":"applied"',
+        counters=hall_event_rows,
+        acknowledged_counter="event rows",
     )
 )
 

@@ -6,6 +6,14 @@ department simulators and the BFF (``onecity serve``, granian) as separate proce
 free loopback ports, and waits until ``/health/ready`` answers. :meth:`System.stop` ends
 every process it started, deletes the app's keys from the bench Redis database and drops
 the database. Every wait has a deadline.
+
+Topology ``cluster`` (``--topology cluster``) runs the BFF against a Redis Cluster of its own
+instead (3 masters + 3 replicas of ``redis-server`` on free ports, started first and stopped
+last, :mod:`bff.local_cluster`) with ``ONECITY_REDIS_CLUSTER=true``, as a city does. With
+``pgbouncer`` (``--pgbouncer``) the BFF reaches the database through a transaction-mode
+PgBouncer (:mod:`bff.local_pgbouncer`, statement cache off, migrations on the direct URL), and
+the service hall's job worker runs in a ``onecity serve`` process of its own on the direct
+connection, since LISTEN does not pass a transaction pooler (docs/service-hall.md).
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ import base64
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,20 +42,35 @@ import httpx
 import redis
 
 from bench.context import BenchContext
+from bff.local_cluster import LocalRedisCluster, cluster_binaries_missing, free_cluster_ports
+from bff.local_pgbouncer import pgbouncer_binary, write_pgbouncer_config
 from bff.settings import ENVIRONMENT
 from services.departments.container import DEPARTMENTS
 
-__all__ = ["DEFAULT_ADMIN_DATABASE_URL", "DEFAULT_REDIS_URL", "ManagedProcess", "StartError", "System", "SystemConfig"]
+__all__ = [
+    "DEFAULT_ADMIN_DATABASE_URL",
+    "DEFAULT_REDIS_URL",
+    "TOPOLOGIES",
+    "ManagedProcess",
+    "StartError",
+    "System",
+    "SystemConfig",
+]
 
 DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 HOST = "127.0.0.1"
+#: ``single``: one Redis (``ONECITY_BENCH_REDIS_URL``); ``cluster``: a 3-master Redis Cluster
+#: started for the run.
+TOPOLOGIES = ("single", "cluster")
 
 #: High enough that no limit refuses a benchmark request: the run measures work, not refusals.
 _UNLIMITED = str(10**9)
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _COMMAND_TIMEOUT_S = 120.0
+#: PgBouncer's server connections for the run's database: what a city gives one API host.
+_PGBOUNCER_POOL = 20
 
 
 class StartError(RuntimeError):
@@ -181,6 +206,8 @@ class SystemConfig:
         workdir: Logs and data files.
         extra_env: ``ONECITY_*`` settings added for this run (e.g. longer partner tokens for
             a soak), applied last.
+        topology: One of :data:`TOPOLOGIES`; with ``cluster``, ``redis_url`` is not used.
+        pgbouncer: Put a transaction-mode PgBouncer between the BFF and PostgreSQL.
     """
 
     admin_database_url: str
@@ -188,6 +215,8 @@ class SystemConfig:
     workers: int
     workdir: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    topology: str = "single"
+    pgbouncer: bool = False
 
 
 async def _create_database(admin_url: str, name: str) -> str:
@@ -237,6 +266,10 @@ class System:
         self._processes: list[ManagedProcess] = []
         self._bff: ManagedProcess | None = None
         self._database_created = False
+        self._cluster: LocalRedisCluster | None = None
+        self._pgbouncer: ManagedProcess | None = None
+        self._pgbouncer_folder: Path | None = None
+        self._pgbouncer_url = ""
 
     # addresses ---------------------------------------------------------------------------
 
@@ -250,12 +283,17 @@ class System:
         """Each simulator's base URL."""
         return {name: f"http://{HOST}:{port}" for name, port in self.department_ports.items()}
 
+    @property
+    def redis_url(self) -> str:
+        """The Redis the BFF uses: the run's cluster's seed node, or the configured database."""
+        return self._cluster.seed_url if self._cluster is not None else self.config.redis_url
+
     def context(self, *, duration_s: int, connections: int) -> BenchContext:
         """What scenario preparation needs."""
         return BenchContext(
             base_url=self.base_url,
             database_url=self.database_url,
-            redis_url=self.config.redis_url,
+            redis_url=self.redis_url,
             master_key=self.master_key,
             departments=self.department_urls,
             workdir=self.config.workdir,
@@ -275,7 +313,7 @@ class System:
             {
                 "ONECITY_ENV": "prod",
                 "ONECITY_DATABASE_URL": self.database_url,
-                "ONECITY_REDIS_URL": self.config.redis_url,
+                "ONECITY_REDIS_URL": self.redis_url,
                 "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(self.master_key).decode(),
                 "ONECITY_PUBLIC_URL": f"http://{HOST}:{port or self.bff_port}",
                 # One JSON line per request at INFO would make the server measure its logging.
@@ -290,6 +328,14 @@ class System:
                 "ONECITY_CODES_VERIFY_PER_SECOND": _UNLIMITED,
             }
         )
+        if self._cluster is not None:
+            env["ONECITY_REDIS_CLUSTER"] = "true"
+        if self._pgbouncer_url:
+            env["ONECITY_DATABASE_URL"] = self._pgbouncer_url
+            env["ONECITY_MIGRATE_DATABASE_URL"] = self.database_url
+            env["ONECITY_DB_STATEMENT_CACHE_SIZE"] = "0"
+            # The hall's jobs run in the worker process on the direct URL (see start()).
+            env["ONECITY_HALL_WORKER"] = "false"
         env.update(self.config.extra_env)
         by_path = {path: name for name, path in ENVIRONMENT.items()}
         for department, url in self.department_urls.items():
@@ -305,7 +351,7 @@ class System:
         """Process-group ids of the BFF and of the simulators (for CPU accounting)."""
         groups: dict[str, set[int]] = {"bff": set(), "simulators": set()}
         for process in self._processes:
-            if process.name == "bff":
+            if process.name in ("bff", "hall worker"):
                 groups["bff"].add(process.process.pid)
             elif process.name.startswith("simulator "):
                 groups["simulators"].add(process.process.pid)
@@ -319,10 +365,16 @@ class System:
         Raises:
             StartError: When any part does not start; what did start is left for :meth:`stop`.
         """
+        if self.config.topology not in TOPOLOGIES:
+            raise StartError(f"unknown topology {self.config.topology!r}; choose from {', '.join(TOPOLOGIES)}")
+        if self.config.topology == "cluster":
+            self._start_cluster()
         self.database_url = asyncio.run(_create_database(self.config.admin_database_url, self.database_name))
         self._database_created = True
         self.postgres_version = asyncio.run(_server_version(self.database_url))
         self.redis_version = self._redis_version()
+        if self.config.pgbouncer:
+            self._start_pgbouncer()
         for args in (["migrate"], ["keys", "ensure"]):
             self._run_command(args)
         jwks_url = f"{self.base_url}/.well-known/jwks.json"
@@ -333,16 +385,41 @@ class System:
         bff_command = [*self.onecity(), "serve", "--workers", str(self.config.workers)]
         bff_command += ["--host", HOST, "--port", str(self.bff_port)]
         self._bff = self.spawn("bff", bff_command, self.environment())
+        worker = None
+        if self._pgbouncer_url:
+            worker_port = free_port()
+            worker_env = self.environment() | {"ONECITY_DATABASE_URL": self.database_url, "ONECITY_HALL_WORKER": "true"}
+            worker_env.pop("ONECITY_DB_STATEMENT_CACHE_SIZE")
+            worker_command = [*self.onecity(), "serve", "--workers", "1", "--host", HOST, "--port", str(worker_port)]
+            worker = (self.spawn("hall worker", worker_command, worker_env), f"http://{HOST}:{worker_port}")
         for process, port in zip(simulators, self.department_ports.values(), strict=True):
             wait_for_port(process, port)
         wait_until_ready(self._bff, self.base_url)
+        if worker is not None:
+            wait_until_ready(*worker)
 
     def stop(self) -> None:
         """Stop every process, remove the run's Redis keys, drop the database (best effort)."""
         stop_all(self._processes)
         self._processes.clear()
-        with contextlib.suppress(redis.RedisError):
-            self._clear_redis()
+        if self._pgbouncer is not None:
+            # SIGINT: immediate shutdown (SIGTERM would wait for clients to leave).
+            self._pgbouncer.signal(signal.SIGINT)
+            if not self._pgbouncer.wait(5):
+                self._pgbouncer.signal(signal.SIGKILL)
+                self._pgbouncer.wait(5)
+            self._pgbouncer.close()
+            self._pgbouncer = None
+        if self._pgbouncer_folder is not None:
+            shutil.rmtree(self._pgbouncer_folder, ignore_errors=True)
+            self._pgbouncer_folder = None
+        if self._cluster is not None:
+            # The run's own cluster: nothing in it outlives the run.
+            self._cluster.stop()
+            self._cluster = None
+        else:
+            with contextlib.suppress(redis.RedisError):
+                self._clear_redis()
         if self._database_created:
             asyncio.run(_drop_database(self.config.admin_database_url, self.database_name))
             self._database_created = False
@@ -386,8 +463,58 @@ class System:
         if done.returncode != 0:
             raise StartError(f"onecity {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
+    def _start_cluster(self) -> None:
+        """Start the run's Redis Cluster (its nodes' folders and logs go to the workdir)."""
+        missing = cluster_binaries_missing()
+        if missing:
+            raise StartError(
+                f"--topology cluster needs {' and '.join(missing)} on the PATH (apt-get install redis-server)"
+            )
+        # Set before starting: a node that started before a failure is stopped by stop().
+        self._cluster = LocalRedisCluster(self.config.workdir / "redis-cluster", free_cluster_ports(6))
+        try:
+            self._cluster.start()
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+            raise StartError(f"the Redis Cluster did not start: {exc}") from exc
+
+    def _start_pgbouncer(self) -> None:
+        """Start the run's PgBouncer in front of its database and wait until it listens."""
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise StartError("--pgbouncer needs pgbouncer on the PATH (apt-get install pgbouncer)")
+        # Not under the workdir: as root PgBouncer drops to another account, which must reach
+        # its folder (the workdir is private to this user).
+        folder = Path(tempfile.mkdtemp(prefix="onecity-bench-pgbouncer-"))
+        self._pgbouncer_folder = folder
+        port = free_port()
+        config = write_pgbouncer_config(
+            folder, port=port, server_url=self.config.admin_database_url, pool_size=_PGBOUNCER_POOL
+        )
+        log = self.config.workdir / "pgbouncer.log"
+        self._pgbouncer = ManagedProcess("pgbouncer", [binary, str(config)], os.environ, log)
+        try:
+            wait_for_port(self._pgbouncer, port)
+        except StartError as exc:
+            raise StartError(f"{exc}\n--- {folder / 'pgbouncer.log'} ---\n{_tail(folder / 'pgbouncer.log')}") from exc
+        user = urlsplit(self.config.admin_database_url).username or "postgres"
+        self._pgbouncer_url = f"postgresql://{user}@{HOST}:{port}/{self.database_name}"
+
+    @property
+    def topology(self) -> str:
+        """What the run measures, in words for the report's header."""
+        redis_part = "single Redis"
+        if self.config.topology == "cluster":
+            redis_part = "Redis Cluster (3 masters + 3 replicas, ONECITY_REDIS_CLUSTER=true)"
+        if self.config.pgbouncer:
+            return (
+                f"{redis_part}; PostgreSQL through PgBouncer (transaction mode, {_PGBOUNCER_POOL} server "
+                "connections, ONECITY_DB_STATEMENT_CACHE_SIZE=0), the hall's jobs in a worker process of "
+                "their own on the direct URL"
+            )
+        return redis_part
+
     def _redis_version(self) -> str:
-        client = redis.Redis.from_url(self.config.redis_url, socket_timeout=5)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
             return str(client.info("server").get("redis_version", "?"))
         finally:

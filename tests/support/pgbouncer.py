@@ -2,16 +2,15 @@
 
 It points at the test PostgreSQL (host and port from its URL) for every database name and
 authenticates as the test does (``trust``: the test server accepts ``postgres`` without a
-password). ``restart()`` stops it and starts it again on the same port, for drills.
+password). ``restart()`` stops it and starts it again on the same port, for drills. The
+configuration is :func:`bff.local_pgbouncer.write_pgbouncer_config` (the benchmark's
+``--pgbouncer`` writes the same).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import pwd
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -19,16 +18,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bff.local_pgbouncer import pgbouncer_binary, write_pgbouncer_config
 from tests.support.processes import free_port
 
 __all__ = ["PgBouncer", "pgbouncer", "pgbouncer_binary"]
-
-
-def pgbouncer_binary() -> str | None:
-    """The ``pgbouncer`` executable, or ``None`` (``apt-get install -y pgbouncer``)."""
-    return shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None
-    )
 
 
 class PgBouncer:
@@ -40,10 +33,8 @@ class PgBouncer:
         self.binary = binary
         self.folder = folder
         self.port = free_port()
-        parts = urlsplit(server_url)
-        self.user = parts.username or "postgres"
-        self._server_host = parts.hostname or "127.0.0.1"
-        self._server_port = parts.port or 5432
+        self.user = urlsplit(server_url).username or "postgres"
+        self._server_url = server_url
         self._pool_size = pool_size
         self._query_wait_timeout_s = query_wait_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,38 +44,13 @@ class PgBouncer:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def _write_config(self) -> Path:
-        (self.folder / "users.txt").write_text(f'"{self.user}" ""\n')
-        config = self.folder / "pgbouncer.ini"
-        # PgBouncer refuses to run as root; as root it drops to `user` (needs the folder).
-        as_user = ""
-        if os.geteuid() == 0:
-            account = "postgres" if _has_user("postgres") else "nobody"
-            as_user = f"user = {account}\n"
-            shutil.chown(self.folder, user=account)
-            for path in self.folder.iterdir():
-                shutil.chown(path, user=account)
-        config.write_text(
-            "[databases]\n"
-            f"* = host={self._server_host} port={self._server_port}\n"
-            "[pgbouncer]\n"
-            "listen_addr = 127.0.0.1\n"
-            f"listen_port = {self.port}\n"
-            "unix_socket_dir =\n"
-            "auth_type = trust\n"
-            f"auth_file = {self.folder / 'users.txt'}\n"
-            "pool_mode = transaction\n"
-            f"default_pool_size = {self._pool_size}\n"
-            "max_client_conn = 500\n"
-            f"query_wait_timeout = {self._query_wait_timeout_s}\n"
-            "server_connect_timeout = 2\n"
-            "server_login_retry = 1\n"
-            f"logfile = {self.folder / 'pgbouncer.log'}\n"
-            f"pidfile = {self.folder / 'pgbouncer.pid'}\n"
-            "admin_users = \n" + as_user
+        return write_pgbouncer_config(
+            self.folder,
+            port=self.port,
+            server_url=self._server_url,
+            pool_size=self._pool_size,
+            query_wait_timeout_s=self._query_wait_timeout_s,
         )
-        if os.geteuid() == 0:
-            shutil.chown(config, user=as_user.split("=")[1].strip())
-        return config
 
     async def start(self) -> None:
         """Start it and wait until it accepts connections."""
@@ -125,14 +91,6 @@ class PgBouncer:
         """The end of its log file (for assertion messages)."""
         path = self.folder / "pgbouncer.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @contextlib.asynccontextmanager
