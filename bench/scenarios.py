@@ -630,8 +630,6 @@ function request()
    local key = string.format("bench-%d-%d-%d", os.time(), math.random(1, 1000000000), submitted)
    -- Headers given here replace the defaults, so Content-Type is repeated.
    return wrk.format(nil, nil, {
-      -- A headers table replaces wrk.headers, so the content type is repeated here.
-      ["Content-Type"] = "application/json",
       ["Authorization"] = "Bearer " .. next_item(),
       ["Idempotency-Key"] = key,
       ["Content-Type"] = "application/json",
