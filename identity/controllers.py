@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from core.http import BEARER, error_responses
 from identity.dependencies import client_ip, provide_principal
+from identity.principal import Principal
 from identity.schemas import (
     Account,
     IdentityCorrectionRequest,
@@ -27,7 +28,7 @@ from identity.schemas import (
     SessionList,
     TokenPair,
 )
-from identity.service import IdentityService, Principal
+from identity.service import IdentityService
 
 __all__ = ["AuthController", "MeController"]
 

@@ -23,10 +23,11 @@ from core.crypto import Vault
 from core.db import Connection
 from core.errors import Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
 from core.redis import Redis
-from identity.errors import IdentityAlreadyBound, RealNameNotVerified, ReverificationRequired
+from identity.errors import IdentityAlreadyBound, RealNameNotVerified
 from identity.masking import mask_id_number, mask_name, mask_phone
 from identity.metrics import LOGIN_DELAYS, REGISTRY_CALLS, STEP_UPS
 from identity.otp import OtpOutcome, OtpStore
+from identity.principal import Principal
 from identity.repository import IdentityRepository, Row
 from identity.revocation import SessionRevocations
 from identity.schemas import (
@@ -44,16 +45,15 @@ from identity.schemas import (
     TokenPair,
 )
 from identity.settings import IdentitySettings
-from identity.tokens import AccessClaims, AccessTokens
+from identity.tokens import AccessTokens
 from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["Applicant", "IdentityService", "Principal", "SecurityNotice"]
+__all__ = ["Applicant", "IdentityService", "SecurityNotice"]
 
 log = logging.getLogger("onecity.identity")
 
-_LEVEL_RANK = {"L2": 2, "L3": 3, "L4": 4}
 _NOT_VERIFIED = "The name and ID number could not be verified for this account"
 _ALREADY_BOUND = (
     "This account is bound to another identity; a change of identity goes through POST /v1/me/verification/correction"
@@ -77,36 +77,6 @@ class SecurityNotice:
     kind: str
     event: str
     device_name: str | None = None
-
-
-class Principal:
-    """The authenticated citizen of a request, from a verified, unrevoked access token."""
-
-    __slots__ = ("account_id", "claims", "level", "reverify", "session_id")
-
-    def __init__(self, claims: AccessClaims) -> None:
-        assert claims.sid is not None
-        assert claims.acr is not None
-        self.claims = claims
-        self.account_id = claims.sub
-        self.session_id: str = claims.sid
-        self.level: str = claims.acr
-        #: The session must prove the bound identity again before it sees personal data
-        #: (a recycled phone number): see :func:`identity.dependencies.provide_confirmed_principal`.
-        self.reverify: bool = claims.reverify
-
-    def require_confirmed(self) -> None:
-        """Refuse (403 ``identity-reverification-required``) while the session must re-verify."""
-        if self.reverify:
-            raise ReverificationRequired(
-                "This sign-in must prove the account's identity again (real-name or real-person "
-                "verification) before it can see personal data"
-            )
-
-    def require_level(self, level: str) -> None:
-        """Raise the RFC 9470 step-up challenge when the token's level is below ``level``."""
-        if _LEVEL_RANK.get(self.level, 0) < _LEVEL_RANK[level]:
-            raise InsufficientLevel(level)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

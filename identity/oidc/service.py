@@ -17,6 +17,7 @@ from core.crypto import Vault
 from core.db import Pool
 from core.errors import BadRequest, Unauthorized
 from core.keys import KeyManager
+from core.levels import LEVELS
 from core.redis import Redis
 from identity.oidc.authorization import (
     AMR_OF_METHOD,
@@ -45,7 +46,8 @@ from identity.oidc.schemas import (
 )
 from identity.oidc.scopes import SCOPES, claims_supported
 from identity.oidc.settings import OidcSettings
-from identity.service import IdentityService, Principal
+from identity.principal import Principal
+from identity.service import IdentityService
 from identity.tokens import AccessTokens
 
 __all__ = ["OidcProvider"]
@@ -154,7 +156,7 @@ class OidcProvider:
             revocation_endpoint_auth_signing_alg_values_supported=algs,
             code_challenge_methods_supported=["S256"],
             claims_supported=claims_supported(),
-            acr_values_supported=["L2", "L3", "L4"],
+            acr_values_supported=list(LEVELS),
             prompt_values_supported=["none", "login", "consent", "select_account"],
             claims_parameter_supported=False,
             request_parameter_supported=False,
