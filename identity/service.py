@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -27,6 +27,7 @@ from identity.errors import IdentityAlreadyBound, RealNameNotVerified
 from identity.masking import mask_id_number, mask_name, mask_phone
 from identity.metrics import LOGIN_DELAYS, REGISTRY_CALLS, STEP_UPS
 from identity.otp import OtpOutcome, OtpStore
+from identity.pii import Pii
 from identity.principal import Principal
 from identity.repository import IdentityRepository, Row
 from identity.revocation import SessionRevocations
@@ -34,7 +35,6 @@ from identity.schemas import (
     Account,
     Device,
     IdentityCorrectionRequest,
-    LoginRequest,
     MiniProgramLinkRequired,
     MiniProgramLoginRequest,
     OtpSent,
@@ -50,7 +50,7 @@ from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["Applicant", "IdentityService", "SecurityNotice"]
+__all__ = ["Applicant", "IdentityService", "LoginChannel", "OtpLogin", "SecurityNotice"]
 
 log = logging.getLogger("onecity.identity")
 
@@ -77,6 +77,29 @@ class SecurityNotice:
     kind: str
     event: str
     device_name: str | None = None
+
+
+#: Where a citizen logs in with an OTP: the app, or the OIDC login page in a browser.
+LoginChannel = Literal["app", "browser"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OtpLogin:
+    """A successful OTP login.
+
+    Attributes:
+        account_id: The account (created at ``L2`` by a first login).
+        level: Its identity level.
+        held_back: The account must prove its bound identity again before it shows personal
+            data (a possibly recycled number): an app session carries ``reverify``, a browser
+            login gets no browser session.
+        tokens: The app session's tokens (channel ``app`` only).
+    """
+
+    account_id: str
+    level: str
+    held_back: bool
+    tokens: TokenPair | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +143,7 @@ class IdentityService:
         self.tokens = tokens
         self.departments = departments
         self.settings = settings
+        self.pii = Pii(vault)
         self.otp = OtpStore(redis, vault, settings)
         #: Called after an identity correction with the principal and the revoked partner
         #: grant ids: other domains end what they keep for the old identity (the app wires
@@ -148,7 +172,7 @@ class IdentityService:
             await hook(account_id)
 
     def _phone_index(self, phone: str) -> bytes:
-        return self.vault.blind_index(phone, domain="phone")
+        return self.pii.phone_index(phone)
 
     def _refresh_hash(self, token: str) -> bytes:
         return self.vault.keyed_hash(token, domain="refresh-token")
@@ -165,9 +189,9 @@ class IdentityService:
         return Account(
             id=row["id"] if isinstance(row["id"], str) else str(row["id"]),
             level=row["level"],
-            phone=mask_phone(self.vault.decrypt_text(row["phone_enc"], context="phone")),
-            name=mask_name(self.vault.decrypt_text(name, context="name")) if name else None,
-            id_number=mask_id_number(self.vault.decrypt_text(id_number, context="id_number")) if id_number else None,
+            phone=mask_phone(self.pii.open_phone(row["phone_enc"])),
+            name=mask_name(self.pii.open_name(name)) if name else None,
+            id_number=mask_id_number(self.pii.open_id_number(id_number)) if id_number else None,
             created_at=row["created_at"],
             reverification_required=reverify,
         )
@@ -232,14 +256,10 @@ class IdentityService:
         )
         return OtpSent(expires_in=self.settings.otp_ttl_s, resend_after=self.settings.otp_resend_after_s)
 
-    async def check_login_code(
-        self, phone: str, code: str, *, client_ip: str | None, device_id: str | None = None, method: str = "otp"
+    async def _check_login_code(
+        self, phone: str, code: str, *, client_ip: str | None, device_id: str | None, method: str
     ) -> None:
-        """Check a login code with every limit and audit event of OTP login; raise if it fails.
-
-        The one place a login code is checked: the app's ``/v1/auth/login`` and the OIDC
-        browser login page both come here, so both get the same delays and write the same
-        ``auth.login`` / ``auth.lockout`` events.
+        """Check a login code with every limit and failure event of OTP login; raise if it fails.
 
         Raises:
             RateLimited: ``reason: delayed``: this address must wait before its next check
@@ -335,26 +355,12 @@ class IdentityService:
         )
         return session_id, refresh
 
-    async def browser_login_held_back(self, conn: Connection, row: Row) -> bool:
-        """Whether a partner's browser sign-in must wait for the citizen to prove the identity
-        again in the app (a possibly recycled number: a dormant account bound to a person).
-
-        A browser is never one of the account's app devices, so any dormant bound account
-        qualifies; the browser flow cannot prove the identity itself, and signing in there
-        would release the old owner's claims to a partner.
-        """
-        if row["level"] == "L2":
-            return False
-        return await self.repository.dormant_on_new_device(
-            conn, account_id=str(row["id"]), device_id="", idle_days=self.settings.recycled_number_after_days
-        )
-
-    async def _needs_reverification(self, conn: Connection, row: Row, device: Device) -> bool:
+    async def _needs_reverification(self, conn: Connection, row: Row, device_id: str) -> bool:
         """A recycled number? A new device reaching a dormant account bound to a person."""
         if row["level"] == "L2":
             return False
         return await self.repository.dormant_on_new_device(
-            conn, account_id=str(row["id"]), device_id=device.id, idle_days=self.settings.recycled_number_after_days
+            conn, account_id=str(row["id"]), device_id=device_id, idle_days=self.settings.recycled_number_after_days
         )
 
     def _issue_access(self, *, account_id: str, session_id: str, level: str, reverify: bool) -> tuple[str, int]:
@@ -376,17 +382,50 @@ class IdentityService:
             account=self.account_view(row, reverify=reverify),
         )
 
-    async def login(self, request: LoginRequest, *, client_ip: str | None) -> TokenPair:
-        """Log in with phone + OTP: the account is created at ``L2`` the first time."""
-        await self.check_login_code(request.phone, request.otp, client_ip=client_ip, device_id=request.device.id)
+    async def login_with_otp(
+        self,
+        phone: str,
+        otp: str,
+        *,
+        channel: LoginChannel,
+        client_ip: str | None,
+        device: Device | None = None,
+        link_token: str | None = None,
+        client_id: str | None = None,
+    ) -> OtpLogin:
+        """Log in with phone + OTP: the one login of a citizen, for every channel.
+
+        The code is checked with the same limits and events whatever the channel (per phone
+        and address delays; ``auth.login`` failures, ``auth.lockout`` when a delay is set), the
+        account is created at ``L2`` the first time, and a dormant bound account reached from
+        a new device is held back (a possibly recycled number). Then:
+
+        * ``app`` (``POST /v1/auth/login``): an app session bound to ``device`` with its
+          token pair (``link_token`` also links a mini-program identity);
+        * ``browser`` (the OIDC login page of ``client_id``): no app session; the caller
+          starts its browser session unless the login is held back. A browser is never one
+          of the account's app devices.
+
+        Raises:
+            RateLimited: ``reason: delayed``: this address must wait before its next check
+                of this phone (``Retry-After``).
+            Unauthorized: ``reason`` ``wrong`` (``attempts_left``), ``dead`` or ``no_code``;
+                or the link token is invalid.
+        """
+        if (channel == "app") != (device is not None):
+            raise ValueError("an app login names its device, a browser login none")
+        device_id = device.id if device is not None else None
+        await self._check_login_code(
+            phone, otp, client_ip=client_ip, device_id=device_id, method="otp" if device is not None else "oidc-browser"
+        )
         link: dict[str, Any] | None = None
-        if request.link_token is not None:
-            link = await self._take_link_token(request.link_token)
-        index = self._phone_index(request.phone)
+        if link_token is not None:
+            link = await self._take_link_token(link_token)
         async with self.repository.pool.acquire() as conn, conn.transaction():
             row = await self.repository.upsert_account(
-                conn, phone_enc=self.vault.encrypt_text(request.phone, context="phone"), phone_index=index
+                conn, phone_enc=self.pii.seal_phone(phone), phone_index=self._phone_index(phone)
             )
+            account_id = str(row["id"])
             if link is not None:
                 await self.repository.link(
                     conn,
@@ -394,32 +433,47 @@ class IdentityService:
                     openid_index=bytes.fromhex(link["openid_index"]),
                     account_id=row["id"],
                 )
-            method = "otp+miniprogram" if link is not None else "otp"
-            reverify = await self._needs_reverification(conn, row, request.device)
-            new_device = await self.repository.is_new_device(
-                conn, account_id=str(row["id"]), device_id=request.device.id
-            )
+            held_back = await self._needs_reverification(conn, row, device_id or "")
+            if device is None:
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="auth.login",
+                            outcome="held_back" if held_back else "success",
+                            actor_type="citizen",
+                            actor_id=account_id,
+                            subject_id=account_id,
+                            client_ip=client_ip,
+                            details={
+                                "method": "oidc-browser",
+                                "client_id": client_id,
+                                **({"reason": "reverification_required"} if held_back else {}),
+                            },
+                        )
+                    ],
+                )
+                return OtpLogin(account_id=account_id, level=row["level"], held_back=held_back)
+            new_device = await self.repository.is_new_device(conn, account_id=account_id, device_id=device.id)
             session_id, refresh = await self._start_session(
                 conn,
                 account_id=row["id"],
-                device=request.device,
-                method=method,
+                device=device,
+                method="otp+miniprogram" if link is not None else "otp",
                 client_ip=client_ip,
-                reverify_required=reverify,
+                reverify_required=held_back,
             )
             if new_device:
                 await self._security(
                     conn,
                     SecurityNotice(
-                        account_id=str(row["id"]),
-                        kind="new_device",
-                        event=f"login:{session_id}",
-                        device_name=request.device.name,
+                        account_id=account_id, kind="new_device", event=f"login:{session_id}", device_name=device.name
                     ),
                 )
         if new_device:
-            await self._security_committed(str(row["id"]))
-        return self._pair(row, session_id=session_id, refresh=refresh, reverify=reverify)
+            await self._security_committed(account_id)
+        tokens = self._pair(row, session_id=session_id, refresh=refresh, reverify=held_back)
+        return OtpLogin(account_id=account_id, level=row["level"], held_back=held_back, tokens=tokens)
 
     # refresh ------------------------------------------------------------------------------
 
@@ -626,7 +680,7 @@ class IdentityService:
                 "The ID number is not valid (GB 11643 check digit or birth date)",
                 extensions={"field": "id_number"},
             )
-        id_index = self.vault.blind_index(request.id_number, domain="id_number")
+        id_index = self.pii.id_number_index(request.id_number)
         row = await self.repository.get_account(principal.account_id)
         if row is None:
             raise Unauthorized("The account no longer exists")
@@ -650,8 +704,8 @@ class IdentityService:
                 level = await self.repository.set_real_name(
                     conn,
                     account_id=principal.account_id,
-                    name_enc=self.vault.encrypt_text(request.name, context="name"),
-                    id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
+                    name_enc=self.pii.seal_name(request.name),
+                    id_number_enc=self.pii.seal_id_number(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                 )
@@ -682,9 +736,7 @@ class IdentityService:
         self, principal: Principal, row: Row, request: RealNameRequest, id_index: bytes, *, client_ip: str | None
     ) -> Account:
         """Real-name on a bound account: its own identity again is harmless, another is 409."""
-        same = row["id_number_index"] == id_index and (
-            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
-        )
+        same = row["id_number_index"] == id_index and (self.pii.open_name(row["name_enc"]) == request.name)
         if not same:
             if principal.reverify:
                 # Guessing the bound identity from a held-back session: limited like any attempt.
@@ -758,9 +810,9 @@ class IdentityService:
         return Applicant(
             account_id=row["id"],
             level=row["level"],
-            phone=self.vault.decrypt_text(row["phone_enc"], context="phone"),
-            name=self.vault.decrypt_text(name, context="name") if name else None,
-            id_number=self.vault.decrypt_text(id_number, context="id_number") if id_number else None,
+            phone=self.pii.open_phone(row["phone_enc"]),
+            name=self.pii.open_name(name) if name else None,
+            id_number=self.pii.open_id_number(id_number) if id_number else None,
             region_code=row["region_code"],
         )
 
@@ -769,7 +821,7 @@ class IdentityService:
         row = await self.repository.get_account(account_id)
         if row is None or row["id_number_enc"] is None:
             return None
-        return self.vault.decrypt_text(row["id_number_enc"], context="id_number")
+        return self.pii.open_id_number(row["id_number_enc"])
 
     async def verify_real_person(
         self, principal: Principal, request: RealPersonRequest, *, client_ip: str | None
@@ -839,10 +891,8 @@ class IdentityService:
             raise Unauthorized("The account no longer exists")
         if row["id_number_index"] is None:
             raise InsufficientLevel("L3", "Only a bound (L3) account can correct its identity: verify first")
-        id_index = self.vault.blind_index(request.id_number, domain="id_number")
-        if row["id_number_index"] == id_index and (
-            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
-        ):
+        id_index = self.pii.id_number_index(request.id_number)
+        if row["id_number_index"] == id_index and (self.pii.open_name(row["name_enc"]) == request.name):
             return await self.me(principal)  # nothing to correct
         await self._count_real_name_attempt(principal.account_id, id_index)
         if not await self._registry_match(request.name, request.id_number, purpose="correction"):
@@ -860,8 +910,8 @@ class IdentityService:
                     conn,
                     account_id=principal.account_id,
                     keep_session_id=principal.session_id,
-                    name_enc=self.vault.encrypt_text(request.name, context="name"),
-                    id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
+                    name_enc=self.pii.seal_name(request.name),
+                    id_number_enc=self.pii.seal_id_number(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                     level="L4",
