@@ -82,6 +82,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         pool=resources.pool,
         redis=resources.redis,
         vault=resources.vault,
+        identity=state.identity,
         keys=resources.keys,
         health=resources.fanout.health,
         transport=resources.fanout.transport,

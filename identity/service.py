@@ -50,7 +50,7 @@ from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["Applicant", "IdentityService", "LoginChannel", "OtpLogin", "SecurityNotice"]
+__all__ = ["AccountFacts", "Applicant", "IdentityService", "LoginChannel", "OtpLogin", "SecurityNotice"]
 
 log = logging.getLogger("onecity.identity")
 
@@ -100,6 +100,19 @@ class OtpLogin:
     level: str
     held_back: bool
     tokens: TokenPair | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountFacts:
+    """What other domains may know of an account to serve it (codes: status, masked name on
+    a verifier's screen, the region for staff); ``id_number`` is for department calls only,
+    never logged or returned."""
+
+    account_id: str
+    level: str
+    masked_name: str | None
+    id_number: str | None
+    region_code: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -812,6 +825,20 @@ class IdentityService:
             level=row["level"],
             phone=self.pii.open_phone(row["phone_enc"]),
             name=self.pii.open_name(name) if name else None,
+            id_number=self.pii.open_id_number(id_number) if id_number else None,
+            region_code=row["region_code"],
+        )
+
+    async def account_facts(self, account_id: str) -> AccountFacts | None:
+        """The level, region, masked name and ID number of an account; ``None`` if it is gone."""
+        row = await self.repository.get_account(account_id)
+        if row is None:
+            return None
+        name, id_number = row["name_enc"], row["id_number_enc"]
+        return AccountFacts(
+            account_id=str(row["id"]),
+            level=row["level"],
+            masked_name=mask_name(self.pii.open_name(name)) if name else None,
             id_number=self.pii.open_id_number(id_number) if id_number else None,
             region_code=row["region_code"],
         )
