@@ -50,7 +50,16 @@ from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["AccountFacts", "Applicant", "IdentityService", "LoginChannel", "OtpLogin", "SecurityNotice"]
+__all__ = [
+    "AccountFacts",
+    "Applicant",
+    "IdentityService",
+    "LoginChannel",
+    "OtpLogin",
+    "SecurityNotice",
+    "new_refresh_token",
+    "refresh_token_hash",
+]
 
 log = logging.getLogger("onecity.identity")
 
@@ -59,6 +68,16 @@ _ALREADY_BOUND = (
     "This account is bound to another identity; a change of identity goes through POST /v1/me/verification/correction"
 )
 _REFRESH_PREFIX = "rt."
+
+
+def new_refresh_token() -> str:
+    """A fresh opaque refresh token (``rt.`` + 256 random bits)."""
+    return _REFRESH_PREFIX + secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(vault: Vault, token: str) -> bytes:
+    """What ``refresh_tokens.token_hash`` stores of a refresh token (never the token)."""
+    return vault.keyed_hash(token, domain="refresh-token")
 
 
 @dataclass(frozen=True)
@@ -188,11 +207,7 @@ class IdentityService:
         return self.pii.phone_index(phone)
 
     def _refresh_hash(self, token: str) -> bytes:
-        return self.vault.keyed_hash(token, domain="refresh-token")
-
-    @staticmethod
-    def _new_refresh_token() -> str:
-        return _REFRESH_PREFIX + secrets.token_urlsafe(32)
+        return refresh_token_hash(self.vault, token)
 
     def account_view(self, row: Row, *, reverify: bool = False) -> Account:
         """The masked account the app may see; without name and ID number while the session
@@ -339,7 +354,7 @@ class IdentityService:
             absolute_ttl_s=self.settings.session_absolute_ttl_s,
             reverify_required=reverify_required,
         )
-        refresh = self._new_refresh_token()
+        refresh = new_refresh_token()
         await self.repository.insert_refresh_token(
             conn,
             token_hash=self._refresh_hash(refresh),
@@ -493,7 +508,7 @@ class IdentityService:
     async def refresh(self, refresh_token: str, *, client_ip: str | None) -> TokenPair:
         """Rotate a refresh token. Presenting a spent one ends its whole family (session)."""
         old_hash = self._refresh_hash(refresh_token)
-        new_token = self._new_refresh_token()
+        new_token = new_refresh_token()
         row = await self.repository.rotate_refresh_token(
             old_hash=old_hash,
             new_hash=self._refresh_hash(new_token),
