@@ -9,6 +9,7 @@ app session into a code for a partner.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 import msgspec
 
@@ -128,6 +129,13 @@ class OidcProvider:
         self.consents = Consents(self.repository, revocations)
 
     # discovery ---------------------------------------------------------------------------
+
+    async def client_names(self, client_ids: Collection[str]) -> dict[str, str]:
+        """The display names of registered partners by client id, for screens that show who
+        acted (the citizen's data-access ledger); ids of unknown clients are left out."""
+        if not client_ids:
+            return {}
+        return await self.repository.client_names(sorted(client_ids))
 
     def metadata(self) -> ProviderMetadata:
         """The discovery document: every value here is what the endpoints actually do."""
