@@ -150,7 +150,7 @@ async def issue_login_codes(
     pii = Pii(vault)
 
     async def issue(phone: str) -> str:
-        issued, refusal = await store.issue(pii.phone_index(phone), client_ip=None)
+        issued, refusal = await store.issue(pii.phone.index(phone), client_ip=None)
         if issued is None:
             raise RuntimeError(f"could not issue a login code: {refusal}")
         return issued.code

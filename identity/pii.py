@@ -11,15 +11,10 @@ identity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from core.crypto import Vault
 
-__all__ = ["AccountColumns", "Pii"]
-
-_PHONE: Final = "phone"
-_NAME: Final = "name"
-_ID_NUMBER: Final = "id_number"
+__all__ = ["AccountColumns", "Pii", "SealedField"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,60 +29,62 @@ class AccountColumns:
     region_code: str | None = None
 
 
+class SealedField:
+    """One kind of personal value: its encryption context, which is also its blind-index domain.
+
+    Args:
+        vault: The field-encryption and blind-index keys.
+        context: The kind (``phone``, ``name``, ``id_number``).
+    """
+
+    __slots__ = ("_context", "_vault")
+
+    def __init__(self, vault: Vault, context: str) -> None:
+        self._vault = vault
+        self._context = context
+
+    def seal(self, value: str) -> bytes:
+        """The encrypted value."""
+        return self._vault.encrypt_text(value, context=self._context)
+
+    def open(self, blob: bytes) -> str:
+        """The value of :meth:`seal`."""
+        return self._vault.decrypt_text(blob, context=self._context)
+
+    def index(self, value: str) -> bytes:
+        """The keyed blind index the value is found by (phones, ID numbers)."""
+        return self._vault.blind_index(value, domain=self._context)
+
+
 class Pii:
     """Seals and opens phones, names and ID numbers with the process's vault.
 
     Args:
         vault: The field-encryption and blind-index keys.
+
+    Attributes:
+        phone: The account's phone (found by its index).
+        name: The bound real name (never indexed).
+        id_number: The bound ID number (its index keeps one ID number to one account).
     """
 
-    __slots__ = ("_vault",)
+    __slots__ = ("id_number", "name", "phone")
 
     def __init__(self, vault: Vault) -> None:
-        self._vault = vault
-
-    def phone_index(self, phone: str) -> bytes:
-        """The blind index an account is found by."""
-        return self._vault.blind_index(phone, domain=_PHONE)
-
-    def seal_phone(self, phone: str) -> bytes:
-        """The encrypted phone."""
-        return self._vault.encrypt_text(phone, context=_PHONE)
-
-    def open_phone(self, blob: bytes) -> str:
-        """The phone of :meth:`seal_phone`."""
-        return self._vault.decrypt_text(blob, context=_PHONE)
-
-    def seal_name(self, name: str) -> bytes:
-        """The encrypted real name."""
-        return self._vault.encrypt_text(name, context=_NAME)
-
-    def open_name(self, blob: bytes) -> str:
-        """The real name of :meth:`seal_name`."""
-        return self._vault.decrypt_text(blob, context=_NAME)
-
-    def id_number_index(self, id_number: str) -> bytes:
-        """The blind index that keeps one ID number to one account."""
-        return self._vault.blind_index(id_number, domain=_ID_NUMBER)
-
-    def seal_id_number(self, id_number: str) -> bytes:
-        """The encrypted ID number."""
-        return self._vault.encrypt_text(id_number, context=_ID_NUMBER)
-
-    def open_id_number(self, blob: bytes) -> str:
-        """The ID number of :meth:`seal_id_number`."""
-        return self._vault.decrypt_text(blob, context=_ID_NUMBER)
+        self.phone = SealedField(vault, "phone")
+        self.name = SealedField(vault, "name")
+        self.id_number = SealedField(vault, "id_number")
 
     def account(self, phone: str, name: str | None = None, id_number: str | None = None) -> AccountColumns:
         """The stored columns of an account with this phone and, when bound, this identity
         (the region is the ID number's first six digits, as real-name verification sets it)."""
         if id_number is None:
-            return AccountColumns(phone_enc=self.seal_phone(phone), phone_index=self.phone_index(phone))
+            return AccountColumns(phone_enc=self.phone.seal(phone), phone_index=self.phone.index(phone))
         return AccountColumns(
-            phone_enc=self.seal_phone(phone),
-            phone_index=self.phone_index(phone),
-            name_enc=self.seal_name(name) if name is not None else None,
-            id_number_enc=self.seal_id_number(id_number),
-            id_number_index=self.id_number_index(id_number),
+            phone_enc=self.phone.seal(phone),
+            phone_index=self.phone.index(phone),
+            name_enc=self.name.seal(name) if name is not None else None,
+            id_number_enc=self.id_number.seal(id_number),
+            id_number_index=self.id_number.index(id_number),
             region_code=id_number[:6],
         )

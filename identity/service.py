@@ -146,6 +146,16 @@ class Applicant:
     id_number: str | None
     region_code: str | None
 
+    def facts(self) -> AccountFacts:
+        """What a domain that does not act for the citizen may know (the name masked)."""
+        return AccountFacts(
+            account_id=str(self.account_id),
+            level=self.level,
+            masked_name=mask_name(self.name) if self.name else None,
+            id_number=self.id_number,
+            region_code=self.region_code,
+        )
+
 
 class IdentityService:
     """Everything about who a citizen is and how they are signed in.
@@ -204,7 +214,7 @@ class IdentityService:
             await hook(account_id)
 
     def _phone_index(self, phone: str) -> bytes:
-        return self.pii.phone_index(phone)
+        return self.pii.phone.index(phone)
 
     def _refresh_hash(self, token: str) -> bytes:
         return refresh_token_hash(self.vault, token)
@@ -217,9 +227,9 @@ class IdentityService:
         return Account(
             id=row["id"] if isinstance(row["id"], str) else str(row["id"]),
             level=row["level"],
-            phone=mask_phone(self.pii.open_phone(row["phone_enc"])),
-            name=mask_name(self.pii.open_name(name)) if name else None,
-            id_number=mask_id_number(self.pii.open_id_number(id_number)) if id_number else None,
+            phone=mask_phone(self.pii.phone.open(row["phone_enc"])),
+            name=mask_name(self.pii.name.open(name)) if name else None,
+            id_number=mask_id_number(self.pii.id_number.open(id_number)) if id_number else None,
             created_at=row["created_at"],
             reverification_required=reverify,
         )
@@ -451,7 +461,7 @@ class IdentityService:
             link = await self._take_link_token(link_token)
         async with self.repository.pool.acquire() as conn, conn.transaction():
             row = await self.repository.upsert_account(
-                conn, phone_enc=self.pii.seal_phone(phone), phone_index=self._phone_index(phone)
+                conn, phone_enc=self.pii.phone.seal(phone), phone_index=self._phone_index(phone)
             )
             account_id = str(row["id"])
             if link is not None:
@@ -708,7 +718,7 @@ class IdentityService:
                 "The ID number is not valid (GB 11643 check digit or birth date)",
                 extensions={"field": "id_number"},
             )
-        id_index = self.pii.id_number_index(request.id_number)
+        id_index = self.pii.id_number.index(request.id_number)
         row = await self.repository.get_account(principal.account_id)
         if row is None:
             raise Unauthorized("The account no longer exists")
@@ -732,8 +742,8 @@ class IdentityService:
                 level = await self.repository.set_real_name(
                     conn,
                     account_id=principal.account_id,
-                    name_enc=self.pii.seal_name(request.name),
-                    id_number_enc=self.pii.seal_id_number(request.id_number),
+                    name_enc=self.pii.name.seal(request.name),
+                    id_number_enc=self.pii.id_number.seal(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                 )
@@ -764,7 +774,7 @@ class IdentityService:
         self, principal: Principal, row: Row, request: RealNameRequest, id_index: bytes, *, client_ip: str | None
     ) -> Account:
         """Real-name on a bound account: its own identity again is harmless, another is 409."""
-        same = row["id_number_index"] == id_index and (self.pii.open_name(row["name_enc"]) == request.name)
+        same = row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name)
         if not same:
             if principal.reverify:
                 # Guessing the bound identity from a held-back session: limited like any attempt.
@@ -838,32 +848,23 @@ class IdentityService:
         return Applicant(
             account_id=row["id"],
             level=row["level"],
-            phone=self.pii.open_phone(row["phone_enc"]),
-            name=self.pii.open_name(name) if name else None,
-            id_number=self.pii.open_id_number(id_number) if id_number else None,
+            phone=self.pii.phone.open(row["phone_enc"]),
+            name=self.pii.name.open(name) if name else None,
+            id_number=self.pii.id_number.open(id_number) if id_number else None,
             region_code=row["region_code"],
         )
 
     async def account_facts(self, account_id: str) -> AccountFacts | None:
         """The level, region, masked name and ID number of an account; ``None`` if it is gone."""
-        row = await self.repository.get_account(account_id)
-        if row is None:
-            return None
-        name, id_number = row["name_enc"], row["id_number_enc"]
-        return AccountFacts(
-            account_id=str(row["id"]),
-            level=row["level"],
-            masked_name=mask_name(self.pii.open_name(name)) if name else None,
-            id_number=self.pii.open_id_number(id_number) if id_number else None,
-            region_code=row["region_code"],
-        )
+        applicant = await self.applicant(account_id)
+        return applicant.facts() if applicant is not None else None
 
     async def id_number_of(self, account_id: str) -> str | None:
         """The decrypted ID number of an ``L3``+ account, for department calls only."""
         row = await self.repository.get_account(account_id)
         if row is None or row["id_number_enc"] is None:
             return None
-        return self.pii.open_id_number(row["id_number_enc"])
+        return self.pii.id_number.open(row["id_number_enc"])
 
     async def verify_real_person(
         self, principal: Principal, request: RealPersonRequest, *, client_ip: str | None
@@ -933,8 +934,8 @@ class IdentityService:
             raise Unauthorized("The account no longer exists")
         if row["id_number_index"] is None:
             raise InsufficientLevel("L3", "Only a bound (L3) account can correct its identity: verify first")
-        id_index = self.pii.id_number_index(request.id_number)
-        if row["id_number_index"] == id_index and (self.pii.open_name(row["name_enc"]) == request.name):
+        id_index = self.pii.id_number.index(request.id_number)
+        if row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name):
             return await self.me(principal)  # nothing to correct
         await self._count_real_name_attempt(principal.account_id, id_index)
         if not await self._registry_match(request.name, request.id_number, purpose="correction"):
@@ -952,8 +953,8 @@ class IdentityService:
                     conn,
                     account_id=principal.account_id,
                     keep_session_id=principal.session_id,
-                    name_enc=self.pii.seal_name(request.name),
-                    id_number_enc=self.pii.seal_id_number(request.id_number),
+                    name_enc=self.pii.name.seal(request.name),
+                    id_number_enc=self.pii.id_number.seal(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                     level="L4",

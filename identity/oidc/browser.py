@@ -384,7 +384,7 @@ class BrowserFlow:
                 phone=form.phone,
             )
             return self._page(html, 503)
-        tx.phone_enc = self._identity.pii.seal_phone(form.phone).hex()
+        tx.phone_enc = self._identity.pii.phone.seal(form.phone).hex()
         await self._save(form.tx, tx)
         return self._page(
             otp_page(client_name=name, tx=form.tx, action=f"{self._base}/login", masked_phone=mask_phone(form.phone))
@@ -396,7 +396,7 @@ class BrowserFlow:
         params = await self._rebuild(tx) if tx is not None else None
         if tx is None or params is None or tx.phone_enc is None:
             return self._expired()
-        phone = self._identity.pii.open_phone(bytes.fromhex(tx.phone_enc))
+        phone = self._identity.pii.phone.open(bytes.fromhex(tx.phone_enc))
         masked = mask_phone(phone)
         if not _OTP.fullmatch(form.otp):
             html = otp_page(

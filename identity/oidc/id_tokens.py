@@ -52,10 +52,10 @@ def release_claims(
     claims: dict[str, Any] = {}
     pii = Pii(vault)
     if "profile" in scopes and name_enc is not None:
-        name = pii.open_name(name_enc)
+        name = pii.name.open(name_enc)
         claims["name"] = name if options.get("full_name") else mask_name(name)
     if "phone" in scopes and phone_enc is not None:
-        claims["phone_number"] = "+86" + pii.open_phone(phone_enc)
+        claims["phone_number"] = "+86" + pii.phone.open(phone_enc)
         claims["phone_number_verified"] = True
     if "identity.level" in scopes:
         claims["identity_level"] = level
