@@ -30,10 +30,9 @@ from codes.payload import build_claims, issue_code
 from core.db import create_pool
 from core.keys import KeyManager, KeyRing, KeyStore
 from core.signing import b64url_decode
-from identity import NewCitizen, insert_signed_in, issue_login_codes
+from identity import AccessTokens, NewCitizen, insert_signed_in, issue_login_codes
 from identity.oidc.seed import DEMO_CLIENT_ID, DEMO_SECRET, seed_demo_partner
 from identity.settings import IdentitySettings
-from identity.tokens import AccessTokens
 from services.idnumber import check_digit
 from services.tokens import ServiceTokenMinter
 

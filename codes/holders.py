@@ -16,7 +16,7 @@ from codes.payload import CodeType
 from codes.pseudonym import Pseudonymizer
 from codes.repository import CodesRepository
 from core.errors import DependencyUnavailable
-from identity.service import AccountFacts, IdentityService
+from identity import AccountFacts, IdentityService
 
 __all__ = ["HolderAccount", "Holders"]
 

@@ -34,8 +34,8 @@ from core.crypto import Vault
 from core.db import Pool
 from core.keys import KeyManager
 from core.redis import Redis
+from identity import IdentityService
 from identity.principal import Principal
-from identity.service import IdentityService
 from services.departments.health import HealthDepartment
 from services.departments.socsec import SocsecDepartment
 from services.departments.transport import TransportDepartment

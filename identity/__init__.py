@@ -12,7 +12,7 @@ from identity.controllers import AuthController, MeController
 from identity.dependencies import provide_confirmed_principal, provide_identity, provide_principal
 from identity.principal import Principal
 from identity.repository import IdentityRepository
-from identity.service import AccountFacts, Applicant, IdentityService, LoginChannel, OtpLogin
+from identity.service import AccountFacts, Applicant, IdentityService, LoginChannel, OtpLogin, SecurityNotice
 from identity.settings import IdentitySettings
 from identity.tokens import AccessTokens
 
@@ -29,6 +29,7 @@ __all__ = [
     "NewCitizen",
     "OtpLogin",
     "Principal",
+    "SecurityNotice",
     "SignedIn",
     "insert_signed_in",
     "issue_login_codes",

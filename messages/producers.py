@@ -7,8 +7,8 @@ import uuid
 from typing import Final
 
 from core.db import Connection
+from identity import SecurityNotice
 from identity.principal import Principal
-from identity.service import SecurityNotice
 from messages.service import MessageCentre
 
 __all__ = ["CodeStatusMessages", "SecurityMessages"]
