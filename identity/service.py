@@ -108,7 +108,6 @@ class OtpLogin:
 
     Attributes:
         account_id: The account (created at ``L2`` by a first login).
-        level: Its identity level.
         held_back: The account must prove its bound identity again before it shows personal
             data (a possibly recycled number): an app session carries ``reverify``, a browser
             login gets no browser session.
@@ -116,7 +115,6 @@ class OtpLogin:
     """
 
     account_id: str
-    level: str
     held_back: bool
     tokens: TokenPair | None = None
 
@@ -471,6 +469,8 @@ class IdentityService:
                     openid_index=bytes.fromhex(link["openid_index"]),
                     account_id=row["id"],
                 )
+            # A browser ("") is never one of the account's app devices: any dormant bound account
+            # is held back there, as signing in would release the old owner's claims to a partner.
             held_back = await self._needs_reverification(conn, row, device_id or "")
             if device is None:
                 await write_audit(
@@ -491,7 +491,7 @@ class IdentityService:
                         )
                     ],
                 )
-                return OtpLogin(account_id=account_id, level=row["level"], held_back=held_back)
+                return OtpLogin(account_id=account_id, held_back=held_back)
             new_device = await self.repository.is_new_device(conn, account_id=account_id, device_id=device.id)
             session_id, refresh = await self._start_session(
                 conn,
@@ -511,7 +511,7 @@ class IdentityService:
         if new_device:
             await self._security_committed(account_id)
         tokens = self._pair(row, session_id=session_id, refresh=refresh, reverify=held_back)
-        return OtpLogin(account_id=account_id, level=row["level"], held_back=held_back, tokens=tokens)
+        return OtpLogin(account_id=account_id, held_back=held_back, tokens=tokens)
 
     # refresh ------------------------------------------------------------------------------
 
