@@ -3,17 +3,23 @@ vault contexts (account facts for codes, bulk accounts and login codes for load 
 
 from __future__ import annotations
 
+import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.context import BenchContext
+from bench.fixtures import create_citizens, create_sessions, issue_otps
 from bff.app import create_app
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
+from core.keys import KeyStore
 from core.redis import Redis
 from identity import AccountFacts, IdentityService, NewCitizen, insert_signed_in, issue_login_codes
+from tests.conftest import MASTER_KEY
 from tests.support.asgi import running_app
 from tests.support.citizens import bearer
 
@@ -76,3 +82,39 @@ async def test_one_login_entry_point_needs_a_device_exactly_for_the_app(settings
         identity: IdentityService = app.state.identity
         with pytest.raises(ValueError, match="device"):
             await identity.login_with_otp("13700000204", "123456", channel="app", client_ip=None)
+
+
+async def test_benchmark_preparation_makes_data_the_app_accepts(
+    settings: Settings, clean: None, key_store: KeyStore, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # The benchmark's fixtures go through identity's bulk functions: what they prepare must
+    # be what the server reads (sessions, refresh tokens, real-name citizens, login codes).
+    ctx = BenchContext(
+        base_url="http://127.0.0.1:1",
+        database_url=database_url,
+        redis_url=redis_url,
+        master_key=MASTER_KEY,
+        departments={},
+        workdir=tmp_path,
+        duration_s=1,
+        connections=1,
+        environment={
+            "ONECITY_ENV": "test",
+            "ONECITY_DATABASE_URL": database_url,
+            "ONECITY_REDIS_URL": redis_url,
+            "ONECITY_MASTER_KEY": base64.urlsafe_b64encode(MASTER_KEY).decode(),
+        },
+    )
+    (refresh_token,) = await create_sessions(ctx, 1, phone_prefix="17")
+    (citizen,) = await create_citizens(ctx, 1, pool=0)
+    ((phone, code),) = await issue_otps(ctx, 1, phone_prefix="15")
+    async with running_app(create_app(settings)) as client:
+        refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["account"]["level"] == "L2"
+        me = await client.get("/v1/me", headers=bearer(citizen.access_token))
+        assert me.status_code == 200, me.text
+        assert me.json()["level"] == "L3" and me.json()["id"] == citizen.account_id
+        assert me.json()["id_number"] == citizen.id_number[:4] + "*" * 10 + citizen.id_number[-4:]
+        login = await client.post("/v1/auth/login", json={"phone": phone, "otp": code, "device": DEVICE})
+        assert login.status_code == 200, login.text
