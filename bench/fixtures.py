@@ -3,7 +3,9 @@ real-name citizens with access tokens, the demo partner and its token, city-serv
 
 Preparation writes straight to PostgreSQL and Redis with the app's own hashing, encryption and
 keys (the run's :class:`core.crypto.Vault` and key store), because going through the API would
-be rate limited and would take longer than the measurement itself. Where the server's own
+be rate limited and would take longer than the measurement itself; accounts, sessions and
+login codes are written by identity's own bulk functions (:mod:`identity.bulk`), so nothing
+here knows identity's tables or vault contexts. Where the server's own
 work is what makes the data valid (a code's subject registered for verification, a partner
 token), it goes through the API once per item that needs it.
 """
@@ -15,11 +17,9 @@ import base64
 import contextlib
 import functools
 import json
-import secrets
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
@@ -30,10 +30,9 @@ from codes.payload import build_claims, issue_code
 from core.db import create_pool
 from core.keys import KeyManager, KeyRing, KeyStore
 from core.signing import b64url_decode
+from identity import AccessTokens, NewCitizen, insert_signed_in, issue_login_codes
 from identity.oidc.seed import DEMO_CLIENT_ID, DEMO_SECRET, seed_demo_partner
-from identity.otp import OtpStore
 from identity.settings import IdentitySettings
-from identity.tokens import AccessTokens
 from services.idnumber import check_digit
 from services.tokens import ServiceTokenMinter
 
@@ -88,40 +87,15 @@ async def create_sessions(ctx: BenchContext, count: int, *, phone_prefix: str = 
     Returns:
         The refresh tokens in clear (only their keyed hashes are stored, as the app does).
     """
-    vault = ctx.vault
-    settings = IdentitySettings()
-    now = datetime.now(UTC)
-    session_expiry = now + timedelta(seconds=settings.session_absolute_ttl_s)
-    token_expiry = now + timedelta(seconds=settings.refresh_idle_ttl_s)
-    accounts, sessions, rows, tokens = [], [], [], []
-    for i in range(first, first + count):
-        phone = phone_number(phone_prefix, i)
-        account_id, session_id = uuid.uuid4(), uuid.uuid4()
-        # The app's own shape ("rt." + 32 random bytes); the server only hashes it.
-        token = "rt." + secrets.token_urlsafe(32)
-        accounts.append(
-            (account_id, vault.encrypt_text(phone, context="phone"), vault.blind_index(phone, domain="phone"))
-        )
-        sessions.append((session_id, account_id, f"bench-{i}", "Bench phone", "ios", "otp", session_expiry))
-        rows.append((vault.keyed_hash(token, domain="refresh-token"), session_id, account_id, token_expiry))
-        tokens.append(token)
+    citizens = [
+        NewCitizen(phone=phone_number(phone_prefix, i), device_id=f"bench-{i}") for i in range(first, first + count)
+    ]
     conn = await ctx.connect()
     try:
-        async with conn.transaction():
-            # COPY: tens of thousands of rows in a second or two, not minutes of INSERTs.
-            await conn.copy_records_to_table("accounts", records=accounts, columns=["id", "phone_enc", "phone_index"])
-            await conn.copy_records_to_table(
-                "sessions",
-                records=sessions,
-                columns=["id", "account_id", "device_id", "device_name", "platform", "auth_method", "expires_at"],
-            )
-            await conn.copy_records_to_table(
-                "refresh_tokens", records=rows, columns=["token_hash", "session_id", "account_id", "expires_at"]
-            )
-        await conn.execute("ANALYZE accounts, sessions, refresh_tokens")
+        signed_in = await insert_signed_in(conn, ctx.vault, IdentitySettings(), citizens, refresh_tokens=True)
     finally:
         await conn.close()
-    return tokens
+    return [s.refresh_token for s in signed_in if s.refresh_token is not None]
 
 
 async def issue_otps(ctx: BenchContext, count: int, *, phone_prefix: str = "15") -> list[tuple[str, str]]:
@@ -135,22 +109,12 @@ async def issue_otps(ctx: BenchContext, count: int, *, phone_prefix: str = "15")
     """
     settings = IdentitySettings(otp_ttl_s=max(IdentitySettings().otp_ttl_s, ctx.duration_s + 600))
     redis = ctx.redis()
-    store = OtpStore(redis, ctx.vault, settings)
     phones = [phone_number(phone_prefix, i) for i in range(count)]
-
-    async def issue(phone: str) -> tuple[str, str]:
-        issued, refusal = await store.issue(ctx.vault.blind_index(phone, domain="phone"), client_ip=None)
-        if issued is None:
-            raise RuntimeError(f"could not issue an OTP while preparing: {refusal}")
-        return phone, issued.code
-
-    pairs: list[tuple[str, str]] = []
     try:
-        for start in range(0, count, _OTP_BATCH):
-            pairs += await asyncio.gather(*(issue(p) for p in phones[start : start + _OTP_BATCH]))
+        codes = await issue_login_codes(redis, ctx.vault, settings, phones, concurrency=_OTP_BATCH)
     finally:
         await redis.aclose()
-    return pairs
+    return list(zip(phones, codes, strict=True))
 
 
 async def send_otp(ctx: BenchContext, phone: str) -> None:
@@ -215,8 +179,8 @@ async def create_citizens(
 ) -> list[Citizen]:
     """Insert ``count`` real-name citizens, each with a live session and an access token.
 
-    The accounts are what ``identity.seed.seed_demo_citizens`` writes (level ``L3``, name, ID
-    number and region, encrypted and blind-indexed by the app's vault); the access tokens are
+    The accounts are written by identity (:func:`identity.bulk.insert_signed_in`: level ``L3``,
+    name, ID number and region, encrypted and blind-indexed by the run's vault); the access tokens are
     what a login or refresh returns (``AccessTokens.issue`` with the session and level), signed
     with the run's ``token`` key.
 
@@ -230,58 +194,33 @@ async def create_citizens(
     """
     if not 0 <= pool < 25 or not first >= 0 or not 0 <= count <= _POOL_SIZE - first:
         raise ValueError(f"cannot make {count} citizens in pool {pool}")
-    vault = ctx.vault
     identity = ctx.settings.identity
     ttl = token_ttl_s or max(identity.access_token_ttl_s, ctx.duration_s + 600)
     async with key_manager(ctx) as keys:
         tokens = AccessTokens(keys, identity)
-    session_expiry = datetime.now(UTC) + timedelta(seconds=identity.session_absolute_ttl_s)
-    accounts, sessions, citizens = [], [], []
+    new = []
     for i in range(first, first + count):
         serial = pool * _POOL_SIZE + i
-        phone = phone_number("16", serial)
-        idn = id_number(serial)
-        account_id, session_id = uuid.uuid4(), uuid.uuid4()
-        accounts.append(
-            (
-                account_id,
-                vault.encrypt_text(phone, context="phone"),
-                vault.blind_index(phone, domain="phone"),
-                "L3",
-                vault.encrypt_text(f"测试{i % 997}号", context="name"),
-                vault.encrypt_text(idn, context="id_number"),
-                vault.blind_index(idn, domain="id_number"),
-                idn[:6],
+        new.append(
+            NewCitizen(
+                phone=phone_number("16", serial),
+                device_id=f"bench-{serial}",
+                name=f"测试{i % 997}号",
+                id_number=id_number(serial),
             )
         )
-        sessions.append((session_id, account_id, f"bench-{serial}", "Bench phone", "ios", "otp", session_expiry))
-        token, _ = tokens.issue(subject=str(account_id), session_id=str(session_id), level="L3", ttl_s=ttl)
-        citizens.append(Citizen(phone, str(account_id), str(session_id), idn, token))
     conn = await ctx.connect()
     try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "accounts",
-                records=accounts,
-                columns=[
-                    "id",
-                    "phone_enc",
-                    "phone_index",
-                    "level",
-                    "name_enc",
-                    "id_number_enc",
-                    "id_number_index",
-                    "region_code",
-                ],
-            )
-            await conn.copy_records_to_table(
-                "sessions",
-                records=sessions,
-                columns=["id", "account_id", "device_id", "device_name", "platform", "auth_method", "expires_at"],
-            )
-        await conn.execute("ANALYZE accounts, sessions")
+        signed_in = await insert_signed_in(conn, ctx.vault, identity, new, refresh_tokens=False)
     finally:
         await conn.close()
+    citizens = []
+    for citizen, session in zip(new, signed_in, strict=True):
+        token, _ = tokens.issue(
+            subject=session.account_id, session_id=session.session_id, level=session.level, ttl_s=ttl
+        )
+        assert citizen.id_number is not None
+        citizens.append(Citizen(citizen.phone, session.account_id, session.session_id, citizen.id_number, token))
     return citizens
 
 

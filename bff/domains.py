@@ -82,6 +82,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         pool=resources.pool,
         redis=resources.redis,
         vault=resources.vault,
+        identity=state.identity,
         keys=resources.keys,
         health=resources.fanout.health,
         transport=resources.fanout.transport,
@@ -108,6 +109,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         repository=DataAccessRepository(resources.read_pool or resources.pool),
         hasher=resources.vault,
         codes_summary=state.codes.summary,
+        client_names=state.oidc.client_names,
     )
     state.messages = MessageCentre(
         repository=MessagesRepository(resources.pool),

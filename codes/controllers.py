@@ -42,7 +42,7 @@ from core.structs import Response as ResponseStruct
 from core.structs import whole
 from identity.dependencies import client_ip
 from identity.partners import PartnerPrincipal
-from identity.service import Principal
+from identity.principal import Principal
 from identity.staff.guards import staff_roles
 from identity.staff.permissions import Role, StaffPrincipal
 

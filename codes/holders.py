@@ -1,8 +1,8 @@
 """Who holds a code: the account facts codes need, and the pseudonym ↔ account mapping.
 
-Account data belongs to the identity domain; this module reads it through
-:class:`identity.repository.IdentityRepository` and decrypts only what a code needs (the ID
-number for department calls, the name to mask for verifiers). The ``sub`` of a code is the
+Account data belongs to the identity domain; this module asks it through its port
+(:meth:`identity.IdentityService.account_facts`: the level, the region, the ID number for
+department calls and the name already masked for verifiers). The ``sub`` of a code is the
 per-type pseudonym of :class:`codes.pseudonym.Pseudonymizer`; :class:`Holders` records each
 pseudonym once in ``code_subjects`` so verification can find the holder again.
 """
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from codes.payload import CodeType
 from codes.pseudonym import Pseudonymizer
 from codes.repository import CodesRepository
-from core.crypto import Vault
 from core.errors import DependencyUnavailable
-from identity.masking import mask_name
-from identity.repository import IdentityRepository
+from identity import AccountFacts, IdentityService
 
 __all__ = ["HolderAccount", "Holders"]
 
@@ -28,52 +25,29 @@ log = logging.getLogger("onecity.codes")
 _KNOWN_CAPACITY = 100_000  # (type, account) pairs known to be registered, per process
 
 
-@dataclass(frozen=True, slots=True)
-class HolderAccount:
-    """The account facts codes use. ``id_number`` is for department calls only: never logged,
-    never returned."""
-
-    account_id: str
-    level: str
-    masked_name: str | None
-    id_number: str | None
-    region_code: str | None
+#: The account facts codes use (identity's view for other domains).
+HolderAccount = AccountFacts
 
 
 class Holders:
     """Account look-ups and pseudonyms.
 
     Args:
-        accounts: The identity domain's repository.
+        identity: The identity domain, for account facts.
         repository: The codes repository (``code_subjects``).
-        vault: Decrypts names and ID numbers.
         pseudonyms: Derives ``sub`` values.
     """
 
-    def __init__(
-        self, *, accounts: IdentityRepository, repository: CodesRepository, vault: Vault, pseudonyms: Pseudonymizer
-    ) -> None:
-        self._accounts = accounts
+    def __init__(self, *, identity: IdentityService, repository: CodesRepository, pseudonyms: Pseudonymizer) -> None:
+        self._identity = identity
         self._repository = repository
-        self._vault = vault
         self.pseudonyms = pseudonyms
         # Registration is idempotent but costs a write; remember what this process registered.
         self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def get(self, account_id: str) -> HolderAccount | None:
         """The account, or ``None`` if it does not exist."""
-        row = await self._accounts.get_account(account_id)
-        if row is None:
-            return None
-        name = row["name_enc"]
-        id_number = row["id_number_enc"]
-        return HolderAccount(
-            account_id=str(row["id"]),
-            level=row["level"],
-            masked_name=mask_name(self._vault.decrypt_text(name, context="name")) if name else None,
-            id_number=self._vault.decrypt_text(id_number, context="id_number") if id_number else None,
-            region_code=row["region_code"],
-        )
+        return await self._identity.account_facts(account_id)
 
     def subject(self, code_type: CodeType, account_id: str) -> str:
         """The holder's pseudonym for ``code_type``."""

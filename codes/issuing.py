@@ -23,11 +23,9 @@ from codes.status import StatusDecision, StatusResolver
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable, RateLimited, Unauthorized
 from core.keys import KeyManager
-from identity.service import Principal
+from identity.principal import Principal
 
 __all__ = ["Issuer"]
-
-_LEVEL_RANK = {"L2": 2, "L3": 3, "L4": 4}
 
 
 def _at(seconds: int) -> datetime:
@@ -153,9 +151,8 @@ class Issuer:
 
     async def overview(self, principal: Principal) -> CodesOverview:
         """Every holder code type: available or not, the current status and why."""
-        rank = _LEVEL_RANK.get(principal.level, 0)
         kinds = list(HolderCodeType)
-        available = [rank >= _LEVEL_RANK[self._settings.required_level(k.value)] for k in kinds]
+        available = [principal.has_level(self._settings.required_level(k.value)) for k in kinds]
         holder = await self._holder(principal) if any(available) else None
 
         async def one(kind: HolderCodeType, allowed: bool) -> CodeStatus:

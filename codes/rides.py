@@ -50,7 +50,7 @@ from codes.verification import OnlineVerifier
 from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, Unauthorized, UnprocessableEntity
 from core.keys import KeyManager
-from identity.service import Principal
+from identity.principal import Principal
 
 __all__ = ["POP_CONTEXT", "RIDE_VERIFY_CHUNK", "Rides"]
 

@@ -34,8 +34,8 @@ from core.crypto import Vault
 from core.db import Pool
 from core.keys import KeyManager
 from core.redis import Redis
-from identity.repository import IdentityRepository
-from identity.service import Principal
+from identity import IdentityService
+from identity.principal import Principal
 from services.departments.health import HealthDepartment
 from services.departments.socsec import SocsecDepartment
 from services.departments.transport import TransportDepartment
@@ -52,7 +52,9 @@ class CodesService:
         pool: PostgreSQL.
         read_pool: A read replica for check-in lists (``ONECITY_DATABASE_READ_URL``).
         redis: Redis.
-        vault: Master-key vault (pseudonym keys, decrypting names and ID numbers).
+        vault: Master-key vault (pseudonym keys).
+        identity: The identity domain: the facts of a code's holder (level, region, masked name,
+            ID number for department calls).
         keys: The process's key manager.
         health: Health department (a Protocol: raw client or a resilient layer).
         transport: Transport department.
@@ -82,6 +84,7 @@ class CodesService:
         pool: Pool,
         redis: Redis,
         vault: Vault,
+        identity: IdentityService,
         keys: KeyManager,
         health: HealthDepartment,
         transport: TransportDepartment,
@@ -97,9 +100,7 @@ class CodesService:
         self.audit = audit
         self.live = LiveCodes(redis, holder_ttl_s=settings.holder_cache_ttl_s, skew_s=settings.clock_skew_s)
         self.rules = RuleBook(self.repository, refresh_s=settings.rules_refresh_s)
-        self.holders = Holders(
-            accounts=IdentityRepository(pool), repository=self.repository, vault=vault, pseudonyms=Pseudonymizer(vault)
-        )
+        self.holders = Holders(identity=identity, repository=self.repository, pseudonyms=Pseudonymizer(vault))
         self.status = StatusResolver(
             health=health,
             transport=transport,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
+
+from core.levels import Level
 
 __all__ = ["CodesSettings"]
 
 _Seconds = Annotated[int, msgspec.Meta(ge=1)]
 _Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
-_Level = Literal["L2", "L3", "L4"]
 
 
 class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,10 +56,10 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
             (``GET /v1/me/codes`` and issuing always decide afresh); ``0`` disables it.
     """
 
-    health_level: _Level = "L3"
-    transit_level: _Level = "L3"
-    socsec_level: _Level = "L3"
-    citizen_level: _Level = "L2"
+    health_level: Level = "L3"
+    transit_level: Level = "L3"
+    socsec_level: Level = "L3"
+    citizen_level: Level = "L2"
     clock_skew_s: Annotated[int, msgspec.Meta(ge=0, le=120)] = 30
     status_fresh_s: _Seconds = 24 * 3600
     holder_cache_ttl_s: _Seconds = 600

@@ -31,7 +31,7 @@ from core.keys import KeyManager
 from core.ledger import check_hold
 from core.signing import Ed25519Signer
 from identity.partners import PartnerPrincipal
-from identity.service import Principal
+from identity.principal import Principal
 from identity.staff.permissions import Role, StaffPrincipal, region_covers
 
 __all__ = [

@@ -34,7 +34,7 @@ from hall.schemas import (
 )
 from hall.service import HallService
 from identity.partners import PartnerPrincipal
-from identity.service import Principal
+from identity.principal import Principal
 from identity.staff.permissions import StaffPrincipal
 
 __all__ = [

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from core.levels import Level
 from core.structs import Request, Response, text, whole
 
 __all__ = [
@@ -69,7 +70,7 @@ class Matter(Response, frozen=True):
     name: str
     department: str
     applicant_type: Literal["person"]
-    required_level: Literal["L2", "L3", "L4"]
+    required_level: Level
     time_limit_working_days: int
     fee_cents: int
     form: FormSchema

@@ -80,7 +80,6 @@ log = logging.getLogger("onecity.hall")
 DEPARTMENT_CLIENT_PREFIX: Final = "dept-"
 _NUMBER_PREFIX: Final = {"health": "WJ", "socsec": "RS", "hukou": "HJ", "education": "JY"}
 _MAX_KEY_CHARS: Final = 200
-_LEVEL_RANK: Final = {"L2": 2, "L3": 3, "L4": 4}
 #: A bundle's later steps start once their predecessors reached one of these.
 _PROGRESSED: Final = frozenset({"accepted", "correction_requested", "under_review", "approved", "delivered"})
 _FAILED: Final = frozenset({"denied", "not_accepted", "withdrawn"})
@@ -312,8 +311,7 @@ class HallService:
     # applications -------------------------------------------------------------------------
 
     def _require_level(self, principal: Principal, applicant: Applicant, required: str) -> str:
-        if _LEVEL_RANK.get(principal.level, 0) < _LEVEL_RANK[required]:
-            raise InsufficientLevel(required)
+        principal.require_level(required)
         if applicant.id_number is None:  # the department learns the applicant from the ID number
             raise InsufficientLevel("L3")
         return applicant.id_number

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from core.http import BEARER, error_responses
 from identity.dependencies import client_ip, provide_principal
+from identity.principal import Principal
 from identity.schemas import (
     Account,
     IdentityCorrectionRequest,
@@ -27,7 +28,7 @@ from identity.schemas import (
     SessionList,
     TokenPair,
 )
-from identity.service import IdentityService, Principal
+from identity.service import IdentityService
 
 __all__ = ["AuthController", "MeController"]
 
@@ -52,7 +53,16 @@ class AuthController(Controller):
         self, data: JSONBody[LoginRequest], identity: NamedDependency[IdentityService], request: Request[Any, Any, Any]
     ) -> TokenPair:
         """Log in (the first time: sign up at level L2) with the phone and its code."""
-        return await identity.login(data, client_ip=client_ip(request))
+        login = await identity.login_with_otp(
+            data.phone,
+            data.otp,
+            channel="app",
+            device=data.device,
+            link_token=data.link_token,
+            client_ip=client_ip(request),
+        )
+        assert login.tokens is not None  # the app channel always opens a session
+        return login.tokens
 
     @post("/refresh", status_code=HTTP_200_OK, responses=error_responses(401))
     async def refresh(

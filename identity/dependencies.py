@@ -10,7 +10,8 @@ from litestar.di import NamedDependency
 
 from core.errors import Unauthorized
 from core.proxies import ClientAddresses
-from identity.service import IdentityService, Principal
+from identity.principal import Principal
+from identity.service import IdentityService
 
 __all__ = [
     "bearer_token",

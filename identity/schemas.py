@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
+from core.levels import Level
 from core.structs import IdNumber, Phone, Request, Response, ShortStr, text, whole
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "TokenPair",
 ]
 
-Level = Literal["L2", "L3", "L4"]
 OtpCode = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{6}"), description="The 6-digit code from the SMS")]
 ChineseName = Annotated[str, text(32, min_length=2, description="Name as in the registry")]
 OpaqueToken = Annotated[str, text(256, min_length=16, nfc=False)]

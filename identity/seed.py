@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from core.crypto import Vault
 from core.db import Pool
+from identity.pii import Pii
 
 __all__ = ["DEMO_CITIZENS", "seed_demo_citizens"]
 
@@ -21,19 +22,21 @@ DEMO_CITIZENS: tuple[tuple[str, str, str], ...] = (
 async def seed_demo_citizens(pool: Pool, vault: Vault) -> int:
     """Create the demo accounts that do not exist yet; return how many were created."""
     created = 0
+    pii = Pii(vault)
     async with pool.acquire() as conn, conn.transaction():
         for phone, name, id_number in DEMO_CITIZENS:
+            stored = pii.account(phone, name, id_number)
             inserted = await conn.fetchval(
                 """INSERT INTO accounts (phone_enc, phone_index, level, name_enc, id_number_enc, id_number_index,
                                          region_code)
                    VALUES ($1, $2, 'L3', $3, $4, $5, $6)
                    ON CONFLICT DO NOTHING RETURNING true""",
-                vault.encrypt_text(phone, context="phone"),
-                vault.blind_index(phone, domain="phone"),
-                vault.encrypt_text(name, context="name"),
-                vault.encrypt_text(id_number, context="id_number"),
-                vault.blind_index(id_number, domain="id_number"),
-                id_number[:6],
+                stored.phone_enc,
+                stored.phone_index,
+                stored.name_enc,
+                stored.id_number_enc,
+                stored.id_number_index,
+                stored.region_code,
             )
             created += bool(inserted)
     return created

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -23,17 +23,18 @@ from core.crypto import Vault
 from core.db import Connection
 from core.errors import Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
 from core.redis import Redis
-from identity.errors import IdentityAlreadyBound, RealNameNotVerified, ReverificationRequired
+from identity.errors import IdentityAlreadyBound, RealNameNotVerified
 from identity.masking import mask_id_number, mask_name, mask_phone
 from identity.metrics import LOGIN_DELAYS, REGISTRY_CALLS, STEP_UPS
 from identity.otp import OtpOutcome, OtpStore
+from identity.pii import Pii
+from identity.principal import Principal
 from identity.repository import IdentityRepository, Row
 from identity.revocation import SessionRevocations
 from identity.schemas import (
     Account,
     Device,
     IdentityCorrectionRequest,
-    LoginRequest,
     MiniProgramLinkRequired,
     MiniProgramLoginRequest,
     OtpSent,
@@ -44,21 +45,39 @@ from identity.schemas import (
     TokenPair,
 )
 from identity.settings import IdentitySettings
-from identity.tokens import AccessClaims, AccessTokens
+from identity.tokens import AccessTokens
 from services.departments import Departments
 from services.errors import DepartmentError, DepartmentRejectedError
 from services.idnumber import valid_id_number
 
-__all__ = ["Applicant", "IdentityService", "Principal", "SecurityNotice"]
+__all__ = [
+    "AccountFacts",
+    "Applicant",
+    "IdentityService",
+    "LoginChannel",
+    "OtpLogin",
+    "SecurityNotice",
+    "new_refresh_token",
+    "refresh_token_hash",
+]
 
 log = logging.getLogger("onecity.identity")
 
-_LEVEL_RANK = {"L2": 2, "L3": 3, "L4": 4}
 _NOT_VERIFIED = "The name and ID number could not be verified for this account"
 _ALREADY_BOUND = (
     "This account is bound to another identity; a change of identity goes through POST /v1/me/verification/correction"
 )
 _REFRESH_PREFIX = "rt."
+
+
+def new_refresh_token() -> str:
+    """A fresh opaque refresh token (``rt.`` + 256 random bits)."""
+    return _REFRESH_PREFIX + secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(vault: Vault, token: str) -> bytes:
+    """What ``refresh_tokens.token_hash`` stores of a refresh token (never the token)."""
+    return vault.keyed_hash(token, domain="refresh-token")
 
 
 @dataclass(frozen=True)
@@ -79,34 +98,38 @@ class SecurityNotice:
     device_name: str | None = None
 
 
-class Principal:
-    """The authenticated citizen of a request, from a verified, unrevoked access token."""
+#: Where a citizen logs in with an OTP: the app, or the OIDC login page in a browser.
+LoginChannel = Literal["app", "browser"]
 
-    __slots__ = ("account_id", "claims", "level", "reverify", "session_id")
 
-    def __init__(self, claims: AccessClaims) -> None:
-        assert claims.sid is not None
-        assert claims.acr is not None
-        self.claims = claims
-        self.account_id = claims.sub
-        self.session_id: str = claims.sid
-        self.level: str = claims.acr
-        #: The session must prove the bound identity again before it sees personal data
-        #: (a recycled phone number): see :func:`identity.dependencies.provide_confirmed_principal`.
-        self.reverify: bool = claims.reverify
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OtpLogin:
+    """A successful OTP login.
 
-    def require_confirmed(self) -> None:
-        """Refuse (403 ``identity-reverification-required``) while the session must re-verify."""
-        if self.reverify:
-            raise ReverificationRequired(
-                "This sign-in must prove the account's identity again (real-name or real-person "
-                "verification) before it can see personal data"
-            )
+    Attributes:
+        account_id: The account (created at ``L2`` by a first login).
+        held_back: The account must prove its bound identity again before it shows personal
+            data (a possibly recycled number): an app session carries ``reverify``, a browser
+            login gets no browser session.
+        tokens: The app session's tokens (channel ``app`` only).
+    """
 
-    def require_level(self, level: str) -> None:
-        """Raise the RFC 9470 step-up challenge when the token's level is below ``level``."""
-        if _LEVEL_RANK.get(self.level, 0) < _LEVEL_RANK[level]:
-            raise InsufficientLevel(level)
+    account_id: str
+    held_back: bool
+    tokens: TokenPair | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountFacts:
+    """What other domains may know of an account to serve it (codes: status, masked name on
+    a verifier's screen, the region for staff); ``id_number`` is for department calls only,
+    never logged or returned."""
+
+    account_id: str
+    level: str
+    masked_name: str | None
+    id_number: str | None
+    region_code: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +143,16 @@ class Applicant:
     name: str | None
     id_number: str | None
     region_code: str | None
+
+    def facts(self) -> AccountFacts:
+        """What a domain that does not act for the citizen may know (the name masked)."""
+        return AccountFacts(
+            account_id=str(self.account_id),
+            level=self.level,
+            masked_name=mask_name(self.name) if self.name else None,
+            id_number=self.id_number,
+            region_code=self.region_code,
+        )
 
 
 class IdentityService:
@@ -150,6 +183,7 @@ class IdentityService:
         self.tokens = tokens
         self.departments = departments
         self.settings = settings
+        self.pii = Pii(vault)
         self.otp = OtpStore(redis, vault, settings)
         #: Called after an identity correction with the principal and the revoked partner
         #: grant ids: other domains end what they keep for the old identity (the app wires
@@ -178,14 +212,10 @@ class IdentityService:
             await hook(account_id)
 
     def _phone_index(self, phone: str) -> bytes:
-        return self.vault.blind_index(phone, domain="phone")
+        return self.pii.phone.index(phone)
 
     def _refresh_hash(self, token: str) -> bytes:
-        return self.vault.keyed_hash(token, domain="refresh-token")
-
-    @staticmethod
-    def _new_refresh_token() -> str:
-        return _REFRESH_PREFIX + secrets.token_urlsafe(32)
+        return refresh_token_hash(self.vault, token)
 
     def account_view(self, row: Row, *, reverify: bool = False) -> Account:
         """The masked account the app may see; without name and ID number while the session
@@ -195,9 +225,9 @@ class IdentityService:
         return Account(
             id=row["id"] if isinstance(row["id"], str) else str(row["id"]),
             level=row["level"],
-            phone=mask_phone(self.vault.decrypt_text(row["phone_enc"], context="phone")),
-            name=mask_name(self.vault.decrypt_text(name, context="name")) if name else None,
-            id_number=mask_id_number(self.vault.decrypt_text(id_number, context="id_number")) if id_number else None,
+            phone=mask_phone(self.pii.phone.open(row["phone_enc"])),
+            name=mask_name(self.pii.name.open(name)) if name else None,
+            id_number=mask_id_number(self.pii.id_number.open(id_number)) if id_number else None,
             created_at=row["created_at"],
             reverification_required=reverify,
         )
@@ -262,14 +292,10 @@ class IdentityService:
         )
         return OtpSent(expires_in=self.settings.otp_ttl_s, resend_after=self.settings.otp_resend_after_s)
 
-    async def check_login_code(
-        self, phone: str, code: str, *, client_ip: str | None, device_id: str | None = None, method: str = "otp"
+    async def _check_login_code(
+        self, phone: str, code: str, *, client_ip: str | None, device_id: str | None, method: str
     ) -> None:
-        """Check a login code with every limit and audit event of OTP login; raise if it fails.
-
-        The one place a login code is checked: the app's ``/v1/auth/login`` and the OIDC
-        browser login page both come here, so both get the same delays and write the same
-        ``auth.login`` / ``auth.lockout`` events.
+        """Check a login code with every limit and failure event of OTP login; raise if it fails.
 
         Raises:
             RateLimited: ``reason: delayed``: this address must wait before its next check
@@ -336,7 +362,7 @@ class IdentityService:
             absolute_ttl_s=self.settings.session_absolute_ttl_s,
             reverify_required=reverify_required,
         )
-        refresh = self._new_refresh_token()
+        refresh = new_refresh_token()
         await self.repository.insert_refresh_token(
             conn,
             token_hash=self._refresh_hash(refresh),
@@ -365,26 +391,12 @@ class IdentityService:
         )
         return session_id, refresh
 
-    async def browser_login_held_back(self, conn: Connection, row: Row) -> bool:
-        """Whether a partner's browser sign-in must wait for the citizen to prove the identity
-        again in the app (a possibly recycled number: a dormant account bound to a person).
-
-        A browser is never one of the account's app devices, so any dormant bound account
-        qualifies; the browser flow cannot prove the identity itself, and signing in there
-        would release the old owner's claims to a partner.
-        """
-        if row["level"] == "L2":
-            return False
-        return await self.repository.dormant_on_new_device(
-            conn, account_id=str(row["id"]), device_id="", idle_days=self.settings.recycled_number_after_days
-        )
-
-    async def _needs_reverification(self, conn: Connection, row: Row, device: Device) -> bool:
+    async def _needs_reverification(self, conn: Connection, row: Row, device_id: str) -> bool:
         """A recycled number? A new device reaching a dormant account bound to a person."""
         if row["level"] == "L2":
             return False
         return await self.repository.dormant_on_new_device(
-            conn, account_id=str(row["id"]), device_id=device.id, idle_days=self.settings.recycled_number_after_days
+            conn, account_id=str(row["id"]), device_id=device_id, idle_days=self.settings.recycled_number_after_days
         )
 
     def _issue_access(self, *, account_id: str, session_id: str, level: str, reverify: bool) -> tuple[str, int]:
@@ -406,17 +418,50 @@ class IdentityService:
             account=self.account_view(row, reverify=reverify),
         )
 
-    async def login(self, request: LoginRequest, *, client_ip: str | None) -> TokenPair:
-        """Log in with phone + OTP: the account is created at ``L2`` the first time."""
-        await self.check_login_code(request.phone, request.otp, client_ip=client_ip, device_id=request.device.id)
+    async def login_with_otp(
+        self,
+        phone: str,
+        otp: str,
+        *,
+        channel: LoginChannel,
+        client_ip: str | None,
+        device: Device | None = None,
+        link_token: str | None = None,
+        client_id: str | None = None,
+    ) -> OtpLogin:
+        """Log in with phone + OTP: the one login of a citizen, for every channel.
+
+        The code is checked with the same limits and events whatever the channel (per phone
+        and address delays; ``auth.login`` failures, ``auth.lockout`` when a delay is set), the
+        account is created at ``L2`` the first time, and a dormant bound account reached from
+        a new device is held back (a possibly recycled number). Then:
+
+        * ``app`` (``POST /v1/auth/login``): an app session bound to ``device`` with its
+          token pair (``link_token`` also links a mini-program identity);
+        * ``browser`` (the OIDC login page of ``client_id``): no app session; the caller
+          starts its browser session unless the login is held back. A browser is never one
+          of the account's app devices.
+
+        Raises:
+            RateLimited: ``reason: delayed``: this address must wait before its next check
+                of this phone (``Retry-After``).
+            Unauthorized: ``reason`` ``wrong`` (``attempts_left``), ``dead`` or ``no_code``;
+                or the link token is invalid.
+        """
+        if (channel == "app") != (device is not None):
+            raise ValueError("an app login names its device, a browser login none")
+        device_id = device.id if device is not None else None
+        await self._check_login_code(
+            phone, otp, client_ip=client_ip, device_id=device_id, method="otp" if device is not None else "oidc-browser"
+        )
         link: dict[str, Any] | None = None
-        if request.link_token is not None:
-            link = await self._take_link_token(request.link_token)
-        index = self._phone_index(request.phone)
+        if link_token is not None:
+            link = await self._take_link_token(link_token)
         async with self.repository.pool.acquire() as conn, conn.transaction():
             row = await self.repository.upsert_account(
-                conn, phone_enc=self.vault.encrypt_text(request.phone, context="phone"), phone_index=index
+                conn, phone_enc=self.pii.phone.seal(phone), phone_index=self._phone_index(phone)
             )
+            account_id = str(row["id"])
             if link is not None:
                 await self.repository.link(
                     conn,
@@ -424,39 +469,56 @@ class IdentityService:
                     openid_index=bytes.fromhex(link["openid_index"]),
                     account_id=row["id"],
                 )
-            method = "otp+miniprogram" if link is not None else "otp"
-            reverify = await self._needs_reverification(conn, row, request.device)
-            new_device = await self.repository.is_new_device(
-                conn, account_id=str(row["id"]), device_id=request.device.id
-            )
+            # A browser ("") is never one of the account's app devices: any dormant bound account
+            # is held back there, as signing in would release the old owner's claims to a partner.
+            held_back = await self._needs_reverification(conn, row, device_id or "")
+            if device is None:
+                await write_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            action="auth.login",
+                            outcome="held_back" if held_back else "success",
+                            actor_type="citizen",
+                            actor_id=account_id,
+                            subject_id=account_id,
+                            client_ip=client_ip,
+                            details={
+                                "method": "oidc-browser",
+                                "client_id": client_id,
+                                **({"reason": "reverification_required"} if held_back else {}),
+                            },
+                        )
+                    ],
+                )
+                return OtpLogin(account_id=account_id, held_back=held_back)
+            new_device = await self.repository.is_new_device(conn, account_id=account_id, device_id=device.id)
             session_id, refresh = await self._start_session(
                 conn,
                 account_id=row["id"],
-                device=request.device,
-                method=method,
+                device=device,
+                method="otp+miniprogram" if link is not None else "otp",
                 client_ip=client_ip,
-                reverify_required=reverify,
+                reverify_required=held_back,
             )
             if new_device:
                 await self._security(
                     conn,
                     SecurityNotice(
-                        account_id=str(row["id"]),
-                        kind="new_device",
-                        event=f"login:{session_id}",
-                        device_name=request.device.name,
+                        account_id=account_id, kind="new_device", event=f"login:{session_id}", device_name=device.name
                     ),
                 )
         if new_device:
-            await self._security_committed(str(row["id"]))
-        return self._pair(row, session_id=session_id, refresh=refresh, reverify=reverify)
+            await self._security_committed(account_id)
+        tokens = self._pair(row, session_id=session_id, refresh=refresh, reverify=held_back)
+        return OtpLogin(account_id=account_id, held_back=held_back, tokens=tokens)
 
     # refresh ------------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str, *, client_ip: str | None) -> TokenPair:
         """Rotate a refresh token. Presenting a spent one ends its whole family (session)."""
         old_hash = self._refresh_hash(refresh_token)
-        new_token = self._new_refresh_token()
+        new_token = new_refresh_token()
         row = await self.repository.rotate_refresh_token(
             old_hash=old_hash,
             new_hash=self._refresh_hash(new_token),
@@ -656,7 +718,7 @@ class IdentityService:
                 "The ID number is not valid (GB 11643 check digit or birth date)",
                 extensions={"field": "id_number"},
             )
-        id_index = self.vault.blind_index(request.id_number, domain="id_number")
+        id_index = self.pii.id_number.index(request.id_number)
         row = await self.repository.get_account(principal.account_id)
         if row is None:
             raise Unauthorized("The account no longer exists")
@@ -680,8 +742,8 @@ class IdentityService:
                 level = await self.repository.set_real_name(
                     conn,
                     account_id=principal.account_id,
-                    name_enc=self.vault.encrypt_text(request.name, context="name"),
-                    id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
+                    name_enc=self.pii.name.seal(request.name),
+                    id_number_enc=self.pii.id_number.seal(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                 )
@@ -712,9 +774,7 @@ class IdentityService:
         self, principal: Principal, row: Row, request: RealNameRequest, id_index: bytes, *, client_ip: str | None
     ) -> Account:
         """Real-name on a bound account: its own identity again is harmless, another is 409."""
-        same = row["id_number_index"] == id_index and (
-            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
-        )
+        same = row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name)
         if not same:
             if principal.reverify:
                 # Guessing the bound identity from a held-back session: limited like any attempt.
@@ -788,18 +848,23 @@ class IdentityService:
         return Applicant(
             account_id=row["id"],
             level=row["level"],
-            phone=self.vault.decrypt_text(row["phone_enc"], context="phone"),
-            name=self.vault.decrypt_text(name, context="name") if name else None,
-            id_number=self.vault.decrypt_text(id_number, context="id_number") if id_number else None,
+            phone=self.pii.phone.open(row["phone_enc"]),
+            name=self.pii.name.open(name) if name else None,
+            id_number=self.pii.id_number.open(id_number) if id_number else None,
             region_code=row["region_code"],
         )
+
+    async def account_facts(self, account_id: str) -> AccountFacts | None:
+        """The level, region, masked name and ID number of an account; ``None`` if it is gone."""
+        applicant = await self.applicant(account_id)
+        return applicant.facts() if applicant is not None else None
 
     async def id_number_of(self, account_id: str) -> str | None:
         """The decrypted ID number of an ``L3``+ account, for department calls only."""
         row = await self.repository.get_account(account_id)
         if row is None or row["id_number_enc"] is None:
             return None
-        return self.vault.decrypt_text(row["id_number_enc"], context="id_number")
+        return self.pii.id_number.open(row["id_number_enc"])
 
     async def verify_real_person(
         self, principal: Principal, request: RealPersonRequest, *, client_ip: str | None
@@ -869,10 +934,8 @@ class IdentityService:
             raise Unauthorized("The account no longer exists")
         if row["id_number_index"] is None:
             raise InsufficientLevel("L3", "Only a bound (L3) account can correct its identity: verify first")
-        id_index = self.vault.blind_index(request.id_number, domain="id_number")
-        if row["id_number_index"] == id_index and (
-            self.vault.decrypt_text(row["name_enc"], context="name") == request.name
-        ):
+        id_index = self.pii.id_number.index(request.id_number)
+        if row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name):
             return await self.me(principal)  # nothing to correct
         await self._count_real_name_attempt(principal.account_id, id_index)
         if not await self._registry_match(request.name, request.id_number, purpose="correction"):
@@ -890,8 +953,8 @@ class IdentityService:
                     conn,
                     account_id=principal.account_id,
                     keep_session_id=principal.session_id,
-                    name_enc=self.vault.encrypt_text(request.name, context="name"),
-                    id_number_enc=self.vault.encrypt_text(request.id_number, context="id_number"),
+                    name_enc=self.pii.name.seal(request.name),
+                    id_number_enc=self.pii.id_number.seal(request.id_number),
                     id_number_index=id_index,
                     region_code=request.id_number[:6],
                     level="L4",

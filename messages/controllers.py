@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from core.http import BEARER, error_responses
 from core.structs import TEXT_PATTERN
-from identity.service import Principal
+from identity.principal import Principal
 from identity.staff.permissions import StaffPrincipal, provide_staff_principal
 from messages.schemas import Message, MessageList, NoticeAccepted, NoticeRequest, Preferences, PushTokenRequest, ReadAll
 from messages.service import MessageCentre

@@ -7,7 +7,8 @@ import uuid
 from typing import Final
 
 from core.db import Connection
-from identity.service import Principal, SecurityNotice
+from identity import SecurityNotice
+from identity.principal import Principal
 from messages.service import MessageCentre
 
 __all__ = ["CodeStatusMessages", "SecurityMessages"]

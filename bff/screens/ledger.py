@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -33,7 +33,10 @@ from codes.verifier import API_NAMES
 from core.errors import BadRequest
 from core.ledger import ACTIONS_BY_KIND, EXPOSURE_SUBJECT_ACTION, ID_TOKEN_RELEASE_ACTION, KINDS
 
-__all__ = ["ledger_page", "parse_kinds"]
+__all__ = ["ClientNames", "ledger_page", "parse_kinds"]
+
+#: The display names of partners by client id (:meth:`identity.oidc.OidcProvider.client_names`).
+ClientNames = Callable[[Collection[str]], Awaitable[Mapping[str, str]]]
 
 _AUDIT, _SCAN = 0, 1
 _CODE_TYPE_NAMES = {letter: name for name, letter in API_NAMES.items()}
@@ -111,6 +114,7 @@ def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
 
 async def ledger_page(
     repository: DataAccessRepository,
+    client_names: ClientNames,
     *,
     account_id: str,
     subjects: Sequence[str],
@@ -124,6 +128,7 @@ async def ledger_page(
 
     Args:
         repository: SQL.
+        client_names: The partners' display names by client id (identity's OIDC provider).
         account_id: The citizen.
         subjects: The citizen's audit subject ids (the account id, the audit pseudonym).
         kinds: Which kinds to list.
@@ -176,10 +181,24 @@ async def ledger_page(
             if source == _AUDIT
             else _Cursor(at=at, source=_SCAN, jti=last["jti"], partner=last["partner_id"])
         )
+    # Partners appear by the name they are registered under (identity's, asked once a page).
+    partners = {p for _, source, row in page if (p := _partner_id(source, row)) is not None}
+    names = await client_names(partners) if partners else {}
+    for _, source, row in page:
+        partner_id = _partner_id(source, row)
+        row["client_name"] = names.get(partner_id) if partner_id is not None else None
     return DataAccessPage(
         items=[_audit_entry(row) if source == _AUDIT else _scan_entry(row) for _, source, row in page],
         next_cursor=next_cursor,
     )
+
+
+def _partner_id(source: int, row: dict[str, Any]) -> str | None:
+    """The partner a ledger row names, if any (a scan's verifier, a partner's audited act)."""
+    if source == _SCAN:
+        partner: str | None = row["partner_id"]
+        return partner
+    return row["actor_id"] if row["actor_type"] == "partner" else None
 
 
 def _details(row: dict[str, Any]) -> dict[str, Any]:

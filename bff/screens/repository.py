@@ -23,9 +23,8 @@ from core.db import Pool
 __all__ = ["DataAccessRepository"]
 
 _AUDIT = """
-SELECT a.id, a.at, a.action, a.actor_type, a.actor_id, a.outcome, a.details, c.name AS client_name
+SELECT a.id, a.at, a.action, a.actor_type, a.actor_id, a.outcome, a.details
 FROM audit_log a
-LEFT JOIN oauth_clients c ON a.actor_type = 'partner' AND c.client_id = a.actor_id
 WHERE a.subject_id = ANY($1::text[]) AND a.action = ANY($2::text[])
   AND ($3::timestamptz IS NULL OR a.at >= $3)
   AND ($4::timestamptz IS NULL OR a.at < $4)
@@ -36,10 +35,8 @@ LIMIT $7
 """
 
 _SCANS = """
-SELECT s.scanned_at AS at, s.partner_id, c.name AS client_name, s.venue_id, s.code_type, s.jti, s.result,
-       s.consumed
+SELECT s.scanned_at AS at, s.partner_id, s.venue_id, s.code_type, s.jti, s.result, s.consumed
 FROM scan_log s
-LEFT JOIN oauth_clients c ON c.client_id = s.partner_id
 WHERE s.code_type IN ('H', 'T', 'S', 'C')
   AND (s.code_type, s.pseudonym) IN (
       SELECT cs.code_type, cs.pseudonym FROM code_subjects cs

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from bff.screens.ledger import ledger_page, parse_kinds
+from bff.screens.ledger import ClientNames, ledger_page, parse_kinds
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
     ContributionsData,
@@ -59,6 +59,10 @@ CodesSummary = Callable[[Principal], Awaitable[list[Any]]]
 _RANK: dict[SectionState, int] = {"ok": 0, "stale": 1, "unavailable": 2}
 
 
+async def _no_client_names(_: Collection[str]) -> dict[str, str]:
+    return {}
+
+
 async def _no_codes(_: Principal) -> list[Any]:
     return []
 
@@ -95,6 +99,8 @@ class ScreenService:
         repository: The data-access log.
         hasher: Keyed hashing (the audit pseudonym of reads made without an account id).
         codes_summary: The home screen's ``codes``; default none.
+        client_names: Partners' display names for the data-access ledger (identity's OIDC
+            provider); default none (partners appear by client id only).
     """
 
     def __init__(
@@ -105,12 +111,14 @@ class ScreenService:
         repository: DataAccessRepository,
         hasher: KeyedHasher,
         codes_summary: CodesSummary | None = None,
+        client_names: ClientNames | None = None,
     ) -> None:
         self.departments = departments
         self.identity = identity
         self.repository = repository
         self.hasher = hasher
         self.codes_summary: CodesSummary = codes_summary or _no_codes
+        self.client_names: ClientNames = client_names or _no_client_names
         self.settings = departments.settings
 
     # helpers ----------------------------------------------------------------------------
@@ -119,11 +127,7 @@ class ScreenService:
         return Deadline.after(self.settings.deadline_ms / 1000)
 
     def _level_ok(self, principal: Principal, department: str) -> bool:
-        try:
-            principal.require_level(self.settings.policy(department).required_level)
-        except InsufficientLevel:
-            return False
-        return True
+        return principal.has_level(self.settings.policy(department).required_level)
 
     async def _id_number(self, principal: Principal) -> str | None:
         return await self.identity.id_number_of(principal.account_id)
@@ -341,6 +345,7 @@ class ScreenService:
                 subjects.append(audit_subject_of(self.hasher, id_number))
         return await ledger_page(
             self.repository,
+            self.client_names,
             account_id=principal.account_id,
             subjects=subjects,
             kinds=kinds,

@@ -7,11 +7,12 @@ another (login CSRF). After a successful login a short *browser session* cookie 
 citizen approve further partners without typing a code again (single sign-on), unless the
 partner asks for ``prompt=login`` or a ``max_age`` that has passed.
 
-The login itself reuses citizen identity: the code is sent by ``IdentityService.send_otp``
-(same limits per phone and address) and checked by ``IdentityService.check_login_code``, the
-function the app's login uses (same delays, same ``auth.login`` / ``auth.lockout`` events). A
-browser login creates the account at ``L2`` the first time, like the app, but no app
-session: the result of a browser login is an OAuth grant, not app tokens.
+The login itself is citizen identity's: the code is sent by ``IdentityService.send_otp``
+(same limits per phone and address) and the citizen logged in by
+``IdentityService.login_with_otp(channel="browser")``, the entry point of the app's login too
+(same delays, same ``auth.login`` / ``auth.lockout`` events). A browser login creates the
+account at ``L2`` the first time, like the app, but no app session: the result of a browser
+login is an OAuth grant, not app tokens.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from identity.oidc.par import AUTHORIZATION_PARAMS, JKT_PATTERN
 from identity.oidc.schemas import BrowserConsentForm, BrowserOtpForm, BrowserPhoneForm
 from identity.oidc.settings import OidcSettings
 from identity.otp import OtpOutcome
-from identity.repository import IdentityRepository
 from identity.service import IdentityService
 from services.errors import DepartmentError
 
@@ -384,7 +384,7 @@ class BrowserFlow:
                 phone=form.phone,
             )
             return self._page(html, 503)
-        tx.phone_enc = self._identity.vault.encrypt_text(form.phone, context="phone").hex()
+        tx.phone_enc = self._identity.pii.phone.seal(form.phone).hex()
         await self._save(form.tx, tx)
         return self._page(
             otp_page(client_name=name, tx=form.tx, action=f"{self._base}/login", masked_phone=mask_phone(form.phone))
@@ -396,8 +396,7 @@ class BrowserFlow:
         params = await self._rebuild(tx) if tx is not None else None
         if tx is None or params is None or tx.phone_enc is None:
             return self._expired()
-        vault = self._identity.vault
-        phone = vault.decrypt_text(bytes.fromhex(tx.phone_enc), context="phone")
+        phone = self._identity.pii.phone.open(bytes.fromhex(tx.phone_enc))
         masked = mask_phone(phone)
         if not _OTP.fullmatch(form.otp):
             html = otp_page(
@@ -408,10 +407,11 @@ class BrowserFlow:
                 error="请输入 6 位验证码 · Enter the 6-digit code",
             )
             return self._page(html, 400)
-        index = vault.blind_index(phone, domain="phone")
-        # The same check as the app's login: same delays, same auth.login / auth.lockout events.
+        # The app's login: same delays, same auth.login / auth.lockout events.
         try:
-            await self._identity.check_login_code(phone, form.otp, client_ip=client_ip, method="oidc-browser")
+            login = await self._identity.login_with_otp(
+                phone, form.otp, channel="browser", client_ip=client_ip, client_id=params.client.client_id
+            )
         except RateLimited:
             html = login_page(
                 client_name=params.client.name,
@@ -439,30 +439,7 @@ class BrowserFlow:
                 phone=phone,
             )
             return self._page(html, 400)
-        async with self._identity.repository.pool.acquire() as conn, conn.transaction():
-            row = await IdentityRepository.upsert_account(
-                conn, phone_enc=vault.encrypt_text(phone, context="phone"), phone_index=index
-            )
-            held_back = await self._identity.browser_login_held_back(conn, row)
-            await write_audit(
-                conn,
-                [
-                    AuditEvent(
-                        action="auth.login",
-                        outcome="held_back" if held_back else "success",
-                        actor_type="citizen",
-                        actor_id=row["id"],
-                        subject_id=row["id"],
-                        client_ip=client_ip,
-                        details={
-                            "method": "oidc-browser",
-                            "client_id": params.client.client_id,
-                            **({"reason": "reverification_required"} if held_back else {}),
-                        },
-                    )
-                ],
-            )
-        if held_back:
+        if login.held_back:
             # A possibly recycled number (二次号): no browser session, so no claims of the
             # bound person reach a partner until the identity is proved again in the app.
             html = login_page(
@@ -472,7 +449,9 @@ class BrowserFlow:
                 error="请先在 OneCity 应用中重新确认身份 · Open the OneCity app and confirm your identity first",
             )
             return self._page(html, 403)
-        session = _Session(account_id=row["id"], amr=list(AMR_OF_METHOD["oidc-browser"]), auth_time=int(time.time()))
+        session = _Session(
+            account_id=login.account_id, amr=list(AMR_OF_METHOD["oidc-browser"]), auth_time=int(time.time())
+        )
         token = secrets.token_urlsafe(32)
         ttl = self._settings.browser_session_ttl_s
         await self._redis.set(self._session_key(token), msgspec.json.encode(session), ex=ttl)

@@ -49,7 +49,7 @@ from identity.oidc.schemas import (
     UserinfoForm,
 )
 from identity.oidc.service import OidcProvider
-from identity.service import Principal
+from identity.principal import Principal
 
 __all__ = ["AuthorizeController", "ConsentController", "DiscoveryController", "OAuthController"]
 

@@ -17,6 +17,7 @@ from core.crypto import Vault
 from core.keys import KeyManager
 from core.signing import b64url_encode
 from identity.masking import mask_name
+from identity.pii import Pii
 
 __all__ = ["ID_TOKEN_TYP", "IdTokens", "at_hash", "release_claims"]
 
@@ -49,11 +50,12 @@ def release_claims(
         name_enc: Encrypted real name (absent below ``L3``: then no ``name`` claim).
     """
     claims: dict[str, Any] = {}
+    pii = Pii(vault)
     if "profile" in scopes and name_enc is not None:
-        name = vault.decrypt_text(name_enc, context="name")
+        name = pii.name.open(name_enc)
         claims["name"] = name if options.get("full_name") else mask_name(name)
     if "phone" in scopes and phone_enc is not None:
-        claims["phone_number"] = "+86" + vault.decrypt_text(phone_enc, context="phone")
+        claims["phone_number"] = "+86" + pii.phone.open(phone_enc)
         claims["phone_number_verified"] = True
     if "identity.level" in scopes:
         claims["identity_level"] = level

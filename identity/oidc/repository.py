@@ -62,6 +62,13 @@ class OidcRepository:
         """One client by id (disabled ones too: the caller decides)."""
         return await self.pool.fetchrow(f"SELECT {_CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1", client_id)  # noqa: S608
 
+    async def client_names(self, client_ids: Sequence[str]) -> dict[str, str]:
+        """The display names of these clients (disabled ones too); unknown ids are left out."""
+        rows = await self.pool.fetch(
+            "SELECT client_id, name FROM oauth_clients WHERE client_id = ANY($1::text[])", list(client_ids)
+        )
+        return {row["client_id"]: row["name"] for row in rows}
+
     async def list_clients(self) -> list[Row]:
         """Every client, oldest first."""
         return await self.pool.fetch(f"SELECT {_CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, client_id")  # noqa: S608

@@ -9,6 +9,7 @@ app session into a code for a partner.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 import msgspec
 
@@ -17,6 +18,7 @@ from core.crypto import Vault
 from core.db import Pool
 from core.errors import BadRequest, Unauthorized
 from core.keys import KeyManager
+from core.levels import LEVELS
 from core.redis import Redis
 from identity.oidc.authorization import (
     AMR_OF_METHOD,
@@ -45,7 +47,8 @@ from identity.oidc.schemas import (
 )
 from identity.oidc.scopes import SCOPES, claims_supported
 from identity.oidc.settings import OidcSettings
-from identity.service import IdentityService, Principal
+from identity.principal import Principal
+from identity.service import IdentityService
 from identity.tokens import AccessTokens
 
 __all__ = ["OidcProvider"]
@@ -127,6 +130,13 @@ class OidcProvider:
 
     # discovery ---------------------------------------------------------------------------
 
+    async def client_names(self, client_ids: Collection[str]) -> dict[str, str]:
+        """The display names of registered partners by client id, for screens that show who
+        acted (the citizen's data-access ledger); ids of unknown clients are left out."""
+        if not client_ids:
+            return {}
+        return await self.repository.client_names(sorted(client_ids))
+
     def metadata(self) -> ProviderMetadata:
         """The discovery document: every value here is what the endpoints actually do."""
         iss = self.issuer
@@ -154,7 +164,7 @@ class OidcProvider:
             revocation_endpoint_auth_signing_alg_values_supported=algs,
             code_challenge_methods_supported=["S256"],
             claims_supported=claims_supported(),
-            acr_values_supported=["L2", "L3", "L4"],
+            acr_values_supported=list(LEVELS),
             prompt_values_supported=["none", "login", "consent", "select_account"],
             claims_parameter_supported=False,
             request_parameter_supported=False,

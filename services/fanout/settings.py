@@ -6,16 +6,15 @@ The numbers and why they are what they are: ``docs/fanout.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 
 import msgspec
 
+from core.levels import Level
 from services.fanout.pools import PoolSettings
 from services.resilience import BreakerConfig, CacheTtl, RetryConfig
 
 __all__ = ["DEFAULT_TTLS", "DepartmentPolicy", "FanoutSettings", "Level"]
-
-Level = Literal["L2", "L3", "L4"]
 
 _MINUTE: Final = 60.0
 _HOUR: Final = 3600.0

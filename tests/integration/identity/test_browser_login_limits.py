@@ -63,6 +63,43 @@ async def test_browser_login_failures_are_delayed_and_audited_like_the_app(
     assert failures == 2
 
 
+async def test_app_and_browser_logins_write_the_same_lockout_and_failure_events(
+    settings: Settings, clean: None, sms: SmsGateway, pool: Pool, vault: Vault
+) -> None:
+    # One entry point (IdentityService.login_with_otp): two failures through each channel
+    # leave the same events, told apart only by the method.
+    identity = msgspec.structs.replace(settings.identity, lockout_threshold=2)
+    app = create_app(with_derived(msgspec.structs.replace(settings, public_url=ISSUER, identity=identity)))
+    device = {"id": "device-1", "name": "Test phone", "platform": "ios"}
+    async with running_app(app) as client:
+        assert await ClientAdmin(pool, vault).add(
+            "hospital", name="City Hospital", redirect_uris=[REDIRECT], scopes=["openid"]
+        )
+        app_phone, browser_phone = "13700000092", "13700000093"
+        assert (await client.post("/v1/auth/otp", json={"phone": app_phone})).status_code == 202
+        app_code = await latest_otp(sms, app_phone)
+        for _ in range(2):
+            wrong = await client.post(
+                "/v1/auth/login", json={"phone": app_phone, "otp": _wrong(app_code), "device": device}
+            )
+            assert wrong.status_code == 401
+        tx = await _start(client)
+        assert (await client.post("/oauth/authorize/otp", data={"tx": tx, "phone": browser_phone})).status_code == 200
+        browser_code = await latest_otp(sms, browser_phone)
+        for _ in range(2):
+            wrong = await client.post("/oauth/authorize/login", data={"tx": tx, "otp": _wrong(browser_code)})
+            assert wrong.status_code == 400
+    lockouts = await _lockouts(pool)
+    assert lockouts == [
+        {"scope": "phone+address", "delay_s": 1, "method": "otp"},
+        {"scope": "phone+address", "delay_s": 1, "method": "oidc-browser"},
+    ]
+    rows = await pool.fetch("SELECT outcome, details FROM audit_log WHERE action = 'auth.login' ORDER BY id")
+    details = [r["details"] if isinstance(r["details"], dict) else msgspec.json.decode(r["details"]) for r in rows]
+    assert [r["outcome"] for r in rows] == ["failure"] * 4
+    assert details == [{"reason": "wrong"}] * 2 + [{"reason": "wrong", "method": "oidc-browser"}] * 2
+
+
 async def _start(client: AsyncTestClient) -> str:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
