@@ -234,6 +234,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_BREAKER_FAILURES": "fanout.breaker.failure_threshold",
     "ONECITY_BREAKER_FAILURE_RATE": "fanout.breaker.failure_rate",
     "ONECITY_BREAKER_OPEN_S": "fanout.breaker.open_s",
+    "ONECITY_BREAKER_MIN_VOLUME": "fanout.breaker.min_volume",
     "ONECITY_DEPARTMENT_POOL_CONNECTIONS": "fanout.pool.max_connections",
     "ONECITY_DEPARTMENT_POOL_KEEPALIVE": "fanout.pool.max_keepalive",
     "ONECITY_CODES_CLOCK_SKEW_S": "codes.clock_skew_s",

@@ -19,7 +19,7 @@ from codes.live import CurrentCode, HolderEntry, LiveCodes
 from codes.payload import CodeType, build_claims, issue_code, refresh_after
 from codes.schemas import CodesOverview, CodeStatus, HolderCodeType, ImageFormat, IssuedCode
 from codes.settings import CodesSettings
-from codes.status import StatusDecision, StatusResolver
+from codes.status import SharedReads, StatusDecision, StatusResolver
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable, RateLimited, Unauthorized
 from core.keys import KeyManager
@@ -151,8 +151,14 @@ class Issuer:
             payload = (await self.issue(principal, kind)).payload
         return await render.render(payload, fmt)
 
-    async def overview(self, principal: Principal) -> CodesOverview:
-        """Every holder code type: available or not, the current status and why."""
+    async def overview(self, principal: Principal, reads: SharedReads | None = None) -> CodesOverview:
+        """Every holder code type: available or not, the current status and why.
+
+        Args:
+            principal: The citizen.
+            reads: The caller's reads of the citizen's department data in this request (the
+                home screen's), decided from instead of reading again.
+        """
         rank = _LEVEL_RANK.get(principal.level, 0)
         kinds = list(HolderCodeType)
         available = [rank >= _LEVEL_RANK[self._settings.required_level(k.value)] for k in kinds]
@@ -163,7 +169,7 @@ class Issuer:
             if not allowed or holder is None:
                 return CodeStatus(type=kind, available=False, required_level=required, source="level")
             try:
-                decision = await self._status.decide(holder, CodeType.parse(kind.value))
+                decision = await self._status.decide(holder, CodeType.parse(kind.value), reads)
             except DependencyUnavailable:
                 return CodeStatus(type=kind, available=True, required_level=required, source="unavailable")
             return CodeStatus(

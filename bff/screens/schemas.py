@@ -127,11 +127,23 @@ class HomeSections(Response, frozen=True, kw_only=True):
     socsec: HomeSocsecSection
 
 
+CodesState = Literal["ready", "late", "unavailable"]
+
+
 class HomeScreen(Response, frozen=True, kw_only=True):
-    """``GET /v1/me/home``."""
+    """``GET /v1/me/home``.
+
+    Attributes:
+        sections: The three department sections.
+        codes: The citizen's code types with their statuses (the codes domain's summary).
+        codes_state: Why ``codes`` is what it is: ``ready`` (the summary answered; an empty
+            list then really means no codes), ``late`` (it missed the screen deadline: ask
+            again shortly), ``unavailable`` (it failed). ``codes`` is ``[]`` unless ``ready``.
+    """
 
     sections: HomeSections
     codes: list[Any]
+    codes_state: CodesState = "ready"
 
 
 # single-department screens -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from bff.screens.ledger import ledger_page, parse_kinds
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
+    CodesState,
     ContributionsData,
     ContributionsSection,
     DataAccessPage,
@@ -41,6 +42,7 @@ from bff.screens.schemas import (
     TripsData,
     TripsSection,
 )
+from codes.status import SharedRead, SharedReads
 from core.errors import InsufficientLevel
 from identity import IdentityService, Principal
 from services.fanout import Fetched, KeyedHasher, ResilientDepartments, audit_subject_of
@@ -53,14 +55,61 @@ log = logging.getLogger("onecity.screens")
 S = TypeVar("S", bound=Section[Any])
 V = TypeVar("V")
 
-CodesSummary = Callable[[Principal], Awaitable[list[Any]]]
-"""Gives the home screen's ``codes``: the code types this citizen can show (wired by the lead)."""
+CodesSummary = Callable[[Principal, SharedReads | None], Awaitable[list[Any]]]
+"""Gives the home screen's ``codes``: the code types this citizen can show, decided from the
+screen's own department reads where it has them (:class:`codes.status.SharedReads`)."""
+
+HOME_PURPOSE = "home-screen"
 
 _RANK: dict[SectionState, int] = {"ok": 0, "stale": 1, "unavailable": 2}
 
 
-async def _no_codes(_: Principal) -> list[Any]:
+async def _no_codes(_: Principal, __: SharedReads | None = None) -> list[Any]:
     return []
+
+
+def _shared(task: asyncio.Task[Fetched[V]] | None) -> SharedRead[V] | None:
+    """The codes summary's view of one of the screen's reads: its fresh value or the error."""
+    if task is None:
+        return None
+
+    async def read() -> V:
+        # Shielded: the summary may be cut off at the deadline, the section still needs the read.
+        return (await asyncio.shield(task)).unwrap()
+
+    return read
+
+
+class _HomeReads:
+    """The home screen's department reads, all started at once; ``None`` where locked."""
+
+    __slots__ = ("risk", "socsec_card", "tests", "transport_card")
+
+    def __init__(
+        self,
+        departments: ResilientDepartments,
+        account_id: str,
+        id_numbers: dict[str, str | None],
+        deadline: Deadline,
+    ) -> None:
+        common: dict[str, Any] = {"purpose": HOME_PURPOSE, "account_id": account_id, "deadline": deadline}
+        health, transport, socsec = id_numbers["health"], id_numbers["transport"], id_numbers["socsec"]
+        self.tests = asyncio.create_task(departments.health.read_tests(health, **common)) if health else None
+        self.risk = asyncio.create_task(departments.health.read_risk(health, **common)) if health else None
+        self.transport_card = (
+            asyncio.create_task(departments.transport.read_card(transport, **common)) if transport else None
+        )
+        self.socsec_card = asyncio.create_task(departments.socsec.read_card(socsec, **common)) if socsec else None
+
+    def shared(self) -> SharedReads:
+        """What the codes summary may decide from instead of reading again."""
+        return SharedReads(
+            purpose=HOME_PURPOSE,
+            health_tests=_shared(self.tests),
+            health_risk=_shared(self.risk),
+            transport_card=_shared(self.transport_card),
+            socsec_card=_shared(self.socsec_card),
+        )
 
 
 def mask_card_no(card_no: str) -> str:
@@ -139,30 +188,41 @@ class ScreenService:
     # home -------------------------------------------------------------------------------
 
     async def home(self, principal: Principal) -> HomeScreen:
-        """The home screen: the three departments in parallel, and the codes, by the deadline."""
+        """The home screen: the three departments in parallel, and the codes, by the deadline.
+
+        Each department resource is read once: the codes summary decides the statuses from the
+        screen's own reads (:class:`codes.status.SharedReads`) rather than reading again under
+        the code's purpose.
+        """
         deadline = self._deadline()
         with deadline_scope(deadline):
             eligible = {name: self._level_ok(principal, name) for name in ("health", "transport", "socsec")}
             id_number = await self._id_number(principal) if any(eligible.values()) else None
-            health, transport, socsec, codes = await asyncio.gather(
-                self._home_health(principal, id_number if eligible["health"] else None, deadline),
-                self._home_transport(principal, id_number if eligible["transport"] else None, deadline),
-                self._home_socsec(principal, id_number if eligible["socsec"] else None, deadline),
-                self._codes(principal, deadline),
+            reads = _HomeReads(
+                self.departments,
+                principal.account_id,
+                {name: id_number if ok else None for name, ok in eligible.items()},
+                deadline,
             )
-        return HomeScreen(sections=HomeSections(health=health, transport=transport, socsec=socsec), codes=codes)
+            health, transport, socsec, (codes, codes_state) = await asyncio.gather(
+                self._home_health(reads),
+                self._home_transport(reads),
+                self._home_socsec(reads),
+                self._codes(principal, reads.shared(), deadline),
+            )
+        return HomeScreen(
+            sections=HomeSections(health=health, transport=transport, socsec=socsec),
+            codes=codes,
+            codes_state=codes_state,
+        )
 
     def _locked(self, section: type[S], department: str) -> S:
         return section(state="unavailable", required_level=self.settings.policy(department).required_level)
 
-    async def _home_health(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeHealthSection:
-        if id_number is None:
+    async def _home_health(self, reads: _HomeReads) -> HomeHealthSection:
+        if reads.tests is None or reads.risk is None:
             return self._locked(HomeHealthSection, "health")
-        health = self.departments.health
-        common: dict[str, Any] = {"purpose": "home-screen", "account_id": principal.account_id, "deadline": deadline}
-        tests, risk = await asyncio.gather(
-            health.read_tests(id_number, **common), health.read_risk(id_number, **common)
-        )
+        tests, risk = await reads.tests, await reads.risk
 
         def build() -> HealthSummary:
             latest = max(_value(tests).tests, key=lambda t: t.sampled_at, default=None)
@@ -176,14 +236,10 @@ class ScreenService:
 
         return _combine(HomeHealthSection, [tests, risk], build)
 
-    async def _home_transport(
-        self, principal: Principal, id_number: str | None, deadline: Deadline
-    ) -> HomeTransportSection:
-        if id_number is None:
+    async def _home_transport(self, reads: _HomeReads) -> HomeTransportSection:
+        if reads.transport_card is None:
             return self._locked(HomeTransportSection, "transport")
-        card = await self.departments.transport.read_card(
-            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
-        )
+        card = await reads.transport_card
 
         def build() -> TransportSummary:
             value = _value(card)
@@ -193,12 +249,10 @@ class ScreenService:
 
         return _combine(HomeTransportSection, [card], build)
 
-    async def _home_socsec(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeSocsecSection:
-        if id_number is None:
+    async def _home_socsec(self, reads: _HomeReads) -> HomeSocsecSection:
+        if reads.socsec_card is None:
             return self._locked(HomeSocsecSection, "socsec")
-        card = await self.departments.socsec.read_card(
-            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
-        )
+        card = await reads.socsec_card
 
         def build() -> SocsecSummary:
             value = _value(card)
@@ -211,17 +265,21 @@ class ScreenService:
 
         return _combine(HomeSocsecSection, [card], build)
 
-    async def _codes(self, principal: Principal, deadline: Deadline) -> list[Any]:
+    async def _codes(
+        self, principal: Principal, reads: SharedReads, deadline: Deadline
+    ) -> tuple[list[Any], CodesState]:
         # The codes summary is another domain's: bounded by the same deadline, and its failure
-        # leaves the list empty rather than failing the screen.
+        # leaves the list empty rather than failing the screen; ``codes_state`` tells the app
+        # which ("no codes" and "late" look alike otherwise).
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self.codes_summary(principal)
+                return await self.codes_summary(principal, reads), "ready"
         except TimeoutError:
             log.warning("codes summary missed the home screen deadline")
+            return [], "late"
         except Exception as exc:
             log.error("codes summary failed", extra={"error": exc.__class__.__name__})
-        return []
+            return [], "unavailable"
 
     # single-department screens ------------------------------------------------------------
 

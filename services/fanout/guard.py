@@ -16,7 +16,9 @@ on behalf of a citizen:
 
 What counts against the breaker: timeouts, unreachable, dropped connections, unexpected
 statuses and malformed bodies. A 4xx (``rejected``) does not: the department is working and
-said no; it is neither retried nor cached.
+said no; it is neither retried nor cached. Nor does a timeout of our own making: an attempt the
+screen's deadline cut short, or one whose timer fired late because this process was overloaded
+(:meth:`GuardedDepartment._our_timeout`); such an attempt is not retried either.
 """
 
 from __future__ import annotations
@@ -290,11 +292,16 @@ class GuardedDepartment:
             if timeout < max(self._min_attempt_s, 0.001):
                 permit.release()
                 raise _Failure(department_error(self.name, "timeout"))
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(timeout):
                     value = await call()
             except TimeoutError:
                 error: DepartmentError = department_error(self.name, "timeout")
+                if self._our_timeout(timeout, started):
+                    permit.release()
+                    m.DEPARTMENT_CALLS.labels(self.name, resource, "deadline").inc()
+                    raise _Failure(error) from None
             except DepartmentError as exc:
                 error = exc
             except BaseException:
@@ -322,6 +329,19 @@ class GuardedDepartment:
                 raise _Failure(error, breaker.retry_after())
             m.RETRIES.labels(self.name, "attempted").inc()
             await asyncio.sleep(delay)
+
+    def _our_timeout(self, timeout: float, started: float) -> bool:
+        """Whether a timed-out attempt says more about us than about the department.
+
+        Two cases are ours, and no verdict goes to the breaker: the screen's deadline cut the
+        attempt below the call timeout (the department never had its full time), or the
+        timeout fired late by more than the shortest attempt (``min_attempt_ms``), i.e. this
+        process's event loop was too busy to read an answer that may well have arrived (under
+        overload the breakers used to open while the departments answered in 20 ms).
+        """
+        if timeout < self._call_timeout_s:
+            return True
+        return time.monotonic() - started - timeout > max(self._min_attempt_s, 0.001)
 
     async def _await(
         self,
