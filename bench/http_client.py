@@ -179,7 +179,6 @@ async def _all(calls: int, concurrencies: list[int], rounds: int) -> list[tuple[
                 # Best of a few rounds: the machine is shared, the minimum is the client's cost.
                 results = [await _measure(make(concurrency), calls, concurrency) for _ in range(rounds)]
                 best = min(results, key=lambda r: r[0])
-                )
                 rows.append((name, concurrency, *best))
                 print(f"{name:28} c={concurrency:<3} {best[0]:7.0f} µs CPU/call {best[1]:8.0f} calls/s", flush=True)
     return rows
