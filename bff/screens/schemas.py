@@ -256,7 +256,9 @@ class DataAccessEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True
         department: Whose system holds the data (``health``, ``transport``, ``socsec``).
         resource: What was read (``tests``, ``card``, ...); empty when not recorded.
         outcome: ``success`` (data was shown) or ``failure`` (the department did not answer).
-        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy) or ``none``.
+        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy), ``none``, or
+            ``shared`` (read in the same request for another purpose, used again without a
+            second call).
         reader: Who read it: ``onecity`` (the app, for you); ``who`` says the same, this stays
             for app versions that predate ``who``.
     """
