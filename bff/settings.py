@@ -237,6 +237,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_BREAKER_MIN_VOLUME": "fanout.breaker.min_volume",
     "ONECITY_DEPARTMENT_POOL_CONNECTIONS": "fanout.pool.max_connections",
     "ONECITY_DEPARTMENT_POOL_KEEPALIVE": "fanout.pool.max_keepalive",
+    "ONECITY_DEPARTMENT_HTTP_CLIENT": "fanout.pool.client",
     "ONECITY_CODES_CLOCK_SKEW_S": "codes.clock_skew_s",
     "ONECITY_CODES_STATUS_FRESH_S": "codes.status_fresh_s",
     "ONECITY_CODES_HOLDER_CACHE_TTL_S": "codes.holder_cache_ttl_s",
