@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from bff.screens.ledger import ledger_page, parse_kinds
@@ -45,7 +45,7 @@ from bff.screens.schemas import (
 from codes.status import SharedRead, SharedReads
 from core.errors import InsufficientLevel
 from identity import IdentityService, Principal
-from services.fanout import Fetched, KeyedHasher, ResilientDepartments, audit_subject_of
+from services.fanout import Fetched, KeyedHasher, Prefetched, ResilientDepartments, audit_subject_of
 from services.resilience import Deadline, deadline_scope
 
 __all__ = ["CodesSummary", "ScreenService", "mask_card_no"]
@@ -60,6 +60,7 @@ CodesSummary = Callable[[Principal, SharedReads | None], Awaitable[list[Any]]]
 screen's own department reads where it has them (:class:`codes.status.SharedReads`)."""
 
 HOME_PURPOSE = "home-screen"
+_HOME_RESOURCES = (("health", "tests"), ("health", "risk"), ("transport", "card"), ("socsec", "card"))
 
 _RANK: dict[SectionState, int] = {"ok": 0, "stale": 1, "unavailable": 2}
 
@@ -81,7 +82,10 @@ def _shared(task: asyncio.Task[Fetched[V]] | None) -> SharedRead[V] | None:
 
 
 class _HomeReads:
-    """The home screen's department reads, all started at once; ``None`` where locked."""
+    """The home screen's department reads, all started at once; ``None`` where locked.
+
+    Their four cache lookups are one ``MGET`` (:meth:`start`), not four round trips.
+    """
 
     __slots__ = ("risk", "socsec_card", "tests", "transport_card")
 
@@ -91,15 +95,45 @@ class _HomeReads:
         account_id: str,
         id_numbers: dict[str, str | None],
         deadline: Deadline,
+        cached: dict[tuple[str, str], Prefetched],
     ) -> None:
         common: dict[str, Any] = {"purpose": HOME_PURPOSE, "account_id": account_id, "deadline": deadline}
-        health, transport, socsec = id_numbers["health"], id_numbers["transport"], id_numbers["socsec"]
-        self.tests = asyncio.create_task(departments.health.read_tests(health, **common)) if health else None
-        self.risk = asyncio.create_task(departments.health.read_risk(health, **common)) if health else None
-        self.transport_card = (
-            asyncio.create_task(departments.transport.read_card(transport, **common)) if transport else None
+
+        def start(
+            read: Callable[..., Coroutine[Any, Any, Fetched[V]]], department: str, resource: str
+        ) -> asyncio.Task[Fetched[V]] | None:
+            id_number = id_numbers[department]
+            if id_number is None:
+                return None
+            return asyncio.create_task(read(id_number, prefetched=cached.get((department, resource)), **common))
+
+        self.tests = start(departments.health.read_tests, "health", "tests")
+        self.risk = start(departments.health.read_risk, "health", "risk")
+        self.transport_card = start(departments.transport.read_card, "transport", "card")
+        self.socsec_card = start(departments.socsec.read_card, "socsec", "card")
+
+    @classmethod
+    async def start(
+        cls, departments: ResilientDepartments, account_id: str, id_numbers: dict[str, str | None], deadline: Deadline
+    ) -> _HomeReads:
+        """Look the four answers up in the cache together, then start the reads."""
+        guards = {
+            "health": departments.health.guard,
+            "transport": departments.transport.guard,
+            "socsec": departments.socsec.guard,
+        }
+        wanted: list[tuple[tuple[str, str], str]] = []
+        for department, resource in _HOME_RESOURCES:
+            id_number = id_numbers[department]
+            key = guards[department].cache_key(resource, id_number) if id_number else None
+            if key is not None:
+                wanted.append(((department, resource), key))
+        # One cache for every department (build_resilient_departments makes one).
+        entries = await departments.health.guard.cache.get_many(
+            [key for _, key in wanted], timeout_s=deadline.remaining()
         )
-        self.socsec_card = asyncio.create_task(departments.socsec.read_card(socsec, **common)) if socsec else None
+        cached = {read: Prefetched(entry) for (read, _), entry in zip(wanted, entries, strict=True)}
+        return cls(departments, account_id, id_numbers, deadline, cached)
 
     def shared(self) -> SharedReads:
         """What the codes summary may decide from instead of reading again."""
@@ -198,7 +232,7 @@ class ScreenService:
         with deadline_scope(deadline):
             eligible = {name: self._level_ok(principal, name) for name in ("health", "transport", "socsec")}
             id_number = await self._id_number(principal) if any(eligible.values()) else None
-            reads = _HomeReads(
+            reads = await _HomeReads.start(
                 self.departments,
                 principal.account_id,
                 {name: id_number if ok else None for name, ok in eligible.items()},

@@ -17,6 +17,7 @@ from services.fanout.guard import (
     Fetched,
     GuardedDepartment,
     KeyedHasher,
+    Prefetched,
     ReadState,
     audit_subject_of,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "KeyedHasher",
     "Level",
     "PoolSettings",
+    "Prefetched",
     "ReadState",
     "ResilientDepartments",
     "ResilientHealthDepartment",

@@ -56,6 +56,7 @@ __all__ = [
     "Fetched",
     "GuardedDepartment",
     "KeyedHasher",
+    "Prefetched",
     "ReadState",
     "audit_subject_of",
 ]
@@ -132,6 +133,17 @@ class Fetched(Generic[T]):
         raise department_error(self.department, self.error or "unavailable")
 
 
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """The cache lookup of a read, made by the caller together with others (one ``MGET``).
+
+    Attributes:
+        entry: What the cache held (``None``: a miss, or Redis trouble).
+    """
+
+    entry: CacheEntry | None
+
+
 class _Failure(Exception):
     """Internal: the upstream call failed with ``error``; carries a breaker hint."""
 
@@ -202,6 +214,18 @@ class GuardedDepartment:
         return breaker
 
     @property
+    def cache(self) -> SwrCache:
+        """The cache this department's reads use."""
+        return self._cache
+
+    def cache_key(self, resource: str, id_number: str, params: str = "") -> str | None:
+        """The cache key of a read, or ``None`` when ``resource`` is not cached."""
+        if self.policy.ttls.get(resource) is None or not self._cache.enabled:
+            return None
+        subject = self._hasher.keyed_hash(id_number, domain="fanout-cache").hex()[:32]
+        return f"oc:fan:{self.name}:{resource}:{subject}" + (f":{params}" if params else "")
+
+    @property
     def retry_budget(self) -> RetryBudget:
         """This department's retry budget."""
         return self._budget
@@ -218,6 +242,7 @@ class GuardedDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[T]:
         """Read ``resource`` for the citizen ``id_number`` through every resilience layer.
 
@@ -232,6 +257,7 @@ class GuardedDepartment:
             deadline: When the answer is due; default the current scope's, else
                 ``default_deadline_ms`` from now.
             allow_stale: Whether an old cached answer may stand in for a failed call.
+            prefetched: The cache lookup, if the caller made it (:meth:`cache_key`).
 
         Never raises a department failure: it is in the returned :class:`Fetched`.
         """
@@ -246,7 +272,10 @@ class GuardedDepartment:
         entry: CacheEntry | None = None
         freshness = Freshness.EXPIRED
         if ttl is not None:
-            entry = await self._cache.get(key, timeout_s=deadline.remaining())
+            if prefetched is not None:
+                entry = prefetched.entry
+            else:
+                entry = await self._cache.get(key, timeout_s=deadline.remaining())
             if entry is not None:
                 freshness = ttl.classify(time.time() - entry.as_of)
             m.CACHE_LOOKUPS.labels(self.name, resource, freshness.value if entry else "miss").inc()
