@@ -10,7 +10,9 @@ card numbers on the home screen are masked.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
 
 from core.structs import Response
 from services.departments import (
@@ -143,7 +145,14 @@ class HomeScreen(Response, frozen=True, kw_only=True):
 
     sections: HomeSections
     codes: list[Any]
-    codes_state: CodesState = "ready"
+    codes_state: Annotated[
+        CodesState,
+        msgspec.Meta(
+            description="ready: `codes` is the answer (an empty list means no codes); late: the codes "
+            "summary missed the screen deadline, ask again shortly; unavailable: it failed. `codes` is "
+            "empty unless ready."
+        ),
+    ] = "ready"
 
 
 # single-department screens -------------------------------------------------------------------
