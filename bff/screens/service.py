@@ -45,6 +45,7 @@ from bff.screens.schemas import (
 from codes.status import SharedRead, SharedReads
 from core.errors import InsufficientLevel
 from identity import IdentityService, Principal
+from services.errors import department_error
 from services.fanout import Fetched, KeyedHasher, Prefetched, ResilientDepartments, audit_subject_of
 from services.resilience import Deadline, deadline_scope
 
@@ -69,16 +70,34 @@ async def _no_codes(_: Principal, __: SharedReads | None = None) -> list[Any]:
     return []
 
 
-def _shared(task: asyncio.Task[Fetched[V]] | None) -> SharedRead[V] | None:
-    """The codes summary's view of one of the screen's reads: its fresh value or the error."""
-    if task is None:
-        return None
+def _pending_shared(started: asyncio.Future[_HomeReads], eligible: dict[str, bool]) -> SharedReads:
+    """The screen's reads as the codes summary sees them, before they have started.
 
-    async def read() -> V:
-        # Shielded: the summary may be cut off at the deadline, the section still needs the read.
-        return (await asyncio.shield(task)).unwrap()
+    A department the citizen's level keeps the screen from reading is left to the summary;
+    one the screen reads answers with that read's fresh value or its error (no ID number on
+    file: ``rejected``, as the summary's own read would be).
+    """
 
-    return read
+    def shared(department: str, pick: Callable[[_HomeReads], asyncio.Task[Fetched[V]] | None]) -> SharedRead[V] | None:
+        if not eligible[department]:
+            return None
+
+        async def read() -> V:
+            # Shielded: the summary may be cut off at the deadline; the sections still need these.
+            task = pick(await asyncio.shield(started))
+            if task is None:
+                raise department_error(department, "rejected")
+            return (await asyncio.shield(task)).unwrap()
+
+        return read
+
+    return SharedReads(
+        purpose=HOME_PURPOSE,
+        health_tests=shared("health", lambda reads: reads.tests),
+        health_risk=shared("health", lambda reads: reads.risk),
+        transport_card=shared("transport", lambda reads: reads.transport_card),
+        socsec_card=shared("socsec", lambda reads: reads.socsec_card),
+    )
 
 
 class _HomeReads:
@@ -134,16 +153,6 @@ class _HomeReads:
         )
         cached = {read: Prefetched(entry) for (read, _), entry in zip(wanted, entries, strict=True)}
         return cls(departments, account_id, id_numbers, deadline, cached)
-
-    def shared(self) -> SharedReads:
-        """What the codes summary may decide from instead of reading again."""
-        return SharedReads(
-            purpose=HOME_PURPOSE,
-            health_tests=_shared(self.tests),
-            health_risk=_shared(self.risk),
-            transport_card=_shared(self.transport_card),
-            socsec_card=_shared(self.socsec_card),
-        )
 
 
 def mask_card_no(card_no: str) -> str:
@@ -231,18 +240,25 @@ class ScreenService:
         deadline = self._deadline()
         with deadline_scope(deadline):
             eligible = {name: self._level_ok(principal, name) for name in ("health", "transport", "socsec")}
-            id_number = await self._id_number(principal) if any(eligible.values()) else None
-            reads = await _HomeReads.start(
-                self.departments,
-                principal.account_id,
-                {name: id_number if ok else None for name, ok in eligible.items()},
-                deadline,
-            )
+            # The codes summary starts first: its own look-ups (its Redis cache, the holder)
+            # overlap the ID-number look-up and the cache MGET, and it waits for the reads only
+            # when it needs them.
+            started: asyncio.Future[_HomeReads] = asyncio.get_running_loop().create_future()
+            codes_task = asyncio.create_task(self._codes(principal, _pending_shared(started, eligible), deadline))
+            try:
+                id_number = await self._id_number(principal) if any(eligible.values()) else None
+                reads = await _HomeReads.start(
+                    self.departments,
+                    principal.account_id,
+                    {name: id_number if ok else None for name, ok in eligible.items()},
+                    deadline,
+                )
+            except BaseException:
+                codes_task.cancel()
+                raise
+            started.set_result(reads)
             health, transport, socsec, (codes, codes_state) = await asyncio.gather(
-                self._home_health(reads),
-                self._home_transport(reads),
-                self._home_socsec(reads),
-                self._codes(principal, reads.shared(), deadline),
+                self._home_health(reads), self._home_transport(reads), self._home_socsec(reads), codes_task
             )
         return HomeScreen(
             sections=HomeSections(health=health, transport=transport, socsec=socsec),
