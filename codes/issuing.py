@@ -19,7 +19,7 @@ from codes.live import CurrentCode, HolderEntry, LiveCodes
 from codes.payload import CodeType, build_claims, issue_code, refresh_after
 from codes.schemas import CodesOverview, CodeStatus, HolderCodeType, ImageFormat, IssuedCode
 from codes.settings import CodesSettings
-from codes.status import SharedReads, StatusDecision, StatusResolver
+from codes.status import SharedReads, StatusDecision, StatusResolver, StatusRow
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable, RateLimited, Unauthorized
 from core.keys import KeyManager
@@ -169,7 +169,7 @@ class Issuer:
             if not allowed or holder is None:
                 return CodeStatus(type=kind, available=False, required_level=required, source="level")
             try:
-                decision = await self._status.decide(holder, CodeType.parse(kind.value), reads)
+                decision = await self._status.decide(holder, CodeType.parse(kind.value), reads, saves=saves)
             except DependencyUnavailable:
                 return CodeStatus(type=kind, available=True, required_level=required, source="unavailable")
             return CodeStatus(
@@ -184,7 +184,10 @@ class Issuer:
                 overridden=decision.overridden,
             )
 
+        # The decisions are stored together: one round trip instead of one per type.
+        saves: list[StatusRow] = []
         statuses = await asyncio.gather(*(one(k, a) for k, a in zip(kinds, available, strict=True)))
+        await self._status.save_decisions(saves)
         return CodesOverview(codes=list(statuses))
 
     async def revoke_all(self, principal: Principal, kind: HolderCodeType) -> int:

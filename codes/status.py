@@ -63,6 +63,7 @@ __all__ = [
     "SharedReads",
     "StatusDecision",
     "StatusResolver",
+    "StatusRow",
 ]
 
 log = logging.getLogger("onecity.codes.status")
@@ -72,6 +73,9 @@ FALLBACK_HEALTH_STATUS: HealthStatus = "Y"
 HEALTH_UNAVAILABLE_REASON = "health_data_unavailable"
 
 _T = TypeVar("_T")
+
+StatusRow = tuple[str, str, str, int | None, tuple[str, ...], dt.datetime]
+"""A decision to store: ``(account_id, code_type, status, rule_version, reasons, decided_at)``."""
 
 SharedRead = Callable[[], Awaitable[_T]]
 """Waits for a read another part of the request started; its fresh answer, or
@@ -264,7 +268,25 @@ class StatusResolver:
             rule_version=row["rule_version"],
         )
 
-    async def _save(self, holder: HolderAccount, code_type: CodeType, decision: StatusDecision) -> None:
+    async def _save(
+        self,
+        holder: HolderAccount,
+        code_type: CodeType,
+        decision: StatusDecision,
+        saves: list[StatusRow] | None = None,
+    ) -> None:
+        if saves is not None:  # the caller writes them together (save_decisions)
+            saves.append(
+                (
+                    holder.account_id,
+                    code_type.value,
+                    decision.status,
+                    decision.rule_version,
+                    decision.reasons,
+                    decision.as_of,
+                )
+            )
+            return
         await self._repository.save_status(
             account_id=holder.account_id,
             code_type=code_type.value,
@@ -277,7 +299,12 @@ class StatusResolver:
     # decisions -------------------------------------------------------------------------------
 
     async def decide(
-        self, holder: HolderAccount, code_type: CodeType, reads: SharedReads | None = None
+        self,
+        holder: HolderAccount,
+        code_type: CodeType,
+        reads: SharedReads | None = None,
+        *,
+        saves: list[StatusRow] | None = None,
     ) -> StatusDecision:
         """The holder's status now, from department data or the fallback.
 
@@ -286,6 +313,9 @@ class StatusResolver:
             code_type: Which code.
             reads: The caller's own reads of the holder's department data, used instead of
                 reading again (see :class:`SharedReads`).
+            saves: Collects the decisions to store instead of storing each at once; the
+                caller deciding several types writes them in one round trip
+                (:meth:`save_decisions`).
 
         Raises:
             DependencyUnavailable: transit/social security with the department down and nothing
@@ -293,7 +323,7 @@ class StatusResolver:
         """
         now = dt.datetime.now(dt.UTC)
         if code_type is CodeType.HEALTH:
-            return await self._health_status(holder, now, reads)
+            return await self._health_status(holder, now, reads, saves)
         if code_type is CodeType.CITIZEN:
             return StatusDecision(status="A", source="department", as_of=now)
         try:
@@ -323,8 +353,12 @@ class StatusResolver:
         decision = StatusDecision(
             status="A" if active else "X", source="department", as_of=now, reasons=() if active else (reason,)
         )
-        await self._save(holder, code_type, decision)
+        await self._save(holder, code_type, decision, saves)
         return decision
+
+    async def save_decisions(self, saves: list[StatusRow]) -> None:
+        """Store what :meth:`decide` collected in ``saves``, in one round trip."""
+        await self._repository.save_statuses(saves)
 
     async def _health_facts(
         self, holder: HolderAccount, now: dt.datetime, reads: SharedReads | None = None
@@ -351,7 +385,11 @@ class StatusResolver:
             return None
 
     async def _health_status(
-        self, holder: HolderAccount, now: dt.datetime, reads: SharedReads | None = None
+        self,
+        holder: HolderAccount,
+        now: dt.datetime,
+        reads: SharedReads | None = None,
+        saves: list[StatusRow] | None = None,
     ) -> StatusDecision:
         ruleset = await self._rules.active()
         # The override is read while the department answers: one latency, not two.
@@ -378,7 +416,7 @@ class StatusResolver:
                 reasons=evaluated.reasons,
                 rule_version=evaluated.rule_version,
             )
-            await self._save(holder, CodeType.HEALTH, decision)
+            await self._save(holder, CodeType.HEALTH, decision, saves)
         effective = self._with_override(decision, override, now)
         if effective.source != "fallback":
             # A fallback (department unreachable) is no news for the citizen.
