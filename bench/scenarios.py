@@ -768,7 +768,7 @@ register(
         items_per_second=400,
         cleanup=_cleanup_home,
         # At -c64 the simulators, one process each on the same two cores, get ~600 calls at once
-        # (nine per cold home) and answer some after the 500 ms attempt timeout: the breakers
+        # (nine per cold home then, five now) and answer some after the 500 ms attempt timeout: the breakers
         # open and the run measures short-circuited sections (see bench/RESULTS.md).
         connections=16,
         targets=(Target("≥ 1/4 of trivial", "x_trivial", 0.25),),

@@ -19,7 +19,7 @@ from codes.live import CurrentCode, HolderEntry, LiveCodes
 from codes.payload import CodeType, build_claims, issue_code, refresh_after
 from codes.schemas import CodesOverview, CodeStatus, HolderCodeType, ImageFormat, IssuedCode
 from codes.settings import CodesSettings
-from codes.status import StatusDecision, StatusResolver
+from codes.status import SharedReads, StatusDecision, StatusResolver, StatusRow
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable, RateLimited, Unauthorized
 from core.keys import KeyManager
@@ -149,8 +149,14 @@ class Issuer:
             payload = (await self.issue(principal, kind)).payload
         return await render.render(payload, fmt)
 
-    async def overview(self, principal: Principal) -> CodesOverview:
-        """Every holder code type: available or not, the current status and why."""
+    async def overview(self, principal: Principal, reads: SharedReads | None = None) -> CodesOverview:
+        """Every holder code type: available or not, the current status and why.
+
+        Args:
+            principal: The citizen.
+            reads: The caller's reads of the citizen's department data in this request (the
+                home screen's), decided from instead of reading again.
+        """
         kinds = list(HolderCodeType)
         available = [principal.has_level(self._settings.required_level(k.value)) for k in kinds]
         holder = await self._holder(principal) if any(available) else None
@@ -160,7 +166,7 @@ class Issuer:
             if not allowed or holder is None:
                 return CodeStatus(type=kind, available=False, required_level=required, source="level")
             try:
-                decision = await self._status.decide(holder, CodeType.parse(kind.value))
+                decision = await self._status.decide(holder, CodeType.parse(kind.value), reads, saves=saves)
             except DependencyUnavailable:
                 return CodeStatus(type=kind, available=True, required_level=required, source="unavailable")
             return CodeStatus(
@@ -175,7 +181,10 @@ class Issuer:
                 overridden=decision.overridden,
             )
 
+        # The decisions are stored together: one round trip instead of one per type.
+        saves: list[StatusRow] = []
         statuses = await asyncio.gather(*(one(k, a) for k, a in zip(kinds, available, strict=True)))
+        await self._status.save_decisions(saves)
         return CodesOverview(codes=list(statuses))
 
     async def revoke_all(self, principal: Principal, kind: HolderCodeType) -> int:

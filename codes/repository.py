@@ -51,6 +51,13 @@ _RETENTION_TABLES = {
 }
 
 
+_SAVE_STATUS = """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at)
+   VALUES ($1::uuid, $2, $3, $4, $5, $6)
+   ON CONFLICT (account_id, code_type) DO UPDATE SET status = EXCLUDED.status,
+       rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at
+   WHERE holder_status.decided_at <= EXCLUDED.decided_at"""
+
+
 class CodesRepository:
     """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices.
 
@@ -157,19 +164,16 @@ class CodesRepository:
         decided_at: datetime,
     ) -> None:
         """Remember a decision; an older one never replaces a newer one."""
-        await self.pool.execute(
-            """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at)
-               VALUES ($1::uuid, $2, $3, $4, $5, $6)
-               ON CONFLICT (account_id, code_type) DO UPDATE SET status = EXCLUDED.status,
-                   rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at
-               WHERE holder_status.decided_at <= EXCLUDED.decided_at""",
-            account_id,
-            code_type,
-            status,
-            rule_version,
-            list(reasons),
-            decided_at,
-        )
+        await self.pool.execute(_SAVE_STATUS, account_id, code_type, status, rule_version, list(reasons), decided_at)
+
+    async def save_statuses(self, rows: Sequence[tuple[str, str, str, int | None, Sequence[str], datetime]]) -> None:
+        """:meth:`save_status` of several decisions in one round trip (a pipelined ``executemany``).
+
+        Args:
+            rows: ``(account_id, code_type, status, rule_version, reasons, decided_at)`` each.
+        """
+        if rows:
+            await self.pool.executemany(_SAVE_STATUS, [(*row[:4], list(row[4]), row[5]) for row in rows])
 
     async def last_status(self, account_id: str, code_type: str) -> Row | None:
         """The stored decision of one holder and type."""

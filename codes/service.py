@@ -26,7 +26,7 @@ from codes.rulebook import RuleBook
 from codes.scanlog import ScanLog
 from codes.schemas import CodeStatus
 from codes.settings import CodesSettings
-from codes.status import StatusResolver
+from codes.status import SharedReads, StatusResolver
 from codes.venues import Venues
 from codes.verification import OnlineVerifier
 from core.audit import AuditBatcher
@@ -108,7 +108,8 @@ class CodesService:
             repository=self.repository,
             rules=self.rules,
             fresh_s=settings.status_fresh_s,
-            audit=audit if audit_department_reads else None,
+            audit=audit,
+            audit_reads=audit_department_reads,
         )
         self.scan_log = ScanLog(self.repository, max_batch=settings.scan_log_max_batch)
         self.issuing = Issuer(
@@ -159,9 +160,12 @@ class CodesService:
         self._keys = keys
         self._redis = redis
 
-    async def summary(self, principal: Principal) -> list[CodeStatus]:
+    async def summary(self, principal: Principal, reads: SharedReads | None = None) -> list[CodeStatus]:
         """The home screen's ``codes``: each holder code type, whether the citizen may show
         it, its current status, and for health the reasons and ``rv``.
+
+        ``reads`` are the home screen's own department reads: the statuses are decided from
+        them, not from a second call under the code's purpose (:class:`~codes.status.SharedReads`).
 
         Deciding every status reads department data and writes the decisions, several round
         trips per code type, and the home screen is the most-viewed page of the app; so the
@@ -178,7 +182,7 @@ class CodesService:
                 cached = None
             if cached is not None:
                 return _SUMMARY_DECODER.decode(cached)
-        codes = (await self.issuing.overview(principal)).codes
+        codes = (await self.issuing.overview(principal, reads)).codes
         if ttl and all(c.source != "unavailable" for c in codes):
             with contextlib.suppress(RedisError):
                 await self._redis.set(key, msgspec.json.encode(codes), ex=ttl)

@@ -15,6 +15,12 @@ fit the contract):
    status: issuing answers 503 (a signed ``X`` would assert a suspension nobody decided).
 
 A staff override applies in every case: it is a human decision, not department data.
+
+A caller that reads the same department data in the same request (the home screen) hands its
+reads over as :class:`SharedReads`: the status is decided from them instead of asking the
+department a second time under another purpose. The department saw one call, whose service
+token carries the purpose of that first read; the citizen's data-access ledger gets a second
+row for the code's purpose (``source: shared``), so both purposes are on record.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,12 +50,21 @@ from codes.rules import (
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable
 from core.structs import Response
-from services.departments.health import HealthDepartment
-from services.departments.socsec import SocsecDepartment
-from services.departments.transport import TransportDepartment
+from services.departments.health import HealthDepartment, HealthRisk, HealthTests
+from services.departments.socsec import SocsecCard, SocsecDepartment
+from services.departments.transport import TransportCard, TransportDepartment
 from services.errors import DepartmentError
+from services.fanout import AUDIT_ACTION
 
-__all__ = ["FALLBACK_HEALTH_STATUS", "HEALTH_UNAVAILABLE_REASON", "StatusDecision", "StatusResolver"]
+__all__ = [
+    "FALLBACK_HEALTH_STATUS",
+    "HEALTH_UNAVAILABLE_REASON",
+    "SharedRead",
+    "SharedReads",
+    "StatusDecision",
+    "StatusResolver",
+    "StatusRow",
+]
 
 log = logging.getLogger("onecity.codes.status")
 
@@ -57,6 +73,35 @@ FALLBACK_HEALTH_STATUS: HealthStatus = "Y"
 HEALTH_UNAVAILABLE_REASON = "health_data_unavailable"
 
 _T = TypeVar("_T")
+
+StatusRow = tuple[str, str, str, int | None, tuple[str, ...], dt.datetime]
+"""A decision to store: ``(account_id, code_type, status, rule_version, reasons, decided_at)``."""
+
+SharedRead = Callable[[], Awaitable[_T]]
+"""Waits for a read another part of the request started; its fresh answer, or
+:class:`~services.errors.DepartmentError` (failed, late, or only an old cached answer: a status
+is never decided on data the Protocol face would not give either)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedReads:
+    """Department reads of the holder that the caller makes anyway in this request.
+
+    A resource left ``None`` is read by the resolver itself, under the code's purpose.
+
+    Attributes:
+        purpose: The purpose the reads were made (and the service tokens sent) under.
+        health_tests: Health ``tests``.
+        health_risk: Health ``risk``.
+        transport_card: Transport ``card``.
+        socsec_card: Social-security ``card``.
+    """
+
+    purpose: str
+    health_tests: SharedRead[HealthTests] | None = None
+    health_risk: SharedRead[HealthRisk] | None = None
+    transport_card: SharedRead[TransportCard] | None = None
+    socsec_card: SharedRead[SocsecCard] | None = None
 
 
 class StatusDecision(Response, frozen=True):
@@ -91,6 +136,9 @@ class StatusResolver:
         rules: The health rule versions.
         fresh_s: How long a stored decision may stand in for an unreachable department.
         audit: Records each read of department data (who, whose, what, why).
+        audit_reads: Whether the resolver's own department reads are recorded here; off when
+            the department clients record every read already. Uses of :class:`SharedReads`
+            are always recorded (nobody else knows the second purpose).
     """
 
     def __init__(
@@ -103,6 +151,7 @@ class StatusResolver:
         rules: RuleBook,
         fresh_s: int,
         audit: AuditBatcher | None = None,
+        audit_reads: bool = True,
     ) -> None:
         self._health = health
         self._transport = transport
@@ -111,6 +160,7 @@ class StatusResolver:
         self._rules = rules
         self._fresh = dt.timedelta(seconds=fresh_s)
         self._audit = audit
+        self._audit_reads = audit_reads
         #: Called with ``(account_id, code type, status)`` whenever a health status is decided
         #: (on a read, by a staff override): the app wires the message centre here, which
         #: turns a *change* into a ``code`` message and a ``code_status`` event.
@@ -147,7 +197,7 @@ class StatusResolver:
     # department reads ------------------------------------------------------------------------
 
     def _audit_read(self, holder: HolderAccount, department: str, purpose: str) -> None:
-        if self._audit is not None:
+        if self._audit is not None and self._audit_reads:
             self._audit.add(
                 AuditEvent(
                     action="department.read",
@@ -159,7 +209,47 @@ class StatusResolver:
                 )
             )
 
-    async def _read(self, holder: HolderAccount, department: str, call: Callable[[str], Awaitable[_T]]) -> _T:
+    def _audit_shared(self, holder: HolderAccount, department: str, resource: str, purpose: str, first: str) -> None:
+        # The row the ledger shows for the code's purpose; the read itself is on record under
+        # ``first``, the purpose its service token carried.
+        if self._audit is not None:
+            self._audit.add(
+                AuditEvent(
+                    action=AUDIT_ACTION,
+                    outcome="success",
+                    actor_type="system",
+                    actor_id="onecity",
+                    subject_id=holder.account_id,
+                    details={
+                        "department": department,
+                        "resource": resource,
+                        "purpose": purpose,
+                        "state": "ok",
+                        "source": "shared",
+                        "read_for": first,
+                    },
+                    at=dt.datetime.now(dt.UTC),
+                )
+            )
+
+    async def _read(
+        self,
+        holder: HolderAccount,
+        department: str,
+        call: Callable[[str], Awaitable[_T]],
+        shared: tuple[SharedReads, SharedRead[_T] | None, str, str] | None = None,
+    ) -> _T:
+        """One department answer for a decision.
+
+        Args:
+            shared: ``(reads, the read of this resource, resource, code purpose)`` when the
+                caller shares its reads; a ``None`` read falls back to ``call``.
+        """
+        if shared is not None and (read := shared[1]) is not None:
+            reads, _, resource, purpose = shared
+            result = await read()
+            self._audit_shared(holder, department, resource, purpose, reads.purpose)
+            return result
         if holder.id_number is None:
             raise DepartmentError(department, "rejected")  # no ID number: nothing to ask for
         result = await call(holder.id_number)
@@ -178,7 +268,25 @@ class StatusResolver:
             rule_version=row["rule_version"],
         )
 
-    async def _save(self, holder: HolderAccount, code_type: CodeType, decision: StatusDecision) -> None:
+    async def _save(
+        self,
+        holder: HolderAccount,
+        code_type: CodeType,
+        decision: StatusDecision,
+        saves: list[StatusRow] | None = None,
+    ) -> None:
+        if saves is not None:  # the caller writes them together (save_decisions)
+            saves.append(
+                (
+                    holder.account_id,
+                    code_type.value,
+                    decision.status,
+                    decision.rule_version,
+                    decision.reasons,
+                    decision.as_of,
+                )
+            )
+            return
         await self._repository.save_status(
             account_id=holder.account_id,
             code_type=code_type.value,
@@ -190,8 +298,24 @@ class StatusResolver:
 
     # decisions -------------------------------------------------------------------------------
 
-    async def decide(self, holder: HolderAccount, code_type: CodeType) -> StatusDecision:
+    async def decide(
+        self,
+        holder: HolderAccount,
+        code_type: CodeType,
+        reads: SharedReads | None = None,
+        *,
+        saves: list[StatusRow] | None = None,
+    ) -> StatusDecision:
         """The holder's status now, from department data or the fallback.
+
+        Args:
+            holder: Whose status.
+            code_type: Which code.
+            reads: The caller's own reads of the holder's department data, used instead of
+                reading again (see :class:`SharedReads`).
+            saves: Collects the decisions to store instead of storing each at once; the
+                caller deciding several types writes them in one round trip
+                (:meth:`save_decisions`).
 
         Raises:
             DependencyUnavailable: transit/social security with the department down and nothing
@@ -199,17 +323,25 @@ class StatusResolver:
         """
         now = dt.datetime.now(dt.UTC)
         if code_type is CodeType.HEALTH:
-            return await self._health_status(holder, now)
+            return await self._health_status(holder, now, reads, saves)
         if code_type is CodeType.CITIZEN:
             return StatusDecision(status="A", source="department", as_of=now)
         try:
             if code_type is CodeType.TRANSIT:
                 card: Any = await self._read(
-                    holder, "transport", lambda idn: self._transport.card(idn, purpose="transit_code")
+                    holder,
+                    "transport",
+                    lambda idn: self._transport.card(idn, purpose="transit_code"),
+                    (reads, reads.transport_card, "card", "transit_code") if reads else None,
                 )
                 active, reason = card.status == "active", "card_blocked"
             else:
-                card = await self._read(holder, "socsec", lambda idn: self._socsec.card(idn, purpose="socsec_code"))
+                card = await self._read(
+                    holder,
+                    "socsec",
+                    lambda idn: self._socsec.card(idn, purpose="socsec_code"),
+                    (reads, reads.socsec_card, "card", "socsec_code") if reads else None,
+                )
                 active, reason = card.status == "active", "card_suspended"
         except (DepartmentError, msgspec.ValidationError):
             stored = await self._stored(holder, code_type, now)
@@ -221,25 +353,49 @@ class StatusResolver:
         decision = StatusDecision(
             status="A" if active else "X", source="department", as_of=now, reasons=() if active else (reason,)
         )
-        await self._save(holder, code_type, decision)
+        await self._save(holder, code_type, decision, saves)
         return decision
 
-    async def _health_facts(self, holder: HolderAccount, now: dt.datetime) -> HealthFacts | None:
+    async def save_decisions(self, saves: list[StatusRow]) -> None:
+        """Store what :meth:`decide` collected in ``saves``, in one round trip."""
+        await self._repository.save_statuses(saves)
+
+    async def _health_facts(
+        self, holder: HolderAccount, now: dt.datetime, reads: SharedReads | None = None
+    ) -> HealthFacts | None:
         """The health department's data reduced to facts, or ``None`` if it cannot be had."""
         try:
             tests, vaccinations, risk = await asyncio.gather(
-                self._read(holder, "health", lambda idn: self._health.tests(idn, purpose="health_code")),
+                self._read(
+                    holder,
+                    "health",
+                    lambda idn: self._health.tests(idn, purpose="health_code"),
+                    (reads, reads.health_tests, "tests", "health_code") if reads else None,
+                ),
                 self._read(holder, "health", lambda idn: self._health.vaccinations(idn, purpose="health_code")),
-                self._read(holder, "health", lambda idn: self._health.risk(idn, purpose="health_code")),
+                self._read(
+                    holder,
+                    "health",
+                    lambda idn: self._health.risk(idn, purpose="health_code"),
+                    (reads, reads.health_risk, "risk", "health_code") if reads else None,
+                ),
             )
             return facts_from_department(tests, vaccinations, risk, now)
         except (DepartmentError, ValueError):  # msgspec.ValidationError is a ValueError
             return None
 
-    async def _health_status(self, holder: HolderAccount, now: dt.datetime) -> StatusDecision:
+    async def _health_status(
+        self,
+        holder: HolderAccount,
+        now: dt.datetime,
+        reads: SharedReads | None = None,
+        saves: list[StatusRow] | None = None,
+    ) -> StatusDecision:
         ruleset = await self._rules.active()
         # The override is read while the department answers: one latency, not two.
-        facts, override = await asyncio.gather(self._health_facts(holder, now), self.override_of(holder.account_id))
+        facts, override = await asyncio.gather(
+            self._health_facts(holder, now, reads), self.override_of(holder.account_id)
+        )
         if facts is None:
             stored = await self._stored(holder, CodeType.HEALTH, now)
             decision = stored or StatusDecision(
@@ -260,7 +416,7 @@ class StatusResolver:
                 reasons=evaluated.reasons,
                 rule_version=evaluated.rule_version,
             )
-            await self._save(holder, CodeType.HEALTH, decision)
+            await self._save(holder, CodeType.HEALTH, decision, saves)
         effective = self._with_override(decision, override, now)
         if effective.source != "fallback":
             # A fallback (department unreachable) is no news for the citizen.

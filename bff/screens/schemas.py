@@ -10,7 +10,9 @@ card numbers on the home screen are masked.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
 
 from core.structs import Response
 from services.departments import (
@@ -127,11 +129,30 @@ class HomeSections(Response, frozen=True, kw_only=True):
     socsec: HomeSocsecSection
 
 
+CodesState = Literal["ready", "late", "unavailable"]
+
+
 class HomeScreen(Response, frozen=True, kw_only=True):
-    """``GET /v1/me/home``."""
+    """``GET /v1/me/home``.
+
+    Attributes:
+        sections: The three department sections.
+        codes: The citizen's code types with their statuses (the codes domain's summary).
+        codes_state: Why ``codes`` is what it is: ``ready`` (the summary answered; an empty
+            list then really means no codes), ``late`` (it missed the screen deadline: ask
+            again shortly), ``unavailable`` (it failed). ``codes`` is ``[]`` unless ``ready``.
+    """
 
     sections: HomeSections
     codes: list[Any]
+    codes_state: Annotated[
+        CodesState,
+        msgspec.Meta(
+            description="ready: `codes` is the answer (an empty list means no codes); late: the codes "
+            "summary missed the screen deadline, ask again shortly; unavailable: it failed. `codes` is "
+            "empty unless ready."
+        ),
+    ] = "ready"
 
 
 # single-department screens -------------------------------------------------------------------
@@ -244,7 +265,9 @@ class DataAccessEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True
         department: Whose system holds the data (``health``, ``transport``, ``socsec``).
         resource: What was read (``tests``, ``card``, ...); empty when not recorded.
         outcome: ``success`` (data was shown) or ``failure`` (the department did not answer).
-        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy) or ``none``.
+        source: ``department`` (asked just now), ``cache`` (OneCity's recent copy), ``none``, or
+            ``shared`` (read in the same request for another purpose, used again without a
+            second call).
         reader: Who read it: ``onecity`` (the app, for you); ``who`` says the same, this stays
             for app versions that predate ``who``.
     """

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from bff.screens.ledger import ClientNames, ledger_page, parse_kinds
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
+    CodesState,
     ContributionsData,
     ContributionsSection,
     DataAccessPage,
@@ -41,9 +42,11 @@ from bff.screens.schemas import (
     TripsData,
     TripsSection,
 )
+from codes.status import SharedRead, SharedReads
 from core.errors import InsufficientLevel
 from identity import IdentityService, Principal
-from services.fanout import Fetched, KeyedHasher, ResilientDepartments, audit_subject_of
+from services.errors import department_error
+from services.fanout import Fetched, KeyedHasher, Prefetched, ResilientDepartments, audit_subject_of
 from services.resilience import Deadline, deadline_scope
 
 __all__ = ["CodesSummary", "ScreenService", "mask_card_no"]
@@ -53,8 +56,12 @@ log = logging.getLogger("onecity.screens")
 S = TypeVar("S", bound=Section[Any])
 V = TypeVar("V")
 
-CodesSummary = Callable[[Principal], Awaitable[list[Any]]]
-"""Gives the home screen's ``codes``: the code types this citizen can show (wired by the lead)."""
+CodesSummary = Callable[[Principal, SharedReads | None], Awaitable[list[Any]]]
+"""Gives the home screen's ``codes``: the code types this citizen can show, decided from the
+screen's own department reads where it has them (:class:`codes.status.SharedReads`)."""
+
+HOME_PURPOSE = "home-screen"
+_HOME_RESOURCES = (("health", "tests"), ("health", "risk"), ("transport", "card"), ("socsec", "card"))
 
 _RANK: dict[SectionState, int] = {"ok": 0, "stale": 1, "unavailable": 2}
 
@@ -63,8 +70,93 @@ async def _no_client_names(_: Collection[str]) -> dict[str, str]:
     return {}
 
 
-async def _no_codes(_: Principal) -> list[Any]:
+async def _no_codes(_: Principal, __: SharedReads | None = None) -> list[Any]:
     return []
+
+
+def _pending_shared(started: asyncio.Future[_HomeReads], eligible: dict[str, bool]) -> SharedReads:
+    """The screen's reads as the codes summary sees them, before they have started.
+
+    A department the citizen's level keeps the screen from reading is left to the summary;
+    one the screen reads answers with that read's fresh value or its error (no ID number on
+    file: ``rejected``, as the summary's own read would be).
+    """
+
+    def shared(department: str, pick: Callable[[_HomeReads], asyncio.Task[Fetched[V]] | None]) -> SharedRead[V] | None:
+        if not eligible[department]:
+            return None
+
+        async def read() -> V:
+            # Shielded: the summary may be cut off at the deadline; the sections still need these.
+            task = pick(await asyncio.shield(started))
+            if task is None:
+                raise department_error(department, "rejected")
+            return (await asyncio.shield(task)).unwrap()
+
+        return read
+
+    return SharedReads(
+        purpose=HOME_PURPOSE,
+        health_tests=shared("health", lambda reads: reads.tests),
+        health_risk=shared("health", lambda reads: reads.risk),
+        transport_card=shared("transport", lambda reads: reads.transport_card),
+        socsec_card=shared("socsec", lambda reads: reads.socsec_card),
+    )
+
+
+class _HomeReads:
+    """The home screen's department reads, all started at once; ``None`` where locked.
+
+    Their four cache lookups are one ``MGET`` (:meth:`start`), not four round trips.
+    """
+
+    __slots__ = ("risk", "socsec_card", "tests", "transport_card")
+
+    def __init__(
+        self,
+        departments: ResilientDepartments,
+        account_id: str,
+        id_numbers: dict[str, str | None],
+        deadline: Deadline,
+        cached: dict[tuple[str, str], Prefetched],
+    ) -> None:
+        common: dict[str, Any] = {"purpose": HOME_PURPOSE, "account_id": account_id, "deadline": deadline}
+
+        def start(
+            read: Callable[..., Coroutine[Any, Any, Fetched[V]]], department: str, resource: str
+        ) -> asyncio.Task[Fetched[V]] | None:
+            id_number = id_numbers[department]
+            if id_number is None:
+                return None
+            return asyncio.create_task(read(id_number, prefetched=cached.get((department, resource)), **common))
+
+        self.tests = start(departments.health.read_tests, "health", "tests")
+        self.risk = start(departments.health.read_risk, "health", "risk")
+        self.transport_card = start(departments.transport.read_card, "transport", "card")
+        self.socsec_card = start(departments.socsec.read_card, "socsec", "card")
+
+    @classmethod
+    async def start(
+        cls, departments: ResilientDepartments, account_id: str, id_numbers: dict[str, str | None], deadline: Deadline
+    ) -> _HomeReads:
+        """Look the four answers up in the cache together, then start the reads."""
+        guards = {
+            "health": departments.health.guard,
+            "transport": departments.transport.guard,
+            "socsec": departments.socsec.guard,
+        }
+        wanted: list[tuple[tuple[str, str], str]] = []
+        for department, resource in _HOME_RESOURCES:
+            id_number = id_numbers[department]
+            key = guards[department].cache_key(resource, id_number) if id_number else None
+            if key is not None:
+                wanted.append(((department, resource), key))
+        # One cache for every department (build_resilient_departments makes one).
+        entries = await departments.health.guard.cache.get_many(
+            [key for _, key in wanted], timeout_s=deadline.remaining()
+        )
+        cached = {read: Prefetched(entry) for (read, _), entry in zip(wanted, entries, strict=True)}
+        return cls(departments, account_id, id_numbers, deadline, cached)
 
 
 def mask_card_no(card_no: str) -> str:
@@ -143,30 +235,48 @@ class ScreenService:
     # home -------------------------------------------------------------------------------
 
     async def home(self, principal: Principal) -> HomeScreen:
-        """The home screen: the three departments in parallel, and the codes, by the deadline."""
+        """The home screen: the three departments in parallel, and the codes, by the deadline.
+
+        Each department resource is read once: the codes summary decides the statuses from the
+        screen's own reads (:class:`codes.status.SharedReads`) rather than reading again under
+        the code's purpose.
+        """
         deadline = self._deadline()
         with deadline_scope(deadline):
             eligible = {name: self._level_ok(principal, name) for name in ("health", "transport", "socsec")}
-            id_number = await self._id_number(principal) if any(eligible.values()) else None
-            health, transport, socsec, codes = await asyncio.gather(
-                self._home_health(principal, id_number if eligible["health"] else None, deadline),
-                self._home_transport(principal, id_number if eligible["transport"] else None, deadline),
-                self._home_socsec(principal, id_number if eligible["socsec"] else None, deadline),
-                self._codes(principal, deadline),
+            # The codes summary starts first: its own look-ups (its Redis cache, the holder)
+            # overlap the ID-number look-up and the cache MGET, and it waits for the reads only
+            # when it needs them.
+            started: asyncio.Future[_HomeReads] = asyncio.get_running_loop().create_future()
+            codes_task = asyncio.create_task(self._codes(principal, _pending_shared(started, eligible), deadline))
+            try:
+                id_number = await self._id_number(principal) if any(eligible.values()) else None
+                reads = await _HomeReads.start(
+                    self.departments,
+                    principal.account_id,
+                    {name: id_number if ok else None for name, ok in eligible.items()},
+                    deadline,
+                )
+            except BaseException:
+                codes_task.cancel()
+                raise
+            started.set_result(reads)
+            health, transport, socsec, (codes, codes_state) = await asyncio.gather(
+                self._home_health(reads), self._home_transport(reads), self._home_socsec(reads), codes_task
             )
-        return HomeScreen(sections=HomeSections(health=health, transport=transport, socsec=socsec), codes=codes)
+        return HomeScreen(
+            sections=HomeSections(health=health, transport=transport, socsec=socsec),
+            codes=codes,
+            codes_state=codes_state,
+        )
 
     def _locked(self, section: type[S], department: str) -> S:
         return section(state="unavailable", required_level=self.settings.policy(department).required_level)
 
-    async def _home_health(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeHealthSection:
-        if id_number is None:
+    async def _home_health(self, reads: _HomeReads) -> HomeHealthSection:
+        if reads.tests is None or reads.risk is None:
             return self._locked(HomeHealthSection, "health")
-        health = self.departments.health
-        common: dict[str, Any] = {"purpose": "home-screen", "account_id": principal.account_id, "deadline": deadline}
-        tests, risk = await asyncio.gather(
-            health.read_tests(id_number, **common), health.read_risk(id_number, **common)
-        )
+        tests, risk = await reads.tests, await reads.risk
 
         def build() -> HealthSummary:
             latest = max(_value(tests).tests, key=lambda t: t.sampled_at, default=None)
@@ -180,14 +290,10 @@ class ScreenService:
 
         return _combine(HomeHealthSection, [tests, risk], build)
 
-    async def _home_transport(
-        self, principal: Principal, id_number: str | None, deadline: Deadline
-    ) -> HomeTransportSection:
-        if id_number is None:
+    async def _home_transport(self, reads: _HomeReads) -> HomeTransportSection:
+        if reads.transport_card is None:
             return self._locked(HomeTransportSection, "transport")
-        card = await self.departments.transport.read_card(
-            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
-        )
+        card = await reads.transport_card
 
         def build() -> TransportSummary:
             value = _value(card)
@@ -197,12 +303,10 @@ class ScreenService:
 
         return _combine(HomeTransportSection, [card], build)
 
-    async def _home_socsec(self, principal: Principal, id_number: str | None, deadline: Deadline) -> HomeSocsecSection:
-        if id_number is None:
+    async def _home_socsec(self, reads: _HomeReads) -> HomeSocsecSection:
+        if reads.socsec_card is None:
             return self._locked(HomeSocsecSection, "socsec")
-        card = await self.departments.socsec.read_card(
-            id_number, purpose="home-screen", account_id=principal.account_id, deadline=deadline
-        )
+        card = await reads.socsec_card
 
         def build() -> SocsecSummary:
             value = _value(card)
@@ -215,17 +319,21 @@ class ScreenService:
 
         return _combine(HomeSocsecSection, [card], build)
 
-    async def _codes(self, principal: Principal, deadline: Deadline) -> list[Any]:
+    async def _codes(
+        self, principal: Principal, reads: SharedReads, deadline: Deadline
+    ) -> tuple[list[Any], CodesState]:
         # The codes summary is another domain's: bounded by the same deadline, and its failure
-        # leaves the list empty rather than failing the screen.
+        # leaves the list empty rather than failing the screen; ``codes_state`` tells the app
+        # which ("no codes" and "late" look alike otherwise).
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self.codes_summary(principal)
+                return await self.codes_summary(principal, reads), "ready"
         except TimeoutError:
             log.warning("codes summary missed the home screen deadline")
+            return [], "late"
         except Exception as exc:
             log.error("codes summary failed", extra={"error": exc.__class__.__name__})
-        return []
+            return [], "unavailable"
 
     # single-department screens ------------------------------------------------------------
 

@@ -17,17 +17,19 @@ from services.fanout.guard import (
     Fetched,
     GuardedDepartment,
     KeyedHasher,
+    Prefetched,
     ReadState,
     audit_subject_of,
 )
 from services.fanout.pools import FANOUT_DEPARTMENTS, DepartmentPools, PoolSettings
-from services.fanout.settings import DEFAULT_TTLS, DepartmentPolicy, FanoutSettings, Level
+from services.fanout.settings import DEFAULT_TTLS, DepartmentBreakerConfig, DepartmentPolicy, FanoutSettings, Level
 
 __all__ = [
     "AUDIT_ACTION",
     "DEFAULT_TTLS",
     "FANOUT_DEPARTMENTS",
     "AuditSink",
+    "DepartmentBreakerConfig",
     "DepartmentPolicy",
     "DepartmentPools",
     "FanoutSettings",
@@ -36,6 +38,7 @@ __all__ = [
     "KeyedHasher",
     "Level",
     "PoolSettings",
+    "Prefetched",
     "ReadState",
     "ResilientDepartments",
     "ResilientHealthDepartment",

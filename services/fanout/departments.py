@@ -32,7 +32,7 @@ from services.departments import (
     Trips,
     Vaccinations,
 )
-from services.fanout.guard import Fetched, GuardedDepartment
+from services.fanout.guard import Fetched, GuardedDepartment, Prefetched
 from services.resilience import Deadline
 
 __all__ = ["ResilientHealthDepartment", "ResilientSocsecDepartment", "ResilientTransportDepartment"]
@@ -76,6 +76,7 @@ class ResilientHealthDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[HealthTests]:
         """Test results, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -87,6 +88,7 @@ class ResilientHealthDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
     async def read_vaccinations(
@@ -97,6 +99,7 @@ class ResilientHealthDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[Vaccinations]:
         """Vaccine doses, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -108,6 +111,7 @@ class ResilientHealthDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
     async def read_risk(
@@ -118,6 +122,7 @@ class ResilientHealthDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[HealthRisk]:
         """Risk status, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -129,6 +134,7 @@ class ResilientHealthDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
 
@@ -170,6 +176,7 @@ class ResilientTransportDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[TransportCard]:
         """The transit card, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -181,6 +188,7 @@ class ResilientTransportDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
     async def read_trips(
@@ -192,6 +200,7 @@ class ResilientTransportDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[Trips]:
         """Rides since ``since``, as a :class:`Fetched`."""
         if since.tzinfo is None:
@@ -207,6 +216,7 @@ class ResilientTransportDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
 
@@ -244,6 +254,7 @@ class ResilientSocsecDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[SocsecCard]:
         """The social-security card, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -255,6 +266,7 @@ class ResilientSocsecDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )
 
     async def read_contributions(
@@ -266,6 +278,7 @@ class ResilientSocsecDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[Contributions]:
         """Contributions in ``year``, as a :class:`Fetched`."""
         return await self.guard.read(
@@ -278,4 +291,5 @@ class ResilientSocsecDepartment:
             account_id=account_id,
             deadline=deadline,
             allow_stale=allow_stale,
+            prefetched=prefetched,
         )

@@ -16,7 +16,9 @@ on behalf of a citizen:
 
 What counts against the breaker: timeouts, unreachable, dropped connections, unexpected
 statuses and malformed bodies. A 4xx (``rejected``) does not: the department is working and
-said no; it is neither retried nor cached.
+said no; it is neither retried nor cached. Nor does a timeout of our own making: an attempt the
+screen's deadline cut short, or one whose timer fired late because this process was overloaded
+(:meth:`GuardedDepartment._our_timeout`); such an attempt is not retried either.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "Fetched",
     "GuardedDepartment",
     "KeyedHasher",
+    "Prefetched",
     "ReadState",
     "audit_subject_of",
 ]
@@ -130,6 +133,17 @@ class Fetched(Generic[T]):
         raise department_error(self.department, self.error or "unavailable")
 
 
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """The cache lookup of a read, made by the caller together with others (one ``MGET``).
+
+    Attributes:
+        entry: What the cache held (``None``: a miss, or Redis trouble).
+    """
+
+    entry: CacheEntry | None
+
+
 class _Failure(Exception):
     """Internal: the upstream call failed with ``error``; carries a breaker hint."""
 
@@ -200,6 +214,18 @@ class GuardedDepartment:
         return breaker
 
     @property
+    def cache(self) -> SwrCache:
+        """The cache this department's reads use."""
+        return self._cache
+
+    def cache_key(self, resource: str, id_number: str, params: str = "") -> str | None:
+        """The cache key of a read, or ``None`` when ``resource`` is not cached."""
+        if self.policy.ttls.get(resource) is None or not self._cache.enabled:
+            return None
+        subject = self._hasher.keyed_hash(id_number, domain="fanout-cache").hex()[:32]
+        return f"oc:fan:{self.name}:{resource}:{subject}" + (f":{params}" if params else "")
+
+    @property
     def retry_budget(self) -> RetryBudget:
         """This department's retry budget."""
         return self._budget
@@ -216,6 +242,7 @@ class GuardedDepartment:
         account_id: str | None = None,
         deadline: Deadline | None = None,
         allow_stale: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Fetched[T]:
         """Read ``resource`` for the citizen ``id_number`` through every resilience layer.
 
@@ -230,6 +257,7 @@ class GuardedDepartment:
             deadline: When the answer is due; default the current scope's, else
                 ``default_deadline_ms`` from now.
             allow_stale: Whether an old cached answer may stand in for a failed call.
+            prefetched: The cache lookup, if the caller made it (:meth:`cache_key`).
 
         Never raises a department failure: it is in the returned :class:`Fetched`.
         """
@@ -244,7 +272,10 @@ class GuardedDepartment:
         entry: CacheEntry | None = None
         freshness = Freshness.EXPIRED
         if ttl is not None:
-            entry = await self._cache.get(key, timeout_s=deadline.remaining())
+            if prefetched is not None:
+                entry = prefetched.entry
+            else:
+                entry = await self._cache.get(key, timeout_s=deadline.remaining())
             if entry is not None:
                 freshness = ttl.classify(time.time() - entry.as_of)
             m.CACHE_LOOKUPS.labels(self.name, resource, freshness.value if entry else "miss").inc()
@@ -290,11 +321,16 @@ class GuardedDepartment:
             if timeout < max(self._min_attempt_s, 0.001):
                 permit.release()
                 raise _Failure(department_error(self.name, "timeout"))
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(timeout):
                     value = await call()
             except TimeoutError:
                 error: DepartmentError = department_error(self.name, "timeout")
+                if self._our_timeout(timeout, started):
+                    permit.release()
+                    m.DEPARTMENT_CALLS.labels(self.name, resource, "deadline").inc()
+                    raise _Failure(error) from None
             except DepartmentError as exc:
                 error = exc
             except BaseException:
@@ -322,6 +358,19 @@ class GuardedDepartment:
                 raise _Failure(error, breaker.retry_after())
             m.RETRIES.labels(self.name, "attempted").inc()
             await asyncio.sleep(delay)
+
+    def _our_timeout(self, timeout: float, started: float) -> bool:
+        """Whether a timed-out attempt says more about us than about the department.
+
+        Two cases are ours, and no verdict goes to the breaker: the screen's deadline cut the
+        attempt below the call timeout (the department never had its full time), or the
+        timeout fired late by more than the shortest attempt (``min_attempt_ms``), i.e. this
+        process's event loop was too busy to read an answer that may well have arrived (under
+        overload the breakers used to open while the departments answered in 20 ms).
+        """
+        if timeout < self._call_timeout_s:
+            return True
+        return time.monotonic() - started - timeout > max(self._min_attempt_s, 0.001)
 
     async def _await(
         self,

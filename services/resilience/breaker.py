@@ -10,7 +10,9 @@ about 150 lines, tested in ``tests/unit/services/resilience/test_breaker.py``.
 States:
 
 - ``CLOSED``: calls flow. Opens after ``failure_threshold`` consecutive failures, or when at
-  least ``min_calls`` calls in the last ``window_s`` seconds failed at ``failure_rate`` or more.
+  least ``min_calls`` calls in the last ``window_s`` seconds failed at ``failure_rate`` or more;
+  either only once the window holds at least ``min_volume`` calls (a handful of slow requests
+  of one citizen are not evidence that a department is down for everyone).
 - ``OPEN``: calls are refused at once (fail fast) for ``open_s`` seconds, doubled after each
   failed probe up to ``max_open_s``.
 - ``HALF_OPEN``: up to ``half_open_probes`` calls may go through; their success closes the
@@ -48,11 +50,16 @@ TransitionListener = Callable[[BreakerState, BreakerState], None]
 
 
 class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """When a breaker opens and how it recovers (see the module docstring)."""
+    """When a breaker opens and how it recovers (see the module docstring).
+
+    ``min_volume`` is 1 here (no minimum: the generic default, e.g. for the Redis cache's own
+    breaker); the department breakers set their own (``services.fanout.settings``).
+    """
 
     failure_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
     failure_rate: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
     min_calls: Annotated[int, msgspec.Meta(ge=1)] = 10
+    min_volume: Annotated[int, msgspec.Meta(ge=1)] = 1
     window_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     open_s: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
     max_open_s: Annotated[float, msgspec.Meta(gt=0.0)] = 60.0
@@ -169,9 +176,11 @@ class CircuitBreaker:
             self._window_failures -= old_failed
 
     def _should_open(self) -> bool:
+        calls = len(self._window)
+        if calls < self.config.min_volume:
+            return False
         if self._consecutive >= self.config.failure_threshold:
             return True
-        calls = len(self._window)
         return calls >= self.config.min_calls and self._window_failures / calls >= self.config.failure_rate
 
     def _open(self, *, backoff: bool) -> None:

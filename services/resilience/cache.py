@@ -29,7 +29,7 @@ from typing import Annotated
 import msgspec
 import redis.exceptions
 
-from core.redis import Redis
+from core.redis import Redis, is_cluster
 from services.resilience.breaker import BreakerConfig, CircuitBreaker
 from services.resilience.deadline import Clock
 
@@ -128,6 +128,44 @@ class SwrCache:
             permit.release()
             raise
         permit.success()
+        return self._decode(raw)
+
+    async def get_many(self, keys: list[str], *, timeout_s: float | None = None) -> list[CacheEntry | None]:
+        """:meth:`get` of several keys in one round trip (``MGET``; one ``GET`` each, concurrently,
+        on a Redis Cluster, where the keys live in different slots). Fails open the same way."""
+        if not keys:
+            return []
+        if self._redis is None or is_cluster(self._redis):
+            return list(await asyncio.gather(*(self.get(key, timeout_s=timeout_s) for key in keys)))
+        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
+        misses: list[CacheEntry | None] = [None] * len(keys)
+        if wait <= 0:
+            return misses
+        permit = self._breaker.acquire()
+        if permit is None:
+            return misses
+        try:
+            async with asyncio.timeout(wait):
+                raws = await self._redis.mget(keys)
+        except TimeoutError:
+            if wait < self._timeout:
+                permit.release()
+            else:
+                permit.failure()
+                log.warning("cache read skipped", extra={"error": "TimeoutError"})
+            return misses
+        except (OSError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            permit.failure()
+            log.warning("cache read skipped", extra={"error": exc.__class__.__name__})
+            return misses
+        except BaseException:
+            permit.release()
+            raise
+        permit.success()
+        return [self._decode(raw) for raw in raws]
+
+    @staticmethod
+    def _decode(raw: bytes | str | None) -> CacheEntry | None:
         if raw is None:
             return None
         try:

@@ -16,7 +16,8 @@ from codes.payload import CodeType
 from codes.rulebook import RuleBook
 from codes.scanlog import ScanLog
 from codes.settings import CodesSettings
-from codes.status import StatusResolver
+from codes.status import SharedReads, StatusResolver
+from core.audit import AuditEvent
 from core.errors import DependencyUnavailable
 from identity.partners import PartnerPrincipal
 from services.departments.health import HealthRisk, HealthTest, HealthTests, Vaccinations
@@ -289,3 +290,75 @@ async def test_no_id_number_means_no_department_call() -> None:
 def test_levels_are_configurable() -> None:
     settings = CodesSettings(citizen_level="L3")
     assert settings.required_level("citizen") == "L3"
+
+
+class _Events:
+    """Takes audit events (the slice of AuditBatcher the resolver uses)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def add(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+async def _negative_tests() -> HealthTests:
+    return HealthTests(
+        tests=[HealthTest(id="t", sampled_at=NOW - dt.timedelta(days=1), kind="pcr", result="negative", lab="l")]
+    )
+
+
+async def _no_risk() -> HealthRisk:
+    return HealthRisk(close_contact=False, quarantine_until=None, risk_area_visits=[])
+
+
+async def _blocked_card() -> TransportCard:
+    return TransportCard(card_no="1", balance_cents=0, status="blocked")
+
+
+async def test_shared_reads_decide_instead_of_a_second_read_and_both_purposes_are_recorded() -> None:
+    health = _Health(positive=True)  # what a second read would say: the shared reads must win
+    events = _Events()
+    resolver = StatusResolver(
+        health=health,
+        transport=_Cards("active"),
+        socsec=_Cards("active"),  # type: ignore[arg-type]
+        repository=_Store(),  # type: ignore[arg-type]
+        rules=RuleBook(_Store(), refresh_s=60),  # type: ignore[arg-type]
+        fresh_s=3600,
+        audit=events,  # type: ignore[arg-type]
+        audit_reads=False,  # the department clients record their own reads
+    )
+    reads = SharedReads(
+        purpose="home-screen", health_tests=_negative_tests, health_risk=_no_risk, transport_card=_blocked_card
+    )
+    assert (await resolver.decide(HOLDER, CodeType.HEALTH, reads)).status == "G"
+    assert health.calls == 0, "tests came from the screen's read"
+    assert (await resolver.decide(HOLDER, CodeType.TRANSIT, reads)).reasons == ("card_blocked",)
+    assert (await resolver.decide(HOLDER, CodeType.SOCSEC, reads)).status == "A", "not shared: read here"
+    recorded = sorted(
+        (
+            e.action,
+            e.subject_id,
+            e.details["resource"],
+            e.details["purpose"],
+            e.details["source"],
+            e.details["read_for"],
+        )
+        for e in events.events
+    )
+    assert recorded == [
+        ("data.read", "a1", "card", "transit_code", "shared", "home-screen"),
+        ("data.read", "a1", "risk", "health_code", "shared", "home-screen"),
+        ("data.read", "a1", "tests", "health_code", "shared", "home-screen"),
+    ]
+
+
+async def test_a_shared_read_that_failed_falls_back_like_a_department_error() -> None:
+    async def failed() -> HealthTests:
+        raise DepartmentError("health", "timeout")
+
+    store = _Store()
+    reads = SharedReads(purpose="home-screen", health_tests=failed, health_risk=_no_risk)
+    decision = await _resolver(store, _Health()).decide(HOLDER, CodeType.HEALTH, reads)
+    assert (decision.status, decision.source) == ("Y", "fallback")

@@ -20,6 +20,7 @@ from litestar import Litestar, Response, get
 from bff.app import create_app
 from bff.screens import CodesSummary
 from bff.settings import Settings
+from codes.status import SharedReads
 from core.crypto import Vault
 from core.db import Pool
 from identity import Principal
@@ -76,7 +77,7 @@ async def sim(simulators: Simulators) -> AsyncIterator[Sim]:
             await control.clear()
 
 
-async def no_codes(_: Principal) -> list[Any]:
+async def no_codes(_: Principal, __: SharedReads | None = None) -> list[Any]:
     return []
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from codes.status import SharedReads
 from core.crypto import Vault
 from core.db import Pool
 from identity import Principal
@@ -33,8 +34,8 @@ async def test_home_with_every_department_up(make_app: AppFactory, citizen: Sign
         response = await client.get("/v1/me/home", headers=await citizen(client))
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"sections", "codes"}
-    assert body["codes"] == []
+    assert set(body) == {"sections", "codes", "codes_state"}
+    assert (body["codes"], body["codes_state"]) == ([], "ready"), "no codes, and that is the answer"
     sections = body["sections"]
     assert set(sections) == {"health", "transport", "socsec"}
     for section in sections.values():
@@ -115,29 +116,28 @@ async def test_bad_queries_are_400_problems(
 async def test_codes_summary_is_included_and_bounded_by_the_deadline(
     make_app: AppFactory, citizen: SignIn, sim: Sim
 ) -> None:
-    async def summary(principal: Principal) -> list[Any]:
+    async def summary(principal: Principal, _: SharedReads | None) -> list[Any]:
         return [{"type": "health", "account": principal.account_id == "" or "seen"}]
 
-    async def slow(_: Principal) -> list[Any]:
+    async def slow(_: Principal, __: SharedReads | None) -> list[Any]:
         await asyncio.sleep(5)
         return [{"type": "late"}]
 
-    async def broken(_: Principal) -> list[Any]:
+    async def broken(_: Principal, __: SharedReads | None) -> list[Any]:
         raise RuntimeError("codes domain bug")
 
     async with make_app(FAST, codes_summary=summary) as (app, client):
         headers = await citizen(client)
-        assert (await client.get("/v1/me/home", headers=headers)).json()["codes"] == [
-            {"type": "health", "account": "seen"}
-        ]
+        ready = (await client.get("/v1/me/home", headers=headers)).json()
+        assert (ready["codes"], ready["codes_state"]) == ([{"type": "health", "account": "seen"}], "ready")
         app.state.screens.codes_summary = slow
         started = time.perf_counter()
         late = await client.get("/v1/me/home", headers=headers)
         assert time.perf_counter() - started < FAST.deadline_ms / 1000 + MARGIN_S
         assert late.status_code == 200
-        assert late.json()["codes"] == []
+        assert (late.json()["codes"], late.json()["codes_state"]) == ([], "late")
         app.state.screens.codes_summary = broken
         failed = await client.get("/v1/me/home", headers=headers)
     assert failed.status_code == 200
-    assert failed.json()["codes"] == []
+    assert (failed.json()["codes"], failed.json()["codes_state"]) == ([], "unavailable")
     assert {s["state"] for s in failed.json()["sections"].values()} == {"ok"}

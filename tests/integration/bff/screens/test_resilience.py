@@ -10,7 +10,7 @@ from httpx import AsyncClient as AsyncTestClient
 
 from core.redis import Redis
 from services.resilience import BreakerConfig, RetryConfig
-from tests.integration.bff.screens.conftest import FAST, AppFactory, Sim
+from tests.integration.bff.screens.conftest import FAST, LI_SI_PHONE, AppFactory, Sim
 
 SignIn = Callable[..., Awaitable[dict[str, str]]]
 CARD = "GET /v1/me/card"
@@ -116,3 +116,20 @@ async def test_cache_serves_repeat_views_and_survives_a_flush(
         third = (await client.get("/v1/me/home", headers=headers)).json()
     assert {s["state"] for s in third["sections"].values()} == {"ok"}
     assert await sim.count("transport", CARD) == 2, "asked the department again"
+
+
+async def test_three_slow_home_screens_of_one_citizen_leave_the_breaker_closed(
+    make_app: AppFactory, citizen: SignIn, sim: Sim
+) -> None:
+    labels = {"department": "health", "endpoint": "all"}
+    async with make_app(FAST) as (_, client):  # the department breakers' defaults
+        zhang = await citizen(client)
+        li = await citizen(client, LI_SI_PHONE)
+        await sim.faults("health", latency_ms=2000)
+        for _ in range(3):
+            response = await client.get("/v1/me/home", headers=zhang)
+            assert response.json()["sections"]["health"]["state"] == "unavailable"
+        assert metric((await client.get("/metrics")).text, "onecity_department_breaker_state", **labels) == 0
+        await sim.clear("health")
+        other = (await client.get("/v1/me/home", headers=li)).json()
+    assert other["sections"]["health"]["state"] == "ok", "one citizen's slow screens shut nobody else out"

@@ -218,3 +218,42 @@ async def test_every_read_is_audited_without_the_id_number(layer: LayerFactory, 
     assert second.details["source"] == "cache"
     assert (third.outcome, third.details["error"]) == ("failure", "rejected")
     assert ZHANG_SAN not in repr(sink.events)
+
+
+async def test_a_department_breaker_waits_for_its_minimum_volume(
+    layer: LayerFactory, http: httpx.AsyncClient, simulators: Simulators
+) -> None:
+    volume = FAST.breaker.min_volume
+    assert volume == 20, "the department default"
+    health = layer(msgspec.structs.replace(FAST, retry=RetryConfig(max_attempts=1))).health
+    await faults(http, simulators, "health", error_rate=1.0)
+    for _ in range(volume - 1):
+        assert (await health.read_risk(ZHANG_SAN, purpose="test")).error == "unavailable"
+    assert health.guard.breaker("risk").state is BreakerState.CLOSED, "a few citizens' reads are no verdict"
+    assert await count(http, simulators, "health", "GET /v1/me/risk") == volume - 1
+    await health.read_risk(ZHANG_SAN, purpose="test")
+    assert health.guard.breaker("risk").state is BreakerState.OPEN
+    short = await health.read_risk(ZHANG_SAN, purpose="test")
+    assert (short.state, short.error) == ("unavailable", "unavailable")
+    assert await count(http, simulators, "health", "GET /v1/me/risk") == volume, "open: not called"
+
+
+async def test_attempts_our_deadline_cut_short_are_no_verdict_on_the_department(
+    layer: LayerFactory, http: httpx.AsyncClient, simulators: Simulators
+) -> None:
+    # The department answers after 400 ms; the attempt timeout is 300 ms.
+    strict = BreakerConfig(failure_threshold=2, min_volume=1)
+    settings = msgspec.structs.replace(FAST, breaker=strict, retry=RetryConfig(max_attempts=1))
+    health = layer(settings).health
+    await faults(http, simulators, "health", latency_ms=400)
+    for _ in range(4):
+        # A screen with 100 ms left: the deadline, not the department, ends the attempt.
+        cut = await health.read_risk(ZHANG_SAN, purpose="test", deadline=Deadline.after(0.1))
+        assert (cut.state, cut.error) == ("unavailable", "timeout")
+    assert health.guard.breaker("risk").state is BreakerState.CLOSED
+    assert await count(http, simulators, "health", "GET /v1/me/risk") == 4
+    for _ in range(2):
+        # The full attempt timeout and still no answer: that is the department.
+        slow = await health.read_risk(ZHANG_SAN, purpose="test", deadline=Deadline.after(1.0))
+        assert (slow.state, slow.error) == ("unavailable", "timeout")
+    assert health.guard.breaker("risk").state is BreakerState.OPEN

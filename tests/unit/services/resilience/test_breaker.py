@@ -117,3 +117,19 @@ def test_verdicts_from_before_a_transition_are_ignored(clock: FakeClock) -> None
     assert breaker.state is BreakerState.OPEN
     slow.failure()  # and a second verdict on the same permit is ignored too
     assert breaker.retry_after() == 2.0
+
+
+def test_judges_only_from_the_minimum_volume(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(BreakerConfig(failure_threshold=3, min_calls=3, min_volume=5), clock=clock)
+    fail(breaker, 4)
+    assert breaker.state is BreakerState.CLOSED, "4 failing calls are below the volume to judge from"
+    fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_the_minimum_volume_counts_within_the_window(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(BreakerConfig(failure_threshold=3, min_volume=5, window_s=10.0), clock=clock)
+    fail(breaker, 4)
+    clock.advance(11.0)
+    fail(breaker, 4)
+    assert breaker.state is BreakerState.CLOSED, "never 5 calls in one window"

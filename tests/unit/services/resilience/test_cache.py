@@ -36,6 +36,10 @@ class ScriptedRedis:
         await self._behave()
         self.data[key] = value
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        await self._behave()
+        return [self.data.get(key) for key in keys]
+
 
 def cache_over(fake: ScriptedRedis, **kwargs: Any) -> SwrCache:
     return SwrCache(fake, **kwargs)  # type: ignore[arg-type]
@@ -112,3 +116,18 @@ async def test_a_short_caller_deadline_is_not_held_against_redis() -> None:
     fake.delay = 0
     await cache.get("k")
     assert fake.calls == calls + 1, "Redis was not skipped: the timeouts were the caller's"
+
+
+async def test_get_many_is_one_round_trip_and_fails_open() -> None:
+    fake = ScriptedRedis()
+    cache = cache_over(fake)
+    first, second = (CacheEntry(as_of=n, data=msgspec.Raw(b"{}")) for n in (1.0, 2.0))
+    await cache.put("a", first, keep_s=10)
+    await cache.put("b", second, keep_s=10)
+    fake.data["broken"] = b"not json"
+    fake.calls = 0
+    assert await cache.get_many(["a", "missing", "b", "broken"]) == [first, None, second, None]
+    assert fake.calls == 1
+    assert await cache.get_many([]) == []
+    fake.error = redis.exceptions.ConnectionError("down")
+    assert await cache.get_many(["a", "b"]) == [None, None], "Redis trouble reads as misses"
