@@ -119,9 +119,7 @@ async def test_a_waiting_address_is_refused_even_with_the_right_code(store: OtpS
     for _ in range(3):
         await store.check(phone, "999999x", client_ip=STRANGER_IP)
     # The third failure imposed a 1 s wait; the right code does not get past it.
-    assert await store.check(phone, issued.code, client_ip=STRANGER_IP) == OtpCheck(
-        OtpOutcome.DELAYED, retry_after_s=1
-    )
+    assert await store.check(phone, issued.code, client_ip=STRANGER_IP) == OtpCheck(OtpOutcome.DELAYED, retry_after_s=1)
     # Another address (the owner's) is not slowed, and the code is still there for it.
     assert await store.check(phone, issued.code, client_ip=OWNER_IP) == OtpCheck(OtpOutcome.OK)
 

@@ -203,7 +203,12 @@ async def test_login_creates_an_l2_account_with_a_masked_view(
     assert pair.expires_in == 600
     assert pair.refresh_token.startswith("rt.")
     assert pair.account == Account(
-        id=pair.account.id, level="L2", phone="138****0001", name=None, id_number=None, created_at=pair.account.created_at
+        id=pair.account.id,
+        level="L2",
+        phone="138****0001",
+        name=None,
+        id_number=None,
+        created_at=pair.account.created_at,
     )
     principal = await service.authenticate(pair.access_token)
     assert (principal.account_id, principal.level) == (pair.account.id, "L2")

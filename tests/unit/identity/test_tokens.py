@@ -59,7 +59,9 @@ def test_issue_mints_exactly_the_documented_claims(tokens: AccessTokens, keys: K
     signer = keys.signer("token")
     assert ttl == 600
     assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": signer.kid, "typ": ACCESS_TOKEN_TYP}
-    claims = jwt.decode(token, signer.public_key, algorithms=["EdDSA"], options={"verify_exp": False}, audience="onecity-app")
+    claims = jwt.decode(
+        token, signer.public_key, algorithms=["EdDSA"], options={"verify_exp": False}, audience="onecity-app"
+    )
     jti = claims.pop("jti")
     assert claims == {
         "iss": "https://city.example",
@@ -72,9 +74,10 @@ def test_issue_mints_exactly_the_documented_claims(tokens: AccessTokens, keys: K
         "acr": "L3",
     }
     assert len(base64.urlsafe_b64decode(jti + "==")) == 12  # 96 random bits, fresh per token
-    assert jti != jwt.decode(tokens.issue(subject="acc-1", now=1_767_225_600)[0], options={"verify_signature": False})[
-        "jti"
-    ]
+    assert (
+        jti
+        != jwt.decode(tokens.issue(subject="acc-1", now=1_767_225_600)[0], options={"verify_signature": False})["jti"]
+    )
 
 
 def test_issue_for_a_partner_with_scope_extra_claims_and_lifetime(tokens: AccessTokens, keys: KeyManager) -> None:
