@@ -119,7 +119,7 @@ def service(
 
 
 async def _audit(pool: Pool) -> list[tuple[str, str, str | None, dict[str, Any]]]:
-    rows = await pool.fetch("SELECT action, outcome, host(client_ip) AS ip, details FROM audit_log ORDER BY id")
+    rows = await pool.fetch("SELECT action, outcome, client_ip AS ip, details FROM audit_log ORDER BY id")
     return [(r["action"], r["outcome"], r["ip"], r["details"]) for r in rows]
 
 
@@ -276,6 +276,7 @@ async def test_refresh_rotates_and_a_reused_token_ends_the_session(
     with pytest.raises(Unauthorized):
         await service.refresh(second.refresh_token, client_ip=IP)
     assert [e[:2] for e in await _audit(pool) if e[0].startswith("auth.refresh")] == [
+        ("auth.refresh", "success"),
         ("auth.refresh.reuse", "denied"),
         ("auth.refresh", "failure"),
     ]
