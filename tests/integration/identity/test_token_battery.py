@@ -1,4 +1,9 @@
-"""Every forged, mangled or misplaced credential is a 401 at /v1/me."""
+"""Every forged, mangled or misplaced credential is a 401 at /v1/me, and says which.
+
+A presented token that fails is RFC 6750's ``invalid_token`` (``WWW-Authenticate: Bearer
+error="invalid_token"``); a request with no bearer credentials at all gets the bare challenge
+with no error code (RFC 6750 section 3.1). Both are the ``unauthorized`` problem.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,25 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from httpx import AsyncClient as AsyncTestClient
+from httpx import Response
 
 from core.keys import KeyStore
+from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE
 from services.departments.sms import SmsGateway
 from tests.support.citizens import bearer, login
+
+
+def assert_invalid_token(response: Response, detail: str = "The access token is invalid") -> None:
+    """The exact refusal of a presented token that does not verify."""
+    assert response.status_code == 401, response.text
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer "), challenge
+    assert 'error="invalid_token"' in challenge, challenge
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    body = response.json()
+    assert body["type"] == TYPE_BASE + "unauthorized"
+    assert body["status"] == 401
+    assert body["detail"] == detail
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -38,7 +58,7 @@ async def test_the_valid_token_itself_is_accepted(client: AsyncTestClient, sms: 
 async def test_alg_none_in_every_casing(client: AsyncTestClient, sms: SmsGateway, alg: str) -> None:
     _, header, claims = await _valid(client, sms)
     forged = f"{_b64({**header, 'alg': alg})}.{_b64(claims)}."
-    assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
 
 
 async def test_hs256_signed_with_the_published_public_key(
@@ -53,7 +73,7 @@ async def test_hs256_signed_with_the_published_public_key(
     for secret in (public["x"].encode(), raw, json.dumps(public).encode()):
         mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
         forged = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-        assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+        assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
 
 
 async def test_token_from_an_unknown_key(client: AsyncTestClient, sms: SmsGateway) -> None:
@@ -61,36 +81,59 @@ async def test_token_from_an_unknown_key(client: AsyncTestClient, sms: SmsGatewa
     stranger = Ed25519PrivateKey.generate()
     for kid in (header["kid"], "token-20260101-0badc0de"):
         forged = jwt.encode(claims, stranger, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})
-        assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+        assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
 
 
 async def test_tampered_payload(client: AsyncTestClient, sms: SmsGateway) -> None:
     token, _, claims = await _valid(client, sms)
     head, _, signature = token.split(".")
     forged = f"{head}.{_b64({**claims, 'acr': 'L4'})}.{signature}"
-    assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
+
+
+_INVALID = "The access token is invalid"
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "detail"),
     [
-        {"aud": "someone-else"},
-        {"iss": "https://evil.example"},
-        {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 4200},
-        {"iat": int(time.time()) + 3600, "exp": int(time.time()) + 4200},
-        {"nbf": int(time.time()) + 3600},
-        {"sid": None},
+        ({"aud": "someone-else"}, _INVALID),
+        ({"iss": "https://evil.example"}, _INVALID),
+        ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 4200}, "The access token has expired"),
+        ({"iat": int(time.time()) + 3600, "exp": int(time.time()) + 4200}, _INVALID),
+        ({"nbf": int(time.time()) + 3600}, _INVALID),
+        ({"jti": None}, _INVALID),
+        ({"acr": 3}, _INVALID),
+        # Well signed for this audience, but no session: a client_credentials token, not the app's.
+        ({"sid": None}, "This token is not a citizen app token"),
+        ({"client_id": "a-partner"}, "This token is not a citizen app token"),
     ],
-    ids=["wrong-aud", "wrong-iss", "expired", "issued-in-future", "not-yet-valid", "no-sid"],
+    ids=[
+        "wrong-aud",
+        "wrong-iss",
+        "expired",
+        "issued-in-future",
+        "not-yet-valid",
+        "no-jti",
+        "acr-not-a-string",
+        "no-sid",
+        "partner-client",
+    ],
 )
 async def test_claims_that_must_fail(
-    client: AsyncTestClient, sms: SmsGateway, key_store: KeyStore, change: dict[str, Any]
+    client: AsyncTestClient, sms: SmsGateway, key_store: KeyStore, change: dict[str, Any], detail: str
 ) -> None:
     _, _header, claims = await _valid(client, sms)
     signer = (await key_store.load()).signer("token")
     forged_claims = {k: v for k, v in {**claims, **change}.items() if v is not None}
     forged = signer.sign(forged_claims, typ="at+jwt")
-    assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)), detail)
+
+
+async def test_a_token_of_an_ended_session(client: AsyncTestClient, sms: SmsGateway) -> None:
+    token, _, _ = await _valid(client, sms)
+    assert (await client.post("/v1/auth/logout", headers=bearer(token))).status_code == 204
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(token)), "The session has ended")
 
 
 @pytest.mark.parametrize(
@@ -107,7 +150,7 @@ async def test_key_location_headers_are_refused(
     forged = jwt.encode(
         claims, signer.private_key, algorithm="EdDSA", headers={"kid": signer.kid, "typ": "at+jwt", **extra}
     )
-    assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "token' OR '1'='1", "token-20260101-deadbeef; DROP TABLE x", ""])
@@ -117,14 +160,14 @@ async def test_kid_with_path_or_sql_characters(
     _, _, claims = await _valid(client, sms)
     signer = (await key_store.load()).signer("token")
     forged = jwt.encode(claims, signer.private_key, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})
-    assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 401
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(forged)))
 
 
 async def test_wrong_typ_such_as_an_id_token(client: AsyncTestClient, sms: SmsGateway, key_store: KeyStore) -> None:
     _, _, claims = await _valid(client, sms)
     signer = (await key_store.load()).signer("token")
     for typ in ("JWT", "id_token", "oc1"):
-        assert (await client.get("/v1/me", headers=bearer(signer.sign(claims, typ=typ)))).status_code == 401
+        assert_invalid_token(await client.get("/v1/me", headers=bearer(signer.sign(claims, typ=typ))))
 
 
 async def test_a_code_payload_is_not_an_access_token(
@@ -134,12 +177,20 @@ async def test_a_code_payload_is_not_an_access_token(
     code_signer = (await key_store.load()).signer("code")
     code = code_signer.sign(claims, typ="at+jwt")  # even dressed as an access token
     for presented in (code, "OC1:" + code):
-        assert (await client.get("/v1/me", headers=bearer(presented))).status_code == 401
+        assert_invalid_token(await client.get("/v1/me", headers=bearer(presented)))
 
 
-@pytest.mark.parametrize("value", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a.b", "Bearer " + "a" * 5000])
-async def test_malformed_authorization_headers(client: AsyncTestClient, value: str) -> None:
+@pytest.mark.parametrize("value", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz"])
+async def test_no_bearer_credentials_get_the_bare_challenge(client: AsyncTestClient, value: str) -> None:
     response = await client.get("/v1/me", headers={"Authorization": value} if value else {})
     assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("Bearer")
-    assert response.headers["content-type"].startswith("application/problem+json")
+    # No error code when the request carries no token at all (RFC 6750 section 3.1).
+    assert response.headers["www-authenticate"] == 'Bearer realm="onecity"'
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    assert response.json()["type"] == TYPE_BASE + "unauthorized"
+    assert response.json()["detail"] == "A bearer access token is required"
+
+
+@pytest.mark.parametrize("token", ["a.b", "a" * 5000, "a.b.c", "...."])
+async def test_malformed_bearer_tokens(client: AsyncTestClient, token: str) -> None:
+    assert_invalid_token(await client.get("/v1/me", headers=bearer(token)))
