@@ -17,7 +17,7 @@ from core.keys import KeyManager
 from core.redis import Redis
 from identity.errors import ReverificationRequired
 from identity.repository import IdentityRepository
-from identity.schemas import Account, Device, LoginRequest, OtpSent
+from identity.schemas import Account, Device, OtpSent
 from identity.service import IdentityService, Principal
 from identity.settings import IdentitySettings
 from identity.tokens import API_AUDIENCE, AccessClaims, AccessTokens
@@ -126,7 +126,9 @@ async def _audit(pool: Pool) -> list[tuple[str, str, str | None, dict[str, Any]]
 async def _login(service: IdentityService, sms: SmsGateway, phone: str = PHONE) -> Any:
     await service.send_otp(phone, client_ip=IP, device_id=DEVICE.id)
     code = await latest_otp(sms, phone)
-    return await service.login(LoginRequest(phone=phone, otp=code, device=DEVICE), client_ip=IP)
+    login = await service.login_with_otp(phone, code, channel="app", client_ip=IP, device=DEVICE)
+    assert login.tokens is not None and not login.held_back
+    return login.tokens
 
 
 async def test_sending_a_code_delivers_it_and_audits_the_budget(
@@ -147,13 +149,25 @@ async def test_a_refused_send_is_429_with_its_reason(service: IdentityService, p
     assert (await _audit(pool))[-1] == ("auth.otp.send", "denied", IP, {"reason": "cooldown"})
 
 
-async def test_the_right_code_passes_silently(service: IdentityService, sms: SmsGateway, pool: Pool) -> None:
+async def test_the_right_code_in_a_browser_logs_in_without_an_app_session(
+    service: IdentityService, sms: SmsGateway, pool: Pool
+) -> None:
     await service.send_otp(PHONE, client_ip=IP)
-    await service.check_login_code(PHONE, await latest_otp(sms, PHONE), client_ip=IP)
-    assert [event[0] for event in await _audit(pool)] == ["auth.otp.send"]  # success is audited by the login
+    login = await service.login_with_otp(PHONE, await latest_otp(sms, PHONE), channel="browser", client_ip=IP)
+    assert (login.tokens, login.held_back) == (None, False)
+    assert [event[:2] for event in await _audit(pool)] == [("auth.otp.send", "success"), ("auth.login", "success")]
+    assert await pool.fetchval("SELECT count(*) FROM sessions") == 0
 
 
-@pytest.mark.parametrize("method", ["otp", "browser"])
+async def _check(service: IdentityService, code: str, method: str) -> None:
+    """One login attempt on the channel whose audit ``method`` is given."""
+    if method == "otp":
+        await service.login_with_otp(PHONE, code, channel="app", client_ip=IP, device=DEVICE)
+    else:
+        await service.login_with_otp(PHONE, code, channel="browser", client_ip=IP)
+
+
+@pytest.mark.parametrize("method", ["otp", "oidc-browser"])
 async def test_failed_checks_their_errors_and_the_lockout_events(
     service: IdentityService, sms: SmsGateway, pool: Pool, method: str
 ) -> None:
@@ -162,7 +176,7 @@ async def test_failed_checks_their_errors_and_the_lockout_events(
     refusals = []
     for _ in range(3):
         with pytest.raises(Unauthorized) as refused:
-            await service.check_login_code(PHONE, wrong, client_ip=IP, method=method)
+            await _check(service, wrong, method)
         refusals.append(refused.value)
     assert [(type(r), r.detail, r.extensions, r.headers) for r in refusals] == [
         (
@@ -175,7 +189,7 @@ async def test_failed_checks_their_errors_and_the_lockout_events(
     ]
     # While this address waits, even a check is refused before the code is looked at.
     with pytest.raises(RateLimited) as delayed:
-        await service.check_login_code(PHONE, wrong, client_ip=IP, method=method)
+        await _check(service, wrong, method)
     assert delayed.value.extensions == {"reason": "delayed"}
     assert delayed.value.headers == {"Retry-After": "1"}
     failure = {"reason": "wrong"} | ({"method": method} if method != "otp" else {})
@@ -190,7 +204,7 @@ async def test_failed_checks_their_errors_and_the_lockout_events(
 
 async def test_no_code_pending(service: IdentityService) -> None:
     with pytest.raises(Unauthorized) as refused:
-        await service.check_login_code(PHONE, "123456", client_ip=IP)
+        await _check(service, "123456", "otp")
     assert refused.value.detail == "No valid code for this phone: request a new one"
     assert refused.value.extensions == {"reason": "no_code", "attempts_left": 0}
 
