@@ -15,7 +15,7 @@ from core.db import create_pool
 from core.redis import create_redis
 from identity.oidc.admin import GRANT_TYPES, ClientAdmin, ClientAdminError, load_jwks
 from identity.oidc.clients import AUTH_METHODS
-from identity.oidc.revocation import TokenRevocations
+from identity.revocation import RevocationSet
 
 __all__ = ["add_arguments", "run"]
 
@@ -64,7 +64,7 @@ async def run(
     pool = await create_pool(database_url, min_size=1, max_size=2)
     redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
     try:
-        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
+        revocations = RevocationSet.for_administration(redis, pool)
         admin = ClientAdmin(pool, Vault(master_key), revocations)
         try:
             return await _dispatch(args, admin)

@@ -34,7 +34,6 @@ from identity.oidc.id_tokens import IdTokens
 from identity.oidc.pairwise import PairwiseSubjects
 from identity.oidc.par import PushedRequests
 from identity.oidc.repository import OidcRepository
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.schemas import (
     AppAuthorizeRequest,
     AuthorizePreview,
@@ -45,6 +44,7 @@ from identity.oidc.schemas import (
 )
 from identity.oidc.scopes import SCOPES, claims_supported
 from identity.oidc.settings import OidcSettings
+from identity.revocation import RevocationSet
 from identity.service import IdentityService, Principal
 from identity.tokens import AccessTokens
 
@@ -81,7 +81,7 @@ class OidcProvider:
         identity: IdentityService,
         settings: OidcSettings,
         issuer: str,
-        revocations: TokenRevocations,
+        revocations: RevocationSet,
         audit: AuditBatcher,
     ) -> None:
         self.settings = settings

@@ -14,7 +14,7 @@ import sys
 from core.crypto import Vault
 from core.db import create_pool
 from core.redis import create_redis
-from identity.oidc.revocation import TokenRevocations
+from identity.revocation import RevocationSet
 from identity.staff.admin import StaffAdmin, StaffAdminError
 from identity.staff.passwords import Passwords
 from identity.staff.permissions import Role
@@ -68,7 +68,7 @@ async def run(
     pool = await create_pool(database_url, min_size=1, max_size=2)
     redis = create_redis(redis_url, cluster=redis_cluster) if redis_url else None
     try:
-        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
+        revocations = RevocationSet.for_administration(redis, pool)
         admin = StaffAdmin(
             pool,
             Vault(master_key),

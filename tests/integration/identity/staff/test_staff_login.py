@@ -14,7 +14,7 @@ from core.db import Pool
 from core.errors import Unauthorized
 from core.keys import KeyManager, KeyStore
 from core.redis import Redis
-from identity.oidc import TokenRevocations
+from identity.revocation import RevocationSet
 from identity.staff import StaffAdmin, StaffAdminError
 from identity.staff.cli import add_arguments, run
 from identity.staff.permissions import authenticate_staff
@@ -219,7 +219,7 @@ async def test_disabled_staff_tokens_fail_everywhere_through_the_revocation_set(
     """What every staff endpoint relies on (``provide_staff_principal``), Redis flushed or not."""
     token = await sign_in(client, sms, officer)
     tokens = AccessTokens(KeyManager(key_store, await key_store.load()), settings.identity)
-    revocations = TokenRevocations(redis, pool, window_s=960)
+    revocations = RevocationSet(redis, pool, window_s=960)
     assert (await authenticate_staff(tokens, token, revocations)).region == "110101"
     await StaffAdmin(pool, vault, revocations=revocations).disable(officer.username)
     with pytest.raises(Unauthorized):
