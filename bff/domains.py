@@ -52,6 +52,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         ),
         skew_s=settings.identity.clock_skew_s,
     )
+    resources.tasks.extend(state.revocations.background_tasks())
     state.identity = IdentityService(
         repository=IdentityRepository(resources.pool),
         redis=resources.redis,

@@ -34,6 +34,7 @@ keys exactly as long as the serving processes would (:meth:`RevocationSet.for_ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -211,8 +212,10 @@ class RevocationSet:
         self._rebuild_locks = [asyncio.Lock() for _ in range(BUCKETS)]
         # Set when Redis was unreachable from this process: revocations may have been made
         # meanwhile (in PostgreSQL) without their key, so every bucket is rebuilt before it is
-        # trusted again.
+        # trusted again (by the next check, or by :meth:`repair_forever` as soon as Redis
+        # answers, whichever comes first).
         self._incomplete = False
+        self._unreachable = asyncio.Event()
 
     @classmethod
     def for_administration(cls, redis: Redis | None, pool: Pool) -> RevocationSet:
@@ -260,7 +263,7 @@ class RevocationSet:
         except _REDIS_DOWN:
             # PostgreSQL has it: checks fall back to it while Redis is away, and this process
             # has every bucket rebuilt once Redis answers.
-            self._incomplete = True
+            self._mark_incomplete()
             log.warning("revocation not written to Redis; PostgreSQL remains authoritative", extra={"kind": kind.name})
 
     async def _write(self, bucket: int, keys: list[str], ttl: int | None) -> None:
@@ -294,13 +297,14 @@ class RevocationSet:
             keys_by_bucket.setdefault(bucket, []).append(key)
         try:
             if self._incomplete:
-                # Every process rebuilds every bucket from here on (the rebuild is idempotent).
-                await self._redis.delete(*(_marker(b) for b in range(BUCKETS)))
-                self._incomplete = False
+                await self._drop_markers()
+            if len(keys_by_bucket) == 1:  # a citizen's token: no task for one round trip
+                [(bucket, keys)] = keys_by_bucket.items()
+                return await self._bucket_has(bucket, keys)
             found = await asyncio.gather(*(self._bucket_has(b, keys) for b, keys in keys_by_bucket.items()))
             return any(found)
         except _REDIS_DOWN:
-            self._incomplete = True
+            self._mark_incomplete()
             return await self._is_revoked_in_database(wanted)
 
     async def _bucket_has(self, bucket: int, keys: list[str]) -> bool:
@@ -319,6 +323,41 @@ class RevocationSet:
         return False
 
     # rebuilding -----------------------------------------------------------------------------
+
+    def _mark_incomplete(self) -> None:
+        self._incomplete = True
+        self._unreachable.set()
+
+    async def _drop_markers(self) -> None:
+        """Have every bucket rebuilt, by every process (the rebuild is idempotent)."""
+        # Cleared first: a failure while dropping sets it again.
+        self._incomplete = False
+        self._unreachable.clear()
+        try:
+            await self._redis.delete(*(_marker(b) for b in range(BUCKETS)))
+        except _REDIS_DOWN:
+            self._mark_incomplete()
+            raise
+        log.warning("revocation buckets dropped after Redis was unreachable; they are rebuilt from PostgreSQL")
+
+    async def repair_forever(self, *, every_s: float = 0.5) -> None:
+        """Once this process found Redis unreachable, ask it every ``every_s`` until it
+        answers, then have every bucket rebuilt: a Redis back from its snapshot is repaired
+        even if this process serves no request that needs it. Runs until cancelled."""
+        while True:
+            await self._unreachable.wait()
+            with contextlib.suppress(*_REDIS_DOWN):
+                if self._incomplete:
+                    await self._drop_markers()
+                else:
+                    self._unreachable.clear()
+            if self._unreachable.is_set():
+                await asyncio.sleep(every_s)
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Start :meth:`repair_forever` and return its task, for the owner of the process's
+        resources to cancel at shutdown."""
+        return [asyncio.create_task(self.repair_forever(), name="revocation-repair")]
 
     async def rebuild(self, bucket: int | None = None) -> int:
         """Reload the revocations still relevant from PostgreSQL into one bucket whose marker
