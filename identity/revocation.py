@@ -78,8 +78,9 @@ class RevocationKind(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         name: Part of the Redis key (``<name>:<id>``); short and fixed forever.
         recent: SQL selecting ``id`` (text) and ``ttl`` (seconds, ≥ 1) of every revocation
-            of this kind a token could still be presented against. It may read the one-row
-            relation ``params`` (``window_s``, ``skew_s``).
+            of this kind a token could still be presented against. ``$1`` is the window and
+            ``$2`` the skew, in seconds (parameters, so that a range on an indexed column is
+            an index range scan).
         lookup: SQL answering one boolean, never ``NULL``: whether ``$1`` (an id, text) is
             revoked according to PostgreSQL (the check while Redis is unreachable).
     """
@@ -92,40 +93,40 @@ class RevocationKind(msgspec.Struct, frozen=True, kw_only=True):
 #: Ended citizen sessions. A session the record does not know counts as ended.
 SESSIONS = RevocationKind(
     name="sid",
-    recent="""SELECT id::text AS id, GREATEST(1, params.window_s - EXTRACT(EPOCH FROM now() - ended_at))::int AS ttl
-              FROM sessions, params WHERE ended_at > now() - make_interval(secs => params.window_s)""",
+    recent="""SELECT id::text AS id, GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - ended_at))::int AS ttl
+              FROM sessions WHERE ended_at > now() - make_interval(secs => $1)""",
     lookup="""SELECT COALESCE((SELECT ended_at IS NOT NULL OR expires_at <= now()
                                FROM sessions WHERE id = $1::uuid), true)""",
 )
 #: Partner access tokens revoked one by one (RFC 7009), kept until they would have expired.
 ACCESS_TOKENS = RevocationKind(
     name="jti",
-    recent="""SELECT jti AS id, GREATEST(1, EXTRACT(EPOCH FROM expires_at - now()))::int + params.skew_s AS ttl
-              FROM oauth_revoked_tokens, params
-              WHERE expires_at > now() - make_interval(secs => params.skew_s)""",
+    recent="""SELECT jti AS id, GREATEST(1, EXTRACT(EPOCH FROM expires_at - now()))::int + $2 AS ttl
+              FROM oauth_revoked_tokens
+              WHERE expires_at > now() - make_interval(secs => $2)""",
     lookup="SELECT EXISTS (SELECT 1 FROM oauth_revoked_tokens WHERE jti = $1)",
 )
 #: Revoked partner grants (``sid`` of partner tokens): consent withdrawn, a replayed code or
 #: refresh token, an identity corrected, a client disabled.
 GRANTS = RevocationKind(
     name="grant",
-    recent="""SELECT id::text AS id, GREATEST(1, params.window_s - EXTRACT(EPOCH FROM now() - revoked_at))::int AS ttl
-              FROM oauth_grants, params WHERE revoked_at > now() - make_interval(secs => params.window_s)""",
+    recent="""SELECT id::text AS id, GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - revoked_at))::int AS ttl
+              FROM oauth_grants WHERE revoked_at > now() - make_interval(secs => $1)""",
     lookup="SELECT EXISTS (SELECT 1 FROM oauth_grants WHERE id::text = $1 AND revoked_at IS NOT NULL)",
 )
 #: Disabled partner clients (``client_id`` of their tokens).
 CLIENTS = RevocationKind(
     name="client",
     recent="""SELECT client_id AS id,
-                     GREATEST(1, params.window_s - EXTRACT(EPOCH FROM now() - disabled_at))::int AS ttl
-              FROM oauth_clients, params WHERE disabled_at > now() - make_interval(secs => params.window_s)""",
+                     GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - disabled_at))::int AS ttl
+              FROM oauth_clients WHERE disabled_at > now() - make_interval(secs => $1)""",
     lookup="SELECT EXISTS (SELECT 1 FROM oauth_clients WHERE client_id = $1 AND disabled_at IS NOT NULL)",
 )
 #: Disabled staff members (``sub`` of staff and enrolment tokens: the staff id).
 STAFF = RevocationKind(
     name="staff",
-    recent="""SELECT id::text AS id, GREATEST(1, params.window_s - EXTRACT(EPOCH FROM now() - disabled_at))::int AS ttl
-              FROM staff, params WHERE disabled_at > now() - make_interval(secs => params.window_s)""",
+    recent="""SELECT id::text AS id, GREATEST(1, $1 - EXTRACT(EPOCH FROM now() - disabled_at))::int AS ttl
+              FROM staff WHERE disabled_at > now() - make_interval(secs => $1)""",
     lookup="SELECT EXISTS (SELECT 1 FROM staff WHERE id::text = $1 AND disabled_at IS NOT NULL)",
 )
 #: Every kind identity revokes: the app's one set holds them all.
@@ -162,13 +163,14 @@ def _rebuild_query(kinds: Sequence[RevocationKind]) -> str:
 
     Composed only of the kinds' constant SQL and their names (checked against
     :data:`_KIND_NAME`), never of input. The bucket test is :func:`core.redis.bucket_of` in
-    SQL: the first byte of SHA-256 modulo ``$4`` (``BUCKETS``).
+    SQL: the first byte of SHA-256 modulo ``$4`` (``BUCKETS``). The unused CTE gives ``$1`` and
+    ``$2`` their type whichever of them the kinds read.
     """
     parts = "\nUNION ALL\n".join(
         f"SELECT '{kind.name}' AS kind, id, ttl FROM ({kind.recent}) AS k{n}"  # noqa: S608 - constants
         for n, kind in enumerate(kinds)
     )
-    return f"""WITH params AS (SELECT $1::int AS window_s, $2::int AS skew_s)
+    return f"""WITH typed AS (SELECT $1::int AS window_s, $2::int AS skew_s)
 SELECT kind, id, ttl FROM (
 {parts}
 ) AS entries WHERE get_byte(sha256(convert_to(kind || ':' || id, 'UTF8')), 0) % $4::int = $3::int"""  # noqa: S608 - constants
