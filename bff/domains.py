@@ -20,7 +20,8 @@ from hall import (
 )
 from hall.jobs import Handler
 from identity import AccessTokens, IdentityRepository, IdentityService, Principal
-from identity.oidc import OidcProvider, TokenRevocations
+from identity.oidc import OidcProvider
+from identity.revocation import RevocationSet, revocation_window_s
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
@@ -36,6 +37,22 @@ def attach_domains(state: State, resources: Resources) -> None:
     settings = resources.settings
     tokens = AccessTokens(resources.keys, settings.identity)
     state.access_tokens = tokens
+    # Every kind of revocation (ended sessions, revoked partner tokens and grants, disabled
+    # clients and staff) in one set, checked by identity, the OIDC endpoints, identity.partners
+    # and identity.staff; kept as long as the longest-lived access token could still pass.
+    state.revocations = RevocationSet(
+        resources.redis,
+        resources.pool,
+        window_s=revocation_window_s(
+            settings.identity.access_token_ttl_s,
+            settings.oidc.access_token_ttl_s,
+            settings.oidc.client_token_ttl_s,
+            settings.staff.token_ttl_s,
+            clock_skew_s=settings.identity.clock_skew_s,
+        ),
+        skew_s=settings.identity.clock_skew_s,
+    )
+    resources.tasks.extend(state.revocations.background_tasks())
     state.identity = IdentityService(
         repository=IdentityRepository(resources.pool),
         redis=resources.redis,
@@ -43,15 +60,8 @@ def attach_domains(state: State, resources: Resources) -> None:
         tokens=tokens,
         departments=resources.departments,
         settings=settings.identity,
+        revocations=state.revocations,
     )
-    # Partner and staff tokens can be revoked before they expire (RFC 7009, replayed codes,
-    # withdrawn consent, disabled clients or staff): one shared set, checked by the OIDC
-    # endpoints, identity.partners and identity.staff.
-    revocation_window = (
-        max(settings.oidc.access_token_ttl_s, settings.oidc.client_token_ttl_s, settings.staff.token_ttl_s)
-        + settings.identity.clock_skew_s
-    )
-    state.token_revocations = TokenRevocations(resources.redis, resources.pool, window_s=revocation_window)
     assert resources.audit is not None
     state.oidc = OidcProvider(
         pool=resources.pool,
@@ -62,7 +72,7 @@ def attach_domains(state: State, resources: Resources) -> None:
         identity=state.identity,
         settings=settings.oidc,
         issuer=settings.identity.issuer,
-        revocations=state.token_revocations,
+        revocations=state.revocations,
         audit=resources.audit,
     )
     state.staff = StaffService(
@@ -96,9 +106,8 @@ def attach_domains(state: State, resources: Resources) -> None:
     resources.tasks.extend(state.codes.background_tasks())
 
     async def end_old_identity(principal: Principal, grant_ids: list[str]) -> None:
-        # After an identity correction: partner access tokens and the live codes of the old
-        # identity stop at once (identity cannot import codes or reach this revocation set).
-        await state.token_revocations.revoke_grants(grant_ids)
+        # After an identity correction the live codes of the old identity stop at once
+        # (identity cannot import codes; it revokes the sessions and partner grants itself).
         for kind in HolderCodeType:
             await state.codes.issuing.revoke_all(principal, kind)
 

@@ -2,8 +2,8 @@
 
 A partner (a metro gate operator, a hospital) holds a token issued to its ``client_id``
 for the audience :data:`~identity.tokens.API_AUDIENCE`; endpoints ask for a scope with
-:func:`require_partner_scope`. The single sign-on domain issues these tokens and may add
-revocation checks here.
+:func:`require_partner_scope`. The single sign-on domain issues these tokens; a token
+revoked (RFC 7009) or issued to a client disabled since is refused through the revocation set.
 
 A partner may hold a DPoP-bound token (RFC 9449: ``cnf.jkt``, presented as
 ``Authorization: DPoP <token>`` with a ``DPoP`` proof header). The token check (cacheable per
@@ -14,7 +14,7 @@ runs on every request, after whatever cache sits in front of :func:`authenticate
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
@@ -23,10 +23,8 @@ from core.errors import Forbidden, Unauthorized
 from core.structs import Response
 from identity.dependencies import presented_token
 from identity.oidc.dpop import PresentationError
+from identity.revocation import ACCESS_TOKENS, CLIENTS, RevocationSet, revocations_of
 from identity.tokens import API_AUDIENCE, AccessTokens
-
-if TYPE_CHECKING:
-    from identity.oidc.revocation import TokenRevocations
 
 __all__ = ["PartnerPrincipal", "authenticate_partner", "check_partner_dpop", "require_partner_scope"]
 
@@ -40,19 +38,17 @@ class PartnerPrincipal(Response, frozen=True):
     jkt: str | None = None  # the DPoP key the token is bound to (every request needs its proof)
 
 
-async def authenticate_partner(
-    tokens: AccessTokens, token: str, revocations: TokenRevocations | None = None
-) -> PartnerPrincipal:
+async def authenticate_partner(tokens: AccessTokens, token: str, revocations: RevocationSet) -> PartnerPrincipal:
     """Verify a partner access token (audience ``onecity-api``), or 401.
 
-    With ``revocations``, a token revoked by its client (RFC 7009) or issued to a client
-    disabled since is refused too (one Redis round trip).
+    A token revoked by its client (RFC 7009) or issued to a client disabled since is refused
+    too (one Redis round trip).
     """
     claims = await tokens.verify(token, audience=API_AUDIENCE)
     if claims.sid is not None:
         # A citizen's delegated token is not a partner's machine credential.
         raise Unauthorized("A client_credentials token is required", error="invalid_token")
-    if revocations is not None and await revocations.is_revoked(jti=claims.jti, client_id=claims.client_id):
+    if await revocations.is_revoked((ACCESS_TOKENS, claims.jti), (CLIENTS, claims.client_id)):
         raise Unauthorized("The access token has been revoked", error="invalid_token")
     return PartnerPrincipal(client_id=claims.client_id, scopes=claims.scopes, jti=claims.jti, jkt=claims.jkt)
 
@@ -93,7 +89,7 @@ def require_partner_scope(
 
     async def provide(request: Request[Any, Any, Any], state: State) -> PartnerPrincipal:
         _, token = presented_token(request)
-        partner = await authenticate_partner(state.access_tokens, token, state.get("token_revocations"))
+        partner = await authenticate_partner(state.access_tokens, token, revocations_of(state))
         if scope not in partner.scopes:
             raise Forbidden(
                 f"This needs the scope {scope}",

@@ -30,7 +30,7 @@ from identity.otp import OtpOutcome, OtpStore
 from identity.pii import Pii
 from identity.principal import Principal
 from identity.repository import IdentityRepository, Row
-from identity.revocation import SessionRevocations
+from identity.revocation import GRANTS, SESSIONS, RevocationSet
 from identity.schemas import (
     Account,
     Device,
@@ -160,11 +160,12 @@ class IdentityService:
 
     Args:
         repository: SQL.
-        redis: OTP state, limits, revocations, link tokens.
+        redis: OTP state, limits, link tokens.
         vault: Encrypts phones, names and ID numbers; keys blind indexes and token hashes.
         tokens: Access token issuer/verifier.
         departments: SMS gateway, registry, liveness and mini-program platform clients.
         settings: Lifetimes and limits.
+        revocations: The app's revocation set: ended sessions are revoked and checked there.
     """
 
     def __init__(
@@ -176,6 +177,7 @@ class IdentityService:
         tokens: AccessTokens,
         departments: Departments,
         settings: IdentitySettings,
+        revocations: RevocationSet,
     ) -> None:
         self.repository = repository
         self.redis = redis
@@ -197,9 +199,7 @@ class IdentityService:
         self.on_security_event: list[Callable[[Connection | None, SecurityNotice], Awaitable[None]]] = []
         #: Called after the commit of a transaction that produced security notices.
         self.after_security_events: list[Callable[[str], Awaitable[None]]] = []
-        self.revocations = SessionRevocations(
-            redis, repository.pool, window_s=settings.access_token_ttl_s + settings.clock_skew_s
-        )
+        self.revocations = revocations
 
     # helpers ------------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class IdentityService:
         claims = await self.tokens.verify(token)
         if claims.sid is None or claims.acr is None or claims.client_id != self.settings.audience:
             raise Unauthorized("This token is not a citizen app token", error="invalid_token")
-        if await self.revocations.is_revoked(claims.sid):
+        if await self.revocations.is_revoked((SESSIONS, claims.sid)):
             raise Unauthorized("The session has ended", error="invalid_token")
         return Principal(claims)
 
@@ -555,7 +555,7 @@ class IdentityService:
                         )
                     ],
                 )
-            await self.revocations.revoke([spent["session_id"]])
+            await self.revocations.revoke(SESSIONS, [spent["session_id"]])
             log.warning("refresh token reuse: session revoked")
         else:
             await self._audit(
@@ -587,7 +587,7 @@ class IdentityService:
                     )
                 ],
             )
-        await self.revocations.revoke([session_id])
+        await self.revocations.revoke(SESSIONS, [session_id])
 
     async def sessions(self, principal: Principal) -> SessionList:
         """The citizen's live sessions, the current one flagged."""
@@ -978,9 +978,10 @@ class IdentityService:
         except asyncpg.UniqueViolationError:
             STEP_UPS.labels("correction", "failure").inc()
             await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
-        # Access tokens of the ended sessions stop at once, not when they expire; partner
-        # access tokens (``sid`` = grant id) and live codes are ended by the hooks.
-        await self.revocations.revoke(ended["sessions"])
+        # Access tokens of the ended sessions and of the revoked partner grants (``sid`` =
+        # grant id) stop at once, not when they expire; live codes are ended by the hooks.
+        await self.revocations.revoke(SESSIONS, ended["sessions"])
+        await self.revocations.revoke(GRANTS, ended["grants"])
         for hook in self.on_identity_corrected:
             await hook(principal, ended["grants"])
         STEP_UPS.labels("correction", "success").inc()

@@ -5,7 +5,6 @@ from identity.oidc.clients import Client, ClientRegistry
 from identity.oidc.controllers import AuthorizeController, ConsentController, DiscoveryController, OAuthController
 from identity.oidc.dependencies import provide_oidc
 from identity.oidc.errors import OAuthError
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.seed import seed_demo_partner
 from identity.oidc.service import OidcProvider
 from identity.oidc.settings import OidcSettings
@@ -22,7 +21,6 @@ __all__ = [
     "OAuthError",
     "OidcProvider",
     "OidcSettings",
-    "TokenRevocations",
     "provide_oidc",
     "seed_demo_partner",
 ]

@@ -16,9 +16,9 @@ from core.crypto import Vault
 from core.db import Pool
 from identity.oidc.clients import AUTH_METHODS, SECRET_METHODS, Client, SecretHasher, generate_secret, parse_client_jwks
 from identity.oidc.repository import OidcRepository
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.scopes import CITIZEN_SCOPES, PARTNER_SCOPES, SCOPES
 from identity.oidc.uris import redirect_uri_problem
+from identity.revocation import CLIENTS, GRANTS, RevocationSet
 
 __all__ = ["GRANT_TYPES", "ClientAdmin", "ClientAdminError", "NewClient"]
 
@@ -46,11 +46,11 @@ class ClientAdmin:
     Args:
         pool: PostgreSQL.
         vault: Derives the client secret hashing key.
-        revocations: When given, disabling a client also kills its live access tokens at
-            once (Redis); without it they die within the client cache and token lifetimes.
+        revocations: Where disabling a client kills its live access tokens at once. Adding,
+            listing and rotating need none; :meth:`disable` refuses to run without it.
     """
 
-    def __init__(self, pool: Pool, vault: Vault, revocations: TokenRevocations | None = None) -> None:
+    def __init__(self, pool: Pool, vault: Vault, revocations: RevocationSet | None = None) -> None:
         self._repository = OidcRepository(pool)
         self._hasher = SecretHasher(vault)
         self._revocations = revocations
@@ -202,15 +202,19 @@ class ClientAdmin:
 
         Raises:
             ClientAdminError: no such enabled client.
+            ClientAdminError: built without a revocation set (its tokens would keep working).
         """
+        if self._revocations is None:
+            raise ClientAdminError(
+                "disabling a client needs the revocation set (Redis, ONECITY_REDIS_URL): its tokens would keep working"
+            )
         async with self._repository.pool.acquire() as conn, conn.transaction():
             grants = await self._repository.disable_client(conn, client_id)
             if grants is None:
                 raise ClientAdminError(f"no enabled client {client_id!r}")
             await write_audit(conn, [self._event("oidc.client.disabled", client_id, {"grants_revoked": len(grants)})])
-        if self._revocations is not None:
-            await self._revocations.revoke_client(client_id)
-            await self._revocations.revoke_grants(grants)
+        await self._revocations.revoke(CLIENTS, [client_id])
+        await self._revocations.revoke(GRANTS, grants)
         return len(grants)
 
     @staticmethod

@@ -20,7 +20,7 @@ from core.db import create_pool
 from core.redis import create_redis
 from identity.oidc.admin import GRANT_TYPES, ClientAdmin, ClientAdminError, load_jwks
 from identity.oidc.clients import AUTH_METHODS
-from identity.oidc.revocation import TokenRevocations
+from identity.revocation import RevocationSet
 
 __all__ = ["clients"]
 
@@ -36,7 +36,7 @@ async def _admin(shell: Shell) -> AsyncIterator[ClientAdmin]:
     pool = await create_pool(database_url, min_size=1, max_size=2)
     redis = create_redis(target.url, cluster=target.cluster) if target is not None else None
     try:
-        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
+        revocations = RevocationSet.for_administration(redis, pool) if redis is not None else None
         yield ClientAdmin(pool, Vault(master_key), revocations)
     finally:
         if redis is not None:

@@ -11,8 +11,8 @@ from core.audit import AuditEvent, write_audit
 from core.errors import NotFound
 from identity.oidc.clients import CLIENT_ID_PATTERN
 from identity.oidc.repository import OidcRepository
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.schemas import ConsentInfo, ConsentList
+from identity.revocation import GRANTS, RevocationSet
 
 __all__ = ["Consents"]
 
@@ -25,7 +25,7 @@ class Consents:
         revocations: Where revoked grants are announced.
     """
 
-    def __init__(self, repository: OidcRepository, revocations: TokenRevocations) -> None:
+    def __init__(self, repository: OidcRepository, revocations: RevocationSet) -> None:
         self._repository = repository
         self._revocations = revocations
 
@@ -82,4 +82,4 @@ class Consents:
                     )
                 ],
             )
-        await self._revocations.revoke_grants(grant_ids)
+        await self._revocations.revoke(GRANTS, grant_ids)

@@ -11,7 +11,7 @@ Access tokens are issued through :class:`identity.tokens.AccessTokens` (RFC 9068
 
 A grant is the family of every token descended from one code. Replaying its code or a
 rotated refresh token revokes it (OWASP ASVS 10.4.2, RFC 9700 section 4.14.2): the refresh
-tokens in PostgreSQL, the access tokens through :class:`TokenRevocations` by ``sid``.
+tokens in PostgreSQL, the access tokens through the revocation set (:mod:`identity.revocation`) by ``sid``.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from identity.oidc.errors import (
 from identity.oidc.id_tokens import IdTokens, release_claims
 from identity.oidc.pairwise import PairwiseSubjects
 from identity.oidc.repository import OidcRepository
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.schemas import IntrospectForm, IntrospectionResponse, RevokeForm, TokenForm, TokenResponse
 from identity.oidc.scopes import PARTNER_SCOPES, parse_scope
 from identity.oidc.settings import OidcSettings
+from identity.revocation import ACCESS_TOKENS, CLIENTS, GRANTS, RevocationSet
 from identity.tokens import API_AUDIENCE, AccessClaims, AccessTokens
 
 __all__ = ["REFRESH_PREFIX", "TokenEndpoint"]
@@ -91,7 +91,7 @@ class TokenEndpoint:
         tokens: AccessTokens,
         id_tokens: IdTokens,
         pairwise: PairwiseSubjects,
-        revocations: TokenRevocations,
+        revocations: RevocationSet,
         vault: Vault,
         audit: AuditBatcher,
         settings: OidcSettings,
@@ -162,7 +162,7 @@ class TokenEndpoint:
                     )
                 ],
             )
-        await self.revocations.revoke_grants([grant_id])
+        await self.revocations.revoke(GRANTS, [grant_id])
         log.warning("oauth grant revoked", extra={"reason": reason, "client_id": client_id})
 
     # token endpoint -----------------------------------------------------------------------
@@ -492,7 +492,9 @@ class TokenEndpoint:
             claims = await self.tokens.verify(token, audience=API_AUDIENCE)
         except Unauthorized:
             return None
-        revoked = await self.revocations.is_revoked(jti=claims.jti, grant_id=claims.sid, client_id=claims.client_id)
+        revoked = await self.revocations.is_revoked(
+            (ACCESS_TOKENS, claims.jti), (GRANTS, claims.sid), (CLIENTS, claims.client_id)
+        )
         return None if revoked else claims
 
     def _credentials(self, form: IntrospectForm, authorization: str | None) -> ClientCredentials:
@@ -576,7 +578,7 @@ class TokenEndpoint:
                             )
                         ],
                     )
-                await self.revocations.revoke_grants([row["grant_id"]])
+                await self.revocations.revoke(GRANTS, [row["grant_id"]])
             return
         if token.count(".") != 2:
             return
@@ -603,7 +605,7 @@ class TokenEndpoint:
                     )
                 ],
             )
-        await self.revocations.revoke_token(claims.jti, expires_at=claims.exp)
+        await self.revocations.revoke(ACCESS_TOKENS, [claims.jti], expires_at=claims.exp)
 
     # userinfo -----------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ from identity.oidc.id_tokens import IdTokens
 from identity.oidc.pairwise import PairwiseSubjects
 from identity.oidc.par import PushedRequests
 from identity.oidc.repository import OidcRepository
-from identity.oidc.revocation import TokenRevocations
 from identity.oidc.schemas import (
     AppAuthorizeRequest,
     AuthorizePreview,
@@ -48,6 +47,7 @@ from identity.oidc.schemas import (
 from identity.oidc.scopes import SCOPES, claims_supported
 from identity.oidc.settings import OidcSettings
 from identity.principal import Principal
+from identity.revocation import RevocationSet
 from identity.service import IdentityService
 from identity.tokens import AccessTokens
 
@@ -84,7 +84,7 @@ class OidcProvider:
         identity: IdentityService,
         settings: OidcSettings,
         issuer: str,
-        revocations: TokenRevocations,
+        revocations: RevocationSet,
         audit: AuditBatcher,
     ) -> None:
         self.settings = settings

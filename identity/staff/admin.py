@@ -11,7 +11,7 @@ from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
 from core.errors import Forbidden
-from identity.oidc.revocation import TokenRevocations
+from identity.revocation import STAFF, RevocationSet
 from identity.staff.errors import SeparationOfDuties, StaffAdminError, UnknownStaff
 from identity.staff.passwords import Passwords
 from identity.staff.permissions import LEGACY_ROLES, Role, region_level, separation_of_duties_violation
@@ -50,7 +50,8 @@ class StaffAdmin:
         pool: PostgreSQL.
         vault: Encrypts staff phones.
         passwords: argon2 hashing.
-        revocations: When given, disabling kills the member's live tokens at once.
+        revocations: Where disabling kills the member's live tokens at once. Adding and
+            listing need none; :meth:`disable` refuses to run without it.
         min_password_length: Refuse shorter passwords.
     """
 
@@ -60,7 +61,7 @@ class StaffAdmin:
         vault: Vault,
         *,
         passwords: Passwords | None = None,
-        revocations: TokenRevocations | None = None,
+        revocations: RevocationSet | None = None,
         min_password_length: int = 12,
     ) -> None:
         self._repository = StaffRepository(pool)
@@ -206,7 +207,13 @@ class StaffAdmin:
 
         Raises:
             StaffAdminError: no such enabled staff member.
+            StaffAdminError: built without a revocation set (their tokens would keep working).
         """
+        if self._revocations is None:
+            raise StaffAdminError(
+                "disabling a staff member needs the revocation set (Redis, ONECITY_REDIS_URL): "
+                "their tokens would keep working"
+            )
         async with self._repository.pool.acquire() as conn, conn.transaction():
             staff_id = await self._repository.disable(conn, username)
             if staff_id is None:
@@ -223,6 +230,5 @@ class StaffAdmin:
                     )
                 ],
             )
-        if self._revocations is not None:
-            await self._revocations.revoke_subject(f"staff:{staff_id}")
+        await self._revocations.revoke(STAFF, [staff_id])
         return staff_id

@@ -20,7 +20,7 @@ from core.cli import CommandFailed, Shell
 from core.crypto import Vault
 from core.db import create_pool
 from core.redis import create_redis
-from identity.oidc.revocation import TokenRevocations
+from identity.revocation import RevocationSet
 from identity.staff.admin import StaffAdmin, StaffAdminError
 from identity.staff.passwords import Passwords
 from identity.staff.permissions import Role
@@ -43,7 +43,7 @@ async def _admin(shell: Shell) -> AsyncIterator[StaffAdmin]:
     pool = await create_pool(database_url, min_size=1, max_size=2)
     redis = create_redis(target.url, cluster=target.cluster) if target is not None else None
     try:
-        revocations = TokenRevocations(redis, pool, window_s=3600) if redis is not None else None
+        revocations = RevocationSet.for_administration(redis, pool) if redis is not None else None
         yield StaffAdmin(
             pool,
             Vault(master_key),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar.datastructures import State
 
+from identity.revocation import revocations_of
 from identity.staff.admin import StaffAdmin
 from identity.staff.audit_log import AuditReader
 from identity.staff.service import StaffService
@@ -29,6 +30,6 @@ def provide_staff_admin(state: State) -> StaffAdmin:
     admin: StaffAdmin | None = state.get("staff_admin")
     if admin is None:
         resources = state.resources
-        admin = StaffAdmin(resources.pool, resources.vault, revocations=state.get("token_revocations"))
+        admin = StaffAdmin(resources.pool, resources.vault, revocations=revocations_of(state))
         state.staff_admin = admin
     return admin

@@ -14,17 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from litestar import Request
 from litestar.connection import ASGIConnection
 
 from core.errors import Forbidden, Unauthorized
 from core.structs import Response
+from identity.revocation import ACCESS_TOKENS, STAFF, RevocationSet, revocations_of
 from identity.tokens import AccessTokens
-
-if TYPE_CHECKING:
-    from identity.oidc.revocation import TokenRevocations
 
 __all__ = [
     "DUTIES",
@@ -150,15 +148,12 @@ def can_act_on_citizen(staff: StaffPrincipal, account_region_code: str | None) -
     return region_covers(staff.region, account_region_code)
 
 
-async def authenticate_staff(
-    tokens: AccessTokens, token: str, revocations: TokenRevocations | None = None
-) -> StaffPrincipal:
-    """Verify a staff access token (and, given ``revocations``, that the staff member and
-    the token are not revoked), or 401."""
+async def authenticate_staff(tokens: AccessTokens, token: str, revocations: RevocationSet) -> StaffPrincipal:
+    """Verify a staff access token and that neither it nor its staff member was revoked since, or 401."""
     claims = await tokens.verify(token, audience=STAFF_AUDIENCE)
     if claims.client_id != STAFF_AUDIENCE or claims.region is None or claims.roles is None:
         raise Unauthorized("A staff access token is required", error="invalid_token")
-    if revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=f"staff:{claims.sub}"):
+    if await revocations.is_revoked((ACCESS_TOKENS, claims.jti), (STAFF, claims.sub)):
         raise Unauthorized("This staff account is disabled", error="invalid_token")
     roles = frozenset(LEGACY_ROLES.get(r, r) for r in claims.roles)
     return StaffPrincipal(staff_id=claims.sub, roles=roles, region=claims.region, issued_at=claims.iat)
@@ -186,7 +181,7 @@ async def staff_principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> 
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer access token is required", headers={"WWW-Authenticate": 'Bearer realm="onecity"'})
     state = connection.app.state
-    principal = await authenticate_staff(state.access_tokens, token.strip(), state.get("token_revocations"))
+    principal = await authenticate_staff(state.access_tokens, token.strip(), revocations_of(state))
     staff_service = state.get("staff")
     if staff_service is not None:
         # A role change or a recovery since the token was issued ends it: it may carry
@@ -223,10 +218,9 @@ async def provide_enrolling_staff(request: Request[Any, Any, Any]) -> EnrollingS
         except Unauthorized:
             pass
         else:
-            revocations: TokenRevocations | None = state.get("token_revocations")
-            subject = f"staff:{claims.sub}"
-            if claims.client_id != STAFF_AUDIENCE or (
-                revocations is not None and await revocations.is_revoked(jti=claims.jti, subject=subject)
+            revocations = revocations_of(state)
+            if claims.client_id != STAFF_AUDIENCE or await revocations.is_revoked(
+                (ACCESS_TOKENS, claims.jti), (STAFF, claims.sub)
             ):
                 raise Unauthorized("This enrolment token is not valid", error="invalid_token")
             return EnrollingStaff(staff_id=claims.sub, enrolment_jti=claims.jti, expires_at=claims.exp)

@@ -4,7 +4,7 @@ Usage::
 
     async with redis_cluster() as cluster:
         settings = ...(redis_url=cluster.seed_url, redis_cluster=True)
-        port = cluster.node_for_key("oc:rev:{r:3}:ready")   # the master holding that key
+        port = cluster.node_for_key("oc:revoked:{revoked:3}:complete")   # the master holding that key
         await cluster.flush_node(port)                        # FLUSHALL that one shard
         await cluster.kill_node(port)                         # SIGKILL it; its replica takes over
         await cluster.wait_ok()                               # until cluster_state:ok again

@@ -23,8 +23,9 @@ from bff.settings import Settings, with_derived
 from codes import render
 from core.crypto import Vault
 from core.db import Pool
-from core.redis import Redis, bucket_of, create_redis
+from core.redis import Redis, create_redis
 from identity.oidc import ClientAdmin
+from identity.revocation import ACCESS_TOKENS, SESSIONS, RevocationSet
 from identity.seed import seed_demo_citizens
 from identity.staff import StaffAdmin
 from identity.staff.passwords import Passwords
@@ -224,8 +225,7 @@ async def test_a_shard_that_lost_its_data_does_not_bring_logged_out_tokens_back(
 
     # The shard holding this session's revocation bucket (its key and its marker) loses
     # everything; the other shards keep theirs.
-    bucket = bucket_of(_claims(tokens["access_token"])["sid"])
-    marker = f"oc:rev:{{rev:{bucket}}}:ready"
+    marker = RevocationSet.marker_of(SESSIONS, _claims(tokens["access_token"])["sid"])
     assert await cluster_redis.exists(marker)
     await cluster.flush_node(cluster.node_for_key(marker))
     assert not await cluster_redis.exists(marker)
@@ -258,7 +258,7 @@ async def test_a_shard_that_lost_its_data_does_not_bring_revoked_partner_tokens_
     assert (await client.post("/oauth/revoke", data={"token": token}, auth=auth)).status_code == 200
     assert not await active()
 
-    marker = f"oc:tokrev:{{tokrev:{bucket_of('jti:' + _claims(token)['jti'])}}}:ready"
+    marker = RevocationSet.marker_of(ACCESS_TOKENS, _claims(token)["jti"])
     assert await cluster_redis.exists(marker)
     await cluster.flush_node(cluster.node_for_key(marker))
     assert not await cluster_redis.exists(marker)
@@ -278,8 +278,7 @@ async def test_a_master_failover_loses_no_session_and_answers_503_meanwhile(
     for attempt in range(20):
         ended = await login(client, sms, f"139000003{attempt:02d}")
         assert (await client.post("/v1/auth/logout", headers=bearer(ended["access_token"]))).status_code == 204
-        bucket = bucket_of(_claims(ended["access_token"])["sid"])
-        victim = cluster.node_for_key(f"oc:rev:{{rev:{bucket}}}:ready")
+        victim = cluster.node_for_key(RevocationSet.marker_of(SESSIONS, _claims(ended["access_token"])["sid"]))
         if victim != seed:
             break
     assert victim != seed

@@ -17,6 +17,7 @@ from core.keys import KeyManager
 from core.redis import Redis
 from identity.errors import ReverificationRequired
 from identity.repository import IdentityRepository
+from identity.revocation import RevocationSet
 from identity.schemas import Account, Device, OtpSent
 from identity.service import IdentityService, Principal
 from identity.settings import IdentitySettings
@@ -115,6 +116,7 @@ def service(
         tokens=AccessTokens(keys, identity_settings),
         departments=departments,
         settings=identity_settings,
+        revocations=RevocationSet(redis, pool, window_s=930),
     )
 
 

@@ -15,7 +15,7 @@ from core.db import Pool
 from core.errors import Unauthorized
 from core.keys import KeyManager, KeyStore
 from core.redis import Redis
-from identity.oidc import TokenRevocations
+from identity.revocation import RevocationSet
 from identity.staff import StaffAdmin, StaffAdminError
 from identity.staff.permissions import authenticate_staff
 from identity.tokens import AccessTokens
@@ -102,11 +102,12 @@ async def test_staff_and_citizen_tokens_do_not_mix(client: AsyncTestClient, sms:
 
 
 async def test_disabling_staff_ends_their_tokens(
-    client: AsyncTestClient, sms: SmsGateway, officer: Member, staff_admin: StaffAdmin, pool: Pool
+    client: AsyncTestClient, sms: SmsGateway, officer: Member, pool: Pool, redis: Redis, vault: Vault
 ) -> None:
     token = await sign_in(client, sms, officer)
     assert (await client.get("/v1/staff/me", headers=bearer(token))).status_code == 200
-    await staff_admin.disable(officer.username)  # without the Redis set: /v1/staff/me reads PostgreSQL
+    # As ``onecity staff disable`` does it, from another process.
+    await StaffAdmin(pool, vault, revocations=RevocationSet.for_administration(redis, pool)).disable(officer.username)
     assert (await client.get("/v1/staff/me", headers=bearer(token))).status_code == 401
     again = await client.post("/v1/staff/login/password", json={"username": officer.username, "password": PASSWORD})
     assert again.status_code == 401
@@ -208,7 +209,7 @@ async def test_disabled_staff_tokens_fail_everywhere_through_the_revocation_set(
     """What every staff endpoint relies on (``provide_staff_principal``), Redis flushed or not."""
     token = await sign_in(client, sms, officer)
     tokens = AccessTokens(KeyManager(key_store, await key_store.load()), settings.identity)
-    revocations = TokenRevocations(redis, pool, window_s=960)
+    revocations = RevocationSet(redis, pool, window_s=960)
     assert (await authenticate_staff(tokens, token, revocations)).region == "110101"
     await StaffAdmin(pool, vault, revocations=revocations).disable(officer.username)
     with pytest.raises(Unauthorized):
