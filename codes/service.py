@@ -21,6 +21,7 @@ from codes.overrides import Overrides
 from codes.partner_cache import PartnerCache
 from codes.pseudonym import Pseudonymizer
 from codes.repository import CodesRepository
+from codes.ride_check import RideLogChecker
 from codes.rides import Rides
 from codes.rulebook import RuleBook
 from codes.scanlog import ScanLog
@@ -150,6 +151,7 @@ class CodesService:
             verifier=self.verification,
             settings=settings,
             issuer=issuer,
+            checker=RideLogChecker(settings.ride_verify_processes),
             audit=self.audit,
         )
         self.retention = RetentionJob(self.repository, settings)
