@@ -112,7 +112,7 @@ class StatusResolver:
         self._fresh = dt.timedelta(seconds=fresh_s)
         self._audit = audit
         #: Called with ``(account_id, code type, status)`` whenever a health status is decided
-        #: (on a read, by a staff override): the app wires the message centre here, which
+        #: (on a read, by a staff override, by the periodic re-evaluation): the app wires the message centre here, which
         #: turns a *change* into a ``code`` message and a ``code_status`` event.
         self.on_health_status: list[Callable[[str, str, str], Awaitable[None]]] = []
 
@@ -178,7 +178,9 @@ class StatusResolver:
             rule_version=row["rule_version"],
         )
 
-    async def _save(self, holder: HolderAccount, code_type: CodeType, decision: StatusDecision) -> None:
+    async def _save(
+        self, holder: HolderAccount, code_type: CodeType, decision: StatusDecision, *, issuing: bool = False
+    ) -> None:
         await self._repository.save_status(
             account_id=holder.account_id,
             code_type=code_type.value,
@@ -186,12 +188,19 @@ class StatusResolver:
             rule_version=decision.rule_version,
             reasons=decision.reasons,
             decided_at=decision.as_of,
+            issuing=issuing,
         )
 
     # decisions -------------------------------------------------------------------------------
 
-    async def decide(self, holder: HolderAccount, code_type: CodeType) -> StatusDecision:
+    async def decide(self, holder: HolderAccount, code_type: CodeType, *, issuing: bool = False) -> StatusDecision:
         """The holder's status now, from department data or the fallback.
+
+        Args:
+            holder: The citizen.
+            code_type: Which code's status.
+            issuing: A health code is being issued with this decision: the holder is then one
+                of those the periodic re-evaluation looks at (:mod:`codes.reevaluation`).
 
         Raises:
             DependencyUnavailable: transit/social security with the department down and nothing
@@ -199,7 +208,7 @@ class StatusResolver:
         """
         now = dt.datetime.now(dt.UTC)
         if code_type is CodeType.HEALTH:
-            return await self._health_status(holder, now)
+            return await self._health_status(holder, now, issuing=issuing)
         if code_type is CodeType.CITIZEN:
             return StatusDecision(status="A", source="department", as_of=now)
         try:
@@ -236,7 +245,7 @@ class StatusResolver:
         except (DepartmentError, ValueError):  # msgspec.ValidationError is a ValueError
             return None
 
-    async def _health_status(self, holder: HolderAccount, now: dt.datetime) -> StatusDecision:
+    async def _health_status(self, holder: HolderAccount, now: dt.datetime, *, issuing: bool) -> StatusDecision:
         ruleset = await self._rules.active()
         # The override is read while the department answers: one latency, not two.
         facts, override = await asyncio.gather(self._health_facts(holder, now), self.override_of(holder.account_id))
@@ -260,7 +269,7 @@ class StatusResolver:
                 reasons=evaluated.reasons,
                 rule_version=evaluated.rule_version,
             )
-            await self._save(holder, CodeType.HEALTH, decision)
+            await self._save(holder, CodeType.HEALTH, decision, issuing=issuing)
         effective = self._with_override(decision, override, now)
         if effective.source != "fallback":
             # A fallback (department unreachable) is no news for the citizen.
