@@ -6,8 +6,8 @@ message and the ``code_status`` event of a change) and enqueues the next batch, 
 last one, the next pass ``codes.reevaluate_interval_s`` after this one began. Any process with
 ``ONECITY_HALL_WORKER`` on may run a step; a step's successor carries a dedupe key derived from
 the step, so a step retried after a crash does not fork the chain. Each worker calls
-:meth:`ReevaluationJobs.schedule` when it starts: it starts a chain only when none is queued or
-running (one chain for the whole deployment, under an advisory lock), so a chain lost to a job
+:meth:`ReevaluationJobs.schedule` when it starts: it queues a pass (one interval later) only
+when none is queued or running (one chain for the whole deployment, under an advisory lock), so a chain lost to a job
 an operator put on hold comes back with the next restart.
 """
 
@@ -70,7 +70,8 @@ class ReevaluationJobs:
             )
 
     async def schedule(self) -> bool:
-        """Start a pass now unless one is queued or running; whether one was started."""
+        """Queue a pass ``interval_s`` from now unless one is queued or running; whether one was
+        queued. (Not at once: a fleet restarting must not re-read every holder's data.)"""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEDULE_LOCK)
             running = await conn.fetchval(
@@ -79,5 +80,10 @@ class ReevaluationJobs:
             )
             if running:
                 return False
-            await enqueue(conn, ENTRY_REEVALUATE, JobPayload(first_at=time.time()))
+            await enqueue(
+                conn,
+                ENTRY_REEVALUATE,
+                JobPayload(first_at=time.time() + self.interval_s),
+                delay_s=float(self.interval_s),
+            )
         return True
