@@ -47,7 +47,7 @@ _MAX_CACHED_KEYS: Final = 64
 
 
 class CheckerUnavailable(Exception):
-    """The worker processes died twice in a row (out of memory, killed): nothing was checked."""
+    """The worker processes died or could not start, twice in a row: nothing was checked."""
 
 
 def raw_keys(keys: Mapping[str, Ed25519PublicKey]) -> dict[str, bytes]:
@@ -167,11 +167,15 @@ class RideLogChecker:
                     work = functools.partial(check_lines, chunk, keys, now=now, skew_s=skew_s, oldest=oldest)
                     calls.append(loop.run_in_executor(executor, work))
                 results = await asyncio.gather(*calls)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, OSError) as exc:
                 for call in calls:  # a submission refused half-way: the others are void too
                     call.cancel()
-                # A worker died (killed, out of memory): the pool is unusable; start a new one.
-                log.warning("ride-log worker processes died; starting new ones", extra={"attempt": attempt})
+                # A worker died (killed, out of memory) or could not be started: the pool is
+                # unusable; start a new one.
+                log.warning(
+                    "ride-log worker processes died; starting new ones",
+                    extra={"attempt": attempt, "error": type(exc).__name__},
+                )
                 self._discard(executor)
                 continue
             for result in results:
