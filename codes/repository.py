@@ -163,7 +163,7 @@ class CodesRepository:
         await self.pool.execute(
             """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at,
                                           code_issued_at)
-               VALUES ($1::uuid, $2, $3, $4, $5, $6, CASE WHEN $7 THEN $6 END)
+               VALUES ($1::uuid, $2, $3, $4, $5, $6, CASE WHEN $7::boolean THEN $6::timestamptz END)
                ON CONFLICT (account_id, code_type) DO UPDATE SET status = EXCLUDED.status,
                    rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at,
                    code_issued_at = coalesce(EXCLUDED.code_issued_at, holder_status.code_issued_at)
