@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_env={"ONECITY_RIDE_VERIFY_PROCESSES": str(args.processes)},
     )
     with System(config) as system:
+        system.start()
         result = measure(system.context(duration_s=60, connections=4), uploads=args.uploads)
     print(json.dumps({"processes": args.processes, **result}, indent=2))
     return 0
