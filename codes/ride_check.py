@@ -16,9 +16,11 @@ numbers, raw key bytes), so it pickles; this module imports only the standard li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -111,12 +113,24 @@ def check_lines(
     return out
 
 
+#: How much lower than the BFF process the worker processes run (``nice``): verification is
+#: batch work, and on a busy host the kernel must hand the CPU to the event loop first.
+WORKER_NICENESS: Final = 10
+
+
+def _lower_priority() -> None:
+    """Worker initializer: yield the CPU to the BFF's event loop whenever both want it."""
+    with contextlib.suppress(OSError, AttributeError):  # not permitted, or not a POSIX host
+        os.nice(WORKER_NICENESS)
+
+
 class RideLogChecker:
     """Runs :func:`check_lines` off the event loop for every upload of this process.
 
     With ``processes`` > 0, in a pool of that many worker processes, started with ``spawn`` (a
     clean interpreter: forking a process that runs threads and an event loop is unsafe) on the
-    first upload and kept for the life of the app; ``0`` checks in a worker thread instead
+    first upload, at a lower CPU priority (:data:`WORKER_NICENESS`), and kept for the life of
+    the app; ``0`` checks in a worker thread instead
     (one process, no extra memory; the event loop then waits for the GIL now and then).
 
     Args:
@@ -130,7 +144,9 @@ class RideLogChecker:
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=self.processes, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
             )
         return self._executor
 
