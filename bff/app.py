@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> Litestar:
             # Scans still being group-committed finish before the pool closes (their callers
             # are answered); the audit batcher is flushed by close_resources.
             await app.state.codes.scan_log.close()
+            await app.state.codes.rides.close()  # the ride-log worker processes
             await app.state.messages.close()
             await close_resources(resources)
 

@@ -28,6 +28,7 @@ from identity.staff.repository import StaffRepository
 from messages import MessageCentre, MessagesRepository
 from messages.delivery import ENTRY_DELIVER, ENTRY_NOTICE, Delivery
 from messages.producers import CodeStatusMessages, SecurityMessages
+from messages.reevaluation import ENTRY_REEVALUATE, ReevaluationJobs
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 
@@ -131,7 +132,6 @@ def attach_domains(state: State, resources: Resources) -> None:
     security = SecurityMessages(state.messages)
     state.identity.on_security_event.append(security.notice)
     state.identity.after_security_events.append(security.committed)
-    state.identity.on_identity_corrected.append(security.identity_corrected)
     state.codes.status.on_health_status.append(CodeStatusMessages(state.messages).observed)
     state.messages.delivery = Delivery(
         centre=state.messages,
@@ -152,18 +152,34 @@ def attach_domains(state: State, resources: Resources) -> None:
 
 
 async def start_hall_worker(state: State, resources: Resources) -> HallWorker | None:
-    """Start this process's hall job worker unless ``ONECITY_HALL_WORKER`` is off."""
+    """Start this process's hall job worker unless ``ONECITY_HALL_WORKER`` is off (and, unless
+    ``ONECITY_CODES_REEVALUATE_INTERVAL_S`` is 0, make sure the health re-evaluation is scheduled)."""
     settings = resources.settings
     if not settings.hall.worker or not settings.database.url:
         return None
-    worker = hall_worker(state.hall, settings.database.url, settings.hall, state.messages.delivery)
+    reevaluation = None
+    if settings.codes.reevaluate_interval_s > 0:
+        reevaluation = ReevaluationJobs(
+            state.codes.reevaluation, resources.pool, interval_s=settings.codes.reevaluate_interval_s
+        )
+    state.reevaluation_jobs = reevaluation
+    worker = hall_worker(state.hall, settings.database.url, settings.hall, state.messages.delivery, reevaluation)
     await worker.start()
+    if reevaluation is not None:
+        await reevaluation.schedule()
     return worker
 
 
-def hall_worker(hall: HallService, dsn: str, settings: HallSettings, delivery: Delivery | None = None) -> HallWorker:
+def hall_worker(
+    hall: HallService,
+    dsn: str,
+    settings: HallSettings,
+    delivery: Delivery | None = None,
+    reevaluation: ReevaluationJobs | None = None,
+) -> HallWorker:
     """A (not yet started) worker running the hall's jobs with ``hall`` (and the message
-    centre's push deliveries and notice fan-outs, which ride the same queue)."""
+    centre's push deliveries and notice fan-outs, and the health re-evaluation, which ride the
+    same queue)."""
 
     async def submit(payload: JobPayload, attempts: int) -> None:
         await hall.deliver(payload, attempts, resubmission=False)
@@ -175,4 +191,6 @@ def hall_worker(hall: HallService, dsn: str, settings: HallSettings, delivery: D
     if delivery is not None:
         handlers[ENTRY_DELIVER] = delivery.deliver
         handlers[ENTRY_NOTICE] = delivery.fan_out
+    if reevaluation is not None:
+        handlers[ENTRY_REEVALUATE] = reevaluation.run
     return HallWorker(dsn, settings, handlers)

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from codes.dependencies import provide_codes, provide_staff, provide_venue_partner, provide_verify_partner
 from codes.rules import RuleSet
 from codes.schemas import (
+    RIDE_LOG_MAX_BYTES,
     CheckinList,
     CheckinRequest,
     CheckinResult,
@@ -200,7 +201,7 @@ class CodesPartnerController(Controller):
         security=BEARER,
         dependencies={"partner": provide_verify_partner},
         responses=error_responses(401, 403, 413),
-        request_max_body_size=1024 * 1024,
+        request_max_body_size=RIDE_LOG_MAX_BYTES,
     )
     async def ride_logs(
         self,

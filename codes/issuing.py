@@ -86,7 +86,7 @@ class Issuer:
         holder = await self._holder(principal)
         code_type = CodeType.parse(kind.value)
         decision, subject = await asyncio.gather(
-            self._status.decide(holder, code_type), self._holders.register(code_type, holder.account_id)
+            self._status.decide(holder, code_type, issuing=True), self._holders.register(code_type, holder.account_id)
         )
         return await self._sign(holder, kind, code_type, subject, decision)
 

@@ -51,10 +51,14 @@ _RETENTION_TABLES = {
 }
 
 
-_SAVE_STATUS = """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at)
-   VALUES ($1::uuid, $2, $3, $4, $5, $6)
+# $7: the decision is for a code being issued now (``code_issued_at``, what the periodic
+# re-evaluation of current holders selects by); other decisions keep the stamp they had.
+_SAVE_STATUS = """INSERT INTO holder_status (account_id, code_type, status, rule_version, reasons, decided_at,
+                                  code_issued_at)
+   VALUES ($1::uuid, $2, $3, $4, $5, $6, CASE WHEN $7::boolean THEN $6::timestamptz END)
    ON CONFLICT (account_id, code_type) DO UPDATE SET status = EXCLUDED.status,
-       rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at
+       rule_version = EXCLUDED.rule_version, reasons = EXCLUDED.reasons, decided_at = EXCLUDED.decided_at,
+       code_issued_at = coalesce(EXCLUDED.code_issued_at, holder_status.code_issued_at)
    WHERE holder_status.decided_at <= EXCLUDED.decided_at"""
 
 
@@ -162,18 +166,37 @@ class CodesRepository:
         rule_version: int | None,
         reasons: Sequence[str],
         decided_at: datetime,
+        issuing: bool = False,
     ) -> None:
-        """Remember a decision; an older one never replaces a newer one."""
-        await self.pool.execute(_SAVE_STATUS, account_id, code_type, status, rule_version, list(reasons), decided_at)
+        """Remember a decision; an older one never replaces a newer one. ``issuing``: the
+        decision is for a code being issued now."""
+        await self.pool.execute(
+            _SAVE_STATUS, account_id, code_type, status, rule_version, list(reasons), decided_at, issuing
+        )
 
     async def save_statuses(self, rows: Sequence[tuple[str, str, str, int | None, Sequence[str], datetime]]) -> None:
-        """:meth:`save_status` of several decisions in one round trip (a pipelined ``executemany``).
+        """:meth:`save_status` of several decisions (none for a code being issued) in one round
+        trip (a pipelined ``executemany``).
 
         Args:
             rows: ``(account_id, code_type, status, rule_version, reasons, decided_at)`` each.
         """
         if rows:
-            await self.pool.executemany(_SAVE_STATUS, [(*row[:4], list(row[4]), row[5]) for row in rows])
+            await self.pool.executemany(_SAVE_STATUS, [(*row[:4], list(row[4]), row[5], False) for row in rows])
+
+    async def current_holders(self, code_type: str, *, since: datetime, after: str | None, limit: int) -> list[str]:
+        """Accounts issued a code of ``code_type`` at or after ``since``, by account id, the
+        first ``limit`` after ``after`` (a keyset over the primary key)."""
+        rows = await self.pool.fetch(
+            """SELECT account_id::text AS account_id FROM holder_status
+               WHERE code_type = $1 AND code_issued_at >= $2 AND ($3::uuid IS NULL OR account_id > $3::uuid)
+               ORDER BY account_id LIMIT $4""",
+            code_type,
+            since,
+            after,
+            limit,
+        )
+        return [r["account_id"] for r in rows]
 
     async def last_status(self, account_id: str, code_type: str) -> Row | None:
         """The stored decision of one holder and type."""

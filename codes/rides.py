@@ -8,7 +8,8 @@ The format and the offline checks are :mod:`codes.ride`; this module is what the
   transit codes and whose card is active. A key belongs to one account; a revoked or flagged
   device gets no new certificate.
 - **Log uploads.** Validators upload the ride codes they accepted with their scan times. Each is
-  re-verified (a partner cannot invent rides for a device) off the event loop, its scan time is
+  re-verified (a partner cannot invent rides for a device) in worker processes
+  (:mod:`codes.ride_check`), so a 1 MiB log never holds the event loop; its scan time is
   bounded by the server's clock, it is stored once, and every ``(device id, counter)`` seen more
   than once across all uploads so far is reported as a replay. Validators are named per partner.
   A device is flagged (no more certificates) only for a replay seen by two or more partners.
@@ -16,13 +17,11 @@ The format and the offline checks are :mod:`codes.ride`; this module is what the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
@@ -32,7 +31,8 @@ from codes.holders import Holders
 from codes.live import LiveCodes
 from codes.payload import CodeType
 from codes.repository import CodesRepository
-from codes.ride import RideRecord, device_id_of, find_replays, issue_device_certificate, verify_ride_code
+from codes.ride import RideRecord, device_id_of, find_replays, issue_device_certificate
+from codes.ride_check import Accepted, CheckerUnavailable, RideLogChecker, raw_keys
 from codes.schemas import (
     DeviceCertificateResponse,
     DeviceChallenge,
@@ -42,7 +42,6 @@ from codes.schemas import (
     RideLogResult,
     RideLogUpload,
     RideRejection,
-    RideScan,
 )
 from codes.settings import CodesSettings
 from codes.status import StatusResolver
@@ -52,15 +51,13 @@ from core.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, Un
 from core.keys import KeyManager
 from identity.principal import Principal
 
-__all__ = ["POP_CONTEXT", "RIDE_VERIFY_CHUNK", "Rides"]
+__all__ = ["POP_CONTEXT", "Rides"]
 
 log = logging.getLogger("onecity.codes.rides")
 
 #: Domain separation of the proof-of-possession signature (never a ride or JWS signature).
 POP_CONTEXT = b"OC1R/device-pop/v1\x00"
 _CHALLENGE_TTL_S = 300
-#: Lines of an upload verified per worker-thread hop (each hop is a few milliseconds of CPU).
-RIDE_VERIFY_CHUNK = 128
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -82,6 +79,7 @@ class Rides:
         verifier: The ``code`` keys for re-verifying uploaded rides.
         settings: Levels, certificate life, skew.
         issuer: The city's id.
+        checker: Verifies uploaded lines off the event loop (worker processes).
         audit: Records certificates and flagged devices.
     """
 
@@ -96,8 +94,10 @@ class Rides:
         verifier: OnlineVerifier,
         settings: CodesSettings,
         issuer: str,
+        checker: RideLogChecker,
         audit: AuditBatcher | None = None,
     ) -> None:
+        self._checker = checker
         self._repository = repository
         self._keys = keys
         self._holders = holders
@@ -214,51 +214,28 @@ class Rides:
 
     # validator logs --------------------------------------------------------------------------
 
-    def _check_chunk(
-        self,
-        rides: Sequence[RideScan],
-        keys: Mapping[str, Ed25519PublicKey],
-        now: float,
-        partner_id: str,
-        validator: str,
-    ) -> list[RideRecord | str]:
-        """Verify a slice of an upload (run in a worker thread): a record or a rejection reason."""
-        skew = self._settings.clock_skew_s
-        oldest = now - self._settings.device_certificate_s - self._settings.ride_log_upload_margin_s
-        out: list[RideRecord | str] = []
-        for ride in rides:
-            # ``cryptography`` keeps the GIL while verifying: hand it back before every line, so
-            # the event loop waits at most one line for it rather than a whole switch interval.
-            time.sleep(0)
-            # The scan time is the validator's word: bound it by the server's clock, so a log
-            # cannot place rides in the future or resurrect codes from long ago.
-            if ride.scanned_at > now + skew:
-                out.append("scanned_in_future")
-                continue
-            if ride.scanned_at < oldest:
-                out.append("upload_too_late")
-                continue
-            result = verify_ride_code(ride.code, keys, now=ride.scanned_at, skew_s=skew)
-            if not result.valid:
-                out.append(result.reason or "malformed")
-                continue
-            out.append(result.record(validator_id=validator, scanned_at=ride.scanned_at, partner_id=partner_id))
-        return out
+    async def close(self) -> None:
+        """Stop the worker processes that check uploads (at shutdown)."""
+        await self._checker.close()
 
-    async def _check(self, partner_id: str, request: RideLogUpload) -> list[RideRecord | str]:
-        """Verify every line off the event loop, in bounded chunks.
+    async def _check(self, request: RideLogUpload) -> list[Accepted | str]:
+        """Verify every line off the event loop (in the worker processes, :mod:`codes.ride_check`).
 
-        Two Ed25519 verifications per line make a full upload (2,000 lines) tens to hundreds of
-        milliseconds of CPU; in a worker thread, chunk by chunk, the event loop keeps serving
-        other requests meanwhile (the worker hands the GIL back before every line).
+        Raises:
+            DependencyUnavailable: the worker processes cannot be started or keep dying.
         """
-        keys = self._verifier.code_keys()
+        settings = self._settings
         now = time.time()
-        out: list[RideRecord | str] = []
-        for start in range(0, len(request.rides), RIDE_VERIFY_CHUNK):
-            chunk = request.rides[start : start + RIDE_VERIFY_CHUNK]
-            out.extend(await asyncio.to_thread(self._check_chunk, chunk, keys, now, partner_id, request.validator_id))
-        return out
+        try:
+            return await self._checker.check(
+                [(ride.code, ride.scanned_at) for ride in request.rides],
+                raw_keys(self._verifier.code_keys()),
+                now=now,
+                skew_s=settings.clock_skew_s,
+                oldest=now - settings.device_certificate_s - settings.ride_log_upload_margin_s,
+            )
+        except CheckerUnavailable:
+            raise DependencyUnavailable("Ride logs cannot be checked right now", retry_after=10) from None
 
     async def upload(self, partner_id: str, request: RideLogUpload) -> RideLogResult:
         """Store a validator's accepted rides and report every replay they take part in.
@@ -268,21 +245,22 @@ class Rides:
         certificates) only for a replay seen by two or more partners: one partner alone cannot
         get a citizen flagged by uploading a ride twice; its own replays are reported to it.
         """
-        checked = await self._check(partner_id, request)
+        checked = await self._check(request)
         rejected: list[RideRejection] = []
         rows = []
-        for index, outcome in enumerate(checked):
+        for index, (outcome, ride) in enumerate(zip(checked, request.rides, strict=True)):
             if isinstance(outcome, str):
                 rejected.append(RideRejection(index=index, reason=outcome))
                 continue
+            device_id, counter, at, subject = outcome
             rows.append(
                 (
-                    outcome.device_id,
-                    outcome.counter,
-                    outcome.at,
-                    outcome.validator_id,
-                    datetime.fromtimestamp(outcome.scanned_at, UTC),
-                    outcome.subject,
+                    device_id,
+                    counter,
+                    at,
+                    request.validator_id,
+                    datetime.fromtimestamp(ride.scanned_at, UTC),
+                    subject,
                     partner_id,
                 )
             )

@@ -20,7 +20,9 @@ from codes.live import LiveCodes
 from codes.overrides import Overrides
 from codes.partner_cache import PartnerCache
 from codes.pseudonym import Pseudonymizer
+from codes.reevaluation import HealthReevaluation
 from codes.repository import CodesRepository
+from codes.ride_check import RideLogChecker
 from codes.rides import Rides
 from codes.rulebook import RuleBook
 from codes.scanlog import ScanLog
@@ -76,6 +78,8 @@ class CodesService:
         rules: Health rule versions.
         scan_log: The group-committed scan log.
         retention: The retention job.
+        reevaluation: The periodic re-evaluation of current health-code holders (run as jobs
+            on the hall's queue, see :mod:`messages.reevaluation`).
     """
 
     def __init__(
@@ -152,9 +156,13 @@ class CodesService:
             verifier=self.verification,
             settings=settings,
             issuer=issuer,
+            checker=RideLogChecker(settings.ride_verify_processes),
             audit=self.audit,
         )
         self.retention = RetentionJob(self.repository, settings)
+        self.reevaluation = HealthReevaluation(
+            repository=self.repository, holders=self.holders, status=self.status, live=self.live, settings=settings
+        )
         # Verified partner tokens (see codes.dependencies.PartnerCache), per app instance.
         self.partners = PartnerCache(ttl_s=settings.partner_token_cache_s)
         self._keys = keys

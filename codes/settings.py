@@ -54,6 +54,15 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
             checked again (signature, revocation) on the verification hot path.
         summary_cache_s: How long the home screen's codes summary of one citizen is reused
             (``GET /v1/me/codes`` and issuing always decide afresh); ``0`` disables it.
+        ride_verify_processes: Worker processes per BFF process that verify uploaded ride
+            logs (started on the first upload); ``0`` verifies in a worker thread instead,
+            which holds the event loop up for a few milliseconds at a time.
+        reevaluate_interval_s: How often the health status of every citizen who holds a
+            current health code is decided again from department data (a job on the hall's
+            queue); ``0`` disables the re-evaluation.
+        reevaluate_window_s: A citizen "holds a current health code" when one was issued to
+            them within this many seconds.
+        reevaluate_batch: Citizens re-evaluated per job (each costs three department reads).
     """
 
     health_level: Level = "L3"
@@ -79,6 +88,10 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
     exposure_max_days: _Days = 31
     partner_token_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
     summary_cache_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30
+    ride_verify_processes: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
+    reevaluate_interval_s: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)] = 900
+    reevaluate_window_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+    reevaluate_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 200
 
     def required_level(self, api_name: str) -> str:
         """The level needed for holder code type ``api_name`` (``health``, ``transit``...)."""

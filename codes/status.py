@@ -162,7 +162,7 @@ class StatusResolver:
         self._audit = audit
         self._audit_reads = audit_reads
         #: Called with ``(account_id, code type, status)`` whenever a health status is decided
-        #: (on a read, by a staff override): the app wires the message centre here, which
+        #: (on a read, by a staff override, by the periodic re-evaluation): the app wires the message centre here, which
         #: turns a *change* into a ``code`` message and a ``code_status`` event.
         self.on_health_status: list[Callable[[str, str, str], Awaitable[None]]] = []
 
@@ -274,8 +274,11 @@ class StatusResolver:
         code_type: CodeType,
         decision: StatusDecision,
         saves: list[StatusRow] | None = None,
+        *,
+        issuing: bool = False,
     ) -> None:
         if saves is not None:  # the caller writes them together (save_decisions)
+            assert not issuing, "a code being issued is saved at once"
             saves.append(
                 (
                     holder.account_id,
@@ -294,6 +297,7 @@ class StatusResolver:
             rule_version=decision.rule_version,
             reasons=decision.reasons,
             decided_at=decision.as_of,
+            issuing=issuing,
         )
 
     # decisions -------------------------------------------------------------------------------
@@ -305,6 +309,7 @@ class StatusResolver:
         reads: SharedReads | None = None,
         *,
         saves: list[StatusRow] | None = None,
+        issuing: bool = False,
     ) -> StatusDecision:
         """The holder's status now, from department data or the fallback.
 
@@ -316,6 +321,8 @@ class StatusResolver:
             saves: Collects the decisions to store instead of storing each at once; the
                 caller deciding several types writes them in one round trip
                 (:meth:`save_decisions`).
+            issuing: A health code is being issued with this decision: the holder is then one
+                of those the periodic re-evaluation looks at (:mod:`codes.reevaluation`).
 
         Raises:
             DependencyUnavailable: transit/social security with the department down and nothing
@@ -323,7 +330,7 @@ class StatusResolver:
         """
         now = dt.datetime.now(dt.UTC)
         if code_type is CodeType.HEALTH:
-            return await self._health_status(holder, now, reads, saves)
+            return await self._health_status(holder, now, reads, saves, issuing=issuing)
         if code_type is CodeType.CITIZEN:
             return StatusDecision(status="A", source="department", as_of=now)
         try:
@@ -390,6 +397,8 @@ class StatusResolver:
         now: dt.datetime,
         reads: SharedReads | None = None,
         saves: list[StatusRow] | None = None,
+        *,
+        issuing: bool = False,
     ) -> StatusDecision:
         ruleset = await self._rules.active()
         # The override is read while the department answers: one latency, not two.
@@ -416,7 +425,7 @@ class StatusResolver:
                 reasons=evaluated.reasons,
                 rule_version=evaluated.rule_version,
             )
-            await self._save(holder, CodeType.HEALTH, decision, saves)
+            await self._save(holder, CodeType.HEALTH, decision, saves, issuing=issuing)
         effective = self._with_override(decision, override, now)
         if effective.source != "fallback":
             # A fallback (department unreachable) is no news for the citizen.

@@ -8,7 +8,8 @@ the first row that does not match: an altered row (its hash), a removed row (a g
 or a broken link, or the stream's head pointing past the last row), a reordered row (its
 ``seq`` or link). :class:`AuditRetention` removes the rows past the retention period (at
 least 180 days, Cybersecurity Law art. 21), a prefix of each stream at a time, recording the
-last removed row's hash as the stream's anchor so the rest stays verifiable.
+last removed row's hash as the stream's anchor so the rest stays verifiable; rows set aside in
+``write_quarantine`` go after the same period.
 
 What this does not do: someone who can rewrite the whole table *and* the heads (a database
 superuser) can forge a consistent chain. Exporting the heads (``onecity audit verify`` prints
@@ -258,6 +259,9 @@ class AuditRetention:
         dropped = await self._drop_partitions(cutoff)
         if dropped is None:
             return None
+        quarantined = await self._prune_quarantine(cutoff)
+        if quarantined is None:
+            return None
         async with self._pool.acquire() as conn:
             await write_audit(
                 conn,
@@ -265,13 +269,42 @@ class AuditRetention:
                     AuditEvent(
                         action="audit.retention",
                         outcome="success",
-                        details={"removed": total, "before": cutoff.isoformat(), "partitions_dropped": dropped},
+                        details={
+                            "removed": total,
+                            "before": cutoff.isoformat(),
+                            "partitions_dropped": dropped,
+                            "quarantine_removed": quarantined,
+                        },
                     )
                 ],
             )
-        if total:
-            log.info("audit retention done", extra={"removed": total, "partitions_dropped": len(dropped)})
+        if total or quarantined:
+            log.info(
+                "audit retention done",
+                extra={"removed": total, "partitions_dropped": len(dropped), "quarantine_removed": quarantined},
+            )
         return total
+
+    async def _prune_quarantine(self, cutoff: datetime) -> int | None:
+        """Remove ``write_quarantine`` rows older than the cutoff (audit and scan-log rows a batch
+        writer could not store): they are kept as long as the audit log itself, no longer."""
+        removed = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
+                    return None
+                batch: int = await conn.fetchval(
+                    """WITH gone AS (
+                           DELETE FROM write_quarantine WHERE id = ANY(ARRAY(
+                               SELECT id FROM write_quarantine WHERE quarantined_at < $1 LIMIT $2))
+                           RETURNING 1
+                       ) SELECT count(*) FROM gone""",
+                    cutoff,
+                    self._batch,
+                )
+            removed += batch
+            if batch < self._batch:
+                return removed
 
     async def _drop_partitions(self, cutoff: datetime) -> list[str] | None:
         """Drop the months that ended before the cutoff and whose every row is anchored."""

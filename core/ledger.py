@@ -25,6 +25,7 @@ __all__ = [
     "ID_TOKEN_RELEASE_ACTION",
     "KINDS",
     "MAX_HOLD",
+    "SMS_FALLBACK_ACTION",
     "check_hold",
     "id_token_release",
     "staff_context",
@@ -34,6 +35,9 @@ __all__ = [
 ID_TOKEN_RELEASE_ACTION = "oidc.id_token"  # noqa: S105 - an audit action name
 #: A staff exposure query returned one of the citizen's check-ins (one row per citizen).
 EXPOSURE_SUBJECT_ACTION = "codes.exposure.subject"
+#: A ``security`` message went to the citizen's phone through the SMS gateway (their phone number
+#: and the message's title were handed to it): ``details.category``, ``details.message_id``.
+SMS_FALLBACK_ACTION = "messages.sms_fallback"
 #: Longest an investigator may hide an exposure query from the citizens it returned.
 MAX_HOLD = timedelta(days=30)
 
@@ -52,6 +56,8 @@ ACTIONS_BY_KIND: Mapping[str, tuple[str, ...]] = {
         "hall.application.event",
         "hall.application.read",
     ),
+    # The message centre handed the citizen's phone number to the SMS gateway (messages.delivery).
+    "message_delivery": (SMS_FALLBACK_ACTION,),
 }
 KINDS: tuple[str, ...] = tuple(ACTIONS_BY_KIND)
 

@@ -46,6 +46,8 @@ ENTRY_BUNDLE: Final = "hall.advance_bundle"
 #: connection rather than through ``Queries.enqueue``, which sends ``headers`` as JSON text:
 #: our pool's jsonb codec (core.db) expects Python values and would encode that text again.
 _ENQUEUE: Final = QueryQueueBuilder().build_enqueue_query("raise")
+#: The same, adding nothing while a job with the same ``dedupe_key`` is queued or running.
+_ENQUEUE_ONCE: Final = QueryQueueBuilder().build_enqueue_query("skip")
 _UNEXPECTED_RETRIES: Final = 20
 
 
@@ -75,15 +77,22 @@ class JobPayload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     n: int = 0
 
 
-async def enqueue(conn: Connection, entrypoint: str, payload: JobPayload, *, delay_s: float = 0.0) -> None:
-    """Add a job on ``conn`` (inside its transaction, if one is open)."""
+async def enqueue(
+    conn: Connection, entrypoint: str, payload: JobPayload, *, delay_s: float = 0.0, dedupe_key: str | None = None
+) -> None:
+    """Add a job on ``conn`` (inside its transaction, if one is open).
+
+    With ``dedupe_key``, nothing is added while a job with that key is queued or running
+    (pgqueuer's unique ``dedupe_key`` among those), so a step retried after a crash does not
+    enqueue its successor twice.
+    """
     await conn.fetch(
-        _ENQUEUE,
+        _ENQUEUE if dedupe_key is None else _ENQUEUE_ONCE,
         [0],
         [entrypoint],
         [msgspec.json.encode(payload)],
         [dt.timedelta(seconds=delay_s)],
-        [None],
+        [dedupe_key],
         [None],
     )
 

@@ -86,8 +86,9 @@ class SecurityNotice:
 
     Attributes:
         account_id: Whose account.
-        kind: ``new_device`` (a login on a device never seen on this account), or
-            ``binding_attempt`` (someone tried to bind this account's identity to theirs).
+        kind: ``new_device`` (a login on a device never seen on this account),
+            ``binding_attempt`` (someone tried to bind this account's identity to theirs), or
+            ``identity_corrected`` (the account's bound identity was corrected).
         event: Names the producing event (its dedupe key): one message per event.
         device_name: The new device's own name (chosen by its user; no PII of ours).
     """
@@ -975,6 +976,17 @@ class IdentityService:
                         )
                     ],
                 )
+                # The citizen is told in the correction's own transaction: a correction they did
+                # not make is an account takeover, and the other sessions that could have seen it
+                # in the app have just ended (the message is pushed, or sent by SMS).
+                await self._security(
+                    conn,
+                    SecurityNotice(
+                        account_id=principal.account_id,
+                        kind="identity_corrected",
+                        event=f"corrected:{secrets.token_hex(8)}",
+                    ),
+                )
         except asyncpg.UniqueViolationError:
             STEP_UPS.labels("correction", "failure").inc()
             await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
@@ -982,6 +994,7 @@ class IdentityService:
         # grant id) stop at once, not when they expire; live codes are ended by the hooks.
         await self.revocations.revoke(SESSIONS, ended["sessions"])
         await self.revocations.revoke(GRANTS, ended["grants"])
+        await self._security_committed(principal.account_id)
         for hook in self.on_identity_corrected:
             await hook(principal, ended["grants"])
         STEP_UPS.labels("correction", "success").inc()

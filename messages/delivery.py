@@ -25,6 +25,7 @@ import msgspec
 
 from core.audit import AuditEvent, write_audit
 from core.errors import Forbidden
+from core.ledger import SMS_FALLBACK_ACTION
 from hall.jobs import JobPayload, RetryLater, enqueue
 from identity.staff.permissions import StaffPrincipal, region_covers
 from messages.metrics import DELIVERIES
@@ -147,7 +148,7 @@ class Delivery:
                     self.centre.repository.pool,
                     [
                         AuditEvent(
-                            action="messages.sms_fallback",
+                            action=SMS_FALLBACK_ACTION,
                             outcome="success",
                             actor_type="system",
                             actor_id="onecity",

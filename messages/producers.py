@@ -1,14 +1,13 @@
 """Producers that other domains reach through hooks (they cannot import the message centre):
-identity's security notices and identity corrections."""
+identity's security notices (new devices, binding attempts, identity corrections) and codes'
+health status decisions."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Final
 
 from core.db import Connection
 from identity import SecurityNotice
-from identity.principal import Principal
 from messages.service import MessageCentre
 
 __all__ = ["CodeStatusMessages", "SecurityMessages"]
@@ -51,18 +50,6 @@ class SecurityMessages:
     async def committed(self, account_id: str) -> None:
         """After the event's commit: wake the account's streams."""
         await self.centre.announce(account_id)
-
-    async def identity_corrected(self, principal: Principal, grant_ids: list[str]) -> None:
-        """An identity correction (each one is its own event)."""
-        del grant_ids
-        title, body = _TEXT["identity_corrected"]
-        await self.centre.post(
-            account_id=principal.account_id,
-            category="security",
-            title=title,
-            body=body,
-            dedupe_key=f"security:corrected:{uuid.uuid4()}",
-        )
 
 
 _CODE_TEXT: Final = {"G": "绿码", "Y": "黄码", "R": "红码"}

@@ -98,7 +98,7 @@ class ScreensController(Controller):
                 max_length=200,
                 description=(
                     "Comma-separated kinds: department_read, code_verification, claims_release, staff_action,"
-                    " application_handling"
+                    " application_handling, message_delivery"
                 ),
             ),
         ] = None,

@@ -27,11 +27,12 @@ from bff.screens.schemas import (
     DataAccessEntry,
     DataAccessPage,
     LedgerItem,
+    MessageDeliveryEntry,
     StaffActionEntry,
 )
 from codes.verifier import API_NAMES
 from core.errors import BadRequest
-from core.ledger import ACTIONS_BY_KIND, EXPOSURE_SUBJECT_ACTION, ID_TOKEN_RELEASE_ACTION, KINDS
+from core.ledger import ACTIONS_BY_KIND, EXPOSURE_SUBJECT_ACTION, ID_TOKEN_RELEASE_ACTION, KINDS, SMS_FALLBACK_ACTION
 
 __all__ = ["ClientNames", "ledger_page", "parse_kinds"]
 
@@ -262,6 +263,17 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
             application_number=details.get("application"),
             matter=details.get("matter"),
             status=details.get("status") if handled == "status_reported" else None,
+        )
+    if action == SMS_FALLBACK_ACTION:
+        message_id = details.get("message_id")
+        return MessageDeliveryEntry(
+            at=row["at"],
+            who=Accessor(type="department", id=str(details.get("department") or "sms")),
+            purpose="security-alert",
+            channel="sms",
+            category=str(details.get("category", "")),
+            message_id=str(message_id) if isinstance(message_id, int) else None,
+            released=["phone_number", "title"],
         )
     if action in _STAFF_ACTIONS:
         kind, purpose = _STAFF_ACTIONS[action]

@@ -42,6 +42,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerItem",
     "LedgerKind",
+    "MessageDeliveryEntry",
     "Section",
     "SectionState",
     "SocsecCardData",
@@ -221,7 +222,9 @@ class ContributionsSection(Section[ContributionsData], frozen=True, kw_only=True
 # docs/data-access.md. Every entry says when (`at`), who (`who`), why (`purpose`) and, by its
 # `kind`, what. A tagged union: the kinds have different shapes and the app switches on `kind`.
 
-LedgerKind = Literal["department_read", "code_verification", "claims_release", "staff_action", "application_handling"]
+LedgerKind = Literal[
+    "department_read", "code_verification", "claims_release", "staff_action", "application_handling", "message_delivery"
+]
 
 
 class Accessor(Response, frozen=True, kw_only=True, omit_defaults=True):
@@ -353,7 +356,31 @@ class ApplicationHandlingEntry(LedgerEntry, frozen=True, kw_only=True, omit_defa
     status: str | None = None
 
 
-LedgerItem = DataAccessEntry | CodeVerificationEntry | ClaimsReleaseEntry | StaffActionEntry | ApplicationHandlingEntry
+class MessageDeliveryEntry(LedgerEntry, frozen=True, kw_only=True, omit_defaults=True, tag="message_delivery"):
+    """``message_delivery``: OneCity handed the citizen's phone number to the SMS gateway to
+    deliver a message (the ``security`` SMS fallback; ``who`` is the ``sms`` department).
+
+    Attributes:
+        channel: ``sms``.
+        category: The message's category (``security``).
+        message_id: The inbox message that was delivered (as ``GET /v1/me/messages`` lists it).
+        released: What the gateway received: ``phone_number`` and the message's ``title``.
+    """
+
+    channel: str
+    category: str
+    message_id: str | None = None
+    released: list[str]
+
+
+LedgerItem = (
+    DataAccessEntry
+    | CodeVerificationEntry
+    | ClaimsReleaseEntry
+    | StaffActionEntry
+    | ApplicationHandlingEntry
+    | MessageDeliveryEntry
+)
 
 
 class DataAccessPage(Response, frozen=True, kw_only=True, omit_defaults=True):

@@ -310,12 +310,18 @@ def _control_handlers(state: SimulatorState) -> list[ControllerRouterHandler]:
     return [read_faults, set_faults, clear_faults, read_stats, reset_stats]
 
 
-def build_simulator(state: SimulatorState, route_handlers: Sequence[ControllerRouterHandler]) -> Litestar:
+def build_simulator(
+    state: SimulatorState,
+    route_handlers: Sequence[ControllerRouterHandler],
+    control_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
     """Assemble a simulator app.
 
     Args:
         state: The simulator's state (department, verifier, faults, stats).
         route_handlers: The contract routes. Each may take ``token: NamedDependency[VerifiedServiceToken]``.
+        control_handlers: The simulator's own ``/_sim`` routes besides faults and stats (no
+            service token, like those).
     """
     contract = Router(
         path="/",
@@ -326,7 +332,7 @@ def build_simulator(state: SimulatorState, route_handlers: Sequence[ControllerRo
     )
     desk = state.cases
     return Litestar(
-        route_handlers=[contract, *_control_handlers(state)],
+        route_handlers=[contract, *_control_handlers(state), *control_handlers],
         on_shutdown=[] if desk is None else [desk.aclose],
         exception_handlers={
             SimulatorError: _on_simulator_error,

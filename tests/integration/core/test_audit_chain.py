@@ -6,6 +6,7 @@ what someone with direct database access could do; the chain is what still tells
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from core import audit_cli
 from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.audit_chain import RETENTION_LOCK_ID, AuditRetention, AuditSettings, verify_chain
 from core.db import Connection, Pool
@@ -187,6 +189,33 @@ async def test_retention_removes_old_rows_and_the_chain_still_verifies(pool: Poo
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'audit.retention'") == 1
     assert await retention.run_once() == 0
     assert (await verify_chain(pool)).ok
+
+
+async def test_retention_removes_quarantined_rows_older_than_the_audit_retention(
+    database_url: str, pool: Pool, clean: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batcher = AuditBatcher(pool, interval_s=60)
+    for name in ("old", "young", "new"):  # jsonb refuses \u0000: each row is quarantined
+        batcher.add(
+            AuditEvent(action="codes.ride_log.upload", outcome="success", details={"validator_id": f"{name}\x00"})
+        )
+    assert await batcher.flush() is True
+    assert batcher.quarantined == 3
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM write_quarantine ORDER BY id")]
+    await pool.execute("UPDATE write_quarantine SET quarantined_at = now() - interval '200 days' WHERE id = $1", ids[0])
+    await pool.execute("UPDATE write_quarantine SET quarantined_at = now() - interval '170 days' WHERE id = $1", ids[1])
+
+    # `onecity audit retention`, as cron runs it.
+    args = argparse.Namespace(audit_command="retention")
+    assert await audit_cli.run(args, database_url=database_url, settings=AuditSettings(retention_days=180)) == 0
+
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM write_quarantine ORDER BY id")] == ids[1:]
+    details = await pool.fetchval("SELECT details FROM audit_log WHERE action = 'audit.retention'")
+    assert details["quarantine_removed"] == 1
+    assert "removed 0 audit rows" in capsys.readouterr().out
+    # A longer retention keeps the 170-day-old row; nothing is removed twice.
+    assert await AuditRetention(pool, AuditSettings(retention_days=365)).run_once() == 0
+    assert await pool.fetchval("SELECT count(*) FROM write_quarantine") == 2
 
 
 async def test_retention_is_one_process_at_a_time(pool: Pool, clean: None) -> None:

@@ -101,6 +101,37 @@ async def test_security_ignores_quiet_hours_and_falls_back_to_sms_without_a_toke
     assert len(texts) == before + 2 and "新设备登录提醒" in texts[-1]  # the login's OTP, then the alert
 
 
+async def test_an_sms_fallback_is_in_the_citizens_ledger(hall: Hall, sms: SmsGateway, pool: Pool, redis: Redis) -> None:
+    phone = ZHANG_SAN[0]
+    me = bearer((await login(hall.http, sms, phone))["access_token"])
+    await redis.delete(*(await redis.keys("*otp*")) or ["none"])
+    await login(hall.http, sms, phone, device_id="device-2")  # a new device: security, no push token
+
+    async def delivered() -> bool:
+        return await outcome(pool, "security") is not None
+
+    await eventually(delivered, timeout_s=20)
+    assert await outcome(pool, "security") == "sms"
+    [message] = (await hall.http.get("/v1/me/messages", headers=me)).json()["messages"]
+    response = await hall.http.get("/v1/me/data-access", params={"kind": "message_delivery"}, headers=me)
+    assert response.status_code == 200, response.text
+    [entry] = response.json()["items"]
+    assert entry.pop("at")
+    assert entry == {
+        "kind": "message_delivery",
+        "who": {"type": "department", "id": "sms"},
+        "purpose": "security-alert",
+        "channel": "sms",
+        "category": "security",
+        "message_id": message["id"],
+        "released": ["phone_number", "title"],
+    }
+    assert phone not in response.text
+    # Listed among all kinds too, once.
+    everything = (await hall.http.get("/v1/me/data-access", headers=me)).json()["items"]
+    assert [i["kind"] for i in everything].count("message_delivery") == 1
+
+
 async def test_a_staff_notice_reaches_the_region_and_another_region_is_403(
     hall: Hall, sms: SmsGateway, staff_admin: StaffAdmin
 ) -> None:

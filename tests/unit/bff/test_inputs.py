@@ -18,6 +18,9 @@ from bff.inputs import MAX_JSON_DEPTH, too_deep
         (b'{"a": "' + b"[" * 3000 + b'"}', False),  # brackets inside a string do not nest
         (b'{"a": "\\"' + b"[" * 3000 + b'"}', False),  # nor after an escaped quote
         (b"[" + b"{}," * 5000 + b"{}]", False),  # many siblings, shallow
+        (b'[{"a": "\\\\"}, ' + b"[" * 3000 + b"]", True),  # an escaped backslash ends no string
+        (b'["\\u005b' + b"[" * 40 + b'"]' + b", {}" * 40, False),  # a \u escape inside a string
+        (b"[" * 20 + b'"' + b"[" * 13, True),  # an unterminated string's quote closes nothing
     ],
 )
 def test_too_deep(body: bytes, deep: bool) -> None:

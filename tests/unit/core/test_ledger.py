@@ -40,4 +40,12 @@ def test_the_release_event_names_claims_never_values() -> None:
     assert event.subject_id == "acc-1" and event.actor_id == "hospital" and event.actor_type == "partner"
     assert dict(event.details) == {"claims": ["name", "phone_number"]}
     assert event.action in ACTIONS_BY_KIND["claims_release"]
-    assert KINDS == ("department_read", "code_verification", "claims_release", "staff_action", "application_handling")
+    assert KINDS == (
+        "department_read",
+        "code_verification",
+        "claims_release",
+        "staff_action",
+        "application_handling",
+        "message_delivery",
+    )
+    assert ACTIONS_BY_KIND["message_delivery"] == ("messages.sms_fallback",)
