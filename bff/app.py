@@ -7,6 +7,7 @@ nothing until the server starts it; its lifespan opens the pools and clients
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,6 +102,12 @@ def create_app(settings: Settings) -> Litestar:
         hall_worker = await start_hall_worker(app.state, resources)
         app.state.hall_worker = hall_worker
         app.state.admission = admission
+        # Everything made so far (modules, the app, pools, caches) lives as long as the
+        # worker: move it out of the collector's reach, so a full collection walks only what
+        # requests made since. Unfrozen, one walked ~100,000 objects and stopped the event
+        # loop for 70-95 ms under load (every request waiting that long).
+        if settings.server.gc_freeze:
+            gc.freeze()
         try:
             async with admission.running():
                 yield

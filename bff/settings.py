@@ -110,6 +110,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     auth_rate_per_minute: int = 120
     #: CIDRs of the proxies whose X-Forwarded-For / Forwarded is believed; empty: none.
     trusted_proxies: tuple[str, ...] = ()
+    #: Freeze the objects made at start-up out of the garbage collector's reach (``gc.freeze``):
+    #: off only where many apps start and stop in one process (the test suite), since frozen
+    #: cycles are never collected.
+    gc_freeze: bool = True
 
     def __post_init__(self) -> None:
         for cidr in self.trusted_proxies:
@@ -208,6 +212,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "ONECITY_PORT": "server.port",
     "ONECITY_WORKERS": "server.workers",
     "ONECITY_MAX_BODY_BYTES": "server.max_body_bytes",
+    "ONECITY_GC_FREEZE": "server.gc_freeze",
     "ONECITY_MAX_HEADER_BYTES": "server.max_header_bytes",
     "ONECITY_CORS_ORIGINS": "server.cors_origins",
     "ONECITY_AUTH_RATE_PER_MINUTE": "server.auth_rate_per_minute",

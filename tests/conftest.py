@@ -145,6 +145,8 @@ def settings(database_url: str, redis_url: str, department_endpoints: Department
             # of requests are common; automatic shedding and the per-worker budgets (bff.peak)
             # must not answer 503 in tests about other things. Its own tests set them.
             "ONECITY_PEAK_LOOP_LAG_MS": "60000",
+            # Hundreds of apps start in this one process: frozen objects would never be freed.
+            "ONECITY_GC_FREEZE": "false",
             "ONECITY_PEAK_TIER0_LATENCY_MS": "60000",
             "ONECITY_PEAK_MAX_IN_FLIGHT": "4096",
             "ONECITY_PEAK_CHANNEL_MAX_IN_FLIGHT": "4096",
