@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench.cpu import sample_cpu, usage_between
+from bench.peers import DEFAULT_PEERS, DEFAULT_SCRIPT, PeerResult, run_peers
 from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
 from bench.scenarios import BASELINE, SCENARIOS, Prepared, Scenario
 from bench.servers import compare_servers
@@ -62,6 +63,8 @@ class Options(argparse.Namespace):
     peak_rate: float
     peak_factor: float
     peak_duration: int | None
+    peers: bool
+    peers_script: Path
 
 
 def _scenario_list(text: str) -> list[str]:
@@ -138,6 +141,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--peak-factor", type=float, default=10.0, help="peak = steady x this (default 10)")
     parser.add_argument(
         "--peak-duration", type=_positive, default=None, help="seconds of peak load (default 60; --quick 10)"
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help=f"first run the peers' harness ({' '.join(DEFAULT_PEERS)}: node-oidc-provider on Redis, "
+        "django-oauth-toolkit; ~15 min of the whole machine), then the scenarios; one table of both",
+    )
+    parser.add_argument(
+        "--peers-script",
+        type=Path,
+        default=DEFAULT_SCRIPT,
+        help="the peers' run_all.sh (default ../shared/peers/run_all.sh from the repository root)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv, namespace=Options())
@@ -378,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         return _main_soak(options)
     if options.peak:
         return _main_peak(options)
+    peers: list[PeerResult] = []
     try:
+        if options.peers:
+            # Right before OneCity, so both are measured in one window of the same machine.
+            _say(f"peers: {options.peers_script} {' '.join(DEFAULT_PEERS)} (about 15 minutes)")
+            peers = run_peers(options.peers_script, DEFAULT_PEERS)
         report = run(options)
     except (StartError, WrkError, RuntimeError, OSError) as exc:
         # The system is already stopped and its database dropped (System.__exit__).
@@ -386,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    if options.peers:
+        report.peers = peers
+        report.peers_command = f"../shared/peers/run_all.sh {' '.join(DEFAULT_PEERS)}"
     print()
     print(render_text(report))
     if options.output is not None:
