@@ -48,6 +48,8 @@ BORDER = 4
 #: random bits, for which the eight masks score alike; 0 is the checkerboard.
 MASK_PATTERN = 0
 _CACHE_SIZE = 256
+#: A module (0 light, 1 dark) as a grey pixel: white or black.
+_MODULE_PIXELS = bytes([255, 0]) + bytes(254)
 _POSTER_BOX_SIZE = 16
 # Fonts that carry CJK glyphs, tried in order for poster titles (venue names are often Chinese).
 _CJK_FONTS = (
@@ -119,7 +121,7 @@ def _png(payload: str) -> bytes:
     # nearest neighbour: the same 1-bit image qrcode's PilImage draws module by module.
     matrix = _qr(payload).get_matrix()
     size = len(matrix)
-    modules = bytes(0 if dark else 255 for row in matrix for dark in row)
+    modules = b"".join(map(bytes, matrix)).translate(_MODULE_PIXELS)  # rows of True/False
     image = (
         Image.frombytes("L", (size, size), modules)
         .resize((size * BOX_SIZE, size * BOX_SIZE), Image.Resampling.NEAREST)

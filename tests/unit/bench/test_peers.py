@@ -73,10 +73,10 @@ def _wrk(rps: float, p50_ms: float = 1.0, exhausted: int = 0) -> WrkResult:
     return WrkResult(int(rps * 20), 20.0, rps, p50_ms, 2 * p50_ms, 3 * p50_ms, p50_ms, 9 * p50_ms, 0, 0, exhausted)
 
 
-def _onecity(name: str, rps: float, *, bff_cores: float = 1.5, **fields: object) -> ScenarioResult:
+def _onecity(name: str, rps: float, *, bff_cores: float = 1.5) -> ScenarioResult:
     scenario = SCENARIOS[name]
     cpu = CpuUsage({"bff": bff_cores, "postgres": 0, "redis": 0, "simulators": 0, "wrk": 0, "other": 0}, 20.0)
-    return ScenarioResult(name, scenario.description, _wrk(rps), 0, cpu=cpu, targets=scenario.targets, **fields)  # type: ignore[arg-type]
+    return ScenarioResult(name, scenario.description, _wrk(rps), 0, cpu=cpu, targets=scenario.targets)
 
 
 def _table(text: str) -> list[list[str]]:
