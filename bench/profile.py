@@ -163,8 +163,18 @@ async def _profile(options: argparse.Namespace, system: System) -> str:
     return head + out.getvalue()
 
 
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_OWN_METRICS_ENV = "BENCH_PROFILE_METRICS_DIR"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile one scenario; print the top functions."""
+    if not os.environ.get(_METRICS_ENV):
+        # As under `onecity serve`: metrics written to shared files (what they cost there).
+        # prometheus_client picks its storage when first imported, so start again with it set.
+        os.environ[_METRICS_ENV] = os.environ[_OWN_METRICS_ENV] = tempfile.mkdtemp(prefix="onecity-profile-")
+        args = sys.argv[1:] if argv is None else argv
+        os.execv(sys.executable, [sys.executable, "-m", "bench.profile", *args])  # noqa: S606
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=["trivial", "client_credentials", "refresh"])
     parser.add_argument("--requests", type=int, default=4000)
@@ -190,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             system._clear_redis()
         asyncio.run(_drop_database(admin_url, system.database_name))
         shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get(_OWN_METRICS_ENV):
+            shutil.rmtree(os.environ[_OWN_METRICS_ENV], ignore_errors=True)
     return 0
 
 
