@@ -155,6 +155,8 @@ async def _profile(options: argparse.Namespace, system: System) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.strip_dirs().sort_stats(options.sort).print_stats(options.limit)
+    if options.callers:
+        stats.print_callers(options.callers)
     head = (
         f"{options.scenario}: {options.requests} requests, {options.concurrency} at a time; "
         f"{1000 * cpu / options.requests:.3f} ms CPU/request under cProfile (its overhead included), "
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative, ...)")
     parser.add_argument("--limit", type=int, default=30, help="functions printed")
+    parser.add_argument("--callers", default="", help="also print the callers of functions matching this")
     options = parser.parse_args(argv)
     admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
     redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             import uvloop  # granian's loop in production
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        print(asyncio.run(_profile(options, system)))
+        print(asyncio.run(_profile(options, system)), flush=True)
     finally:
         with contextlib.suppress(Exception):
             system._clear_redis()

@@ -164,11 +164,11 @@ class AccessTokens:
         moment = time.time() if now is None else now
         cached = self._verified.get((token, aud))
         if cached is not None:
-            claims, kid, key = cached
+            remembered, cached_kid, cached_key = cached
             # The ring's key objects are replaced on reload: a retired key is gone from it.
-            if self._keys.ring.public_key(kid, "token") is key:
+            if self._keys.ring.public_key(cached_kid, "token") is cached_key:
                 self._verified.move_to_end((token, aud))
-                return self._check_times(claims, moment)
+                return self._check_times(remembered, moment)
             del self._verified[(token, aud)]
         if len(token) > _MAX_TOKEN_CHARS or token.count(".") != 2:
             raise _invalid()
