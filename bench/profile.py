@@ -63,8 +63,13 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
         yield
     finally:
         await to_app.put({"type": "lifespan.shutdown"})
-        await from_app.get()
-        await task
+        # A shutdown that hangs must not keep the profile from being printed and the run's
+        # database from being dropped.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(from_app.get(), timeout=15)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 async def _call(app: Any, request: _Request) -> tuple[int, bytes]:
