@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.cpu import sample_cpu, usage_between
+from bench.peers import DEFAULT_PEERS, DEFAULT_SCRIPT, PeerResult, run_peers
 from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
 from bench.scenarios import BASELINE, SCENARIOS, Prepared, Scenario
 from bench.servers import compare_servers
@@ -73,6 +74,8 @@ class Options(argparse.Namespace):
     bundle_rate: float
     bundle_load: str
     bundle_load_connections: int
+    peers: bool
+    peers_script: Path
 
 
 def _scenario_list(text: str) -> list[str]:
@@ -187,6 +190,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--bundle-load-connections", type=_positive, default=8, help="wrk connections of --bundle-load (default 8)"
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help=f"first run the peers' harness ({' '.join(DEFAULT_PEERS)}: node-oidc-provider on Redis, "
+        "django-oauth-toolkit; ~15 min of the whole machine), then the scenarios; one table of both",
+    )
+    parser.add_argument(
+        "--peers-script",
+        type=Path,
+        default=DEFAULT_SCRIPT,
+        help="the peers' run_all.sh (default ../shared/peers/run_all.sh from the repository root)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv, namespace=Options())
@@ -439,7 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         return _main_peak(options)
     if options.bundles:
         return _main_bundles(options, options.bundles)
+    peers: list[PeerResult] = []
     try:
+        if options.peers:
+            # Right before OneCity, so both are measured in one window of the same machine.
+            _say(f"peers: {options.peers_script} {' '.join(DEFAULT_PEERS)} (about 15 minutes)")
+            peers = run_peers(options.peers_script, DEFAULT_PEERS)
         report = run(options)
     except (StartError, WrkError, RuntimeError, OSError) as exc:
         # The system is already stopped and its database dropped (System.__exit__).
@@ -447,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    if options.peers:
+        report.peers = peers
+        report.peers_command = f"../shared/peers/run_all.sh {' '.join(DEFAULT_PEERS)}"
     print()
     print(render_text(report))
     if options.output is not None:

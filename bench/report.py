@@ -18,7 +18,8 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.cpu import CATEGORIES, CpuUsage
-from bench.scenarios import BASELINE, Reference, Target
+from bench.peers import PeerResult
+from bench.scenarios import BASELINE, NODE_OIDC, Reference, Target
 from bench.wrk import WrkResult, WrkSettings
 
 __all__ = [
@@ -103,6 +104,12 @@ class RunReport:
     servers: list[ServerResult] = field(default_factory=list)
     server_wrk: WrkSettings | None = None
     notes: list[str] = field(default_factory=list)
+    peers: list[PeerResult] = field(default_factory=list)  # --peers: measured right before
+    peers_command: str = ""
+
+    def peer_result(self, server: str, scenario: str) -> PeerResult | None:
+        """What peer ``server`` measured for ``scenario`` in this run (``--peers``), if anything."""
+        return next((p for p in self.peers if p.server == server and p.scenario == scenario), None)
 
     def baseline_rps(self) -> float | None:
         """Requests/s of the trivial endpoint in this run."""
@@ -180,6 +187,22 @@ def evaluate_target(report: RunReport, item: ScenarioResult, target: Target) -> 
             return "no trivial in this run", None
         value = r.rps / baseline
         text = f"{value:.3f} × trivial"
+    elif target.metric == "x_peer":
+        peer = report.peer_result(target.peer or "", item.name)
+        if peer is None or not peer.rps:
+            return f"no {target.peer} {item.name} in this run (--peers)", None
+        value = r.rps / peer.rps
+        text = f"{r.rps:,.0f} ÷ {peer.rps:,.0f} = {value:.2f} × {target.peer}"
+    elif target.metric == "bff_cpu_ms":
+        if item.cpu is None:
+            return "CPU not measured", None
+        value = item.cpu.cpu_ms_per_request("bff", r.requests)
+        text = f"{value:.2f} ms BFF CPU per request"
+    elif target.metric == "counter_per_request":
+        if target.counter not in item.counters:
+            return f"no {target.counter} counted", None
+        value = item.counters[target.counter] / max(1, r.requests)
+        text = f"{value:.2f} {target.counter} per request"
     elif target.metric == "p50_over_ms":
         other = report.result_of(target.over) if target.over else None
         base = other.result.p50_ms if other is not None else target.over_fallback_ms
@@ -189,6 +212,9 @@ def evaluate_target(report: RunReport, item: ScenarioResult, target: Target) -> 
     else:
         value = r.p99_ms
         text = f"p99 {r.p99_ms:,.0f} ms, max {r.max_ms:,.0f} ms"
+    if r.exhausted:
+        # Reused single-use items fail fast: the numbers say nothing about the goal.
+        return f"{text}; the prepared data ran out, so not measured", None
     return text, value >= target.bound if target.at_least else value <= target.bound
 
 
@@ -234,11 +260,53 @@ def _load_note(item: ScenarioResult, report: RunReport) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _peer_ratio(report: RunReport, scenario: str, rps: float) -> str:
+    reference = report.peer_result(NODE_OIDC, scenario)
+    return f"{rps / reference.rps:.2f}" if reference is not None and reference.rps else "-"
+
+
+def render_peers(report: RunReport) -> list[str]:
+    """``--peers``: the peers and OneCity in one table, each OneCity goal marked met or not."""
+    lines = [
+        f"Side by side, one window: the peers by `{report.peers_command}` (its README: how each is loaded "
+        "and what each stores), then OneCity's scenarios right after. CPU ms/request is the server's "
+        "(OneCity: the BFF's) CPU time per request; × node-oidc-provider compares req/s of the same "
+        "scenario.",
+        "",
+        "| server | scenario | req/s | CPU ms/request | errors | × trivial (same server) "
+        "| × node-oidc-provider | goal | measured | |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    trivial = {p.server: p.rps for p in report.peers if p.scenario == BASELINE}
+    for p in report.peers:
+        ms = "-" if p.server_cpu_ms_per_request is None else f"{p.server_cpu_ms_per_request:.3f}"
+        ratio = f"{p.rps / trivial[p.server]:.3f}" if trivial.get(p.server) else "-"
+        errors = f"{p.errors:,}" + (f" ({p.reused_items:,} reused items)" if p.reused_items else "")
+        lines.append(
+            f"| {p.server} | {p.scenario} | {p.rps:,.0f} | {ms} | {errors} | {ratio} "
+            f"| {_peer_ratio(report, p.scenario, p.rps) if p.scenario != BASELINE else '-'} | | | |"
+        )
+    for item in report.results:
+        r = item.result
+        ms = f"{item.cpu.cpu_ms_per_request('bff', r.requests):.3f}" if item.cpu is not None else "-"
+        peer = _peer_ratio(report, item.name, r.rps) if item.name != BASELINE else "-"
+        first = f"| OneCity | {item.name} | {r.rps:,.0f} | {ms} | {_errors(r)} | {_ratio(report, r.rps)} | {peer} "
+        if not item.targets:
+            lines.append(first + "| | | |")
+        for i, target in enumerate(item.targets):
+            text, met = evaluate_target(report, item, target)
+            lead = first if i == 0 else "| | | | | | | "
+            lines.append(f"{lead}| {target.label} | {text} | {_verdict(met)} |")
+    return lines
+
+
 def render_run(report: RunReport) -> str:
     """One run as a Markdown section (a ``###`` heading and its tables)."""
     m = report.machine
     w = report.wrk
     kind = "quick run" if report.quick else "run"
+    if report.peers:
+        kind += " with the peers"
     lines = [
         f"### {report.started:%Y-%m-%d %H:%M %Z} ({kind})",
         "",
@@ -251,6 +319,7 @@ def render_run(report: RunReport) -> str:
         f"- Load: `wrk -t{w.threads} -c{w.connections} -d{w.duration_s}s --timeout {w.timeout_s}s` per scenario",
         f"- Load average before the run: {report.load_average[0]:.2f} (1 min), {report.load_average[1]:.2f} (5 min)",
         "",
+        *([*render_peers(report), "", "OneCity's run in detail:", ""] if report.peers else []),
         "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | × trivial | req/s per worker | reference per core |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]

@@ -8,10 +8,12 @@ where keys live and how they rotate is :mod:`core.keys`.
 from __future__ import annotations
 
 import base64
+import json
+from calendar import timegm
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 ALGORITHM = "EdDSA"
+_TIME_CLAIMS = ("exp", "iat", "nbf")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -57,21 +60,53 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> Ed25519PublicKey:
 class Ed25519Signer:
     """Signs JWT claims with one Ed25519 private key, naming it by ``kid``.
 
+    The compact JWS is built here with ``cryptography`` directly, byte for byte what
+    ``jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": typ})`` returns
+    (the same sorted header, the same JSON of the claims): the header segment of each ``typ``
+    is encoded once, and PyJWT's per-call layers (algorithm look-up, key preparation, header
+    validation) were a third of a token's signing time.
+
     Args:
         kid: Key id written to the JWS header so verifiers pick the right public key.
         private_key: The Ed25519 private key.
     """
 
-    __slots__ = ("kid", "private_key", "public_key")
+    __slots__ = ("_headers", "kid", "private_key", "public_key")
 
     def __init__(self, kid: str, private_key: Ed25519PrivateKey) -> None:
         self.kid = kid
         self.private_key = private_key
         self.public_key = private_key.public_key()
+        self._headers: dict[str, bytes] = {}
+
+    def _header(self, typ: str) -> bytes:
+        """The encoded header segment for ``typ`` (PyJWT's: keys sorted, no spaces)."""
+        segment = self._headers.get(typ)
+        if segment is None:
+            header = {"alg": ALGORITHM, "kid": self.kid, "typ": typ}
+            if not typ:
+                del header["typ"]
+            text = json.dumps(header, separators=(",", ":"), sort_keys=True)
+            segment = self._headers[typ] = base64.urlsafe_b64encode(text.encode()).rstrip(b"=")
+        return segment
 
     def sign(self, claims: Mapping[str, Any], *, typ: str) -> str:
-        """Return a compact JWS over ``claims`` with header ``{alg, kid, typ}``."""
-        return jwt.encode(dict(claims), self.private_key, algorithm=ALGORITHM, headers={"kid": self.kid, "typ": typ})
+        """Return a compact JWS over ``claims`` with header ``{alg, kid, typ}``.
+
+        Raises:
+            TypeError: If ``iss`` is not a string (as PyJWT), or a claim is not JSON.
+        """
+        payload = dict(claims)
+        for name in _TIME_CLAIMS:
+            value = payload.get(name)
+            if isinstance(value, datetime):
+                payload[name] = timegm(value.utctimetuple())
+        if "iss" in payload and not isinstance(payload["iss"], str):
+            raise TypeError("Issuer (iss) must be a string.")
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        signing_input = self._header(typ) + b"." + base64.urlsafe_b64encode(body).rstrip(b"=")
+        signature = base64.urlsafe_b64encode(self.private_key.sign(signing_input)).rstrip(b"=")
+        return (signing_input + b"." + signature).decode("ascii")
 
     def jwk(self, *, use: str = "sig") -> dict[str, str]:
         """The public half of this signer as a JWK."""

@@ -4,6 +4,13 @@ Verification is strict by construction: the algorithm is fixed (``EdDSA``, never
 the token), the key comes only from our own ``token`` key set by a ``kid`` of a known shape
 (never from ``jku``/``jwk``/``x5u`` headers, which are refused outright), and ``typ`` must
 be ``at+jwt`` so an ID token or a code can never pass as an access token.
+
+An app sends the same access token with every request of its ten-minute life, so a token
+whose signature and claims checked out is remembered (bounded, least recently used first):
+the next request with the very same string skips the JSON parsing and the Ed25519 check, but
+not the time checks (expiry, issue time), which are made again against the clock each time,
+nor the key's presence in the ring (a retired key stops its tokens at once). Revocation is
+checked by the callers on every request, as before.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -29,6 +37,8 @@ _KID = re.compile(r"^token-[0-9]{8}-[0-9a-f]{8}$")
 _FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
 _MAX_TOKEN_CHARS = 4096
 _REQUIRED = ["iss", "aud", "sub", "iat", "exp", "jti", "client_id"]
+#: Verified tokens remembered per process (a few hundred bytes each).
+_VERIFIED_CAPACITY = 20_000
 
 #: ``aud`` of tokens for OneCity's own partner-facing APIs (code verification, userinfo).
 API_AUDIENCE = "onecity-api"
@@ -78,6 +88,8 @@ class AccessTokens:
     def __init__(self, keys: KeyManager, settings: IdentitySettings) -> None:
         self._keys = keys
         self._settings = settings
+        # (token, audience) -> (claims, kid, the key that verified it)
+        self._verified: OrderedDict[tuple[str, str], tuple[AccessClaims, str, object]] = OrderedDict()
 
     def issue(
         self,
@@ -127,12 +139,37 @@ class AccessTokens:
             claims["scope"] = scope
         return self._keys.signer("token").sign(claims, typ=ACCESS_TOKEN_TYP), ttl
 
-    async def verify(self, token: str, *, audience: str | None = None) -> AccessClaims:
+    def _check_times(self, claims: AccessClaims, now: float) -> AccessClaims:
+        """PyJWT's expiry rule (``exp`` at or before ``now`` - leeway) and ours on ``iat``."""
+        skew = self._settings.clock_skew_s
+        if claims.exp <= now - skew:
+            raise _invalid("The access token has expired")
+        if claims.iat > now + skew:
+            raise _invalid()
+        return claims
+
+    async def verify(self, token: str, *, audience: str | None = None, now: float | None = None) -> AccessClaims:
         """Verify ``token`` completely or raise :class:`Unauthorized` (``invalid_token``).
 
         Session revocation is checked separately (:mod:`identity.revocation`), because it
         needs Redis and some callers (introspection) report rather than reject.
+
+        Args:
+            token: The compact JWT.
+            audience: The ``aud`` required (default: the citizen app's).
+            now: The time the token's ``exp`` and ``iat`` are checked against (tests);
+                a first verification also has PyJWT check them against the clock.
         """
+        aud = audience or self._settings.audience
+        moment = time.time() if now is None else now
+        cached = self._verified.get((token, aud))
+        if cached is not None:
+            remembered, cached_kid, cached_key = cached
+            # The ring's key objects are replaced on reload: a retired key is gone from it.
+            if self._keys.ring.public_key(cached_kid, "token") is cached_key:
+                self._verified.move_to_end((token, aud))
+                return self._check_times(remembered, moment)
+            del self._verified[(token, aud)]
         if len(token) > _MAX_TOKEN_CHARS or token.count(".") != 2:
             raise _invalid()
         try:
@@ -157,7 +194,7 @@ class AccessTokens:
                 token,
                 key,
                 algorithms=["EdDSA"],
-                audience=audience or self._settings.audience,
+                audience=aud,
                 issuer=self._settings.issuer,
                 leeway=self._settings.clock_skew_s,
                 options={"require": _REQUIRED},
@@ -166,9 +203,13 @@ class AccessTokens:
             raise _invalid("The access token has expired") from None
         except jwt.PyJWTError:
             raise _invalid() from None
-        if raw["iat"] > time.time() + self._settings.clock_skew_s:
-            raise _invalid()
         try:
-            return msgspec.convert(raw, AccessClaims)
+            claims = msgspec.convert(raw, AccessClaims)
         except msgspec.ValidationError:
             raise _invalid() from None
+        self._check_times(claims, moment)
+        if "nbf" not in raw:  # a not-before would need checking again: such tokens are not kept
+            self._verified[(token, aud)] = (claims, kid, key)
+            if len(self._verified) > _VERIFIED_CAPACITY:
+                self._verified.popitem(last=False)
+        return claims

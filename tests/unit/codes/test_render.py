@@ -7,12 +7,23 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import qrcode
+import qrcode.constants
 import zxingcpp
 from PIL import Image, ImageDraw
 
 from codes import render as render_module
 from codes.payload import build_claims, issue_code
-from codes.render import qr_version, render, render_png, render_svg, render_venue_poster_png
+from codes.render import (
+    BORDER,
+    BOX_SIZE,
+    MASK_PATTERN,
+    qr_version,
+    render,
+    render_png,
+    render_svg,
+    render_venue_poster_png,
+)
 from core.signing import Ed25519Signer
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -63,6 +74,28 @@ def test_svg_is_xml_with_a_path_and_decodes(payload: str) -> None:
     barcode = _decode(_rasterize_svg(svg))
     assert barcode.text == payload
     assert barcode.ec_level == "M"
+
+
+def test_png_has_the_pixels_qrcode_itself_draws_with_the_fixed_mask(payload: str) -> None:
+    image = Image.open(io.BytesIO(render_png(payload)))
+    reference = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=BOX_SIZE, border=BORDER, mask_pattern=MASK_PATTERN
+    )
+    reference.add_data(payload)
+    drawn = reference.make_image(fill_color="black", back_color="white").get_image()
+    assert (image.mode, image.size) == (drawn.mode, drawn.size)
+    assert image.tobytes() == drawn.tobytes()
+
+
+@pytest.mark.parametrize("length", [40, 97, 150, 211, 260, 320])
+def test_every_payload_size_decodes_with_the_fixed_mask(signer: Ed25519Signer, length: int) -> None:
+    # Versions 4 to 13: the fixed mask must never make a code a scanner cannot read.
+    code = issue_code(signer, build_claims("health", issuer="cs", subject="Zk9vQmFyQmF", status="G"))
+    text = (code * 3)[:length]
+    png = _decode(Image.open(io.BytesIO(render_png(text))))
+    assert png.text == text
+    assert png.ec_level == "M"
+    assert _decode(_rasterize_svg(render_svg(text))).text == text
 
 
 def test_a_full_budget_payload_fits_version_13() -> None:
