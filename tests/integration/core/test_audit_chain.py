@@ -6,16 +6,17 @@ what someone with direct database access could do; the chain is what still tells
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import msgspec
 import pytest
 
-from core import audit_cli
+from bff.cli import main as onecity
+from bff.settings import Settings
 from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.audit_chain import RETENTION_LOCK_ID, AuditRetention, AuditSettings, verify_chain
 from core.db import Connection, Pool
@@ -192,7 +193,7 @@ async def test_retention_removes_old_rows_and_the_chain_still_verifies(pool: Poo
 
 
 async def test_retention_removes_quarantined_rows_older_than_the_audit_retention(
-    database_url: str, pool: Pool, clean: None, capsys: pytest.CaptureFixture[str]
+    settings: Settings, pool: Pool, clean: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     batcher = AuditBatcher(pool, interval_s=60)
     for name in ("old", "young", "new"):  # jsonb refuses \u0000: each row is quarantined
@@ -206,8 +207,8 @@ async def test_retention_removes_quarantined_rows_older_than_the_audit_retention
     await pool.execute("UPDATE write_quarantine SET quarantined_at = now() - interval '170 days' WHERE id = $1", ids[1])
 
     # `onecity audit retention`, as cron runs it.
-    args = argparse.Namespace(audit_command="retention")
-    assert await audit_cli.run(args, database_url=database_url, settings=AuditSettings(retention_days=180)) == 0
+    cron = msgspec.structs.replace(settings, audit=AuditSettings(retention_days=180))
+    assert await asyncio.to_thread(onecity, ["audit", "retention"], settings=cron) == 0
 
     assert [r["id"] for r in await pool.fetch("SELECT id FROM write_quarantine ORDER BY id")] == ids[1:]
     details = await pool.fetchval("SELECT details FROM audit_log WHERE action = 'audit.retention'")

@@ -109,6 +109,11 @@ async def test_cache_serves_repeat_views_and_survives_a_flush(
     async with make_app(FAST) as (_, client):
         headers = await citizen(client)
         first = (await client.get("/v1/me/home", headers=headers)).json()
+        # The cache is written after the answer, off the request's path: wait for the entries.
+        for _ in range(200):
+            if len(await redis.keys("oc:fan:*")) >= 4:
+                break
+            await asyncio.sleep(0.025)
         second = (await client.get("/v1/me/home", headers=headers)).json()
         assert second == first, "served from the cache, as_of unchanged"
         assert await sim.count("transport", CARD) == 1
