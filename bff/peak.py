@@ -143,7 +143,7 @@ class Admission:
         loop_lag_ms: int,
         retry_after_s: int,
         redis: Redis,
-        tier0_latency_ms: int = 250,
+        tier0_latency_ms: int = 100,
     ) -> None:
         self._max = max_in_flight
         self._channel_max = channel_max_in_flight

@@ -129,7 +129,7 @@ class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 128
     channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 96
     loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
-    tier0_latency_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
+    tier0_latency_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
 
