@@ -43,8 +43,9 @@ class DatabaseFactory:
         conn = await asyncpg.connect(self.admin_url)
         try:
             for name in self.created:
-                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                # FORCE ends the remaining sessions and drops in one step: a pool still running
+                # somewhere could reconnect between a separate terminate and the drop.
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
         self.created.clear()
