@@ -188,7 +188,10 @@ async def settle_hall(ctx: BenchContext, *, timeout_s: float = 300.0) -> bool:
     try:
         while True:
             # 'failed' rows are kept for an operator and never run again: not work to wait for.
-            jobs: int = await conn.fetchval("SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')")
+            # Work due now: the periodic health re-evaluation waits queued for its interval.
+            jobs: int = await conn.fetchval(
+                "SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked') AND execute_after <= now()"
+            )
             open_cases: int = await conn.fetchval(
                 "SELECT count(*) FROM hall_applications WHERE case_id IS NOT NULL AND NOT (status = ANY($1::text[]))",
                 list(_CONCLUDED),
