@@ -34,7 +34,7 @@ from bench.soak import SoakReport, measure_capacity, render_soak, run_soak
 from bench.system import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, TOPOLOGIES, StartError, System, SystemConfig
 from bench.wrk import WrkError, WrkSettings, build_script, run_wrk
 
-__all__ = ["Options", "main", "parse_options"]
+__all__ = ["Options", "main", "parse_options", "run_scenario"]
 
 DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS.md")
 QUICK_DURATION_S = 5
@@ -228,7 +228,9 @@ def _say(message: str) -> None:
     print(f"[{time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def _run_scenario(system: System, scenario: Scenario, settings: WrkSettings) -> ScenarioResult:
+def run_scenario(system: System, scenario: Scenario, settings: WrkSettings) -> ScenarioResult:
+    """Prepare ``scenario``'s data, load it with wrk and sample every process's CPU (also the
+    baseline other tools report their ratios against, e.g. ``bench.sse``)."""
     workdir = system.config.workdir
     if scenario.connections is not None:
         settings = dataclasses.replace(settings, connections=scenario.connections)
@@ -343,7 +345,7 @@ def _measure(options: Options, settings: WrkSettings, machine: Machine, config: 
         )
         _warm_up(system, settings, options.warmup)
         for name in options.scenarios:
-            item = _run_scenario(system, SCENARIOS[name], settings)
+            item = run_scenario(system, SCENARIOS[name], settings)
             report.results.append(item)
             if item.result.first_error:
                 report.notes.append(f"{name}: first failed response: `{item.result.first_error[:200]}`")
@@ -603,7 +605,7 @@ def _start_background(
     else:
         ready.set()
     settings = WrkSettings(options.threads, options.bundle_load_connections, duration_s)
-    future = pool.submit(_run_scenario, system, scenario, settings)
+    future = pool.submit(run_scenario, system, scenario, settings)
     while not ready.wait(0.2):
         if future.done():
             future.result()  # raises what the preparation raised

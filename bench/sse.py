@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from bench.cli import _run_scenario
+from bench.cli import run_scenario
 from bench.context import BenchContext
 from bench.fixtures import create_citizens
 from bench.scenarios import BASELINE, SCENARIOS
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         pid = bff.process.pid if bff is not None else None
         # The baseline of the same run: the trivial endpoint under wrk (-c64, 10 s), so the
         # fan-out rate can be read as a ratio like every other benchmark's numbers.
-        trivial = _run_scenario(system, SCENARIOS[BASELINE], WrkSettings(connections=64, duration_s=10))
+        trivial = run_scenario(system, SCENARIOS[BASELINE], WrkSettings(connections=64, duration_s=10))
         result = asyncio.run(measure(ctx, streams=args.streams, rounds=args.rounds, bff_pid=pid))
         result["trivial_req_per_s"] = round(trivial.result.rps, 1)
         result["fanout_x_trivial"] = round(result["fanout_per_s"] / max(trivial.result.rps, 1e-9), 3)
