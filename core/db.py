@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["DEFAULT_STATEMENT_CACHE_SIZE", "Connection", "Pool", "connect", "create_pool", "set_statement_cache_size"]
+from core.errors import InvalidValue
+
+__all__ = [
+    "DEFAULT_STATEMENT_CACHE_SIZE",
+    "Connection",
+    "Pool",
+    "Repository",
+    "connect",
+    "create_pool",
+    "row_as",
+    "rows_as",
+    "set_statement_cache_size",
+]
+
+_T = TypeVar("_T")
 
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 #: A connection as handed out by the pool or opened directly.
@@ -122,3 +138,63 @@ async def connect(
     )
     await _init_connection(conn)
     return conn
+
+
+def row_as(type_: type[_T], record: asyncpg.Record | None) -> _T | None:
+    """``record`` as a ``type_`` Struct (its columns named like the fields), or ``None``.
+
+    Raises:
+        msgspec.ValidationError: the query and the Struct disagree (a bug, never input).
+    """
+    if record is None:
+        return None
+    return msgspec.convert(dict(record), type_)
+
+
+def rows_as(type_: type[_T], records: Iterable[asyncpg.Record]) -> list[_T]:
+    """Every record as a ``type_`` Struct (see :func:`row_as`)."""
+    return [msgspec.convert(dict(record), type_) for record in records]
+
+
+class Repository:
+    """Base of every domain repository: it holds the pool and hands out transactions.
+
+    A repository owns all of its domain's SQL and returns msgspec Structs (:func:`row_as`,
+    :func:`rows_as`), never ``asyncpg.Record``; a service never touches the pool, asyncpg or
+    a column name. A service that needs several statements to commit together asks for
+    ``async with repository.transaction() as tx:`` and passes ``tx`` to the repository's
+    methods (each takes the connection it runs on as its first argument).
+
+    Driver errors that carry a domain meaning are translated here or in the repository's
+    method: a data exception (class 22: bad encoding, a date or number out of range) is
+    :class:`core.errors.InvalidValue` (400, the transaction rolled back); a unique violation
+    is the domain's own ``Conflict``, raised by the method that knows what was duplicated.
+    Outages (connection lost, pool exhausted, a pooler's errors) are not translated here:
+    they surface from Redis and the pool too, so the HTTP boundary (``bff.problems``) maps
+    them all to 503 with ``Retry-After`` in one place.
+
+    Args:
+        pool: The shared pool.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """One connection inside one transaction: committed on exit, rolled back on error."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except asyncpg.DataError as exc:
+            # The message may quote the value (PII), so it is not carried along.
+            raise InvalidValue(f"A value cannot be stored ({exc.__class__.__name__}).") from None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """One connection without a transaction (each statement commits on its own)."""
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except asyncpg.DataError as exc:
+            raise InvalidValue(f"A value cannot be stored ({exc.__class__.__name__}).") from None
