@@ -73,7 +73,11 @@ class StoredStatus(msgspec.Struct, frozen=True):
 
 
 class StoredVenue(msgspec.Struct, frozen=True):
-    """A venue with its one valid venue code."""
+    """A venue with its one valid venue code.
+
+    The ``code_*`` columns are set in the transaction that creates the venue
+    (:func:`codes.venues.register_venue`): no committed venue is without them.
+    """
 
     id: str
     name: str
@@ -114,7 +118,7 @@ class StoredRide(msgspec.Struct, frozen=True):
     ride_at: int
     validator_id: str
     scanned_at: datetime
-    subject: str
+    subject: str | None
     partner_id: str
 
 
