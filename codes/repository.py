@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from codes.rules import HealthStatus
 from core.audit import quarantine
 from core.db import Connection, Pool, Repository, row_as, rows_as
 from core.errors import Conflict, NotFound
@@ -56,7 +57,7 @@ class StoredOverride(msgspec.Struct, frozen=True):
     """A staff override of a citizen's health status (possibly lapsed)."""
 
     account_id: str
-    status: str
+    status: HealthStatus
     reason: str
     until: datetime
     set_by: str
