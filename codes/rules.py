@@ -7,8 +7,8 @@ whose condition holds contributes its status and reason, the worst status wins (
 an active staff override has the last word. The version that decided a code travels in its
 ``rv`` claim so a disputed status can be traced to the exact rules.
 
-Document format and semantics: ``docs/health-rules.md``. Storing and publishing versions is the
-job of the admin endpoint / CLI, not of this module.
+Document format and semantics: ``docs/health-rules.md``. This module is pure (no database):
+storing, publishing and loading the active version is :mod:`codes.rule_versions`.
 """
 
 from __future__ import annotations
