@@ -32,7 +32,7 @@ import msgspec
 from prometheus_client import Counter, Gauge
 
 from core.db import Connection, Pool
-from core.structs import Response
+from core.structs import FrozenStruct
 
 __all__ = [
     "QUARANTINED",
@@ -76,7 +76,7 @@ AUDIT_QUEUE: Final = Gauge(
 _COLUMNS = ("at", "actor_type", "actor_id", "subject_id", "action", "outcome", "client_ip", "details")
 
 
-class AuditEvent(Response, frozen=True, kw_only=True):
+class AuditEvent(FrozenStruct, frozen=True, kw_only=True):
     """One audit row. ``details`` must hold no secret and no clear PII."""
 
     action: str
