@@ -32,6 +32,7 @@ import msgspec
 from prometheus_client import Counter, Gauge
 
 from core.db import Connection, Pool
+from core.errors import DependencyUnavailable
 from core.structs import FrozenStruct
 
 __all__ = [
@@ -126,7 +127,7 @@ def is_row_error(exc: BaseException) -> bool:
     )
 
 
-class WriteInterrupted(Exception):
+class WriteInterrupted(DependencyUnavailable):
     """An outage stopped a batch write; ``unwritten`` are the rows not stored, in order."""
 
     def __init__(self, unwritten: list[Any], cause: BaseException) -> None:

@@ -24,6 +24,8 @@ from typing import Annotated
 
 import msgspec
 
+from core.errors import OperatorError
+
 __all__ = [
     "Count",
     "Days",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorError, ValueError):
     """The environment does not describe a usable configuration (message names the variable)."""
 
 

@@ -24,6 +24,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from core.errors import Unauthorized
 from core.signing import ALGORITHM, public_key_from_jwk
 
 __all__ = [
@@ -120,7 +121,7 @@ class VerifiedServiceToken(msgspec.Struct, frozen=True, kw_only=True):
     jti: str
 
 
-class InvalidServiceToken(Exception):
+class InvalidServiceToken(Unauthorized):
     """The presented service token is not acceptable.
 
     Args:
