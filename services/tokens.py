@@ -240,7 +240,7 @@ class UrlJwks:
             response.raise_for_status()
             document = msgspec.json.decode(response.content, type=_JwksDocument)
         except (httpx.HTTPError, msgspec.DecodeError):
-            return  # keep what we had; unknown kids stay unknown until the next attempt
+            return  # the keys held stay; unknown kids stay unknown until the next attempt
         self._keys = _parse_jwks({"keys": document.keys})
         self._fetched_at = time.monotonic()
 
