@@ -52,7 +52,7 @@ import jwt
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE
+from bff.problems import send_problem
 from core.redis import Redis
 
 __all__ = [
@@ -323,31 +323,16 @@ class Admission:
 
 
 async def _shed(scope: Any, send: Any, tier: int, retry_after: bytes) -> None:
-    problem: dict[str, Any] = {
-        "type": TYPE_BASE + "overloaded",
-        "title": "Service overloaded",
-        "status": 503,
-        "detail": "OneCity is shedding load to keep codes working; retry after the given delay",
-        "instance": scope["path"],
-        "tier": tier,
-    }
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        problem["request_id"] = request_id
-    body = msgspec.json.encode(problem)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry_after),
-                (b"cache-control", b"no-store"),
-            ],
-        }
+    await send_problem(
+        scope,
+        send,
+        status=503,
+        slug="overloaded",
+        title="Service overloaded",
+        detail="OneCity is shedding load to keep codes working; retry after the given delay",
+        headers=[(b"retry-after", retry_after), (b"cache-control", b"no-store")],
+        extensions={"tier": tier},
     )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def set_peak(redis: Redis, on: bool, *, for_s: int | None = None) -> None:

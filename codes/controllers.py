@@ -50,8 +50,7 @@ from codes.schemas import (
 from codes.service import CodesService
 from codes.venues import Venues
 from core.http import BEARER, ImageOperation, error_responses
-from core.structs import Response as ResponseStruct
-from core.structs import whole
+from core.structs import FrozenStruct, whole
 from identity.dependencies import client_ip
 from identity.partners import PartnerPrincipal
 from identity.principal import Principal
@@ -71,7 +70,7 @@ FormatQuery = Annotated[ImageFormat, QueryParameter(name="format", description="
 VenuePath = Annotated[str, PathParameter(pattern=whole(r"[A-Za-z0-9_-]{11}"))]
 
 
-class CodeKeysJwks(ResponseStruct, frozen=True):
+class CodeKeysJwks(FrozenStruct, frozen=True):
     """A JSON Web Key Set (RFC 7517) of the code-signing keys."""
 
     keys: list[dict[str, str]]

@@ -49,7 +49,7 @@ from codes.rules import (
 )
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable
-from core.structs import Response
+from core.structs import FrozenStruct
 from services.departments.health import HealthDepartment, HealthRisk, HealthTests
 from services.departments.socsec import SocsecCard, SocsecDepartment
 from services.departments.transport import TransportCard, TransportDepartment
@@ -104,7 +104,7 @@ class SharedReads:
     socsec_card: SharedRead[SocsecCard] | None = None
 
 
-class StatusDecision(Response, frozen=True):
+class StatusDecision(FrozenStruct, frozen=True):
     """A holder's status for one code type and where it came from.
 
     Attributes:
