@@ -29,7 +29,7 @@ def provide_staff_admin(state: State) -> StaffAdmin:
     shared resources; role changes need no password hashing."""
     admin: StaffAdmin | None = state.get("staff_admin")
     if admin is None:
-        resources = state.resources
-        admin = StaffAdmin(resources.pool, resources.vault, revocations=revocations_of(state))
+        service: StaffService = state.staff
+        admin = StaffAdmin(service.repository, state.resources.vault, revocations=revocations_of(state))
         state.staff_admin = admin
     return admin
