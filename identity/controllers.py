@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.http import BEARER, error_responses
-from identity.dependencies import client_ip, provide_identity, provide_principal
+from identity.dependencies import client_ip, provide_principal
 from identity.principal import Principal
 from identity.schemas import (
     Account,
@@ -39,10 +39,7 @@ class AuthController(Controller):
     path = "/v1/auth"
     tags = ["identity"]
     # A session held back as a possibly recycled number may still log out.
-    dependencies = {
-        "identity": Provide(provide_identity, sync_to_thread=False),
-        "principal": Provide(provide_principal),
-    }
+    dependencies = {"principal": Provide(provide_principal)}
 
     @post("/otp", status_code=HTTP_202_ACCEPTED, responses=error_responses(429))
     async def send_otp(
@@ -117,10 +114,7 @@ class MeController(Controller):
     # The app default refuses held-back sessions (bff: provide_confirmed_principal); these
     # routes stay open to them: /v1/me without PII, sessions, and the verifications that
     # prove the identity again (the correction refuses them itself).
-    dependencies = {
-        "identity": Provide(provide_identity, sync_to_thread=False),
-        "principal": Provide(provide_principal),
-    }
+    dependencies = {"principal": Provide(provide_principal)}
 
     @get("/", responses=error_responses(401))
     async def me(self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]) -> Account:

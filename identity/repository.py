@@ -11,6 +11,7 @@ import msgspec
 
 from core.audit import AuditEvent, write_audit
 from core.db import Connection, Repository, rows_as
+from core.levels import Level
 from identity.errors import IdNumberBoundElsewhere
 from identity.pii import AccountColumns
 
@@ -33,7 +34,7 @@ class AccountRow(msgspec.Struct, frozen=True, kw_only=True):
     """An account as stored: its identity sealed (see :mod:`identity.pii`)."""
 
     id: str
-    level: str
+    level: Level
     phone_enc: bytes
     name_enc: bytes | None
     id_number_enc: bytes | None
