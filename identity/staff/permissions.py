@@ -186,7 +186,7 @@ async def staff_principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> 
     if staff_service is not None:
         # A role change or a recovery since the token was issued ends it: it may carry
         # roles the member no longer holds, or come from a key that was revoked.
-        not_before = await staff_service.repository.tokens_not_before(principal.staff_id)
+        not_before = await staff_service.tokens_not_before(principal.staff_id)
         if not_before is not None and principal.issued_at < int(not_before):
             raise Unauthorized("Your roles or security keys changed: sign in again", error="invalid_token")
     scope_state[_PRINCIPAL] = principal
