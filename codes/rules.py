@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
+from core.errors import UnprocessableEntity
 from core.structs import FrozenStruct, Slug
 
 __all__ = [
@@ -156,8 +157,11 @@ class RuleSet(FrozenStruct, frozen=True, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
 
-class RuleSetError(ValueError):
-    """A rule document is not a valid :class:`RuleSet`; the message says where and why."""
+class RuleSetError(UnprocessableEntity, ValueError):
+    """A rule document is not a valid :class:`RuleSet`; the message says where and why.
+
+    A ``ValueError`` too, for callers that validate a rule file outside the HTTP API (the CLI).
+    """
 
 
 #: Version 1: red for a recent positive test or an active quarantine; yellow without a recent

@@ -7,11 +7,9 @@ from typing import Annotated
 import msgspec
 
 from core.levels import Level
+from core.settings import Count, Days, Seconds
 
 __all__ = ["CodesSettings"]
-
-_Seconds = Annotated[int, msgspec.Meta(ge=1)]
-_Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
 
 
 class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,22 +68,22 @@ class CodesSettings(msgspec.Struct, frozen=True, kw_only=True):
     socsec_level: Level = "L3"
     citizen_level: Level = "L2"
     clock_skew_s: Annotated[int, msgspec.Meta(ge=0, le=120)] = 30
-    status_fresh_s: _Seconds = 24 * 3600
-    holder_cache_ttl_s: _Seconds = 600
-    rules_refresh_s: _Seconds = 15
-    issue_per_minute: _Seconds = 30
-    verify_per_second: _Seconds = 5000
-    scan_retention_days: _Days = 30
-    checkin_retention_days: _Days = 28
-    ride_retention_days: _Days = 90
+    status_fresh_s: Seconds = 24 * 3600
+    holder_cache_ttl_s: Seconds = 600
+    rules_refresh_s: Seconds = 15
+    issue_per_minute: Count = 30
+    verify_per_second: Count = 5000
+    scan_retention_days: Days = 30
+    checkin_retention_days: Days = 28
+    ride_retention_days: Days = 90
     retention_interval_s: Annotated[int, msgspec.Meta(ge=0)] = 3600
     scan_log_max_batch: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 2000
-    keys_max_age_s: _Seconds = 300
+    keys_max_age_s: Seconds = 300
     device_certificate_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 24 * 3600
     ride_log_upload_margin_s: Annotated[int, msgspec.Meta(ge=0, le=30 * 24 * 3600)] = 3 * 24 * 3600
     checkin_repeat_s: Annotated[int, msgspec.Meta(ge=0, le=24 * 3600)] = 600
     checkins_per_hour: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 30
-    exposure_max_days: _Days = 31
+    exposure_max_days: Days = 31
     partner_token_cache_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 5.0
     summary_cache_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30
     ride_verify_processes: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+from core.settings import Count, Days, Seconds
 
 __all__ = ["IdentitySettings"]
 
@@ -36,22 +40,22 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True):
 
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "onecity-app"
-    access_token_ttl_s: int = 600
-    refresh_idle_ttl_s: int = 7 * 24 * 3600
-    session_absolute_ttl_s: int = 30 * 24 * 3600
-    otp_ttl_s: int = 300
-    otp_resend_after_s: int = 60
-    otp_sends_per_day: int = 10
-    otp_sends_per_day_known: int = 10
-    otp_stranger_sends_per_phone_per_ip: int = 3
-    known_client_ttl_s: int = 180 * 24 * 3600
-    otp_sends_per_ip_per_hour: int = 30
-    otp_max_attempts: int = 5
-    lockout_threshold: int = 3
-    lockout_window_s: int = 900
-    lockout_s: int = 900
-    real_name_attempts_per_account: int = 5
-    real_name_attempts_per_id_number: int = 5
-    recycled_number_after_days: int = 90
-    link_token_ttl_s: int = 600
-    clock_skew_s: int = 30
+    access_token_ttl_s: Seconds = 600
+    refresh_idle_ttl_s: Seconds = 7 * 24 * 3600
+    session_absolute_ttl_s: Seconds = 30 * 24 * 3600
+    otp_ttl_s: Seconds = 300
+    otp_resend_after_s: Annotated[int, msgspec.Meta(ge=0)] = 60
+    otp_sends_per_day: Count = 10
+    otp_sends_per_day_known: Count = 10
+    otp_stranger_sends_per_phone_per_ip: Count = 3
+    known_client_ttl_s: Seconds = 180 * 24 * 3600
+    otp_sends_per_ip_per_hour: Count = 30
+    otp_max_attempts: Count = 5
+    lockout_threshold: Count = 3
+    lockout_window_s: Seconds = 900
+    lockout_s: Seconds = 900
+    real_name_attempts_per_account: Count = 5
+    real_name_attempts_per_id_number: Count = 5
+    recycled_number_after_days: Days = 90
+    link_token_ttl_s: Seconds = 600
+    clock_skew_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from core.settings import Count, Seconds
 from core.structs import whole
 
 __all__ = ["StaffSettings"]
@@ -43,17 +44,17 @@ class StaffSettings(msgspec.Struct, frozen=True, kw_only=True):
         enrolment_token_ttl_s: Lifetime of the enrolment-only token.
     """
 
-    token_ttl_s: int = 900
-    otp_ttl_s: int = 300
-    otp_max_attempts: int = 5
-    password_failures: int = 10
-    password_window_s: int = 900
-    password_lockout_s: int = 900
-    logins_per_ip_per_hour: int = 60
-    min_password_length: int = 12
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 65536
-    argon2_parallelism: int = 4
+    token_ttl_s: Seconds = 900
+    otp_ttl_s: Seconds = 300
+    otp_max_attempts: Count = 5
+    password_failures: Count = 10
+    password_window_s: Seconds = 900
+    password_lockout_s: Seconds = 900
+    logins_per_ip_per_hour: Count = 60
+    min_password_length: Count = 12
+    argon2_time_cost: Count = 3
+    argon2_memory_kib: Count = 65536
+    argon2_parallelism: Count = 4
     webauthn_required: bool = True
     webauthn_rp_id: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?"))] = "localhost"
     webauthn_rp_name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "OneCity"

@@ -106,16 +106,11 @@ def _default_of(path: str) -> object:
 #: identity/staff/settings.py); each leaves this set when its field gets its alias.
 AWAITING_DOMAIN_BOUNDS = frozenset(
     {
-        "ONECITY_ACCESS_TOKEN_TTL_S",
-        "ONECITY_REFRESH_IDLE_TTL_S",
-        "ONECITY_SESSION_TTL_S",
-        "ONECITY_OTP_SENDS_PER_IP_PER_HOUR",
         "ONECITY_OIDC_ACCESS_TOKEN_TTL_S",
         "ONECITY_OIDC_CLIENT_TOKEN_TTL_S",
         "ONECITY_OIDC_REFRESH_IDLE_TTL_S",
         "ONECITY_OIDC_GRANT_TTL_S",
         "ONECITY_OIDC_CLIENT_CACHE_TTL_S",
-        "ONECITY_STAFF_TOKEN_TTL_S",
     }
 )
 
