@@ -1,4 +1,4 @@
-"""All SQL of the OpenID Connect provider."""
+"""All SQL of the OpenID Connect provider, and the rows it returns (frozen Structs)."""
 
 from __future__ import annotations
 
