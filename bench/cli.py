@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.cpu import sample_cpu, usage_between
-from bench.peers import DEFAULT_PEERS, DEFAULT_SCRIPT, PeerResult, run_peers
+from bench.peers import DEFAULT_PEERS, DEFAULT_SCRIPT, PeerError, PeerResult, read_peer_results, run_peers
 from bench.report import Machine, RunReport, ScenarioResult, describe_machine, render_run, render_text, update_results
 from bench.scenarios import BASELINE, SCENARIOS, Prepared, Scenario
 from bench.servers import compare_servers
@@ -76,6 +76,7 @@ class Options(argparse.Namespace):
     bundle_load_connections: int
     peers: bool
     peers_script: Path
+    peers_results: Path | None
 
 
 def _scenario_list(text: str) -> list[str]:
@@ -202,6 +203,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
         type=Path,
         default=DEFAULT_SCRIPT,
         help="the peers' run_all.sh (default ../shared/peers/run_all.sh from the repository root)",
+    )
+    parser.add_argument(
+        "--peers-results",
+        type=Path,
+        default=None,
+        help="instead of running the peers' harness, take its results file from an earlier run in the same "
+        "quiet window (/tmp/peers/results/results-<time>.jsonl); the report names the file",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     options = parser.parse_args(argv, namespace=Options())
@@ -462,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
             # Right before OneCity, so both are measured in one window of the same machine.
             _say(f"peers: {options.peers_script} {' '.join(DEFAULT_PEERS)} (about 15 minutes)")
             peers = run_peers(options.peers_script, DEFAULT_PEERS)
+        elif options.peers_results is not None:
+            peers = read_peer_results(options.peers_results)
         report = run(options)
-    except (StartError, WrkError, RuntimeError, OSError) as exc:
+    except (StartError, WrkError, PeerError, RuntimeError, OSError) as exc:
         # The system is already stopped and its database dropped (System.__exit__).
         print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -472,6 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.peers:
         report.peers = peers
         report.peers_command = f"../shared/peers/run_all.sh {' '.join(DEFAULT_PEERS)}"
+    elif options.peers_results is not None:
+        report.peers = peers
+        report.peers_command = (
+            f"../shared/peers/run_all.sh {' '.join(DEFAULT_PEERS)}` earlier in the same quiet window, "
+            f"results file `{options.peers_results}"
+        )
     print()
     print(render_text(report))
     if options.output is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "PeerError",
     "PeerResult",
     "parse_results",
+    "read_peer_results",
     "results_path",
     "run_peers",
 ]
@@ -104,6 +105,18 @@ def results_path(output: str) -> Path:
     return Path(found[-1])
 
 
+def read_peer_results(path: Path) -> list[PeerResult]:
+    """The results ``run_all.sh`` wrote to ``path`` earlier (its ``# results:`` file).
+
+    Raises:
+        PeerError: When the file cannot be read or holds something other than results.
+    """
+    try:
+        return parse_results(path.read_text().splitlines())
+    except OSError as exc:
+        raise PeerError(f"cannot read the peers' results {path}: {exc}") from None
+
+
 def run_peers(script: Path = DEFAULT_SCRIPT, peers: Sequence[str] = DEFAULT_PEERS) -> list[PeerResult]:
     """Run ``script`` (``run_all.sh``) for ``peers``, echoing its output to stderr; its results.
 
@@ -124,8 +137,4 @@ def run_peers(script: Path = DEFAULT_SCRIPT, peers: Sequence[str] = DEFAULT_PEER
         code = process.wait()
     if code != 0:
         raise PeerError(f"{script} {' '.join(peers)} exited with {code}")
-    path = results_path("".join(output))
-    try:
-        return parse_results(path.read_text().splitlines())
-    except OSError as exc:
-        raise PeerError(f"cannot read the peers' results {path}: {exc}") from None
+    return read_peer_results(results_path("".join(output)))

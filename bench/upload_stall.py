@@ -33,7 +33,7 @@ from bench.context import BenchContext
 from bench.fixtures import create_citizens, partner_token
 from bench.system import System, SystemConfig
 from codes.ride import make_ride_code
-from codes.rides import POP_CONTEXT
+from codes.ride_devices import POP_CONTEXT
 from core.signing import b64url_decode, b64url_encode
 
 __all__ = ["main", "measure"]

@@ -22,8 +22,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 from bff.apidocs import OfflineSwaggerPlugin, docs_router
+from bff.content_type import ContentTypeMiddleware
 from bff.domains import attach_domains, start_hall_worker
-from bff.guards import ContentTypeMiddleware
 from bff.inputs import BoundedRequest
 from bff.metrics import cleanup_dead_workers
 from bff.observability import RequestContextMiddleware

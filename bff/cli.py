@@ -158,6 +158,9 @@ pass_shell = click.make_pass_decorator(_Shell)
 @click.option("--no-simulators", is_flag=True, help="use the configured department URLs as they are")
 @pass_shell
 def dev(shell: _Shell, port: int | None, data_dir: str | None, no_simulators: bool) -> int:
+    from bff.embedded import require_extra
+
+    require_extra("uvicorn", purpose="onecity dev")
     from bff.dev import run_dev
 
     # `dev` starts the embedded default itself, so it reads the environment alone.
@@ -351,6 +354,9 @@ def keys_ensure(shell: _Shell) -> int:
 @click.option("--dev-mode", is_flag=True, help="accept live- liveness tokens even in prod env")
 @pass_shell
 def simulate(shell: _Shell, name: str, host: str, port: int | None, jwks_url: str, dev_mode: bool) -> int:
+    from bff.embedded import require_extra
+
+    require_extra("uvicorn", purpose="onecity simulate")
     from services.simulators import DEFAULT_PORTS
     from services.simulators import serve as run_simulator
 
@@ -399,10 +405,11 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         return invoke(onecity, argv, prog_name="onecity", obj=_Shell(settings))
     except Exception as exc:
         # Imported only now: `serve` must set up its metrics directory before these load.
+        from bff.embedded import ExtraMissing
         from bff.resources import StartupError
         from bff.settings import SettingsError
 
-        if not isinstance(exc, SettingsError | StartupError):
+        if not isinstance(exc, SettingsError | StartupError | ExtraMissing):
             raise
         click.echo(f"onecity: {exc}", err=True)
         return 2

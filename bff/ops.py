@@ -16,27 +16,27 @@ from bff.problems import problem_response
 from core.errors import Unauthorized
 from core.problem import ProblemDocument
 from core.redis import Redis, cluster_state
-from core.structs import Response as ResponseStruct
+from core.structs import FrozenStruct
 
 __all__ = ["JwksController", "MetricsController", "OpsController"]
 
 _CHECK_TIMEOUT_S = 1.0
 
 
-class Liveness(ResponseStruct, frozen=True):
+class Liveness(FrozenStruct, frozen=True):
     """The process is up."""
 
     status: str = "live"
 
 
-class Readiness(ResponseStruct, frozen=True):
+class Readiness(FrozenStruct, frozen=True):
     """This process can serve: each dependency's state."""
 
     status: str
     checks: dict[str, str]
 
 
-class Jwks(ResponseStruct, frozen=True):
+class Jwks(FrozenStruct, frozen=True):
     """A JSON Web Key Set (RFC 7517)."""
 
     keys: list[dict[str, str]]

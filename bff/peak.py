@@ -52,7 +52,7 @@ import jwt
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE
+from bff.problems import send_problem
 from core.redis import Redis
 
 __all__ = [
@@ -101,6 +101,8 @@ _EXEMPT: Final = re.compile(r"^/(?:health/|metrics|\.well-known/|schema)")
 _STREAMS: Final = re.compile(r"^/v1/me/events/?$")
 _CLIENT_ID: Final = re.compile(r"^[a-z0-9._-]{2,64}$")
 _MAX_CHANNEL_LABELS: Final = 32
+#: Verified bearer tokens remembered per worker with the channel they name (FIFO beyond this).
+_MAX_REMEMBERED_TOKENS: Final = 8192
 # Shares of the per-worker budget each tier may fill: normal, then in peak mode.
 _SHARES: Final = {0: 1.0, 1: 0.8, 2: 0.5}
 _PEAK_SHARES: Final = {0: 1.0, 1: 0.4, 2: 0.0}
@@ -154,6 +156,11 @@ class Admission:
         self.in_flight = 0
         self._by_channel: dict[str, int] = {}
         self._labels: set[str] = set()
+        # token -> client_id of tokens whose signature this worker checked once. A citizen's
+        # or partner's token comes back on every request; checking its Ed25519 signature again
+        # each time cost 5-11 % of the BFF's CPU on the code and home paths (py-spy, RESULTS.md).
+        # The key is the whole token, signature included, so a forged token never matches.
+        self._channels: dict[str, str] = {}
         self.peak = False
         self.lag_s = 0.0
         #: Moving average of tier 0 request durations (seconds) and completions since the last poll.
@@ -234,6 +241,9 @@ class Admission:
         scheme, _, token = auth.decode("latin-1").partition(" ")
         if scheme.lower() not in ("bearer", "dpop") or token.count(".") != 2 or len(token) > 4096:
             return "anonymous"
+        known = self._channels.get(token)
+        if known is not None:
+            return known
         try:
             header = msgspec.json.decode(_b64(token.split(".", 1)[0]))
             kid = header.get("kid") if isinstance(header, dict) else None
@@ -247,9 +257,14 @@ class Admission:
         except Exception:
             # Any malformed or badly signed token is simply not a channel (the handler says 401).
             return "anonymous"
-        if not isinstance(client_id, str):
+        if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
             return "anonymous"
-        return client_id if _CLIENT_ID.fullmatch(client_id) else "anonymous"
+        if len(self._channels) >= _MAX_REMEMBERED_TOKENS:
+            # Badly signed tokens are never remembered, so a flood of them cannot push the
+            # real ones out; the oldest good one goes first.
+            del self._channels[next(iter(self._channels))]
+        self._channels[token] = client_id
+        return client_id
 
     def _label(self, channel: str) -> str:
         # Metric labels stay bounded whatever clients exist: the first few channels seen by
@@ -308,31 +323,16 @@ class Admission:
 
 
 async def _shed(scope: Any, send: Any, tier: int, retry_after: bytes) -> None:
-    problem: dict[str, Any] = {
-        "type": TYPE_BASE + "overloaded",
-        "title": "Service overloaded",
-        "status": 503,
-        "detail": "OneCity is shedding load to keep codes working; retry after the given delay",
-        "instance": scope["path"],
-        "tier": tier,
-    }
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        problem["request_id"] = request_id
-    body = msgspec.json.encode(problem)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry_after),
-                (b"cache-control", b"no-store"),
-            ],
-        }
+    await send_problem(
+        scope,
+        send,
+        status=503,
+        slug="overloaded",
+        title="Service overloaded",
+        detail="OneCity is shedding load to keep codes working; retry after the given delay",
+        headers=[(b"retry-after", retry_after), (b"cache-control", b"no-store")],
+        extensions={"tier": tier},
     )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def set_peak(redis: Redis, on: bool, *, for_s: int | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,13 +19,13 @@ import msgspec
 import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope, Send
 
 from core.errors import OneCityError
-from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE, FieldError, ProblemDocument
+from core.problem import PROBLEM_MEDIA_TYPE, FieldError, problem_document
 from core.redis import is_unavailable
 
-__all__ = ["exception_handlers", "problem_response"]
+__all__ = ["exception_handlers", "problem_response", "send_problem"]
 
 
 log = logging.getLogger("onecity.errors")
@@ -57,20 +57,64 @@ def problem_response(
     extensions: Mapping[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
     """Build a problem+json response; ``extensions`` become extra members (RFC 9457 §3.2)."""
-    request_id = request.scope.get("state", {}).get("request_id") if request is not None else None
-    doc = ProblemDocument(
-        type=TYPE_BASE + slug,
-        title=title,
+    body = problem_document(
         status=status,
+        slug=slug,
+        title=title,
         detail=detail,
         instance=request.url.path if request is not None else None,
-        request_id=request_id,
+        request_id=request.scope.get("state", {}).get("request_id") if request is not None else None,
+        extensions=extensions,
     )
-    body = {k: v for k, v in msgspec.structs.asdict(doc).items() if v is not None}
-    for key, value in (extensions or {}).items():
-        if value is not None and key not in body:
-            body[key] = value
     return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+
+
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    extensions: Mapping[str, Any] | None = None,
+) -> None:
+    """Answer from ASGI middleware, before any route runs, with the same document as :func:`problem_response`.
+
+    Args:
+        scope: The request's scope (its path and request id go into the document).
+        send: The ASGI ``send`` callable.
+        status: The HTTP status.
+        slug: The stable problem type.
+        title: The problem type's short summary.
+        detail: This occurrence's explanation.
+        headers: Response headers besides ``content-type`` and ``content-length``.
+        extensions: Extra members of the document.
+    """
+    payload = msgspec.json.encode(
+        problem_document(
+            status=status,
+            slug=slug,
+            title=title,
+            detail=detail,
+            instance=scope["path"],
+            request_id=scope.get("state", {}).get("request_id"),
+            extensions=extensions,
+        )
+    )
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+            (b"content-length", str(len(payload)).encode()),
+            *headers,
+        ],
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
+    await send(end)
 
 
 # msgspec says "Expected `int`, got `str` - at `$.device.id`"; the field is the JSON path.

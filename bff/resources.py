@@ -18,6 +18,7 @@ from bff.settings import Settings, SettingsError
 from core.audit import AuditBatcher
 from core.crypto import MasterKeyError, Vault
 from core.db import Pool, create_pool
+from core.errors import OperatorError
 from core.keys import KeyManager, KeyStore
 from core.migrate import pending_migrations
 from core.redis import Redis, create_redis
@@ -29,7 +30,7 @@ from services.tokens import ServiceTokenMinter
 __all__ = ["Resources", "StartupError", "close_resources", "open_resources"]
 
 
-class StartupError(RuntimeError):
+class StartupError(OperatorError, RuntimeError):
     """OneCity cannot start; the message says what to fix."""
 
 

@@ -19,6 +19,16 @@ from codes.settings import CodesSettings
 from core.audit_chain import AuditSettings
 from core.crypto import MasterKeyError, parse_master_key
 from core.db import DEFAULT_STATEMENT_CACHE_SIZE
+from core.settings import (
+    Count,
+    FractionalSeconds,
+    Milliseconds,
+    NonNegative,
+    Port,
+    SettingsError,
+    name_variable,
+    refuse,
+)
 from hall.settings import HallSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
@@ -40,10 +50,6 @@ __all__ = [
     "load_settings",
     "with_derived",
 ]
-
-
-class SettingsError(ValueError):
-    """The environment does not describe a usable configuration (message names the variable)."""
 
 
 class Secret:
@@ -68,19 +74,15 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     """PostgreSQL. ``url`` unset means "embedded" to ``onecity dev`` and an error elsewhere."""
 
     url: str | None = None
-    pool_min: int = 2
-    pool_max: int = 10
-    command_timeout_s: float = 10.0
+    pool_min: NonNegative = 2
+    pool_max: Count = 10
+    command_timeout_s: FractionalSeconds = 10.0
     #: asyncpg's prepared-statement cache per connection; 0 behind a transaction pooler.
-    statement_cache_size: int = msgspec.field(default=DEFAULT_STATEMENT_CACHE_SIZE)
+    statement_cache_size: NonNegative = DEFAULT_STATEMENT_CACHE_SIZE
     #: Direct (session-mode) connection for `onecity migrate`; None: ``url``.
     migrate_url: str | None = None
     #: Read replica for heavy reads; None: ``url``.
     read_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.statement_cache_size < 0:
-            raise msgspec.ValidationError("Expected `int` >= 0 - at `$.database.statement_cache_size`")
 
     @property
     def migration_url(self) -> str | None:
@@ -92,7 +94,7 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Redis. ``url`` unset means "embedded" to ``onecity dev`` and an error elsewhere."""
 
     url: str | None = None
-    max_connections: int = 64
+    max_connections: Count = 64
     #: ``url`` names one seed node of a Redis Cluster (``ONECITY_REDIS_CLUSTER``); the pool
     #: size is then per node.
     cluster: bool = False
@@ -102,12 +104,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The HTTP server and request limits."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 0  # 0: one per CPU core
-    max_body_bytes: int = 64 * 1024
-    max_header_bytes: int = 64 * 1024
+    port: Port = 8000
+    workers: NonNegative = 0  # 0: one per CPU core
+    max_body_bytes: Count = 64 * 1024
+    max_header_bytes: Count = 64 * 1024
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
-    auth_rate_per_minute: int = 120
+    auth_rate_per_minute: Count = 120
     #: CIDRs of the proxies whose X-Forwarded-For / Forwarded is believed; empty: none.
     trusted_proxies: tuple[str, ...] = ()
     #: Freeze the objects made at start-up out of the garbage collector's reach (``gc.freeze``):
@@ -120,16 +122,16 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
-                raise msgspec.ValidationError(f"not a CIDR network: {cidr!r} - at `$.server.trusted_proxies`") from None
+                raise refuse("trusted_proxies", f"holds {cidr!r}, which is not a CIDR network") from None
 
 
 class PeakSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Admission control (:mod:`bff.peak`): per-worker budgets and the overload threshold."""
 
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 128
-    channel_max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 96
-    loop_lag_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
-    tier0_latency_ms: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_in_flight: Count = 128
+    channel_max_in_flight: Count = 96
+    loop_lag_ms: Milliseconds = 100
+    tier0_latency_ms: Milliseconds = 100
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 2
 
 
@@ -315,17 +317,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     """
     env = os.environ if environ is None else environ
     flat = {path: env[name] for name, path in ENVIRONMENT.items() if env.get(name, "") != ""}
-    path_to_var = {path: name for name, path in ENVIRONMENT.items()}
     try:
         settings = msgspec.convert(_nest(flat), Settings, strict=False)
     except msgspec.ValidationError as exc:
-        # msgspec says e.g. "Expected `int`, got `str` - at `$.server.port`": name the variable.
-        message = str(exc)
-        for path, name in path_to_var.items():
-            if message.endswith(f"`$.{path}`"):
-                message = f"{name}: {message.rsplit(' - at ', 1)[0]}"
-                break
-        raise SettingsError(message) from None
+        raise SettingsError(name_variable(str(exc), ENVIRONMENT)) from None
     raw_key = env.get("ONECITY_MASTER_KEY")
     if raw_key:
         try:

@@ -5,8 +5,13 @@ The pure core (:mod:`codes.payload`, :mod:`codes.verifier`, :mod:`codes.rules`,
 :mod:`codes.verifier` and :mod:`codes.ride` import only the standard library and
 ``cryptography`` so partners can copy them into their scanners. The rest is the domain as the
 BFF runs it: storage (:mod:`codes.repository`), Redis state (:mod:`codes.live`), one module per
-job (issuing, status, verification, scan log, overrides, venues, rides, rule book, retention),
-assembled by :class:`codes.service.CodesService` and exposed by :mod:`codes.controllers`.
+job (:mod:`codes.issuing`, :mod:`codes.status`, :mod:`codes.online_verification`,
+:mod:`codes.scanlog`, :mod:`codes.overrides`, :mod:`codes.venues`, :mod:`codes.ride_devices`,
+:mod:`codes.rule_versions`, :mod:`codes.jobs`), assembled by :class:`codes.service.CodesService`,
+provided to handlers by :mod:`codes.dependencies` and exposed by :mod:`codes.controllers`.
+Each pure module has its service counterpart: ``verifier`` (offline) / ``online_verification``,
+``ride`` (the offline format) / ``ride_devices``, ``rules`` (evaluation) / ``rule_versions``
+(stored versions).
 
 The async ``codes.render.render`` is deliberately not re-exported: a package attribute named
 ``render`` would shadow the ``codes.render`` submodule.
@@ -24,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from codes.controllers import (
-        CODES_DEPENDENCIES,
         CodesAdminController,
         CodesPartnerController,
         MyCodesController,
         PartnerVenuesController,
     )
+    from codes.dependencies import CODES_DEPENDENCIES
     from codes.payload import (
         LIFETIMES,
         CodeClaims,
@@ -72,7 +77,7 @@ if TYPE_CHECKING:
     from codes.verifier import REASONS, Verification, load_jwks, verify_code
 
 _SOURCES: dict[str, str] = {
-    "CODES_DEPENDENCIES": "codes.controllers",
+    "CODES_DEPENDENCIES": "codes.dependencies",
     "CodesAdminController": "codes.controllers",
     "CodesPartnerController": "codes.controllers",
     "MyCodesController": "codes.controllers",

@@ -27,20 +27,19 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import click
 import msgspec
 
 from codes.jobs import RetentionJob
 from codes.repository import CodesRepository
-from codes.rulebook import RuleBook
+from codes.rule_versions import RuleBook
 from codes.schemas import RegionCode, VenueCreate
 from codes.settings import CodesSettings
 from codes.venues import register_venue
 from core.audit import AuditEvent, write_audit
 from core.cli import CommandFailed, Shell
 from core.crypto import Vault
-from core.db import create_pool
+from core.db import Pool, create_pool
 from core.errors import OneCityError
 from core.keys import KeyStore
 
@@ -73,8 +72,12 @@ def _run(work: Coroutine[Any, Any, None]) -> int:
     return 0
 
 
+async def _pool(shell: Shell) -> Pool:
+    return await create_pool(shell.database_url(), min_size=1, max_size=2)
+
+
 async def _repository(shell: Shell) -> CodesRepository:
-    return CodesRepository(await create_pool(shell.database_url(), min_size=1, max_size=2))
+    return CodesRepository(await _pool(shell))
 
 
 @codes.group(help="health status rules")
@@ -98,7 +101,7 @@ def publish(shell: Shell, file: str) -> int:
         try:
             _print(await RuleBook(repository, refresh_s=0.001).publish(document, published_by=_actor()))
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -111,7 +114,7 @@ def list_(shell: Shell) -> int:
         try:
             _print(await RuleBook(repository, refresh_s=0.001).versions())
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -126,7 +129,7 @@ def show(shell: Shell, version: int | None) -> int:
             book = RuleBook(repository, refresh_s=0.001)
             _print(await book.get(version if version is not None else (await book.active()).version))
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -145,9 +148,10 @@ def add(shell: Shell, name: str, address: str, region: str) -> int:
     master_key, issuer = shell.master_key(), shell.city()
 
     async def work() -> None:
-        repository = await _repository(shell)
+        pool = await _pool(shell)
+        repository = CodesRepository(pool)
         try:
-            ring = await KeyStore(repository.pool, Vault(master_key)).load()
+            ring = await KeyStore(pool, Vault(master_key)).load()
             request = msgspec.convert({"name": name, "address": address, "region": region}, VenueCreate)
             _print(
                 await register_venue(
@@ -160,7 +164,7 @@ def add(shell: Shell, name: str, address: str, region: str) -> int:
                 )
             )
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -176,7 +180,7 @@ def regions(shell: Shell, client_id: str, regions: tuple[str, ...], clear: bool)
         try:
             await _venue_regions(repository, client_id, regions, clear=clear)
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -184,23 +188,20 @@ def regions(shell: Shell, client_id: str, regions: tuple[str, ...], clear: bool)
 async def _venue_regions(repository: CodesRepository, client_id: str, given: tuple[str, ...], *, clear: bool) -> None:
     if given or clear:
         wanted = msgspec.convert(sorted(set(given)), list[RegionCode])
-        try:
-            async with repository.pool.acquire() as conn, conn.transaction():
-                await CodesRepository.set_partner_venue_regions(conn, client_id, [] if clear else wanted)
-                await write_audit(
-                    conn,
-                    [
-                        AuditEvent(
-                            action="codes.venue_regions.set",
-                            outcome="success",
-                            actor_type="system",
-                            actor_id=_actor(),
-                            details={"client_id": client_id, "regions": [] if clear else wanted},
-                        )
-                    ],
-                )
-        except asyncpg.ForeignKeyViolationError:
-            raise LookupError(f"no registered client {client_id!r}") from None
+        async with repository.transaction() as tx:
+            await repository.set_partner_venue_regions(tx, client_id, [] if clear else wanted)
+            await write_audit(
+                tx,
+                [
+                    AuditEvent(
+                        action="codes.venue_regions.set",
+                        outcome="success",
+                        actor_type="system",
+                        actor_id=_actor(),
+                        details={"client_id": client_id, "regions": [] if clear else wanted},
+                    )
+                ],
+            )
     _print({"client_id": client_id, "venue_regions": await repository.partner_venue_regions(client_id)})
 
 
@@ -218,7 +219,7 @@ def flag(shell: Shell, device_id: str) -> int:
         try:
             await _flag_device(repository, device_id)
         finally:
-            await repository.pool.close()
+            await repository.close()
 
     return _run(work())
 
@@ -227,18 +228,19 @@ async def _flag_device(repository: CodesRepository, device_id: str) -> None:
     if await repository.get_device(device_id) is None:
         raise LookupError(f"no registered device {device_id!r}")
     flagged = await repository.flag_devices([device_id])
-    await write_audit(
-        repository.pool,
-        [
-            AuditEvent(
-                action="codes.device.flag",
-                outcome="success",
-                actor_type="system",
-                actor_id=_actor(),
-                details={"device_id": device_id, "already_flagged": not flagged},
-            )
-        ],
-    )
+    async with repository.connection() as conn:
+        await write_audit(
+            conn,
+            [
+                AuditEvent(
+                    action="codes.device.flag",
+                    outcome="success",
+                    actor_type="system",
+                    actor_id=_actor(),
+                    details={"device_id": device_id, "already_flagged": not flagged},
+                )
+            ],
+        )
     click.echo(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
 
 
@@ -252,7 +254,7 @@ def retention(shell: Shell) -> int:
         try:
             deleted = await RetentionJob(repository, settings).run_once()
         finally:
-            await repository.pool.close()
+            await repository.close()
         click.echo("another process is running the retention job" if deleted is None else json.dumps(deleted))
 
     return _run(work())

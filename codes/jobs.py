@@ -16,9 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from codes.repository import RETENTION_LOCK_ID, CodesRepository
+from codes.repository import CodesRepository
 from codes.settings import CodesSettings
 from core.audit import AuditEvent, write_audit
+from core.db import Connection
 from core.partitions import drop_before, maintain
 
 __all__ = ["RetentionJob"]
@@ -65,69 +66,71 @@ class RetentionJob:
         cutoffs = self.cutoffs(now)
         deleted: dict[str, int] = {}
         dropped: dict[str, list[str]] = {}
-        async with self._repository.pool.acquire() as conn:
+        repository = self._repository
 
-            async def locked(work: Callable[[], Awaitable[int]]) -> int | None:
-                async with conn.transaction():
-                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID):
-                        return None
-                    return await work()
+        async def locked(work: Callable[[Connection], Awaitable[int]]) -> int | None:
+            async with repository.transaction() as tx:
+                if not await repository.try_retention_lock(tx):
+                    return None
+                return await work(tx)
 
-            async def make_partitions() -> int:
-                # Every process runs this loop: the partitions of the coming days always exist.
-                await maintain(conn)
-                return 0
+        async def make_partitions(tx: Connection) -> int:
+            # Every process runs this loop: the partitions of the coming days always exist.
+            await maintain(tx)
+            return 0
 
-            if await locked(make_partitions) is None:
-                return None
-            for table, cutoff in cutoffs.items():
-                if table in ("scan_log", "checkins"):
+        if await locked(make_partitions) is None:
+            return None
+        for table, cutoff in cutoffs.items():
+            if table in ("scan_log", "checkins"):
 
-                    async def drop(t: str = table, c: datetime = cutoff) -> int:
-                        dropped[t], count = await drop_before(conn, t, c)
-                        return count
+                async def drop(tx: Connection, t: str = table, c: datetime = cutoff) -> int:
+                    dropped[t], count = await drop_before(tx, t, c)
+                    return count
 
-                    count = await locked(drop)
-                    if count is None:
-                        return None
-                    deleted[table] = count
-                    continue
-                total = 0
-                while True:
-                    count = await locked(
-                        lambda t=table, c=cutoff: CodesRepository.delete_before(conn, t, c, batch=_BATCH)  # type: ignore[misc]
+                count = await locked(drop)
+                if count is None:
+                    return None
+                deleted[table] = count
+                continue
+            total = 0
+            while True:
+
+                async def delete_batch(tx: Connection, t: str = table, c: datetime = cutoff) -> int:
+                    return await repository.delete_before(tx, t, c, batch=_BATCH)
+
+                count = await locked(delete_batch)
+                if count is None:
+                    return None
+                total += count
+                if count < _BATCH:
+                    break
+            deleted[table] = total
+        moment = now or datetime.now(UTC)
+
+        async def finish(tx: Connection) -> int:
+            lapsed = await repository.delete_lapsed_overrides(tx, moment - _OVERRIDE_KEEP)
+            summary = {**deleted, "health_overrides": lapsed}
+            await write_audit(
+                tx,
+                [
+                    AuditEvent(
+                        action="codes.retention",
+                        outcome="success",
+                        details={
+                            "deleted": summary,
+                            "partitions_dropped": dropped,
+                            **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()},
+                        },
                     )
-                    if count is None:
-                        return None
-                    total += count
-                    if count < _BATCH:
-                        break
-                deleted[table] = total
-            moment = now or datetime.now(UTC)
+                ],
+            )
+            return lapsed
 
-            async def finish() -> int:
-                lapsed = await CodesRepository.delete_lapsed_overrides(conn, moment - _OVERRIDE_KEEP)
-                summary = {**deleted, "health_overrides": lapsed}
-                await write_audit(
-                    conn,
-                    [
-                        AuditEvent(
-                            action="codes.retention",
-                            outcome="success",
-                            details={
-                                "deleted": summary,
-                                "partitions_dropped": dropped,
-                                **{f"{t}_before": c.isoformat() for t, c in cutoffs.items()},
-                            },
-                        )
-                    ],
-                )
-                return lapsed
-
-            lapsed = await locked(finish)
-            if lapsed is None:
-                return None
-            deleted["health_overrides"] = lapsed
+        lapsed = await locked(finish)
+        if lapsed is None:
+            return None
+        deleted["health_overrides"] = lapsed
         return deleted
 
     async def run_forever(self) -> None:

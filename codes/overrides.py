@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from codes.holders import Holders
 from codes.live import HolderEntry, LiveCodes
 from codes.payload import CodeType
-from codes.repository import CodesRepository, Row
+from codes.repository import CodesRepository, StoredOverride
 from codes.schemas import HealthOverrideRequest, HealthOverrideView
 from codes.status import StatusResolver
 from core.audit import AuditEvent, write_audit
@@ -29,14 +29,14 @@ MAX_OVERRIDE = timedelta(days=90)
 _ROLES = (Role.HEALTH_OFFICER, Role.ADMIN)
 
 
-def _view(row: Row) -> HealthOverrideView:
+def _view(override: StoredOverride) -> HealthOverrideView:
     return HealthOverrideView(
-        account_id=row["account_id"],
-        status=row["status"],
-        reason=row["reason"],
-        until=row["until"],
-        set_by=row["set_by"],
-        set_at=row["set_at"],
+        account_id=override.account_id,
+        status=override.status,
+        reason=override.reason,
+        until=override.until,
+        set_by=override.set_by,
+        set_at=override.set_at,
     )
 
 
@@ -85,9 +85,9 @@ class Overrides:
             raise UnprocessableEntity(
                 f"An override lasts at most {MAX_OVERRIDE.days} days", extensions={"field": "until"}
             )
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            row = await CodesRepository.upsert_override(
-                conn,
+        async with self._repository.transaction() as tx:
+            override = await self._repository.upsert_override(
+                tx,
                 account_id=account_id,
                 status=request.status,
                 reason=request.reason,
@@ -95,7 +95,7 @@ class Overrides:
                 set_by=staff.staff_id,
             )
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="codes.health_override.set",
@@ -114,7 +114,7 @@ class Overrides:
                 ],
             )
         await self._refresh(account_id, until=until)
-        return _view(row)
+        return _view(override)
 
     async def lift(self, staff: StaffPrincipal, account_id: str, *, client_ip: str | None) -> None:
         """Remove the citizen's override before it expires.
@@ -123,11 +123,11 @@ class Overrides:
             NotFound: no such account or no override.
         """
         await self._authorize(staff, account_id)
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            if not await CodesRepository.delete_override(conn, account_id):
+        async with self._repository.transaction() as tx:
+            if not await self._repository.delete_override(tx, account_id):
                 raise NotFound("No override for this citizen")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="codes.health_override.lift",
@@ -149,10 +149,10 @@ class Overrides:
             NotFound: no such account or no override.
         """
         await self._authorize(staff, account_id)
-        row = await self._repository.get_override(account_id)
-        if row is None:
+        override = await self._repository.get_override(account_id)
+        if override is None:
             raise NotFound("No override for this citizen")
-        return _view(row)
+        return _view(override)
 
     async def _refresh(self, account_id: str, *, until: datetime | None = None) -> None:
         # Verification answers the current status at once; the app's next code carries it.

@@ -31,7 +31,7 @@ from codes.verifier import (
     TYP,
 )
 from core.signing import Ed25519Signer, b64url_encode
-from core.structs import Response
+from core.structs import FrozenStruct
 
 __all__ = [
     "JTI_BYTES",
@@ -114,7 +114,7 @@ _NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 _Timestamp = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class CodeClaims(Response, frozen=True, omit_defaults=True):
+class CodeClaims(FrozenStruct, frozen=True, omit_defaults=True):
     """The JWS claims of a code, in contract order; ``rv`` is omitted when ``None``.
 
     Construction validates the cross-field rules (status allowed for the type, ``exp`` after

@@ -1,4 +1,11 @@
-"""All SQL of the codes domain (tables of ``migrations/0020_codes.sql``)."""
+"""All SQL of the codes domain (tables of ``migrations/0020_codes.sql``) and its typed rows.
+
+Every read returns a frozen Struct of this module, never a driver record. The rows read on the
+hot paths (a holder's stored status and override while issuing or verifying, a venue, check-in
+pages, ride records) are built positionally from the record, in the column order of their
+``SELECT``: as cheap as reading the record's columns by name, without a second decoding pass.
+The others go through :func:`core.db.row_as`, which also checks the types.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,114 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from core.db import Connection, Pool
+from codes.rules import HealthStatus
+from core.audit import quarantine
+from core.db import Connection, Pool, Repository, row_as, rows_as
+from core.errors import Conflict, NotFound
 
-__all__ = ["SCAN_LOG_COLUMNS", "CodesRepository", "Row"]
+__all__ = [
+    "RETENTION_LOCK_ID",
+    "SCAN_LOG_COLUMNS",
+    "CodesRepository",
+    "PublishedRuleSet",
+    "StoredCheckin",
+    "StoredDevice",
+    "StoredOverride",
+    "StoredRide",
+    "StoredRuleSet",
+    "StoredStatus",
+    "StoredVenue",
+]
 
-Row = asyncpg.Record
+
+class PublishedRuleSet(msgspec.Struct, frozen=True):
+    """A published health rule version, without its document."""
+
+    version: int
+    published_by: str
+    published_at: datetime
+
+
+class StoredRuleSet(msgspec.Struct, frozen=True):
+    """A published health rule version with its document (parsed JSON, validated by the caller)."""
+
+    version: int
+    published_by: str
+    published_at: datetime
+    document: Any
+
+
+class StoredOverride(msgspec.Struct, frozen=True):
+    """A staff override of a citizen's health status (possibly lapsed)."""
+
+    account_id: str
+    status: HealthStatus
+    reason: str
+    until: datetime
+    set_by: str
+    set_at: datetime
+
+
+class StoredStatus(msgspec.Struct, frozen=True):
+    """The last decision stored for one holder and code type."""
+
+    status: str
+    rule_version: int | None
+    reasons: list[str]
+    decided_at: datetime
+
+
+class StoredVenue(msgspec.Struct, frozen=True):
+    """A venue with its one valid venue code.
+
+    The ``code_*`` columns are set in the transaction that creates the venue
+    (:func:`codes.venues.register_venue`): no committed venue is without them.
+    """
+
+    id: str
+    name: str
+    address: str
+    region_code: str
+    owner_type: str
+    owner_id: str
+    status: str
+    code_payload: str
+    code_jti: str
+    code_expires_at: datetime
+    created_at: datetime
+
+
+class StoredCheckin(msgspec.Struct, frozen=True):
+    """One pseudonymous check-in (``id`` orders check-ins of the same instant)."""
+
+    id: int
+    pseudonym: str
+    checked_in_at: datetime
+
+
+class StoredDevice(msgspec.Struct, frozen=True):
+    """A registered ride-code device key."""
+
+    device_id: str
+    account_id: str
+    public_key: bytes
+    revoked_at: datetime | None
+    flagged_at: datetime | None
+
+
+class StoredRide(msgspec.Struct, frozen=True):
+    """One accepted offline ride as a validator uploaded it (``ride_at``: Unix seconds)."""
+
+    device_id: str
+    counter: int
+    ride_at: int
+    validator_id: str
+    scanned_at: datetime
+    subject: str | None
+    partner_id: str
+
 
 #: Column order of the rows :meth:`CodesRepository.insert_scans` writes; ``scanned_at`` is Unix
 #: seconds (float) and ``iat`` Unix seconds (int) or ``None``.
@@ -62,8 +171,11 @@ _SAVE_STATUS = """INSERT INTO holder_status (account_id, code_type, status, rule
    WHERE holder_status.decided_at <= EXCLUDED.decided_at"""
 
 
-class CodesRepository:
+class CodesRepository(Repository):
     """Reads and writes rules, overrides, statuses, pseudonyms, scans, venues and devices.
+
+    Methods that take a ``tx`` first run inside the caller's
+    ``async with repository.transaction() as tx:``; the others run on their own connection.
 
     Args:
         pool: The primary (through the pooler).
@@ -73,66 +185,81 @@ class CodesRepository:
     """
 
     def __init__(self, pool: Pool, *, read_pool: Pool | None = None) -> None:
-        self.pool = pool
+        super().__init__(pool)
         self.read_pool = read_pool or pool
+
+    async def close(self) -> None:
+        """Close the pool, for a command that opened it for this repository alone."""
+        await self.pool.close()
 
     # health rules ---------------------------------------------------------------------------
 
-    async def latest_ruleset(self) -> Row | None:
+    async def latest_ruleset(self) -> StoredRuleSet | None:
         """The highest published version (the active one), or ``None`` if none is stored."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             "SELECT version, document, published_by, published_at FROM health_rulesets ORDER BY version DESC LIMIT 1"
         )
+        return row_as(StoredRuleSet, row)
 
-    async def get_ruleset(self, version: int) -> Row | None:
+    async def get_ruleset(self, version: int) -> StoredRuleSet | None:
         """One published version."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             "SELECT version, document, published_by, published_at FROM health_rulesets WHERE version = $1", version
         )
+        return row_as(StoredRuleSet, row)
 
-    async def list_rulesets(self) -> list[Row]:
+    async def list_rulesets(self) -> list[PublishedRuleSet]:
         """Every published version, newest first (without documents)."""
-        return await self.pool.fetch(
+        rows = await self.pool.fetch(
             "SELECT version, published_by, published_at FROM health_rulesets ORDER BY version DESC"
         )
+        return rows_as(PublishedRuleSet, rows)
 
-    @staticmethod
-    async def lock_rules(conn: Connection) -> int | None:
+    async def lock_rules(self, tx: Connection) -> int | None:
         """Take the publication lock (transaction-scoped); return the highest stored version."""
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK_ID)
-        version: int | None = await conn.fetchval("SELECT max(version) FROM health_rulesets")
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _RULES_LOCK_ID)
+        version: int | None = await tx.fetchval("SELECT max(version) FROM health_rulesets")
         return version
 
-    @staticmethod
-    async def insert_ruleset(conn: Connection, *, version: int, document: Any, published_by: str) -> Row:
-        """Store a new version; returns its row."""
-        row = await conn.fetchrow(
-            """INSERT INTO health_rulesets (version, document, published_by) VALUES ($1, $2, $3)
-               RETURNING version, published_by, published_at""",
-            version,
-            document,
-            published_by,
-        )
-        assert row is not None
-        stored: Row = row
+    async def insert_ruleset(
+        self, tx: Connection, *, version: int, document: Any, published_by: str
+    ) -> PublishedRuleSet:
+        """Store a new version; returns it.
+
+        Raises:
+            Conflict: the version is already stored (a concurrent publication won).
+        """
+        try:
+            row = await tx.fetchrow(
+                """INSERT INTO health_rulesets (version, document, published_by) VALUES ($1, $2, $3)
+                   RETURNING version, published_by, published_at""",
+                version,
+                document,
+                published_by,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"Version {version} is already published") from None
+        stored = row_as(PublishedRuleSet, row)
+        assert stored is not None
         return stored
 
     # overrides ------------------------------------------------------------------------------
 
-    async def get_override(self, account_id: str) -> Row | None:
-        """The citizen's override row (possibly lapsed), if any."""
-        return await self.pool.fetchrow(
+    async def get_override(self, account_id: str) -> StoredOverride | None:
+        """The citizen's override (possibly lapsed), if any."""
+        row = await self.pool.fetchrow(
             """SELECT account_id::text AS account_id, status, reason, until, set_by, set_at
                FROM health_overrides WHERE account_id = $1::uuid""",
             account_id,
         )
+        # Read by every health code issued: built positionally (columns in field order).
+        return None if row is None else StoredOverride(*row)
 
-    @staticmethod
     async def upsert_override(
-        conn: Connection, *, account_id: str, status: str, reason: str, until: datetime, set_by: str
-    ) -> Row:
+        self, tx: Connection, *, account_id: str, status: str, reason: str, until: datetime, set_by: str
+    ) -> StoredOverride:
         """Set (replace) the citizen's override."""
-        row = await conn.fetchrow(
+        row = await tx.fetchrow(
             """INSERT INTO health_overrides (account_id, status, reason, until, set_by, set_at)
                VALUES ($1::uuid, $2, $3, $4, $5, now())
                ON CONFLICT (account_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
@@ -144,15 +271,14 @@ class CodesRepository:
             until,
             set_by,
         )
-        assert row is not None
-        stored: Row = row
+        stored = row_as(StoredOverride, row)
+        assert stored is not None
         return stored
 
-    @staticmethod
-    async def delete_override(conn: Connection, account_id: str) -> bool:
+    async def delete_override(self, tx: Connection, account_id: str) -> bool:
         """Lift the citizen's override; false if there was none."""
         return bool(
-            await conn.fetchval("DELETE FROM health_overrides WHERE account_id = $1::uuid RETURNING true", account_id)
+            await tx.fetchval("DELETE FROM health_overrides WHERE account_id = $1::uuid RETURNING true", account_id)
         )
 
     # last known statuses --------------------------------------------------------------------
@@ -198,14 +324,16 @@ class CodesRepository:
         )
         return [r["account_id"] for r in rows]
 
-    async def last_status(self, account_id: str, code_type: str) -> Row | None:
+    async def last_status(self, account_id: str, code_type: str) -> StoredStatus | None:
         """The stored decision of one holder and type."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             """SELECT status, rule_version, reasons, decided_at FROM holder_status
                WHERE account_id = $1::uuid AND code_type = $2""",
             account_id,
             code_type,
         )
+        # On the verification path: built positionally (columns in field order).
+        return None if row is None else StoredStatus(*row)
 
     # pseudonyms -----------------------------------------------------------------------------
 
@@ -257,11 +385,15 @@ class CodesRepository:
         columns = list(zip(*rows, strict=True))
         await self.pool.execute(_INSERT_SCANS, *(list(column) for column in columns))
 
+    async def quarantine_scan(self, row: Sequence[Any], exc: BaseException) -> None:
+        """Keep a scan row that cannot be stored (a data error) in ``write_quarantine``."""
+        await quarantine(self.pool, "scan_log", SCAN_LOG_COLUMNS, row, exc)
+
     # venues and check-ins -------------------------------------------------------------------
 
-    @staticmethod
     async def insert_venue(
-        conn: Connection,
+        self,
+        tx: Connection,
         *,
         venue_id: str,
         name: str,
@@ -271,7 +403,7 @@ class CodesRepository:
         owner_id: str,
     ) -> None:
         """A new venue (its code is set right after, in the same transaction)."""
-        await conn.execute(
+        await tx.execute(
             """INSERT INTO venues (id, name, address, region_code, owner_type, owner_id)
                VALUES ($1, $2, $3, $4, $5, $6)""",
             venue_id,
@@ -282,10 +414,11 @@ class CodesRepository:
             owner_id,
         )
 
-    @staticmethod
-    async def set_venue_code(conn: Connection, *, venue_id: str, payload: str, jti: str, expires_at: datetime) -> Row:
+    async def set_venue_code(
+        self, tx: Connection, *, venue_id: str, payload: str, jti: str, expires_at: datetime
+    ) -> StoredVenue:
         """Make ``payload`` the venue's one valid code."""
-        row = await conn.fetchrow(
+        row = await tx.fetchrow(
             """UPDATE venues SET code_payload = $2, code_jti = $3, code_expires_at = $4 WHERE id = $1
                RETURNING id, name, address, region_code, owner_type, owner_id, status, code_payload, code_jti,
                          code_expires_at, created_at""",
@@ -294,18 +427,20 @@ class CodesRepository:
             jti,
             expires_at,
         )
-        assert row is not None
-        stored: Row = row
+        stored = row_as(StoredVenue, row)
+        assert stored is not None
         return stored
 
-    async def get_venue(self, venue_id: str) -> Row | None:
+    async def get_venue(self, venue_id: str) -> StoredVenue | None:
         """One venue."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             """SELECT id, name, address, region_code, owner_type, owner_id, status, code_payload, code_jti,
                       code_expires_at, created_at
                FROM venues WHERE id = $1""",
             venue_id,
         )
+        # On the verification and check-in paths: built positionally (columns in field order).
+        return None if row is None else StoredVenue(*row)
 
     async def partner_venue_regions(self, client_id: str) -> list[str]:
         """The regions in which the partner may register venues (none if not configured)."""
@@ -314,18 +449,20 @@ class CodesRepository:
         )
         return [r["region_code"] for r in rows]
 
-    @staticmethod
-    async def set_partner_venue_regions(conn: Connection, client_id: str, regions: Sequence[str]) -> None:
+    async def set_partner_venue_regions(self, tx: Connection, client_id: str, regions: Sequence[str]) -> None:
         """Replace the partner's venue regions (an empty list removes them all).
 
         Raises:
-            asyncpg.ForeignKeyViolationError: ``client_id`` is not a registered client.
+            NotFound: ``client_id`` is not a registered client.
         """
-        await conn.execute("DELETE FROM partner_venue_regions WHERE client_id = $1", client_id)
-        await conn.executemany(
-            "INSERT INTO partner_venue_regions (client_id, region_code) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(client_id, region) for region in regions],
-        )
+        await tx.execute("DELETE FROM partner_venue_regions WHERE client_id = $1", client_id)
+        try:
+            await tx.executemany(
+                "INSERT INTO partner_venue_regions (client_id, region_code) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(client_id, region) for region in regions],
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound(f"no registered client {client_id!r}") from None
 
     async def insert_checkin(self, *, venue_id: str, pseudonym: str, repeat_s: int) -> tuple[datetime, bool]:
         """Record a check-in now, unless this pseudonym checked in at the venue in the last
@@ -355,12 +492,12 @@ class CodesRepository:
 
     async def checkins(
         self, *, venue_id: str, start: datetime, end: datetime, limit: int, after: tuple[datetime, int] | None = None
-    ) -> list[Row]:
+    ) -> list[StoredCheckin]:
         """Check-ins of a venue in ``[start, end)`` ordered by ``(time, id)``, at most ``limit``,
         those after the keyset ``after`` only (the last row of the previous page). Read from the
         replica: a check-in made in the last replication lag may be missing from the answer."""
         after_at, after_id = after if after is not None else (start, 0)
-        return await self.read_pool.fetch(
+        rows = await self.read_pool.fetch(
             """SELECT id, pseudonym, checked_in_at FROM checkins
                WHERE venue_id = $1 AND checked_in_at >= $2 AND checked_in_at < $3
                  AND (checked_in_at, id) > ($4, $5)
@@ -372,30 +509,32 @@ class CodesRepository:
             after_id,
             limit,
         )
+        # Up to 10,001 rows a page: built positionally (columns in field order).
+        return [StoredCheckin(*row) for row in rows]
 
     # offline ride devices -------------------------------------------------------------------
 
-    async def get_device(self, device_id: str) -> Row | None:
+    async def get_device(self, device_id: str) -> StoredDevice | None:
         """A registered device key."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             """SELECT device_id, account_id::text AS account_id, public_key, revoked_at, flagged_at
                FROM transit_devices WHERE device_id = $1""",
             device_id,
         )
+        return row_as(StoredDevice, row)
 
     async def certify_device(
         self,
+        tx: Connection,
         *,
         device_id: str,
         account_id: str,
         public_key: bytes,
         not_before: datetime,
         not_after: datetime,
-        conn: Connection | None = None,
     ) -> None:
-        """Register the device (first time) and record the certificate just issued (inside the
-        caller's transaction when given ``conn``)."""
-        await (conn or self.pool).execute(
+        """Register the device (first time) and record the certificate just issued."""
+        await tx.execute(
             """INSERT INTO transit_devices (device_id, account_id, public_key, certified_at, cert_expires_at)
                VALUES ($1, $2::uuid, $3, $4, $5)
                ON CONFLICT (device_id) DO UPDATE SET certified_at = EXCLUDED.certified_at,
@@ -407,10 +546,10 @@ class CodesRepository:
             not_after,
         )
 
-    async def revoke_device(self, *, device_id: str, account_id: str, conn: Connection | None = None) -> bool:
+    async def revoke_device(self, tx: Connection, *, device_id: str, account_id: str) -> bool:
         """The citizen retires a device key; false if it is not theirs or already revoked."""
         return bool(
-            await (conn or self.pool).fetchval(
+            await tx.fetchval(
                 """UPDATE transit_devices SET revoked_at = now()
                    WHERE device_id = $1 AND account_id = $2::uuid AND revoked_at IS NULL RETURNING true""",
                 device_id,
@@ -443,14 +582,16 @@ class CodesRepository:
         )
         return inserted
 
-    async def ride_records_for(self, keys: Iterable[tuple[str, int]], *, replayed_only: bool = False) -> list[Row]:
+    async def ride_records_for(
+        self, keys: Iterable[tuple[str, int]], *, replayed_only: bool = False
+    ) -> list[StoredRide]:
         """Every stored record of the given ``(device_id, counter)`` pairs; with
         ``replayed_only``, only those of pairs stored more than once (in the usual upload without
         a replay: none, so the caller has nothing to group on the event loop)."""
         pairs = list(keys)
         if not pairs:
             return []
-        return await self.pool.fetch(
+        rows = await self.pool.fetch(
             """SELECT device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id FROM (
                    SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id,
                           count(*) OVER (PARTITION BY r.device_id, r.counter) AS scans
@@ -463,14 +604,19 @@ class CodesRepository:
             [p[1] for p in pairs],
             1 if replayed_only else 0,
         )
+        # A replay of a whole log is thousands of rows: built positionally (columns in field order).
+        return [StoredRide(*row) for row in rows]
 
     # retention ------------------------------------------------------------------------------
 
-    @staticmethod
-    async def delete_before(conn: Connection, table: str, cutoff: datetime, *, batch: int) -> int:
+    async def try_retention_lock(self, tx: Connection) -> bool:
+        """Take the retention job's lock for this transaction, unless another process holds it."""
+        return bool(await tx.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_ID))
+
+    async def delete_before(self, tx: Connection, table: str, cutoff: datetime, *, batch: int) -> int:
         """Delete up to ``batch`` rows of ``table`` older than ``cutoff``; returns how many."""
         column = _RETENTION_TABLES[table]  # a fixed name from our own map: never caller text
-        deleted: int = await conn.fetchval(
+        deleted: int = await tx.fetchval(
             f"""WITH gone AS (
                     DELETE FROM {table} WHERE ctid = ANY(ARRAY(
                         SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))
@@ -481,10 +627,9 @@ class CodesRepository:
         )
         return deleted
 
-    @staticmethod
-    async def delete_lapsed_overrides(conn: Connection, cutoff: datetime) -> int:
+    async def delete_lapsed_overrides(self, tx: Connection, cutoff: datetime) -> int:
         """Forget overrides that ended before ``cutoff`` (they decide nothing any more)."""
-        deleted: int = await conn.fetchval(
+        deleted: int = await tx.fetchval(
             "WITH gone AS (DELETE FROM health_overrides WHERE until < $1 RETURNING 1) SELECT count(*) FROM gone",
             cutoff,
         )

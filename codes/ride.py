@@ -18,8 +18,10 @@ characters, within the 320 of every OneCity code. Signatures are over a domain-s
 message (``OC1R/cert/v1\\0`` / ``OC1R/ride/v1\\0`` + the bytes before the signature) so neither
 can be mistaken for a JWS signing input or for each other.
 
-Like :mod:`codes.verifier`, this module imports only the standard library and ``cryptography``,
-so a validator vendor can copy it.
+This module is the pure, copyable half: no database, no network, no server state. Like
+:mod:`codes.verifier`, it imports only the standard library and ``cryptography``, so a validator
+vendor can copy it. What the server adds (device registration, validator log uploads) is
+:mod:`codes.ride_devices`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ whose condition holds contributes its status and reason, the worst status wins (
 an active staff override has the last word. The version that decided a code travels in its
 ``rv`` claim so a disputed status can be traced to the exact rules.
 
-Document format and semantics: ``docs/health-rules.md``. Storing and publishing versions is the
-job of the admin endpoint / CLI, not of this module.
+Document format and semantics: ``docs/health-rules.md``. This module is pure (no database):
+storing, publishing and loading the active version is :mod:`codes.rule_versions`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
-from core.structs import Response, Slug
+from core.structs import FrozenStruct, Slug
 
 __all__ = [
     "DEFAULT_RULESET",
@@ -126,7 +126,7 @@ Condition: TypeAlias = (
 )
 
 
-class Rule(Response, frozen=True, forbid_unknown_fields=True):
+class Rule(FrozenStruct, frozen=True, forbid_unknown_fields=True):
     """One rule: when ``when`` holds, the status is at least ``status`` because of ``reason``."""
 
     id: Slug
@@ -139,7 +139,7 @@ class Rule(Response, frozen=True, forbid_unknown_fields=True):
 MAX_RULE_VERSION = 99
 
 
-class RuleSet(Response, frozen=True, forbid_unknown_fields=True):
+class RuleSet(FrozenStruct, frozen=True, forbid_unknown_fields=True):
     """A published version of the health rules.
 
     Attributes:
@@ -264,7 +264,7 @@ class HealthRiskRecord(msgspec.Struct, frozen=True, kw_only=True):
     risk_area_visits: list[RiskAreaVisitRecord]
 
 
-class HealthFacts(Response, frozen=True):
+class HealthFacts(FrozenStruct, frozen=True):
     """What the rules look at, reduced from the department's answers.
 
     Times are timezone-aware UTC. Only times are kept (no lab names, no areas): the rules need
@@ -330,7 +330,7 @@ def facts_from_department(tests: Any, vaccinations: Any, risk: Any, now: dt.date
 # --- evaluation -------------------------------------------------------------------------------
 
 
-class StatusOverride(Response, frozen=True):
+class StatusOverride(FrozenStruct, frozen=True):
     """A staff decision that replaces the computed status until ``until``.
 
     Attributes:
@@ -348,7 +348,7 @@ class StatusOverride(Response, frozen=True):
         return _utc(now) < _utc(self.until)
 
 
-class Decision(Response, frozen=True):
+class Decision(FrozenStruct, frozen=True):
     """The outcome of :func:`evaluate`.
 
     Attributes:

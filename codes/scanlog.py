@@ -24,8 +24,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from codes.repository import SCAN_LOG_COLUMNS, CodesRepository
-from core.audit import SHED, WRITE_FAILURES, Backoff, WriteInterrupted, quarantine, write_isolating
+from codes.repository import CodesRepository
+from core.audit import SHED, WRITE_FAILURES, Backoff, WriteInterrupted, write_isolating
 from core.errors import DependencyUnavailable
 
 __all__ = ["ScanLog"]
@@ -96,7 +96,7 @@ class ScanLog:
 
     async def _quarantine(self, item: tuple[tuple[Any, ...], asyncio.Future[None]], exc: BaseException) -> None:
         row, future = item
-        await quarantine(self._repository.pool, "scan_log", SCAN_LOG_COLUMNS, row, exc)
+        await self._repository.quarantine_scan(row, exc)
         self.quarantined += 1
         if not future.done():
             future.set_result(None)  # durably recorded, in the quarantine

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from codes.rules import RuleSet
-from core.structs import Request, Response, ShortStr, text, whole
+from core.structs import FrozenStruct, Request, ShortStr, text, whole
 
 __all__ = [
     "RIDE_LOG_MAX_BYTES",
@@ -68,7 +68,7 @@ class HolderCodeType(enum.StrEnum):
 # --- citizen -----------------------------------------------------------------------------------
 
 
-class IssuedCode(Response, frozen=True):
+class IssuedCode(FrozenStruct, frozen=True):
     """A freshly signed code.
 
     Attributes:
@@ -95,7 +95,7 @@ class IssuedCode(Response, frozen=True):
     offline_display_until: datetime | None = None
 
 
-class CodeStatus(Response, frozen=True):
+class CodeStatus(FrozenStruct, frozen=True):
     """One code type in ``GET /v1/me/codes``.
 
     Attributes:
@@ -121,7 +121,7 @@ class CodeStatus(Response, frozen=True):
     overridden: bool = False
 
 
-class CodesOverview(Response, frozen=True):
+class CodesOverview(FrozenStruct, frozen=True):
     """``GET /v1/me/codes``: every holder code type, what the citizen may show and why."""
 
     codes: list[CodeStatus]
@@ -133,7 +133,7 @@ class CheckinRequest(Request):
     payload: ScannedPayload
 
 
-class VenueRef(Response, frozen=True):
+class VenueRef(FrozenStruct, frozen=True):
     """A venue as a citizen sees it."""
 
     id: str
@@ -141,7 +141,7 @@ class VenueRef(Response, frozen=True):
     address: str
 
 
-class CheckinResult(Response, frozen=True):
+class CheckinResult(FrozenStruct, frozen=True):
     """A recorded check-in (``repeated``: the one already recorded at this venue in the last
     10 minutes, answered with 200 instead of 201)."""
 
@@ -153,7 +153,7 @@ class CheckinResult(Response, frozen=True):
 # --- devices for offline ride codes ------------------------------------------------------------
 
 
-class DeviceChallenge(Response, frozen=True):
+class DeviceChallenge(FrozenStruct, frozen=True):
     """A one-time nonce to sign with the device key (proof of possession)."""
 
     nonce: str
@@ -173,7 +173,7 @@ class DeviceRegistration(Request):
     signature: B64Url
 
 
-class DeviceCertificateResponse(Response, frozen=True):
+class DeviceCertificateResponse(FrozenStruct, frozen=True):
     """A device certificate for offline ride codes."""
 
     device_id: str
@@ -205,14 +205,14 @@ class VerifyRequest(Request):
     ) = None
 
 
-class Holder(Response, frozen=True):
+class Holder(FrozenStruct, frozen=True):
     """Who holds the code, as much as a partner may know: a masked name (``张*``), or the
     venue's name for venue codes."""
 
     name: str | None
 
 
-class VerifyResult(Response, frozen=True):
+class VerifyResult(FrozenStruct, frozen=True):
     """The answer of ``POST /v1/codes/verify``; an invalid code is a 200 with ``valid: false``."""
 
     valid: bool
@@ -252,14 +252,14 @@ class RideLogUpload(Request):
     rides: Annotated[list[RideScan], msgspec.Meta(min_length=1, max_length=RIDE_LOG_MAX_LINES)]
 
 
-class RideRejection(Response, frozen=True):
+class RideRejection(FrozenStruct, frozen=True):
     """A log line that did not verify (not stored)."""
 
     index: int
     reason: str
 
 
-class ReplayScan(Response, frozen=True):
+class ReplayScan(FrozenStruct, frozen=True):
     """One scan of a replayed ride code."""
 
     validator_id: str
@@ -267,7 +267,7 @@ class ReplayScan(Response, frozen=True):
     partner_id: str
 
 
-class ReplayView(Response, frozen=True):
+class ReplayView(FrozenStruct, frozen=True):
     """A ride code (device, counter) scanned more than once, across every upload so far."""
 
     device_id: str
@@ -278,7 +278,7 @@ class ReplayView(Response, frozen=True):
     cross_partner: bool = False
 
 
-class RideLogResult(Response, frozen=True):
+class RideLogResult(FrozenStruct, frozen=True):
     """What an upload did."""
 
     accepted: int
@@ -298,7 +298,7 @@ class HealthOverrideRequest(Request):
     until: datetime
 
 
-class HealthOverrideView(Response, frozen=True):
+class HealthOverrideView(FrozenStruct, frozen=True):
     """A staff override in force."""
 
     account_id: str
@@ -309,7 +309,7 @@ class HealthOverrideView(Response, frozen=True):
     set_at: datetime
 
 
-class RuleSetVersion(Response, frozen=True):
+class RuleSetVersion(FrozenStruct, frozen=True):
     """A published health rule version."""
 
     version: int
@@ -319,7 +319,7 @@ class RuleSetVersion(Response, frozen=True):
     document: RuleSet | None = None
 
 
-class RuleSetList(Response, frozen=True):
+class RuleSetList(FrozenStruct, frozen=True):
     """Every published health rule version, newest first."""
 
     versions: list[RuleSetVersion]
@@ -333,7 +333,7 @@ class VenueCreate(Request):
     region: RegionCode
 
 
-class VenueView(Response, frozen=True):
+class VenueView(FrozenStruct, frozen=True):
     """A venue and its printed code."""
 
     id: str
@@ -346,14 +346,14 @@ class VenueView(Response, frozen=True):
     created_at: datetime
 
 
-class CheckinRecord(Response, frozen=True):
+class CheckinRecord(FrozenStruct, frozen=True):
     """One pseudonymous check-in."""
 
     pseudonym: str
     checked_in_at: datetime
 
 
-class CheckinList(Response, frozen=True):
+class CheckinList(FrozenStruct, frozen=True):
     """An exposure query's answer: who (pseudonymously) checked in at a venue in a window."""
 
     venue_id: str

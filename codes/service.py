@@ -1,8 +1,9 @@
 """The codes domain assembled: one object the app builds once per process and injects.
 
-Each job lives in its own module (issuing, status, verification, scan log, overrides, venues,
-rides, rules, retention); :class:`CodesService` only wires them to the shared resources and
-starts their background work (the retention loop).
+Each job lives in its own module (issuing, status, online_verification, scanlog, overrides,
+venues, ride_devices, rule_versions, jobs); :class:`CodesService` only wires them to the shared
+resources and starts their background work (the retention loop). Controllers receive the job
+services themselves (:mod:`codes.dependencies`), not this object.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from codes.holders import Holders
 from codes.issuing import Issuer
 from codes.jobs import RetentionJob
 from codes.live import LiveCodes
+from codes.online_verification import OnlineVerifier
 from codes.overrides import Overrides
 from codes.partner_cache import PartnerCache
 from codes.pseudonym import Pseudonymizer
 from codes.reevaluation import HealthReevaluation
 from codes.repository import CodesRepository
 from codes.ride_check import RideLogChecker
-from codes.rides import Rides
-from codes.rulebook import RuleBook
+from codes.ride_devices import Rides
+from codes.rule_versions import RuleBook
 from codes.scanlog import ScanLog
 from codes.schemas import CodeStatus
 from codes.settings import CodesSettings
 from codes.status import SharedReads, StatusResolver
 from codes.venues import Venues
-from codes.verification import OnlineVerifier
 from core.audit import AuditBatcher
 from core.crypto import Vault
 from core.db import Pool
@@ -146,6 +147,7 @@ class CodesService:
             skew_s=settings.clock_skew_s,
             checkin_repeat_s=settings.checkin_repeat_s,
             checkins_per_hour=settings.checkins_per_hour,
+            exposure_max_days=settings.exposure_max_days,
         )
         self.rides = Rides(
             repository=self.repository,

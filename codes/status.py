@@ -37,7 +37,7 @@ import msgspec
 from codes.holders import HolderAccount
 from codes.payload import CodeType
 from codes.repository import CodesRepository
-from codes.rulebook import RuleBook
+from codes.rule_versions import RuleBook
 from codes.rules import (
     STAFF_OVERRIDE_REASON,
     Decision,
@@ -49,7 +49,7 @@ from codes.rules import (
 )
 from core.audit import AuditBatcher, AuditEvent
 from core.errors import DependencyUnavailable
-from core.structs import Response
+from core.structs import FrozenStruct
 from services.departments.health import HealthDepartment, HealthRisk, HealthTests
 from services.departments.socsec import SocsecCard, SocsecDepartment
 from services.departments.transport import TransportCard, TransportDepartment
@@ -104,7 +104,7 @@ class SharedReads:
     socsec_card: SharedRead[SocsecCard] | None = None
 
 
-class StatusDecision(Response, frozen=True):
+class StatusDecision(FrozenStruct, frozen=True):
     """A holder's status for one code type and where it came from.
 
     Attributes:
@@ -178,10 +178,10 @@ class StatusResolver:
 
     async def override_of(self, account_id: str) -> StatusOverride | None:
         """The citizen's override row as a :class:`StatusOverride` (maybe lapsed)."""
-        row = await self._repository.get_override(account_id)
-        if row is None:
+        stored = await self._repository.get_override(account_id)
+        if stored is None:
             return None
-        return StatusOverride(status=row["status"], reason=row["reason"], until=row["until"])
+        return StatusOverride(status=stored.status, reason=stored.reason, until=stored.until)
 
     @staticmethod
     def _with_override(decision: StatusDecision, override: StatusOverride | None, now: dt.datetime) -> StatusDecision:
@@ -257,15 +257,15 @@ class StatusResolver:
         return result
 
     async def _stored(self, holder: HolderAccount, code_type: CodeType, now: dt.datetime) -> StatusDecision | None:
-        row = await self._repository.last_status(holder.account_id, code_type.value)
-        if row is None or now - row["decided_at"] > self._fresh:
+        stored = await self._repository.last_status(holder.account_id, code_type.value)
+        if stored is None or now - stored.decided_at > self._fresh:
             return None
         return StatusDecision(
-            status=row["status"],
+            status=stored.status,
             source="last_known",
-            as_of=row["decided_at"],
-            reasons=tuple(row["reasons"]),
-            rule_version=row["rule_version"],
+            as_of=stored.decided_at,
+            reasons=tuple(stored.reasons),
+            rule_version=stored.rule_version,
         )
 
     async def _save(
@@ -442,24 +442,24 @@ class StatusResolver:
         now = dt.datetime.now(dt.UTC)
         if code_type is CodeType.CITIZEN:
             return StatusDecision(status="A", source="department", as_of=now)
-        row = await self._repository.last_status(account_id, code_type.value)
-        fresh = row is not None and now - row["decided_at"] <= self._fresh
+        stored = await self._repository.last_status(account_id, code_type.value)
+        fresh = stored is not None and now - stored.decided_at <= self._fresh
         if code_type is not CodeType.HEALTH:
-            if row is None:
+            if stored is None:
                 return None
             return StatusDecision(
-                status=row["status"],
+                status=stored.status,
                 source="last_known",
-                as_of=row["decided_at"],
-                reasons=tuple(row["reasons"]),
+                as_of=stored.decided_at,
+                reasons=tuple(stored.reasons),
             )
-        if row is not None and fresh:
+        if stored is not None and fresh:
             decision = StatusDecision(
-                status=row["status"],
+                status=stored.status,
                 source="last_known",
-                as_of=row["decided_at"],
-                reasons=tuple(row["reasons"]),
-                rule_version=row["rule_version"],
+                as_of=stored.decided_at,
+                reasons=tuple(stored.reasons),
+                rule_version=stored.rule_version,
             )
         else:
             decision = StatusDecision(

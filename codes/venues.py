@@ -20,10 +20,10 @@ from codes import render
 from codes.holders import Holders
 from codes.ledger import record_exposure
 from codes.live import HolderEntry, LiveCodes
+from codes.online_verification import OnlineVerifier
 from codes.payload import CodeType, build_claims, issue_code, new_jti
-from codes.repository import CodesRepository, Row
+from codes.repository import CodesRepository, StoredVenue
 from codes.schemas import CheckinList, CheckinRecord, CheckinResult, ImageFormat, VenueCreate, VenueRef, VenueView
-from codes.verification import OnlineVerifier
 from codes.verifier import verify_code
 from core.audit import AuditEvent, write_audit
 from core.errors import BadRequest, DependencyUnavailable, Forbidden, NotFound, RateLimited, UnprocessableEntity
@@ -55,16 +55,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Owner = StaffPrincipal | PartnerPrincipal
 
 
-def _view(row: Row) -> VenueView:
+def _view(venue: StoredVenue) -> VenueView:
     return VenueView(
-        id=row["id"],
-        name=row["name"],
-        address=row["address"],
-        region=row["region_code"],
-        status=row["status"],
-        payload=row["code_payload"],
-        code_expires_at=row["code_expires_at"],
-        created_at=row["created_at"],
+        id=venue.id,
+        name=venue.name,
+        address=venue.address,
+        region=venue.region_code,
+        status=venue.status,
+        payload=venue.code_payload,
+        code_expires_at=venue.code_expires_at,
+        created_at=venue.created_at,
     )
 
 
@@ -127,9 +127,9 @@ async def register_venue(
     """
     venue_id = venue_id or new_jti()  # 64 random bits, 11 characters: a pseudonym's budget
     payload, jti, expires_at = sign_venue_code(signer, issuer=issuer, venue_id=venue_id)
-    async with repository.pool.acquire() as conn, conn.transaction():
-        await CodesRepository.insert_venue(
-            conn,
+    async with repository.transaction() as tx:
+        await repository.insert_venue(
+            tx,
             venue_id=venue_id,
             name=request.name,
             address=request.address,
@@ -137,11 +137,9 @@ async def register_venue(
             owner_type=owner_type,
             owner_id=owner_id,
         )
-        row = await CodesRepository.set_venue_code(
-            conn, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at
-        )
+        venue = await repository.set_venue_code(tx, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at)
         await write_audit(
-            conn,
+            tx,
             [
                 AuditEvent(
                     action="codes.venue.create",
@@ -152,7 +150,7 @@ async def register_venue(
                 )
             ],
         )
-    return _view(row)
+    return _view(venue)
 
 
 class Venues:
@@ -168,6 +166,7 @@ class Venues:
         skew_s: Clock tolerance.
         checkin_repeat_s: A second check-in of a citizen at a venue within this returns the first.
         checkins_per_hour: Check-ins one citizen may make per hour.
+        exposure_max_days: Longest window of one exposure query.
     """
 
     def __init__(
@@ -182,6 +181,7 @@ class Venues:
         skew_s: int,
         checkin_repeat_s: int = 600,
         checkins_per_hour: int = 30,
+        exposure_max_days: int = 31,
     ) -> None:
         self._repository = repository
         self._keys = keys
@@ -192,6 +192,7 @@ class Venues:
         self._skew = skew_s
         self._repeat_s = checkin_repeat_s
         self._per_hour = checkins_per_hour
+        self._exposure_max_days = exposure_max_days
 
     # registration ----------------------------------------------------------------------------
 
@@ -234,16 +235,16 @@ class Venues:
             self._repository, signer, issuer=self._issuer, request=request, owner_type=owner_type, owner_id=owner_id
         )
 
-    async def _owned(self, owner: Owner, venue_id: str) -> Row:
-        row = await self._repository.get_venue(venue_id)
-        if row is None:
+    async def _owned(self, owner: Owner, venue_id: str) -> StoredVenue:
+        venue = await self._repository.get_venue(venue_id)
+        if venue is None:
             raise NotFound("No such venue")
         if isinstance(owner, StaffPrincipal):
             owner.require_role(*_STAFF_ROLES)
-            owner.require_region(row["region_code"])
-        elif row["owner_type"] != "partner" or row["owner_id"] != owner.client_id:
+            owner.require_region(venue.region_code)
+        elif venue.owner_type != "partner" or venue.owner_id != owner.client_id:
             raise NotFound("No such venue")  # a partner does not learn of others' venues
-        return row
+        return venue
 
     async def get(self, owner: Owner, venue_id: str) -> VenueView:
         """A venue its owner (or covering staff) may see."""
@@ -253,14 +254,14 @@ class Venues:
         """Sign a new venue code; the previous poster stops verifying (``revoked``)."""
         await self._owned(owner, venue_id)
         payload, jti, expires_at = self._sign(venue_id)
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            row = await CodesRepository.set_venue_code(
-                conn, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at
+        async with self._repository.transaction() as tx:
+            venue = await self._repository.set_venue_code(
+                tx, venue_id=venue_id, payload=payload, jti=jti, expires_at=expires_at
             )
             actor_type = "staff" if isinstance(owner, StaffPrincipal) else "partner"
             actor_id = owner.staff_id if isinstance(owner, StaffPrincipal) else owner.client_id
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="codes.venue.reissue",
@@ -274,17 +275,16 @@ class Venues:
         await self._live.put_holder(
             CodeType.VENUE.value,
             venue_id,
-            HolderEntry(account_id=None, name=row["name"], status=row["status"], jti=jti),
+            HolderEntry(account_id=None, name=venue.name, status=venue.status, jti=jti),
         )
-        return _view(row)
+        return _view(venue)
 
     async def poster(self, owner: Owner, venue_id: str, fmt: ImageFormat) -> bytes:
         """The printable poster: PNG with the venue name under the code, or the bare SVG code."""
-        row = await self._owned(owner, venue_id)
-        payload: str = row["code_payload"]
+        venue = await self._owned(owner, venue_id)
         if fmt == "svg":
-            return await render.render(payload, "svg")
-        return await asyncio.to_thread(render.render_venue_poster_png, payload, row["name"])
+            return await render.render(venue.code_payload, "svg")
+        return await asyncio.to_thread(render.render_venue_poster_png, venue.code_payload, venue.name)
 
     # check-ins -------------------------------------------------------------------------------
 
@@ -309,16 +309,14 @@ class Venues:
         if not result.valid or result.claims is None:
             raise UnprocessableEntity("This is not a valid venue code", extensions={"reason": result.reason})
         venue = await self._repository.get_venue(result.claims["sub"])
-        if venue is None or venue["code_jti"] != result.claims["jti"]:
+        if venue is None or venue.code_jti != result.claims["jti"]:
             raise UnprocessableEntity("This venue code is no longer valid", extensions={"reason": "revoked"})
-        if venue["status"] != "A":
+        if venue.status != "A":
             raise UnprocessableEntity("This venue is closed", extensions={"reason": "venue_closed"})
         pseudonym = await self._holders.register(CodeType.VENUE, principal.account_id)
-        at, new = await self._repository.insert_checkin(
-            venue_id=venue["id"], pseudonym=pseudonym, repeat_s=self._repeat_s
-        )
+        at, new = await self._repository.insert_checkin(venue_id=venue.id, pseudonym=pseudonym, repeat_s=self._repeat_s)
         return CheckinResult(
-            venue=VenueRef(id=venue["id"], name=venue["name"], address=venue["address"]),
+            venue=VenueRef(id=venue.id, name=venue.name, address=venue.address),
             checked_in_at=at,
             repeated=not new,
         )
@@ -330,7 +328,6 @@ class Venues:
         start: datetime,
         end: datetime,
         *,
-        max_days: int,
         client_ip: str | None,
         hold_until: datetime | None = None,
         cursor: str | None = None,
@@ -357,20 +354,21 @@ class Venues:
         limit = max(1, min(limit, EXPOSURE_LIMIT))
         start = start if start.tzinfo else start.replace(tzinfo=UTC)
         end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        max_days = self._exposure_max_days
         if end <= start or end - start > timedelta(days=max_days):
             raise UnprocessableEntity(f"The window must be positive and at most {max_days} days")
         venue = await self._repository.get_venue(venue_id)
         if venue is None:
             raise NotFound("No such venue")
-        if not region_covers(staff.region, venue["region_code"]):
+        if not region_covers(staff.region, venue.region_code):
             raise Forbidden("Outside your region")
         rows = await self._repository.checkins(venue_id=venue_id, start=start, end=end, limit=limit + 1, after=after)
         truncated = len(rows) > limit
         page = rows[:limit]
         # ledger: the query's audit row and its subjects' ledger rows commit together.
-        async with self._repository.pool.acquire() as conn, conn.transaction():
+        async with self._repository.transaction() as tx:
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="codes.exposure_query",
@@ -391,12 +389,12 @@ class Venues:
             )
             # Each citizen whose check-ins were returned sees this query (after the hold).
             await record_exposure(
-                conn,
+                tx,
                 staff,
                 venue_id=venue_id,
                 start=start,
                 end=end,
-                pseudonyms=(r["pseudonym"] for r in page),
+                pseudonyms=(checkin.pseudonym for checkin in page),
                 hold_until=hold_until,
                 client_ip=client_ip,
             )
@@ -404,7 +402,7 @@ class Venues:
             venue_id=venue_id,
             start=start,
             end=end,
-            checkins=[CheckinRecord(pseudonym=r["pseudonym"], checked_in_at=r["checked_in_at"]) for r in page],
+            checkins=[CheckinRecord(pseudonym=c.pseudonym, checked_in_at=c.checked_in_at) for c in page],
             truncated=truncated,
-            next_cursor=encode_cursor(page[-1]["checked_in_at"], page[-1]["id"]) if truncated else None,
+            next_cursor=encode_cursor(page[-1].checked_in_at, page[-1].id) if truncated else None,
         )

@@ -32,7 +32,8 @@ import msgspec
 from prometheus_client import Counter, Gauge
 
 from core.db import Connection, Pool
-from core.structs import Response
+from core.errors import DependencyUnavailable
+from core.structs import FrozenStruct
 
 __all__ = [
     "QUARANTINED",
@@ -76,7 +77,7 @@ AUDIT_QUEUE: Final = Gauge(
 _COLUMNS = ("at", "actor_type", "actor_id", "subject_id", "action", "outcome", "client_ip", "details")
 
 
-class AuditEvent(Response, frozen=True, kw_only=True):
+class AuditEvent(FrozenStruct, frozen=True, kw_only=True):
     """One audit row. ``details`` must hold no secret and no clear PII."""
 
     action: str
@@ -126,7 +127,7 @@ def is_row_error(exc: BaseException) -> bool:
     )
 
 
-class WriteInterrupted(Exception):
+class WriteInterrupted(DependencyUnavailable):
     """An outage stopped a batch write; ``unwritten`` are the rows not stored, in order."""
 
     def __init__(self, unwritten: list[Any], cause: BaseException) -> None:

@@ -48,7 +48,6 @@ log = logging.getLogger("onecity.audit")
 #: Cybersecurity Law of the PRC, art. 21: network logs are kept no less than six months. The
 #: database refuses to delete a younger row whatever this program is told.
 MIN_RETENTION_DAYS = 180
-ZERO_HASH = bytes(32)
 # Only one process at a time prunes (transaction-scoped: nothing to release on a crash).
 RETENTION_LOCK_ID = 0x0C17_0040
 _PAGE = 5_000

@@ -15,6 +15,8 @@ from typing import Protocol, TypeVar
 import click
 import msgspec
 
+from core.errors import OperatorError
+
 __all__ = ["CommandFailed", "RedisTarget", "Shell", "invoke"]
 
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class Shell(Protocol):
         ...
 
 
-class CommandFailed(Exception):
+class CommandFailed(OperatorError):
     """A command refused its input or failed: :func:`invoke` prints ``onecity COMMAND: MESSAGE``.
 
     Args:

@@ -18,16 +18,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from core.errors import OperatorError
+
 __all__ = ["DecryptionError", "MasterKeyError", "Vault", "parse_master_key"]
 
 _NONCE_BYTES = 12
 
 
-class MasterKeyError(ValueError):
+class MasterKeyError(OperatorError, ValueError):
     """The master key is missing, malformed, or not the one the data was encrypted with."""
 
 
-class DecryptionError(ValueError):
+class DecryptionError(OperatorError, ValueError):
     """A ciphertext failed authentication: wrong key, wrong context, or tampered data."""
 
 

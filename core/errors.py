@@ -1,8 +1,16 @@
 """The one exception hierarchy of OneCity.
 
-Domains raise these; ``bff`` maps every one of them to an RFC 9457 problem document in one
-place. Each class fixes the HTTP status and the stable ``type`` slug clients switch on, so a
-domain never thinks about HTTP and the app never invents a status.
+Two roots. :class:`OneCityError` is every error a client may see: domains raise its
+subclasses, and ``bff`` maps every one of them to an RFC 9457 problem document in one place.
+Each class fixes the HTTP status and the stable ``type`` slug clients switch on, so a domain
+never thinks about HTTP and the app never invents a status. :class:`OperatorError` is every
+error only the operator sees (configuration, start-up, migrations, a command's refusal): it
+stops a process or a command with a message saying what to fix, and never reaches a client
+(a request that meets one is an unexpected 500).
+
+A domain's own error derives from the class whose status it answers with, e.g.
+``class StaffAdminError(Conflict)``, or from :class:`OperatorError` when only an operator
+meets it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ __all__ = [
     "JsonTooDeep",
     "NotFound",
     "OneCityError",
+    "OperatorError",
     "RateLimited",
     "Unauthorized",
     "UnprocessableEntity",
@@ -51,6 +60,13 @@ class OneCityError(Exception):
         self.detail = detail or self.title
         self.extensions = dict(extensions or {})
         self.headers = dict(headers or {})
+
+
+class OperatorError(Exception):
+    """Base of every error only the operator sees: configuration, start-up, migrations, commands.
+
+    The message says what to fix; like a problem's detail it never holds a secret.
+    """
 
 
 class BadRequest(OneCityError):

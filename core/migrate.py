@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from core.db import Connection
+from core.errors import OperatorError
 
 __all__ = ["MIGRATIONS_DIR", "MigrationError", "apply_migrations", "pending_migrations"]
 
@@ -26,7 +27,7 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x0C17_0001
 
 
-class MigrationError(RuntimeError):
+class MigrationError(OperatorError, RuntimeError):
     """A migration file is misnamed, changed after being applied, or failed."""
 
 

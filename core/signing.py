@@ -64,7 +64,7 @@ class Ed25519Signer:
     ``jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": typ})`` returns
     (the same sorted header, the same JSON of the claims): the header segment of each ``typ``
     is encoded once, and PyJWT's per-call layers (algorithm look-up, key preparation, header
-    validation) were a third of a token's signing time.
+    validation) are a third of a token's signing time.
 
     Args:
         kid: Key id written to the JWS header so verifiers pick the right public key.

@@ -1,8 +1,9 @@
 """The msgspec bases and shared constraint aliases every payload is built from.
 
 Requests inherit :class:`Request` (unknown fields are an error, fields are keyword-only);
-responses and values inherit :class:`Response` (frozen). Constraints live here once as
-``Annotated`` aliases so two endpoints never disagree about what a phone number is.
+response bodies, repository rows and value objects inherit :class:`FrozenStruct` (immutable).
+Constraints live here once as ``Annotated`` aliases so two endpoints never disagree about what
+a phone number is.
 
 Input rules every request obeys (docs/architecture.md, "Request path"):
 
@@ -33,11 +34,11 @@ __all__ = [
     "EARLIEST",
     "LATEST",
     "TEXT_PATTERN",
+    "FrozenStruct",
     "IdNumber",
     "NonEmptyStr",
     "Phone",
     "Request",
-    "Response",
     "ShortStr",
     "Slug",
     "Token",
@@ -168,8 +169,8 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"Expected a time between {EARLIEST.year} and {LATEST.year} - at `$.{name}`")
 
 
-class Response(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every response body and value object: immutable."""
+class FrozenStruct(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every immutable payload: response bodies, repository rows and value objects."""
 
 
 NonEmptyStr = Annotated[str, text(256)]

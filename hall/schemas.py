@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.levels import Level
-from core.structs import Request, Response, text, whole
+from core.structs import FrozenStruct, Request, text, whole
 
 __all__ = [
     "Application",
@@ -45,7 +45,7 @@ MatterCode = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9][a-z0-9-]{1,62}
 FormValues = Annotated[dict[str, Any], msgspec.Meta(max_length=64)]
 
 
-class FormField(Response, frozen=True):
+class FormField(FrozenStruct, frozen=True):
     """One field of a matter's form; ``prefill`` names where OneCity may already know it."""
 
     name: str
@@ -56,13 +56,13 @@ class FormField(Response, frozen=True):
     prefill: str | None = None
 
 
-class FormSchema(Response, frozen=True):
+class FormSchema(FrozenStruct, frozen=True):
     """A matter's (or a bundle's) form."""
 
     fields: list[FormField]
 
 
-class Matter(Response, frozen=True):
+class Matter(FrozenStruct, frozen=True):
     """A service a department offers (事项)."""
 
     code: str
@@ -76,14 +76,14 @@ class Matter(Response, frozen=True):
     form: FormSchema
 
 
-class MatterList(Response, frozen=True):
+class MatterList(FrozenStruct, frozen=True):
     """``GET /v1/matters``."""
 
     matters: list[Matter]
     next_cursor: str | None
 
 
-class Prefill(Response, frozen=True):
+class Prefill(FrozenStruct, frozen=True):
     """``GET /v1/me/matters/{code}/prefill``: known values and who they come from."""
 
     form: dict[str, str]
@@ -103,7 +103,7 @@ class ResubmitRequest(Request):
     form: FormValues = msgspec.field(default_factory=dict)
 
 
-class TimelineEntry(Response, frozen=True):
+class TimelineEntry(FrozenStruct, frozen=True):
     """One status an application went through."""
 
     at: datetime
@@ -111,7 +111,7 @@ class TimelineEntry(Response, frozen=True):
     note: str | None = None
 
 
-class Application(Response, frozen=True):
+class Application(FrozenStruct, frozen=True):
     """An application (办件) as its citizen sees it."""
 
     id: str
@@ -125,14 +125,14 @@ class Application(Response, frozen=True):
     bundle_id: str | None = None
 
 
-class ApplicationList(Response, frozen=True):
+class ApplicationList(FrozenStruct, frozen=True):
     """``GET /v1/me/applications``."""
 
     applications: list[Application]
     next_cursor: str | None
 
 
-class StaffApplication(Response, frozen=True):
+class StaffApplication(FrozenStruct, frozen=True):
     """One row of a staff queue; the citizen appears by account id only."""
 
     id: str
@@ -147,7 +147,7 @@ class StaffApplication(Response, frozen=True):
     overdue: bool
 
 
-class StaffApplicationList(Response, frozen=True):
+class StaffApplicationList(FrozenStruct, frozen=True):
     """``GET /v1/admin/applications``."""
 
     applications: list[StaffApplication]
@@ -161,7 +161,7 @@ class RatingRequest(Request):
     comment: Annotated[str, text(500)] | None = None
 
 
-class Rating(Response, frozen=True):
+class Rating(FrozenStruct, frozen=True):
     """A rating as stored."""
 
     application_id: str
@@ -171,7 +171,7 @@ class Rating(Response, frozen=True):
     follow_up: bool
 
 
-class DepartmentRatings(Response, frozen=True):
+class DepartmentRatings(FrozenStruct, frozen=True):
     """One department's ratings."""
 
     department: str
@@ -181,7 +181,7 @@ class DepartmentRatings(Response, frozen=True):
     open_follow_ups: int
 
 
-class RatingSummary(Response, frozen=True):
+class RatingSummary(FrozenStruct, frozen=True):
     """``GET /v1/admin/ratings/summary``."""
 
     departments: list[DepartmentRatings]
@@ -197,7 +197,7 @@ class DepartmentEvent(Request):
     note: Annotated[str, text(500)] | None = None
 
 
-class EventAccepted(Response, frozen=True):
+class EventAccepted(FrozenStruct, frozen=True):
     """202 answer: ``applied``, ``held`` (waits for its predecessor) or ``duplicate``."""
 
     event_id: str
@@ -210,7 +210,7 @@ class DepartmentEventBatch(Request):
     events: Annotated[list[DepartmentEvent], msgspec.Meta(min_length=1, max_length=500)]
 
 
-class EventResult(Response, frozen=True):
+class EventResult(FrozenStruct, frozen=True):
     """One event's answer in a batch: the status it would have had alone."""
 
     event_id: str
@@ -219,20 +219,20 @@ class EventResult(Response, frozen=True):
     type: str | None = None
 
 
-class EventBatchResult(Response, frozen=True):
+class EventBatchResult(FrozenStruct, frozen=True):
     """202 answer of a batch, in the order of the events."""
 
     results: list[EventResult]
 
 
-class BundleStep(Response, frozen=True):
+class BundleStep(FrozenStruct, frozen=True):
     """A step of a bundle template."""
 
     matter: str
     after: list[str]
 
 
-class BundleTemplate(Response, frozen=True):
+class BundleTemplate(FrozenStruct, frozen=True):
     """``GET /v1/bundles`` item (一件事)."""
 
     code: str
@@ -248,7 +248,7 @@ class BundleRequest(Request):
     form: FormValues = msgspec.field(default_factory=dict)
 
 
-class BundleStepStatus(Response, frozen=True):
+class BundleStepStatus(FrozenStruct, frozen=True):
     """A step of a running bundle: ``waiting`` until submitted, then its application's status."""
 
     matter: str
@@ -256,7 +256,7 @@ class BundleStepStatus(Response, frozen=True):
     application_id: str | None = None
 
 
-class Bundle(Response, frozen=True):
+class Bundle(FrozenStruct, frozen=True):
     """A citizen's bundle and its progress in one view."""
 
     id: str

@@ -20,23 +20,11 @@ from core.db import Connection
 from core.redis import Redis
 from identity.otp import OtpStore
 from identity.pii import Pii
+from identity.repository import IdentityRepository
 from identity.service import new_refresh_token, refresh_token_hash
 from identity.settings import IdentitySettings
 
 __all__ = ["NewCitizen", "SignedIn", "insert_signed_in", "issue_login_codes"]
-
-_ACCOUNT_COLUMNS = [
-    "id",
-    "phone_enc",
-    "phone_index",
-    "level",
-    "name_enc",
-    "id_number_enc",
-    "id_number_index",
-    "region_code",
-]
-_SESSION_COLUMNS = ["id", "account_id", "device_id", "device_name", "platform", "auth_method", "expires_at"]
-_TOKEN_COLUMNS = ["token_hash", "session_id", "account_id", "expires_at"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,13 +106,7 @@ async def insert_signed_in(
         if token is not None:
             tokens.append((refresh_token_hash(vault, token), session_id, account_id, token_expiry))
         signed_in.append(SignedIn(str(account_id), str(session_id), level, token))
-    async with conn.transaction():
-        await conn.copy_records_to_table("accounts", records=accounts, columns=_ACCOUNT_COLUMNS)
-        await conn.copy_records_to_table("sessions", records=sessions, columns=_SESSION_COLUMNS)
-        if tokens:
-            await conn.copy_records_to_table("refresh_tokens", records=tokens, columns=_TOKEN_COLUMNS)
-    # Fresh statistics: the measured queries must plan as they would on a settled database.
-    await conn.execute("ANALYZE accounts, sessions, refresh_tokens")
+    await IdentityRepository.copy_signed_in(conn, accounts=accounts, sessions=sessions, refresh_tokens=tokens)
     return signed_in
 
 

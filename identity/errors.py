@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from core.errors import Conflict, Forbidden, UnprocessableEntity
 
-__all__ = ["IdentityAlreadyBound", "RealNameNotVerified", "ReverificationRequired"]
+__all__ = ["IdNumberBoundElsewhere", "IdentityAlreadyBound", "RealNameNotVerified", "ReverificationRequired"]
 
 
 class IdentityAlreadyBound(Conflict):
@@ -16,6 +16,15 @@ class IdentityAlreadyBound(Conflict):
 
     type_slug = "identity-already-bound"
     title = "This account is already bound to another identity"
+
+
+class IdNumberBoundElsewhere(Conflict):
+    """The ID number is bound to another account (one ID number, one account).
+
+    The repository raises it for the unique index on the ID number. The service never lets
+    it reach the caller as such: the caller gets :class:`RealNameNotVerified`, the same answer
+    as "no match", and the owner of the other account is told.
+    """
 
 
 class RealNameNotVerified(UnprocessableEntity):

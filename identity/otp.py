@@ -154,6 +154,7 @@ class OtpStore:
 
     def __init__(self, redis: Redis, vault: Vault, settings: IdentitySettings) -> None:
         self._redis = redis
+        self._vault = vault
         self._settings = settings
         self._hash_key = vault.derive(b"onecity/otp/v1")
         self._client_key = vault.derive(b"onecity/otp/client/v1")
@@ -176,10 +177,15 @@ class OtpStore:
     def _hash(self, phone_index: bytes, code: str) -> str:
         return hmac.new(self._hash_key, phone_index + b":" + code.encode(), "sha256").hexdigest()
 
+    def _address(self, client_ip: str) -> str:
+        """The name an address goes by in Redis: its keyed blind index, as phones are found
+        by theirs (no address in clear in a key name; the key is the vault's)."""
+        return self._vault.blind_index(client_ip, domain="otp-client-ip").hex()[:32]
+
     async def allow_ip(self, client_ip: str) -> SendRefusal | None:
         """Count one send for ``client_ip`` this hour; refuse past the hourly limit."""
         hour = int(time.time() // 3600)
-        key = f"oc:otp:ip:{client_ip}:{hour}"
+        key = f"oc:otp:ip:{self._address(client_ip)}:{hour}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, 3600)

@@ -20,7 +20,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from core.errors import Forbidden, Unauthorized
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.dependencies import presented_token
 from identity.oidc.dpop import PresentationError
 from identity.revocation import ACCESS_TOKENS, CLIENTS, RevocationSet, revocations_of
@@ -29,7 +29,7 @@ from identity.tokens import API_AUDIENCE, AccessTokens
 __all__ = ["PartnerPrincipal", "authenticate_partner", "check_partner_dpop", "require_partner_scope"]
 
 
-class PartnerPrincipal(Response, frozen=True):
+class PartnerPrincipal(FrozenStruct, frozen=True):
     """The partner behind a request: its client id and granted scopes."""
 
     client_id: str

@@ -46,6 +46,7 @@ import redis.exceptions
 
 from core.db import Pool
 from core.redis import BUCKETS, Redis, bucket_of
+from identity.repository import RevocationRecord
 
 if TYPE_CHECKING:
     from litestar.datastructures import State
@@ -206,7 +207,7 @@ class RevocationSet:
         if not names or len(set(names)) != len(names) or not all(_KIND_NAME.fullmatch(n) for n in names):
             raise ValueError("a revocation set needs kinds with distinct names of lower-case letters")
         self._redis = redis
-        self._pool = pool
+        self._record = RevocationRecord(pool)
         self._window = window_s
         self._skew = skew_s
         self._kinds = tuple(kinds)
@@ -319,10 +320,7 @@ class RevocationSet:
         return any(v is not None for v in values[1:])
 
     async def _is_revoked_in_database(self, entries: list[tuple[RevocationKind, str]]) -> bool:
-        for kind, value in entries:
-            if await self._pool.fetchval(kind.lookup, value):
-                return True
-        return False
+        return await self._record.any_revoked((kind.lookup, value) for kind, value in entries)
 
     # rebuilding -----------------------------------------------------------------------------
 
@@ -372,14 +370,16 @@ class RevocationSet:
         async with self._rebuild_locks[bucket]:
             if await self._redis.exists(_marker(bucket)):
                 return 0
-            rows = await self._pool.fetch(self._rebuild, window, self._skew, bucket, BUCKETS)
+            recent = await self._record.recent(
+                self._rebuild, window_s=window, skew_s=self._skew, bucket=bucket, buckets=BUCKETS
+            )
             async with self._redis.pipeline(transaction=False) as pipe:  # one slot: the bucket's
-                for row in rows:
-                    pipe.set(f"{_tag(bucket)}:{row['kind']}:{row['id']}", b"1", ex=max(1, row["ttl"]))
+                for entry in recent:
+                    pipe.set(f"{_tag(bucket)}:{entry.kind}:{entry.id}", b"1", ex=max(1, entry.ttl))
                 pipe.set(_marker(bucket), str(window).encode())
                 await pipe.execute()
-            log.info("revocation bucket rebuilt", extra={"bucket": bucket, "entries": len(rows)})
-            return len(rows)
+            log.info("revocation bucket rebuilt", extra={"bucket": bucket, "entries": len(recent)})
+            return len(recent)
 
     # helpers --------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from core.levels import Level
-from core.structs import IdNumber, Phone, Request, Response, ShortStr, text, whole
+from core.structs import FrozenStruct, IdNumber, Phone, Request, ShortStr, text, whole
 
 __all__ = [
     "Account",
@@ -44,7 +44,7 @@ class OtpRequest(Request):
     device_id: ShortStr | None = None
 
 
-class OtpSent(Response, frozen=True):
+class OtpSent(FrozenStruct, frozen=True):
     """The code is on its way."""
 
     expires_in: int
@@ -108,7 +108,7 @@ class IdentityCorrectionRequest(Request):
     liveness_token: OpaqueToken
 
 
-class Account(Response, frozen=True):
+class Account(FrozenStruct, frozen=True):
     """The signed-in citizen, masked: the app never receives a full phone or ID number."""
 
     id: str
@@ -122,7 +122,7 @@ class Account(Response, frozen=True):
     reverification_required: bool = False
 
 
-class TokenPair(Response, frozen=True):
+class TokenPair(FrozenStruct, frozen=True):
     """What a login or refresh returns."""
 
     access_token: str
@@ -132,7 +132,7 @@ class TokenPair(Response, frozen=True):
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
 
 
-class MiniProgramLinkRequired(Response, frozen=True):
+class MiniProgramLinkRequired(FrozenStruct, frozen=True):
     """First login from this mini-program identity: prove the phone with an OTP, then log in
     with ``link_token`` to link it."""
 
@@ -141,7 +141,7 @@ class MiniProgramLinkRequired(Response, frozen=True):
     expires_in: int
 
 
-class SessionInfo(Response, frozen=True):
+class SessionInfo(FrozenStruct, frozen=True):
     """One signed-in device."""
 
     id: str
@@ -152,7 +152,7 @@ class SessionInfo(Response, frozen=True):
     current: bool
 
 
-class SessionList(Response, frozen=True):
+class SessionList(FrozenStruct, frozen=True):
     """Every active session of the account."""
 
     sessions: list[SessionInfo]

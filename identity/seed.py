@@ -8,6 +8,7 @@ from __future__ import annotations
 from core.crypto import Vault
 from core.db import Pool
 from identity.pii import Pii
+from identity.repository import IdentityRepository
 
 __all__ = ["DEMO_CITIZENS", "seed_demo_citizens"]
 
@@ -23,20 +24,9 @@ async def seed_demo_citizens(pool: Pool, vault: Vault) -> int:
     """Create the demo accounts that do not exist yet; return how many were created."""
     created = 0
     pii = Pii(vault)
-    async with pool.acquire() as conn, conn.transaction():
+    repository = IdentityRepository(pool)
+    async with repository.transaction() as tx:
         for phone, name, id_number in DEMO_CITIZENS:
             stored = pii.account(phone, name, id_number)
-            inserted = await conn.fetchval(
-                """INSERT INTO accounts (phone_enc, phone_index, level, name_enc, id_number_enc, id_number_index,
-                                         region_code)
-                   VALUES ($1, $2, 'L3', $3, $4, $5, $6)
-                   ON CONFLICT DO NOTHING RETURNING true""",
-                stored.phone_enc,
-                stored.phone_index,
-                stored.name_enc,
-                stored.id_number_enc,
-                stored.id_number_index,
-                stored.region_code,
-            )
-            created += bool(inserted)
+            created += await repository.insert_bound_account_if_absent(tx, stored)
     return created

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
 import msgspec
 
 from core.audit import AuditEvent, write_audit
@@ -23,13 +22,13 @@ from core.crypto import Vault
 from core.db import Connection
 from core.errors import Forbidden, InsufficientLevel, NotFound, RateLimited, Unauthorized, UnprocessableEntity
 from core.redis import Redis
-from identity.errors import IdentityAlreadyBound, RealNameNotVerified
+from identity.errors import IdentityAlreadyBound, IdNumberBoundElsewhere, RealNameNotVerified
 from identity.masking import mask_id_number, mask_name, mask_phone
 from identity.metrics import LOGIN_DELAYS, REGISTRY_CALLS, STEP_UPS
 from identity.otp import OtpOutcome, OtpStore
 from identity.pii import Pii
 from identity.principal import Principal
-from identity.repository import IdentityRepository, Row
+from identity.repository import AccountRow, IdentityRepository
 from identity.revocation import GRANTS, SESSIONS, RevocationSet
 from identity.schemas import (
     Account,
@@ -218,23 +217,23 @@ class IdentityService:
     def _refresh_hash(self, token: str) -> bytes:
         return refresh_token_hash(self.vault, token)
 
-    def account_view(self, row: Row, *, reverify: bool = False) -> Account:
+    def account_view(self, account: AccountRow, *, reverify: bool = False) -> Account:
         """The masked account the app may see; without name and ID number while the session
         must re-verify (whoever holds the phone now may not be the person bound to it)."""
-        name = None if reverify else row["name_enc"]
-        id_number = None if reverify else row["id_number_enc"]
+        name = None if reverify else account.name_enc
+        id_number = None if reverify else account.id_number_enc
         return Account(
-            id=row["id"] if isinstance(row["id"], str) else str(row["id"]),
-            level=row["level"],
-            phone=mask_phone(self.pii.phone.open(row["phone_enc"])),
+            id=account.id,
+            level=account.level,
+            phone=mask_phone(self.pii.phone.open(account.phone_enc)),
             name=mask_name(self.pii.name.open(name)) if name else None,
             id_number=mask_id_number(self.pii.id_number.open(id_number)) if id_number else None,
-            created_at=row["created_at"],
+            created_at=account.created_at,
             reverification_required=reverify,
         )
 
     async def _audit(self, *events: AuditEvent) -> None:
-        await write_audit(self.repository.pool, events)
+        await self.repository.audit(*events)
 
     # authentication -----------------------------------------------------------------------
 
@@ -345,7 +344,7 @@ class IdentityService:
 
     async def _start_session(
         self,
-        conn: Connection,
+        tx: Connection,
         *,
         account_id: str,
         device: Device,
@@ -354,7 +353,7 @@ class IdentityService:
         reverify_required: bool = False,
     ) -> tuple[str, str]:
         session_id = await self.repository.create_session(
-            conn,
+            tx,
             account_id=account_id,
             device_id=device.id,
             device_name=device.name,
@@ -365,14 +364,14 @@ class IdentityService:
         )
         refresh = new_refresh_token()
         await self.repository.insert_refresh_token(
-            conn,
+            tx,
             token_hash=self._refresh_hash(refresh),
             session_id=session_id,
             account_id=account_id,
             idle_ttl_s=self.settings.refresh_idle_ttl_s,
         )
         await write_audit(
-            conn,
+            tx,
             [
                 AuditEvent(
                     action="auth.login",
@@ -392,12 +391,12 @@ class IdentityService:
         )
         return session_id, refresh
 
-    async def _needs_reverification(self, conn: Connection, row: Row, device_id: str) -> bool:
+    async def _needs_reverification(self, tx: Connection, account: AccountRow, device_id: str) -> bool:
         """A recycled number? A new device reaching a dormant account bound to a person."""
-        if row["level"] == "L2":
+        if account.level == "L2":
             return False
         return await self.repository.dormant_on_new_device(
-            conn, account_id=str(row["id"]), device_id=device_id, idle_days=self.settings.recycled_number_after_days
+            tx, account_id=account.id, device_id=device_id, idle_days=self.settings.recycled_number_after_days
         )
 
     def _issue_access(self, *, account_id: str, session_id: str, level: str, reverify: bool) -> tuple[str, int]:
@@ -408,15 +407,15 @@ class IdentityService:
             extra={"reverify": True} if reverify else None,
         )
 
-    def _pair(self, row: Row, *, session_id: str, refresh: str, reverify: bool = False) -> TokenPair:
+    def _pair(self, account: AccountRow, *, session_id: str, refresh: str, reverify: bool = False) -> TokenPair:
         access, ttl = self._issue_access(
-            account_id=str(row["id"]), session_id=session_id, level=row["level"], reverify=reverify
+            account_id=account.id, session_id=session_id, level=account.level, reverify=reverify
         )
         return TokenPair(
             access_token=access,
             refresh_token=refresh,
             expires_in=ttl,
-            account=self.account_view(row, reverify=reverify),
+            account=self.account_view(account, reverify=reverify),
         )
 
     async def login_with_otp(
@@ -458,24 +457,24 @@ class IdentityService:
         link: dict[str, Any] | None = None
         if link_token is not None:
             link = await self._take_link_token(link_token)
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            row = await self.repository.upsert_account(
-                conn, phone_enc=self.pii.phone.seal(phone), phone_index=self._phone_index(phone)
+        async with self.repository.transaction() as tx:
+            account = await self.repository.upsert_account(
+                tx, phone_enc=self.pii.phone.seal(phone), phone_index=self._phone_index(phone)
             )
-            account_id = str(row["id"])
+            account_id = account.id
             if link is not None:
                 await self.repository.link(
-                    conn,
+                    tx,
                     platform=link["platform"],
                     openid_index=bytes.fromhex(link["openid_index"]),
-                    account_id=row["id"],
+                    account_id=account_id,
                 )
             # A browser ("") is never one of the account's app devices: any dormant bound account
             # is held back there, as signing in would release the old owner's claims to a partner.
-            held_back = await self._needs_reverification(conn, row, device_id or "")
+            held_back = await self._needs_reverification(tx, account, device_id or "")
             if device is None:
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         AuditEvent(
                             action="auth.login",
@@ -493,10 +492,10 @@ class IdentityService:
                     ],
                 )
                 return OtpLogin(account_id=account_id, held_back=held_back)
-            new_device = await self.repository.is_new_device(conn, account_id=account_id, device_id=device.id)
+            new_device = await self.repository.is_new_device(tx, account_id=account_id, device_id=device.id)
             session_id, refresh = await self._start_session(
-                conn,
-                account_id=row["id"],
+                tx,
+                account_id=account_id,
                 device=device,
                 method="otp+miniprogram" if link is not None else "otp",
                 client_ip=client_ip,
@@ -504,14 +503,14 @@ class IdentityService:
             )
             if new_device:
                 await self._security(
-                    conn,
+                    tx,
                     SecurityNotice(
                         account_id=account_id, kind="new_device", event=f"login:{session_id}", device_name=device.name
                     ),
                 )
         if new_device:
             await self._security_committed(account_id)
-        tokens = self._pair(row, session_id=session_id, refresh=refresh, reverify=held_back)
+        tokens = self._pair(account, session_id=session_id, refresh=refresh, reverify=held_back)
         return OtpLogin(account_id=account_id, held_back=held_back, tokens=tokens)
 
     # refresh ------------------------------------------------------------------------------
@@ -520,43 +519,41 @@ class IdentityService:
         """Rotate a refresh token. Presenting a spent one ends its whole family (session)."""
         old_hash = self._refresh_hash(refresh_token)
         new_token = new_refresh_token()
-        row = await self.repository.rotate_refresh_token(
+        rotated = await self.repository.rotate_refresh_token(
             old_hash=old_hash,
             new_hash=self._refresh_hash(new_token),
             idle_ttl_s=self.settings.refresh_idle_ttl_s,
             client_ip=client_ip,
         )
-        if row is not None:
-            reverify = bool(row["reverify_required"])
+        if rotated is not None:
+            reverify = rotated.reverify_required
+            account = rotated.account
             access, ttl = self._issue_access(
-                account_id=row["account_id"], session_id=row["session_id"], level=row["level"], reverify=reverify
+                account_id=account.id, session_id=rotated.session_id, level=account.level, reverify=reverify
             )
-            account = self.account_view(
-                {**dict(row.items()), "id": row["account_id"]},  # type: ignore[arg-type]
-                reverify=reverify,
-            )
-            return TokenPair(access_token=access, refresh_token=new_token, expires_in=ttl, account=account)
+            view = self.account_view(account, reverify=reverify)
+            return TokenPair(access_token=access, refresh_token=new_token, expires_in=ttl, account=view)
         spent = await self.repository.find_spent_token(old_hash)
-        if spent is not None and spent["rotated"]:
+        if spent is not None and spent.rotated:
             # Reuse of a rotated token: someone holds a copy. End the family (RFC 9700 4.14.2).
-            async with self.repository.pool.acquire() as conn, conn.transaction():
+            async with self.repository.transaction() as tx:
                 await self.repository.end_session(
-                    conn, session_id=spent["session_id"], account_id=spent["account_id"], reason="refresh_reuse"
+                    tx, session_id=spent.session_id, account_id=spent.account_id, reason="refresh_reuse"
                 )
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         AuditEvent(
                             action="auth.refresh.reuse",
                             outcome="denied",
                             actor_type="anonymous",
-                            subject_id=spent["account_id"],
+                            subject_id=spent.account_id,
                             client_ip=client_ip,
-                            details={"session_id": spent["session_id"]},
+                            details={"session_id": spent.session_id},
                         )
                     ],
                 )
-            await self.revocations.revoke(SESSIONS, [spent["session_id"]])
+            await self.revocations.revoke(SESSIONS, [spent.session_id])
             log.warning("refresh token reuse: session revoked")
         else:
             await self._audit(
@@ -568,14 +565,14 @@ class IdentityService:
 
     async def end_session(self, principal: Principal, session_id: str, *, reason: str, client_ip: str | None) -> None:
         """End one of the citizen's sessions (their own current one for logout)."""
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.transaction() as tx:
             ended = await self.repository.end_session(
-                conn, session_id=session_id, account_id=principal.account_id, reason=reason
+                tx, session_id=session_id, account_id=principal.account_id, reason=reason
             )
             if not ended:
                 raise NotFound("No such active session")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="auth.logout" if reason == "logout" else "session.ended",
@@ -592,18 +589,18 @@ class IdentityService:
 
     async def sessions(self, principal: Principal) -> SessionList:
         """The citizen's live sessions, the current one flagged."""
-        rows = await self.repository.list_sessions(principal.account_id)
+        live = await self.repository.list_sessions(principal.account_id)
         return SessionList(
             sessions=[
                 SessionInfo(
-                    id=r["id"],
-                    device_name=r["device_name"],
-                    platform=r["platform"],
-                    created_at=r["created_at"],
-                    last_seen_at=r["last_seen_at"],
-                    current=r["id"] == principal.session_id,
+                    id=s.id,
+                    device_name=s.device_name,
+                    platform=s.platform,
+                    created_at=s.created_at,
+                    last_seen_at=s.last_seen_at,
+                    current=s.id == principal.session_id,
                 )
-                for r in rows
+                for s in live
             ]
         )
 
@@ -611,10 +608,10 @@ class IdentityService:
 
     async def me(self, principal: Principal) -> Account:
         """The citizen's own account, masked."""
-        row = await self.repository.get_account(principal.account_id)
-        if row is None:
+        account = await self.repository.get_account(principal.account_id)
+        if account is None:
             raise Unauthorized("The account no longer exists")
-        return self.account_view(row, reverify=principal.reverify)
+        return self.account_view(account, reverify=principal.reverify)
 
     async def _count_today(self, key: str) -> int:
         """INCR a daily counter (one key, one slot); its new value."""
@@ -720,11 +717,11 @@ class IdentityService:
                 extensions={"field": "id_number"},
             )
         id_index = self.pii.id_number.index(request.id_number)
-        row = await self.repository.get_account(principal.account_id)
-        if row is None:
+        account = await self.repository.get_account(principal.account_id)
+        if account is None:
             raise Unauthorized("The account no longer exists")
-        if row["id_number_index"] is not None:
-            return await self._resubmitted(principal, row, request, id_index, client_ip=client_ip)
+        if account.id_number_index is not None:
+            return await self._resubmitted(principal, account, request, id_index, client_ip=client_ip)
         await self._count_real_name_attempt(principal.account_id, id_index)
         event = AuditEvent(
             action="level.real_name",
@@ -739,9 +736,9 @@ class IdentityService:
             await self._audit(msgspec.structs.replace(event, outcome="failure"))
             raise RealNameNotVerified(_NOT_VERIFIED)
         try:
-            async with self.repository.pool.acquire() as conn, conn.transaction():
+            async with self.repository.transaction() as tx:
                 level = await self.repository.set_real_name(
-                    conn,
+                    tx,
                     account_id=principal.account_id,
                     name_enc=self.pii.name.seal(request.name),
                     id_number_enc=self.pii.id_number.seal(request.id_number),
@@ -751,7 +748,7 @@ class IdentityService:
                 if level is None:  # bound concurrently by another request
                     raise IdentityAlreadyBound(_ALREADY_BOUND)
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         event,
                         AuditEvent(
@@ -765,17 +762,23 @@ class IdentityService:
                         ),
                     ],
                 )
-        except asyncpg.UniqueViolationError:
+        except IdNumberBoundElsewhere:
             STEP_UPS.labels("real_name", "failure").inc()
             await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
         STEP_UPS.labels("real_name", "success").inc()
         return await self.me(principal)
 
     async def _resubmitted(
-        self, principal: Principal, row: Row, request: RealNameRequest, id_index: bytes, *, client_ip: str | None
+        self,
+        principal: Principal,
+        account: AccountRow,
+        request: RealNameRequest,
+        id_index: bytes,
+        *,
+        client_ip: str | None,
     ) -> Account:
         """Real-name on a bound account: its own identity again is harmless, another is 409."""
-        same = row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name)
+        same = account.id_number_index == id_index and self._bound_name_is(account, request.name)
         if not same:
             if principal.reverify:
                 # Guessing the bound identity from a held-back session: limited like any attempt.
@@ -812,14 +815,18 @@ class IdentityService:
             await self._reverified(principal, method="real_name", client_ip=client_ip)
         return await self.me(principal)
 
+    def _bound_name_is(self, account: AccountRow, name: str) -> bool:
+        """Whether ``name`` is the real name bound to ``account``."""
+        return account.name_enc is not None and self.pii.name.open(account.name_enc) == name
+
     async def _reverified(self, principal: Principal, *, method: str, client_ip: str | None) -> None:
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.transaction() as tx:
             cleared = await self.repository.clear_reverification(
-                conn, session_id=principal.session_id, account_id=principal.account_id
+                tx, session_id=principal.session_id, account_id=principal.account_id
             )
             if cleared:
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         AuditEvent(
                             action="identity.reverify",
@@ -842,17 +849,17 @@ class IdentityService:
 
     async def applicant(self, account_id: str) -> Applicant | None:
         """The decrypted identity of an account, for the service hall; ``None`` if it is gone."""
-        row = await self.repository.get_account(account_id)
-        if row is None:
+        account = await self.repository.get_account(account_id)
+        if account is None:
             return None
-        name, id_number = row["name_enc"], row["id_number_enc"]
+        name, id_number = account.name_enc, account.id_number_enc
         return Applicant(
-            account_id=row["id"],
-            level=row["level"],
-            phone=self.pii.phone.open(row["phone_enc"]),
+            account_id=account.id,
+            level=account.level,
+            phone=self.pii.phone.open(account.phone_enc),
             name=self.pii.name.open(name) if name else None,
             id_number=self.pii.id_number.open(id_number) if id_number else None,
-            region_code=row["region_code"],
+            region_code=account.region_code,
         )
 
     async def account_facts(self, account_id: str) -> AccountFacts | None:
@@ -862,10 +869,10 @@ class IdentityService:
 
     async def id_number_of(self, account_id: str) -> str | None:
         """The decrypted ID number of an ``L3``+ account, for department calls only."""
-        row = await self.repository.get_account(account_id)
-        if row is None or row["id_number_enc"] is None:
+        account = await self.repository.get_account(account_id)
+        if account is None or account.id_number_enc is None:
             return None
-        return self.pii.id_number.open(row["id_number_enc"])
+        return self.pii.id_number.open(account.id_number_enc)
 
     async def verify_real_person(
         self, principal: Principal, request: RealPersonRequest, *, client_ip: str | None
@@ -892,10 +899,10 @@ class IdentityService:
         if principal.reverify:
             # The person bound to the account is the one holding the phone now.
             await self._reverified(principal, method="real_person", client_ip=client_ip)
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            await self.repository.set_level(conn, principal.account_id, "L4")
+        async with self.repository.transaction() as tx:
+            await self.repository.set_level(tx, principal.account_id, "L4")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="level.raised",
@@ -930,13 +937,13 @@ class IdentityService:
                 "The ID number is not valid (GB 11643 check digit or birth date)",
                 extensions={"field": "id_number"},
             )
-        row = await self.repository.get_account(principal.account_id)
-        if row is None:
+        account = await self.repository.get_account(principal.account_id)
+        if account is None:
             raise Unauthorized("The account no longer exists")
-        if row["id_number_index"] is None:
+        if account.id_number_index is None:
             raise InsufficientLevel("L3", "Only a bound (L3) account can correct its identity: verify first")
         id_index = self.pii.id_number.index(request.id_number)
-        if row["id_number_index"] == id_index and (self.pii.name.open(row["name_enc"]) == request.name):
+        if account.id_number_index == id_index and self._bound_name_is(account, request.name):
             return await self.me(principal)  # nothing to correct
         await self._count_real_name_attempt(principal.account_id, id_index)
         if not await self._registry_match(request.name, request.id_number, purpose="correction"):
@@ -949,9 +956,9 @@ class IdentityService:
             await self._audit(self._correction_event(principal, "failure", client_ip, {"reason": "liveness"}))
             raise Forbidden("The liveness check did not pass")
         try:
-            async with self.repository.pool.acquire() as conn, conn.transaction():
+            async with self.repository.transaction() as tx:
                 ended = await self.repository.correct_identity(
-                    conn,
+                    tx,
                     account_id=principal.account_id,
                     keep_session_id=principal.session_id,
                     name_enc=self.pii.name.seal(request.name),
@@ -961,17 +968,17 @@ class IdentityService:
                     level="L4",
                 )
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         self._correction_event(
                             principal,
                             "success",
                             client_ip,
                             {
-                                "previous_level": row["level"],
+                                "previous_level": account.level,
                                 "level": "L4",
-                                "ended_sessions": len(ended["sessions"]),
-                                "revoked_grants": len(ended["grants"]),
+                                "ended_sessions": len(ended.sessions),
+                                "revoked_grants": len(ended.grants),
                             },
                         )
                     ],
@@ -980,23 +987,23 @@ class IdentityService:
                 # not make is an account takeover, and the other sessions that could have seen it
                 # in the app have just ended (the message is pushed, or sent by SMS).
                 await self._security(
-                    conn,
+                    tx,
                     SecurityNotice(
                         account_id=principal.account_id,
                         kind="identity_corrected",
                         event=f"corrected:{secrets.token_hex(8)}",
                     ),
                 )
-        except asyncpg.UniqueViolationError:
+        except IdNumberBoundElsewhere:
             STEP_UPS.labels("correction", "failure").inc()
             await self._bound_elsewhere(principal, id_index, client_ip=client_ip)
         # Access tokens of the ended sessions and of the revoked partner grants (``sid`` =
         # grant id) stop at once, not when they expire; live codes are ended by the hooks.
-        await self.revocations.revoke(SESSIONS, ended["sessions"])
-        await self.revocations.revoke(GRANTS, ended["grants"])
+        await self.revocations.revoke(SESSIONS, ended.sessions)
+        await self.revocations.revoke(GRANTS, ended.grants)
         await self._security_committed(principal.account_id)
         for hook in self.on_identity_corrected:
-            await hook(principal, ended["grants"])
+            await hook(principal, ended.grants)
         STEP_UPS.labels("correction", "success").inc()
         return await self.me(principal)
 
@@ -1039,13 +1046,13 @@ class IdentityService:
         device = request.device or Device(
             id=f"{request.platform}-miniprogram", name=request.platform, platform=request.platform
         )
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.transaction() as tx:
             session_id, refresh = await self._start_session(
-                conn, account_id=account_id, device=device, method="miniprogram", client_ip=client_ip
+                tx, account_id=account_id, device=device, method="miniprogram", client_ip=client_ip
             )
-        row = await self.repository.get_account(account_id)
-        assert row is not None
-        return self._pair(row, session_id=session_id, refresh=refresh)
+        account = await self.repository.get_account(account_id)
+        assert account is not None
+        return self._pair(account, session_id=session_id, refresh=refresh)
 
     def _link_key(self, link_token: str) -> str:
         return "oc:mplink:" + self.vault.keyed_hash(link_token, domain="link-token").hex()

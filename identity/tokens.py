@@ -26,7 +26,7 @@ import msgspec
 
 from core.errors import Unauthorized
 from core.keys import KeyManager
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.settings import IdentitySettings
 
 __all__ = ["ACCESS_TOKEN_TYP", "API_AUDIENCE", "AccessClaims", "AccessTokens"]
@@ -44,7 +44,7 @@ _VERIFIED_CAPACITY = 20_000
 API_AUDIENCE = "onecity-api"
 
 
-class AccessClaims(Response, frozen=True):
+class AccessClaims(FrozenStruct, frozen=True):
     """The claims of a verified access token."""
 
     iss: str

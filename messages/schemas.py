@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.structs import Request, Response, text, whole
+from core.structs import FrozenStruct, Request, text, whole
 
 __all__ = [
     "CATEGORIES",
@@ -30,14 +30,14 @@ CATEGORIES: tuple[Category, ...] = ("application", "bundle", "code", "security",
 HhMm = Annotated[str, msgspec.Meta(pattern=whole(r"([01][0-9]|2[0-3]):[0-5][0-9]"), examples=["22:00"])]
 
 
-class Link(Response, frozen=True):
+class Link(FrozenStruct, frozen=True):
     """What a message is about: ``{kind: "application"|"bundle"|"code", id}``."""
 
     kind: str
     id: str
 
 
-class Message(Response, frozen=True, omit_defaults=True):
+class Message(FrozenStruct, frozen=True, omit_defaults=True):
     """One inbox message; ``id`` is also its SSE event id."""
 
     id: str
@@ -49,7 +49,7 @@ class Message(Response, frozen=True, omit_defaults=True):
     link: Link | None = None
 
 
-class MessageList(Response, frozen=True):
+class MessageList(FrozenStruct, frozen=True):
     """A page of the inbox, newest first."""
 
     messages: list[Message]
@@ -57,7 +57,7 @@ class MessageList(Response, frozen=True):
     next_cursor: str | None
 
 
-class ReadAll(Response, frozen=True):
+class ReadAll(FrozenStruct, frozen=True):
     """How many messages ``read-all`` marked."""
 
     marked: int
@@ -100,14 +100,14 @@ class NoticeRequest(Request):
     body: Annotated[str, text(2000)]
 
 
-class NoticeAccepted(Response, frozen=True):
+class NoticeAccepted(FrozenStruct, frozen=True):
     """A notice accepted for fan-out (delivered in batches by the job queue)."""
 
     notice_id: str
     region: str
 
 
-class CodeStatusEvent(Response, frozen=True):
+class CodeStatusEvent(FrozenStruct, frozen=True):
     """The SSE ``code_status`` event: a health code's status changed."""
 
     type: str

@@ -1,7 +1,12 @@
-"""Fan-out to the department services: service tokens, department clients, their errors.
+"""Calls to the department services: service tokens, department clients, their errors.
 
-The department simulators live in :mod:`services.simulators` and are not re-exported here,
-because they are the only part that imports Litestar.
+Exported here: the department Protocols, their httpx clients and Structs
+(:mod:`services.departments`), the errors they raise (:mod:`services.errors`), the service-token
+minter and verifier (:mod:`services.tokens`) and ID-number checks (:mod:`services.idnumber`).
+The subpackages export their own: :mod:`services.resilience` (deadline, breaker, retry budget,
+coalescing, cache), :mod:`services.fanout` (the guarded layer the screens read through) and
+:mod:`services.simulators`, which is not re-exported here because it is the only part that
+imports Litestar and uvicorn (the optional extra ``embedded``).
 """
 
 from services.departments import (

@@ -24,6 +24,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from core.errors import Unauthorized
 from core.signing import ALGORITHM, public_key_from_jwk
 
 __all__ = [
@@ -120,7 +121,7 @@ class VerifiedServiceToken(msgspec.Struct, frozen=True, kw_only=True):
     jti: str
 
 
-class InvalidServiceToken(Exception):
+class InvalidServiceToken(Unauthorized):
     """The presented service token is not acceptable.
 
     Args:
@@ -239,7 +240,7 @@ class UrlJwks:
             response.raise_for_status()
             document = msgspec.json.decode(response.content, type=_JwksDocument)
         except (httpx.HTTPError, msgspec.DecodeError):
-            return  # keep what we had; unknown kids stay unknown until the next attempt
+            return  # the keys held stay; unknown kids stay unknown until the next attempt
         self._keys = _parse_jwks({"keys": document.keys})
         self._fetched_at = time.monotonic()
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from core.structs import Response
+from core.structs import FrozenStruct
 from services.departments import (
     ContributionMonth,
     HealthRisk,
@@ -61,7 +61,7 @@ T = TypeVar("T")
 SectionState = Literal["ok", "stale", "unavailable"]
 
 
-class Section(Response, Generic[T], frozen=True, kw_only=True, omit_defaults=True):
+class Section(FrozenStruct, Generic[T], frozen=True, kw_only=True, omit_defaults=True):
     """One department's part of a screen.
 
     Attributes:
@@ -84,7 +84,7 @@ class Section(Response, Generic[T], frozen=True, kw_only=True, omit_defaults=Tru
 # home --------------------------------------------------------------------------------------
 
 
-class HealthSummary(Response, frozen=True, kw_only=True):
+class HealthSummary(FrozenStruct, frozen=True, kw_only=True):
     """The health tile: latest test and risk status."""
 
     latest_test: HealthTest | None
@@ -93,7 +93,7 @@ class HealthSummary(Response, frozen=True, kw_only=True):
     risk_area_visits: int
 
 
-class TransportSummary(Response, frozen=True, kw_only=True):
+class TransportSummary(FrozenStruct, frozen=True, kw_only=True):
     """The transit tile."""
 
     card_no_masked: str
@@ -101,7 +101,7 @@ class TransportSummary(Response, frozen=True, kw_only=True):
     status: str
 
 
-class SocsecSummary(Response, frozen=True, kw_only=True):
+class SocsecSummary(FrozenStruct, frozen=True, kw_only=True):
     """The social-security tile."""
 
     card_no_masked: str
@@ -122,7 +122,7 @@ class HomeSocsecSection(Section[SocsecSummary], frozen=True, kw_only=True):
     """Social security on the home screen."""
 
 
-class HomeSections(Response, frozen=True, kw_only=True):
+class HomeSections(FrozenStruct, frozen=True, kw_only=True):
     """The three department sections of the home screen."""
 
     health: HomeHealthSection
@@ -133,7 +133,7 @@ class HomeSections(Response, frozen=True, kw_only=True):
 CodesState = Literal["ready", "late", "unavailable"]
 
 
-class HomeScreen(Response, frozen=True, kw_only=True):
+class HomeScreen(FrozenStruct, frozen=True, kw_only=True):
     """``GET /v1/me/home``.
 
     Attributes:
@@ -159,7 +159,7 @@ class HomeScreen(Response, frozen=True, kw_only=True):
 # single-department screens -------------------------------------------------------------------
 
 
-class HealthRecordsData(Response, frozen=True, kw_only=True):
+class HealthRecordsData(FrozenStruct, frozen=True, kw_only=True):
     """Tests, vaccinations and risk status."""
 
     tests: list[HealthTest]
@@ -171,7 +171,7 @@ class HealthRecordsSection(Section[HealthRecordsData], frozen=True, kw_only=True
     """``GET /v1/me/health/records``."""
 
 
-class TransportCardData(Response, frozen=True, kw_only=True):
+class TransportCardData(FrozenStruct, frozen=True, kw_only=True):
     """The transit card."""
 
     card_no: str
@@ -183,7 +183,7 @@ class TransportCardSection(Section[TransportCardData], frozen=True, kw_only=True
     """``GET /v1/me/transport/card``."""
 
 
-class TripsData(Response, frozen=True, kw_only=True):
+class TripsData(FrozenStruct, frozen=True, kw_only=True):
     """Rides since ``since`` (midnight UTC, ``days`` ago), newest first as the department sends them."""
 
     since: dt.datetime
@@ -194,7 +194,7 @@ class TripsSection(Section[TripsData], frozen=True, kw_only=True):
     """``GET /v1/me/transport/trips``."""
 
 
-class SocsecCardData(Response, frozen=True, kw_only=True):
+class SocsecCardData(FrozenStruct, frozen=True, kw_only=True):
     """The social-security card."""
 
     card_no: str
@@ -207,7 +207,7 @@ class SocsecCardSection(Section[SocsecCardData], frozen=True, kw_only=True):
     """``GET /v1/me/socsec/card``."""
 
 
-class ContributionsData(Response, frozen=True, kw_only=True):
+class ContributionsData(FrozenStruct, frozen=True, kw_only=True):
     """Monthly contributions of one year."""
 
     year: int
@@ -227,7 +227,7 @@ LedgerKind = Literal[
 ]
 
 
-class Accessor(Response, frozen=True, kw_only=True, omit_defaults=True):
+class Accessor(FrozenStruct, frozen=True, kw_only=True, omit_defaults=True):
     """Who accessed the data. Never another person's name: staff appear by id, roles, region.
 
     Attributes:
@@ -247,7 +247,7 @@ class Accessor(Response, frozen=True, kw_only=True, omit_defaults=True):
     region: str | None = None
 
 
-class LedgerEntry(Response, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
+class LedgerEntry(FrozenStruct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
     """Fields every ledger entry has.
 
     Attributes:
@@ -383,7 +383,7 @@ LedgerItem = (
 )
 
 
-class DataAccessPage(Response, frozen=True, kw_only=True, omit_defaults=True):
+class DataAccessPage(FrozenStruct, frozen=True, kw_only=True, omit_defaults=True):
     """``GET /v1/me/data-access``: newest first; pass ``next_cursor`` as ``cursor`` for more."""
 
     items: list[LedgerItem]

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.oidc.clients import Client, ClientRegistry
 from identity.oidc.repository import OidcRepository
 from identity.oidc.scopes import CITIZEN_SCOPES, SCOPES, parse_scope
@@ -60,7 +60,7 @@ class RedirectableError(Exception):
         self.description = description
 
 
-class AuthorizationParams(Response, frozen=True):
+class AuthorizationParams(FrozenStruct, frozen=True):
     """A validated authorization request."""
 
     client: Client

@@ -33,7 +33,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from core.crypto import Vault
 from core.redis import Redis
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.oidc.errors import OAuthError, invalid_client, invalid_request
 from identity.oidc.repository import Client, OidcRepository
 
@@ -113,7 +113,7 @@ class SecretHasher:
         return stored is not None and hmac.compare_digest(self.hash(client_id, secret), stored)
 
 
-class ClientCredentials(Response, frozen=True):
+class ClientCredentials(FrozenStruct, frozen=True):
     """What a request presented to authenticate its client, before checking any of it."""
 
     basic: tuple[str, str] | None = None

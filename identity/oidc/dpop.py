@@ -33,7 +33,7 @@ import jwt
 from core.crypto import Vault
 from core.redis import Redis
 from core.signing import b64url_encode
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.oidc.errors import OAuthError
 
 __all__ = [
@@ -93,7 +93,7 @@ class PresentationError(Exception):
         self.headers = dict(headers)
 
 
-class DPoPProof(Response, frozen=True):
+class DPoPProof(FrozenStruct, frozen=True):
     """A verified proof: the key's thumbprint and the proof's identifiers."""
 
     jkt: str

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from core.db import Connection, Repository, row_as, rows_as
+from core.structs import FrozenStruct
 from identity.oidc.errors import ClientExists
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-class Client(msgspec.Struct, frozen=True, kw_only=True):
+class Client(FrozenStruct, frozen=True):
     """A registered client as the provider sees it."""
 
     client_id: str
@@ -50,7 +50,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
         return self.client_type == "public"
 
 
-class ConsentEntry(msgspec.Struct, frozen=True, kw_only=True):
+class ConsentEntry(FrozenStruct, frozen=True):
     """One scope a citizen shares with a client, with its options and the client's name."""
 
     client_id: str
@@ -60,7 +60,7 @@ class ConsentEntry(msgspec.Struct, frozen=True, kw_only=True):
     granted_at: dt.datetime
 
 
-class SpentCode(msgspec.Struct, frozen=True, kw_only=True):
+class SpentCode(FrozenStruct, frozen=True):
     """An authorization code just spent, with what it stands for and its account's claims."""
 
     client_id: str
@@ -80,7 +80,7 @@ class SpentCode(msgspec.Struct, frozen=True, kw_only=True):
     name_enc: bytes | None
 
 
-class UsedCode(msgspec.Struct, frozen=True, kw_only=True):
+class UsedCode(FrozenStruct, frozen=True):
     """A code redeemed before: who it was issued to and the grant it produced (if any)."""
 
     client_id: str
@@ -88,7 +88,7 @@ class UsedCode(msgspec.Struct, frozen=True, kw_only=True):
     grant_id: str | None
 
 
-class RotatedGrant(msgspec.Struct, frozen=True, kw_only=True):
+class RotatedGrant(FrozenStruct, frozen=True):
     """The grant a refresh token was just rotated in."""
 
     grant_id: str
@@ -100,7 +100,7 @@ class RotatedGrant(msgspec.Struct, frozen=True, kw_only=True):
     auth_time: int
 
 
-class RefreshTokenState(msgspec.Struct, frozen=True, kw_only=True):
+class RefreshTokenState(FrozenStruct, frozen=True):
     """A refresh token as it stands, with its grant (reuse detection, introspection)."""
 
     grant_id: str
@@ -115,7 +115,7 @@ class RefreshTokenState(msgspec.Struct, frozen=True, kw_only=True):
     dpop_jkt: str | None
 
 
-class UserinfoGrant(msgspec.Struct, frozen=True, kw_only=True):
+class UserinfoGrant(FrozenStruct, frozen=True):
     """A live grant and the account data userinfo may release from it."""
 
     client_id: str
@@ -127,7 +127,7 @@ class UserinfoGrant(msgspec.Struct, frozen=True, kw_only=True):
     name_enc: bytes | None
 
 
-class SessionContext(msgspec.Struct, frozen=True, kw_only=True):
+class SessionContext(FrozenStruct, frozen=True):
     """When and how a live app session signed in, with the account's current level."""
 
     auth_time: int

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.structs import Request, Response, text, whole
+from core.structs import FrozenStruct, Request, text, whole
 
 __all__ = [
     "AppAuthorizeRequest",
@@ -84,13 +84,13 @@ class AppAuthorizeRequest(Request):
     request_uri: RequestUri | None = None
 
 
-class AuthorizeRedirect(Response, frozen=True):
+class AuthorizeRedirect(FrozenStruct, frozen=True):
     """Where to send the citizen: the partner's redirect URI with ``code``, ``state`` and ``iss``."""
 
     redirect_to: str
 
 
-class ScopeDescription(Response, frozen=True):
+class ScopeDescription(FrozenStruct, frozen=True):
     """One requested scope, as the consent screen shows it."""
 
     scope: str
@@ -99,14 +99,14 @@ class ScopeDescription(Response, frozen=True):
     consented: bool
 
 
-class ClientSummary(Response, frozen=True):
+class ClientSummary(FrozenStruct, frozen=True):
     """The public face of a client."""
 
     client_id: str
     name: str
 
 
-class AuthorizePreview(Response, frozen=True):
+class AuthorizePreview(FrozenStruct, frozen=True):
     """What the app shows on its consent screen before calling ``POST /oauth/authorize``."""
 
     client: ClientSummary
@@ -150,14 +150,14 @@ class ParForm(msgspec.Struct, kw_only=True):
     client_assertion: TokenText | None = None
 
 
-class ParResponse(Response, frozen=True):
+class ParResponse(FrozenStruct, frozen=True):
     """RFC 9126 section 2.2: the ``request_uri`` to send to the authorization endpoint."""
 
     request_uri: str
     expires_in: int
 
 
-class TokenResponse(Response, frozen=True, omit_defaults=True):
+class TokenResponse(FrozenStruct, frozen=True, omit_defaults=True):
     """RFC 6749 section 5.1 (plus ``id_token`` for OpenID Connect)."""
 
     access_token: str
@@ -189,7 +189,7 @@ class UserinfoForm(msgspec.Struct, kw_only=True):
     access_token: TokenText | None = None
 
 
-class IntrospectionResponse(Response, frozen=True, omit_defaults=True):
+class IntrospectionResponse(FrozenStruct, frozen=True, omit_defaults=True):
     """RFC 7662 section 2.2. Inactive (or not the caller's) tokens are just ``{"active": false}``."""
 
     active: bool
@@ -206,7 +206,7 @@ class IntrospectionResponse(Response, frozen=True, omit_defaults=True):
     cnf: dict[str, str] | None = None  # RFC 9449 section 6.2: {"jkt": ...} for DPoP-bound tokens
 
 
-class ConsentInfo(Response, frozen=True):
+class ConsentInfo(FrozenStruct, frozen=True):
     """What the citizen shares with one client."""
 
     client_id: str
@@ -216,7 +216,7 @@ class ConsentInfo(Response, frozen=True):
     granted_at: datetime
 
 
-class ConsentList(Response, frozen=True):
+class ConsentList(FrozenStruct, frozen=True):
     """Every client the citizen shares something with."""
 
     consents: list[ConsentInfo]
@@ -244,7 +244,7 @@ class BrowserConsentForm(msgspec.Struct, kw_only=True):
     share_full_name: Annotated[str, text(8, min_length=0, nfc=False)] | None = None
 
 
-class ProviderMetadata(Response, frozen=True):
+class ProviderMetadata(FrozenStruct, frozen=True):
     """OpenID Provider Metadata (OpenID Connect Discovery 1.0, RFC 8414)."""
 
     issuer: str

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-import asyncpg
-
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
@@ -15,7 +13,7 @@ from identity.revocation import STAFF, RevocationSet
 from identity.staff.errors import SeparationOfDuties, StaffAdminError, UnknownStaff
 from identity.staff.passwords import Passwords
 from identity.staff.permissions import LEGACY_ROLES, Role, region_level, separation_of_duties_violation
-from identity.staff.repository import Row, StaffRepository
+from identity.staff.repository import StaffRepository, StaffRow
 from identity.staff.schemas import RecoveryResult, StaffProfile
 from identity.staff.service import StaffService
 
@@ -47,7 +45,7 @@ class StaffAdmin:
     """Adds, lists and disables staff.
 
     Args:
-        pool: PostgreSQL.
+        store: PostgreSQL: the staff repository, or a pool to open one on (the command line).
         vault: Encrypts staff phones.
         passwords: argon2 hashing.
         revocations: Where disabling kills the member's live tokens at once. Adding and
@@ -57,14 +55,14 @@ class StaffAdmin:
 
     def __init__(
         self,
-        pool: Pool,
+        store: Pool | StaffRepository,
         vault: Vault,
         *,
         passwords: Passwords | None = None,
         revocations: RevocationSet | None = None,
         min_password_length: int = 12,
     ) -> None:
-        self._repository = StaffRepository(pool)
+        self._repository = store if isinstance(store, StaffRepository) else StaffRepository(store)
         self._vault = vault
         self._passwords = passwords or Passwords()
         self._revocations = revocations
@@ -90,35 +88,32 @@ class StaffAdmin:
         if region_level(region) is None:
             raise StaffAdminError("region: a division code of 4 (city), 6 (district), 9 (street) or 12 digits")
         password_hash = await self._passwords.hash_async(password)
-        try:
-            async with self._repository.pool.acquire() as conn, conn.transaction():
-                staff_id = await self._repository.insert(
-                    conn,
-                    username=username,
-                    display_name=name,
-                    phone_enc=self._vault.encrypt_text(phone, context="staff-phone"),
-                    password_hash=password_hash,
-                    roles=roles,
-                    region_code=region,
-                )
-                await write_audit(
-                    conn,
-                    [
-                        AuditEvent(
-                            action="staff.added",
-                            outcome="success",
-                            actor_type="system",
-                            actor_id="cli",
-                            subject_id=staff_id,
-                            details={"roles": roles, "region": region},
-                        )
-                    ],
-                )
-        except asyncpg.UniqueViolationError:
-            raise StaffAdminError(f"username {username!r} is taken") from None
-        row = await self._repository.by_id(staff_id)
-        assert row is not None
-        return StaffService.profile_of(row)
+        async with self._repository.transaction() as tx:
+            staff_id = await self._repository.insert(
+                tx,
+                username=username,
+                display_name=name,
+                phone_enc=self._vault.encrypt_text(phone, context="staff-phone"),
+                password_hash=password_hash,
+                roles=roles,
+                region_code=region,
+            )
+            await write_audit(
+                tx,
+                [
+                    AuditEvent(
+                        action="staff.added",
+                        outcome="success",
+                        actor_type="system",
+                        actor_id="cli",
+                        subject_id=staff_id,
+                        details={"roles": roles, "region": region},
+                    )
+                ],
+            )
+        added = await self._repository.by_id(staff_id)
+        assert added is not None
+        return StaffService.profile_of(added)
 
     async def set_roles(
         self, who: str, roles: Sequence[str], *, actor_type: str = "system", actor_id: str = "cli"
@@ -134,28 +129,28 @@ class StaffAdmin:
             UnknownStaff: no such staff member.
         """
         new_roles = check_roles(roles)
-        row = await self._find(who)
-        if row is None:
+        member = await self._find(who)
+        if member is None:
             raise UnknownStaff(f"no staff member {who!r}")
-        if actor_type == "staff" and actor_id == row["id"]:
+        if actor_type == "staff" and actor_id == member.id:
             raise Forbidden("Nobody changes their own roles")
-        async with self._repository.pool.acquire() as conn, conn.transaction():
+        async with self._repository.transaction() as tx:
             # The row lock orders concurrent changes; the CHECK constraint is the backstop.
-            old = await self._repository.set_roles(conn, row["id"], new_roles)
+            old = await self._repository.set_roles(tx, member.id, new_roles)
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="staff.roles.changed",
                         outcome="success",
                         actor_type=actor_type,
                         actor_id=actor_id,
-                        subject_id=row["id"],
+                        subject_id=member.id,
                         details={"from": old, "to": new_roles},
                     )
                 ],
             )
-        changed = await self._repository.by_id(row["id"])
+        changed = await self._repository.by_id(member.id)
         assert changed is not None
         return StaffService.profile_of(changed)
 
@@ -171,36 +166,36 @@ class StaffAdmin:
             Forbidden: a security administrator recovering their own account (another one
                 must, or an operator with ``onecity staff recover``).
         """
-        row = await self._find(who)
-        if row is None:
+        member = await self._find(who)
+        if member is None:
             raise UnknownStaff(f"no staff member {who!r}")
-        if actor_type == "staff" and actor_id == row["id"]:
+        if actor_type == "staff" and actor_id == member.id:
             raise Forbidden("Another security administrator must recover your account")
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            revoked = await self._repository.revoke_authenticators(conn, row["id"], "recovery")
+        async with self._repository.transaction() as tx:
+            revoked = await self._repository.revoke_authenticators(tx, member.id, "recovery")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="staff.authenticator.recovery",
                         outcome="success",
                         actor_type=actor_type,
                         actor_id=actor_id,
-                        subject_id=row["id"],
+                        subject_id=member.id,
                         client_ip=client_ip,
                         details={"revoked": revoked},
                     )
                 ],
             )
-        return RecoveryResult(staff_id=row["id"], revoked=revoked)
+        return RecoveryResult(staff_id=member.id, revoked=revoked)
 
-    async def _find(self, who: str) -> Row | None:
+    async def _find(self, who: str) -> StaffRow | None:
         by_id = await self._repository.by_id(who)
         return by_id if by_id is not None else await self._repository.by_username(who)
 
     async def list(self) -> list[tuple[StaffProfile, bool]]:
         """Everyone, with whether they are disabled."""
-        return [(StaffService.profile_of(r), bool(r["disabled"])) for r in await self._repository.list()]
+        return [(StaffService.profile_of(member), member.disabled) for member in await self._repository.list()]
 
     async def disable(self, username: str) -> str:
         """Disable a staff member; their tokens stop working. Returns the id.
@@ -214,12 +209,12 @@ class StaffAdmin:
                 "disabling a staff member needs the revocation set (Redis, ONECITY_REDIS_URL): "
                 "their tokens would keep working"
             )
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            staff_id = await self._repository.disable(conn, username)
+        async with self._repository.transaction() as tx:
+            staff_id = await self._repository.disable(tx, username)
             if staff_id is None:
                 raise StaffAdminError(f"no enabled staff member {username!r}")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="staff.disabled",

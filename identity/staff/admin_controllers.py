@@ -16,9 +16,9 @@ from core.http import BEARER, error_responses
 from identity.dependencies import client_ip
 from identity.staff.admin import StaffAdmin
 from identity.staff.audit_log import AuditReader
-from identity.staff.dependencies import provide_audit_reader, provide_staff_admin
+from identity.staff.dependencies import provide_audit_reader, provide_staff_admin, provide_staff_principal
 from identity.staff.guards import staff_roles
-from identity.staff.permissions import Role, StaffPrincipal, provide_staff_principal
+from identity.staff.permissions import Role, StaffPrincipal
 from identity.staff.schemas import AuditPage, RecoveryResult, StaffProfile, StaffRolesChange
 
 __all__ = ["StaffAdminController"]

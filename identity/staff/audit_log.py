@@ -14,7 +14,7 @@ import binascii
 import re
 from datetime import UTC, datetime
 
-from core.audit import AuditEvent, write_audit
+from core.audit import AuditEvent
 from core.errors import BadRequest
 from identity.staff.permissions import StaffPrincipal, region_level
 from identity.staff.repository import StaffRepository
@@ -96,35 +96,32 @@ class AuditReader:
         )
         events = [
             AuditEntry(
-                id=r["id"],
-                at=r["at"],
-                actor_type=r["actor_type"],
-                actor_id=r["actor_id"],
-                subject_id=r["subject_id"],
-                action=r["action"],
-                outcome=r["outcome"],
-                client_ip=r["client_ip"],
-                details=dict(r["details"] or {}),
+                id=r.id,
+                at=r.at,
+                actor_type=r.actor_type,
+                actor_id=r.actor_id,
+                subject_id=r.subject_id,
+                action=r.action,
+                outcome=r.outcome,
+                client_ip=r.client_ip,
+                details=dict(r.details or {}),
             )
             for r in rows[:limit]
         ]
-        await write_audit(
-            self._repository.pool,
-            [
-                AuditEvent(
-                    action="audit.read",
-                    outcome="success",
-                    actor_type="staff",
-                    actor_id=auditor.staff_id,
-                    client_ip=client_ip,
-                    details={
-                        "action": action,
-                        "since": since.isoformat() if since else None,
-                        "cursor": before,
-                        "rows": len(events),
-                    },
-                )
-            ],
+        await self._repository.audit(
+            AuditEvent(
+                action="audit.read",
+                outcome="success",
+                actor_type="staff",
+                actor_id=auditor.staff_id,
+                client_ip=client_ip,
+                details={
+                    "action": action,
+                    "since": since.isoformat() if since else None,
+                    "cursor": before,
+                    "rows": len(events),
+                },
+            )
         )
         next_cursor = encode_cursor(events[-1].id) if len(rows) > limit else None
         return AuditPage(events=events, next_cursor=next_cursor)

@@ -21,7 +21,6 @@ import secrets
 import uuid
 from typing import Any
 
-import asyncpg
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -45,9 +44,14 @@ from webauthn.helpers.structs import (
 
 from core.audit import AuditEvent, write_audit
 from core.redis import Redis
-from identity.staff.errors import AuthenticatorCloned, RegistrationFailed, SecondFactorFailed
+from identity.staff.errors import (
+    AuthenticatorAlreadyRegistered,
+    AuthenticatorCloned,
+    RegistrationFailed,
+    SecondFactorFailed,
+)
 from identity.staff.metrics import AUTHENTICATOR_REGISTRATIONS
-from identity.staff.repository import Row, StaffRepository
+from identity.staff.repository import AuthenticatorRow, StaffRepository, StaffRow
 from identity.staff.schemas import AuthenticatorRegistration, AuthenticatorView, WebAuthnOptions
 from identity.staff.settings import StaffSettings
 
@@ -58,19 +62,19 @@ _TRANSPORTS = {t.value: t for t in AuthenticatorTransport}
 _BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
 
 
-def _descriptor(row: Row) -> PublicKeyCredentialDescriptor:
-    transports = [_TRANSPORTS[t] for t in row["transports"] if t in _TRANSPORTS]
-    return PublicKeyCredentialDescriptor(id=bytes(row["credential_id"]), transports=transports or None)
+def _descriptor(key: AuthenticatorRow) -> PublicKeyCredentialDescriptor:
+    transports = [_TRANSPORTS[t] for t in key.transports if t in _TRANSPORTS]
+    return PublicKeyCredentialDescriptor(id=key.credential_id, transports=transports or None)
 
 
-def view_of(row: Row) -> AuthenticatorView:
+def view_of(key: AuthenticatorRow) -> AuthenticatorView:
     """The public view of an authenticator row."""
     return AuthenticatorView(
-        id=row["id"],
-        name=row["name"],
-        transports=list(row["transports"]),
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
+        id=key.id,
+        name=key.name,
+        transports=list(key.transports),
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
     )
 
 
@@ -101,17 +105,17 @@ class WebAuthnCeremonies:
 
     # registration -------------------------------------------------------------------------
 
-    async def registration_options(self, row: Row) -> WebAuthnOptions:
+    async def registration_options(self, member: StaffRow) -> WebAuthnOptions:
         """Options for ``navigator.credentials.create``; the challenge replaces any earlier one."""
         ttl = self._settings.webauthn_challenge_ttl_s
         challenge = secrets.token_bytes(32)
-        existing = await self._repository.active_authenticators(row["id"])
+        existing = await self._repository.active_authenticators(member.id)
         options = generate_registration_options(
             rp_id=self._settings.webauthn_rp_id,
             rp_name=self._settings.webauthn_rp_name,
-            user_name=row["username"],
-            user_id=uuid.UUID(row["id"]).bytes,
-            user_display_name=row["display_name"],
+            user_name=member.username,
+            user_id=uuid.UUID(member.id).bytes,
+            user_display_name=member.display_name,
             challenge=challenge,
             timeout=ttl * 1000,
             attestation=AttestationConveyancePreference.NONE,
@@ -119,9 +123,9 @@ class WebAuthnCeremonies:
                 resident_key=ResidentKeyRequirement.DISCOURAGED,
                 user_verification=UserVerificationRequirement.PREFERRED,
             ),
-            exclude_credentials=[_descriptor(r) for r in existing],
+            exclude_credentials=[_descriptor(key) for key in existing],
         )
-        await self._redis.set(self._registration_key(row["id"]), challenge, ex=ttl)
+        await self._redis.set(self._registration_key(member.id), challenge, ex=ttl)
         return WebAuthnOptions(public_key=options_to_json_dict(options), expires_in=ttl)
 
     async def register(
@@ -151,9 +155,9 @@ class WebAuthnCeremonies:
             raise RegistrationFailed("The security key's registration did not verify") from None
         transports = [t.value for t in parsed.response.transports or []]
         try:
-            async with self._repository.pool.acquire() as conn, conn.transaction():
-                row = await self._repository.insert_authenticator(
-                    conn,
+            async with self._repository.transaction() as tx:
+                key = await self._repository.insert_authenticator(
+                    tx,
                     staff_id=staff_id,
                     credential_id=verified.credential_id,
                     public_key=verified.credential_public_key,
@@ -163,7 +167,7 @@ class WebAuthnCeremonies:
                     name=request.name,
                 )
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         AuditEvent(
                             action="staff.authenticator.registered",
@@ -172,30 +176,30 @@ class WebAuthnCeremonies:
                             actor_id=actor_id,
                             subject_id=staff_id,
                             client_ip=client_ip,
-                            details={"authenticator_id": row["id"], "aaguid": verified.aaguid, "fmt": verified.fmt},
+                            details={"authenticator_id": key.id, "aaguid": verified.aaguid, "fmt": verified.fmt},
                         )
                     ],
                 )
-        except asyncpg.UniqueViolationError:
+        except AuthenticatorAlreadyRegistered:
             AUTHENTICATOR_REGISTRATIONS.labels("failure").inc()
-            raise RegistrationFailed("This security key is registered already") from None
+            raise
         AUTHENTICATOR_REGISTRATIONS.labels("success").inc()
-        return view_of(row)
+        return view_of(key)
 
     # sign-in ------------------------------------------------------------------------------
 
     async def sign_in_options(self, staff_id: str) -> tuple[bytes, dict[str, Any]] | None:
         """A fresh challenge and the options for ``navigator.credentials.get``, or ``None``
         when the member has no active authenticator."""
-        rows = await self._repository.active_authenticators(staff_id)
-        if not rows:
+        keys = await self._repository.active_authenticators(staff_id)
+        if not keys:
             return None
         challenge = secrets.token_bytes(32)
         options = generate_authentication_options(
             rp_id=self._settings.webauthn_rp_id,
             challenge=challenge,
             timeout=self._settings.webauthn_challenge_ttl_s * 1000,
-            allow_credentials=[_descriptor(r) for r in rows],
+            allow_credentials=[_descriptor(key) for key in keys],
             user_verification=UserVerificationRequirement.PREFERRED,
         )
         return challenge, options_to_json_dict(options)
@@ -213,8 +217,8 @@ class WebAuthnCeremonies:
             parsed = parse_authentication_credential_json(credential)
         except _BAD_INPUT:
             raise SecondFactorFailed() from None
-        row = await self._repository.authenticator(staff_id, parsed.raw_id)
-        if row is None:
+        stored_key = await self._repository.authenticator(staff_id, parsed.raw_id)
+        if stored_key is None:
             raise SecondFactorFailed()
         try:
             verified = verify_authentication_response(
@@ -222,18 +226,18 @@ class WebAuthnCeremonies:
                 expected_challenge=challenge,
                 expected_rp_id=self._settings.webauthn_rp_id,
                 expected_origin=list(self._settings.webauthn_origins),
-                credential_public_key=bytes(row["public_key"]),
+                credential_public_key=stored_key.public_key,
                 # 0: let the library check the signature first; the counter is checked below.
                 credential_current_sign_count=0,
             )
         except _BAD_INPUT:
             raise SecondFactorFailed() from None
-        new, stored = verified.new_sign_count, int(row["sign_count"])
+        new, stored = verified.new_sign_count, stored_key.sign_count
         if (new > 0 or stored > 0) and new <= stored:
-            async with self._repository.pool.acquire() as conn, conn.transaction():
-                await self._repository.revoke_authenticators(conn, staff_id, "cloned", authenticator_id=row["id"])
+            async with self._repository.transaction() as tx:
+                await self._repository.revoke_authenticators(tx, staff_id, "cloned", authenticator_id=stored_key.id)
                 await write_audit(
-                    conn,
+                    tx,
                     [
                         AuditEvent(
                             action="staff.authenticator.cloned",
@@ -241,11 +245,11 @@ class WebAuthnCeremonies:
                             actor_type="anonymous",
                             subject_id=staff_id,
                             client_ip=client_ip,
-                            details={"authenticator_id": row["id"], "stored_count": stored, "presented_count": new},
+                            details={"authenticator_id": stored_key.id, "stored_count": stored, "presented_count": new},
                         )
                     ],
                 )
             raise AuthenticatorCloned()
-        if not await self._repository.advance_sign_count(row["id"], stored, new):
+        if not await self._repository.advance_sign_count(stored_key.id, stored, new):
             raise SecondFactorFailed()  # a concurrent sign-in used this counter value first
-        return str(row["id"])
+        return stored_key.id

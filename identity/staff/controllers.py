@@ -12,13 +12,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from core.http import BEARER, error_responses
 from identity.dependencies import client_ip
-from identity.staff.dependencies import provide_staff_service
-from identity.staff.permissions import (
-    EnrollingStaff,
-    StaffPrincipal,
-    provide_enrolling_staff,
-    provide_staff_principal,
-)
+from identity.staff.dependencies import provide_enrolling_staff, provide_staff_principal, provide_staff_service
+from identity.staff.permissions import EnrollingStaff, StaffPrincipal
 from identity.staff.schemas import (
     AuthenticatorList,
     AuthenticatorRegistration,

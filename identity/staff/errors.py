@@ -6,12 +6,14 @@ from core.errors import Forbidden, NotFound, Unauthorized, UnprocessableEntity
 
 __all__ = [
     "AuditorReadOnly",
+    "AuthenticatorAlreadyRegistered",
     "AuthenticatorCloned",
     "RegistrationFailed",
     "SecondFactorFailed",
     "SeparationOfDuties",
     "StaffAdminError",
     "UnknownStaff",
+    "UsernameTaken",
     "WebAuthnRequired",
 ]
 
@@ -88,3 +90,17 @@ class RegistrationFailed(UnprocessableEntity):
 
     type_slug = "webauthn-registration-failed"
     title = "Security key not registered"
+
+
+class AuthenticatorAlreadyRegistered(RegistrationFailed):
+    """The security key's credential is registered already (to this member or another)."""
+
+    def __init__(self) -> None:
+        super().__init__("This security key is registered already")
+
+
+class UsernameTaken(StaffAdminError):
+    """Another staff member has this username."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"username {username!r} is taken")

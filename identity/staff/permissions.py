@@ -20,7 +20,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 
 from core.errors import Forbidden, Unauthorized
-from core.structs import Response
+from core.structs import FrozenStruct
 from identity.revocation import ACCESS_TOKENS, STAFF, RevocationSet, revocations_of
 from identity.tokens import AccessTokens
 
@@ -108,7 +108,7 @@ def region_covers(staff_region: str, target_region: str | None) -> bool:
     return len(staff_region) <= len(target_region) and target_region.startswith(staff_region)
 
 
-class StaffPrincipal(Response, frozen=True):
+class StaffPrincipal(FrozenStruct, frozen=True):
     """The staff member behind a request."""
 
     staff_id: str
@@ -186,7 +186,7 @@ async def staff_principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> 
     if staff_service is not None:
         # A role change or a recovery since the token was issued ends it: it may carry
         # roles the member no longer holds, or come from a key that was revoked.
-        not_before = await staff_service.repository.tokens_not_before(principal.staff_id)
+        not_before = await staff_service.tokens_not_before(principal.staff_id)
         if not_before is not None and principal.issued_at < int(not_before):
             raise Unauthorized("Your roles or security keys changed: sign in again", error="invalid_token")
     scope_state[_PRINCIPAL] = principal
@@ -198,7 +198,7 @@ async def provide_staff_principal(request: Request[Any, Any, Any]) -> StaffPrinc
     return await staff_principal_of(request)
 
 
-class EnrollingStaff(Response, frozen=True):
+class EnrollingStaff(FrozenStruct, frozen=True):
     """Who may manage security keys: a signed-in member (``enrolment_jti`` ``None``) or one
     holding an enrolment-only token (its ``jti``, so that it registers one key only)."""
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from core.structs import Request, Response, text, whole
+from core.structs import FrozenStruct, Request, text, whole
 
 __all__ = [
     "AuditEntry",
@@ -36,7 +36,7 @@ class StaffPasswordLogin(Request):
     password: Annotated[str, text(256, nfc=False)]
 
 
-class StaffOtpSent(Response, frozen=True):
+class StaffOtpSent(FrozenStruct, frozen=True):
     """The password was right; the second step follows.
 
     ``second_factor`` says which: ``webauthn`` (the account has a security key: pass
@@ -58,7 +58,7 @@ class StaffOtpLogin(Request):
     otp: Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{6}"))]
 
 
-class StaffProfile(Response, frozen=True):
+class StaffProfile(FrozenStruct, frozen=True):
     """A staff member as they see themselves."""
 
     id: str
@@ -69,7 +69,7 @@ class StaffProfile(Response, frozen=True):
     region_level: str
 
 
-class StaffToken(Response, frozen=True):
+class StaffToken(FrozenStruct, frozen=True):
     """A staff access token (no refresh: sign in again when it expires)."""
 
     access_token: str
@@ -91,7 +91,7 @@ class StaffWebAuthnLogin(Request):
     credential: Credential
 
 
-class WebAuthnOptions(Response, frozen=True):
+class WebAuthnOptions(FrozenStruct, frozen=True):
     """Options for ``navigator.credentials.create`` / ``.get`` (WebAuthn JSON encoding)."""
 
     public_key: dict[str, Any]
@@ -105,7 +105,7 @@ class AuthenticatorRegistration(Request):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Security key"
 
 
-class AuthenticatorView(Response, frozen=True):
+class AuthenticatorView(FrozenStruct, frozen=True):
     """A registered security key (never its key material)."""
 
     id: str
@@ -115,13 +115,13 @@ class AuthenticatorView(Response, frozen=True):
     last_used_at: datetime | None
 
 
-class AuthenticatorList(Response, frozen=True):
+class AuthenticatorList(FrozenStruct, frozen=True):
     """The signed-in member's active security keys."""
 
     authenticators: list[AuthenticatorView]
 
 
-class RecoveryResult(Response, frozen=True):
+class RecoveryResult(FrozenStruct, frozen=True):
     """A security administrator reset a member's security keys."""
 
     staff_id: str
@@ -137,7 +137,7 @@ class StaffRolesChange(Request):
     roles: Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=4)]
 
 
-class AuditEntry(Response, frozen=True):
+class AuditEntry(FrozenStruct, frozen=True):
     """One audit-log row, as the auditor sees it."""
 
     id: int
@@ -151,7 +151,7 @@ class AuditEntry(Response, frozen=True):
     details: dict[str, Any]
 
 
-class AuditPage(Response, frozen=True):
+class AuditPage(FrozenStruct, frozen=True):
     """Newest first; pass ``next_cursor`` back as ``cursor`` for the next (older) page."""
 
     events: list[AuditEntry]

@@ -46,7 +46,7 @@ from identity.staff.permissions import (
     StaffPrincipal,
     region_level,
 )
-from identity.staff.repository import Row, StaffRepository
+from identity.staff.repository import StaffRepository, StaffRow
 from identity.staff.schemas import (
     AuthenticatorList,
     AuthenticatorRegistration,
@@ -146,23 +146,30 @@ class StaffService:
         return f"oc:staff:fail:{username}"
 
     async def _audit(self, *events: AuditEvent) -> None:
-        await write_audit(self.repository.pool, events)
+        await self.repository.audit(*events)
 
     @staticmethod
-    def profile_of(row: Row) -> StaffProfile:
+    def profile_of(member: StaffRow) -> StaffProfile:
         """The profile view of a staff row."""
         return StaffProfile(
-            id=row["id"],
-            username=row["username"],
-            name=row["display_name"],
-            roles=list(row["roles"]),
-            region=row["region_code"],
-            region_level=region_level(row["region_code"]) or "unknown",
+            id=member.id,
+            username=member.username,
+            name=member.display_name,
+            roles=list(member.roles),
+            region=member.region_code,
+            region_level=region_level(member.region_code) or "unknown",
         )
+
+    async def tokens_not_before(self, staff_id: str) -> float | None:
+        """Unix time before which the member's tokens are refused (their roles or security
+        keys changed since), or ``None``."""
+        return await self.repository.tokens_not_before(staff_id)
 
     async def _limit(self, username: str, client_ip: str | None) -> None:
         hour = int(time.time() // 3600)
-        ip_key = f"oc:staff:ip:{client_ip or 'unknown'}:{hour}"
+        # The address by its keyed blind index: no address in clear in a Redis key name.
+        address = self._vault.blind_index(client_ip or "unknown", domain="staff-client-ip").hex()[:32]
+        ip_key = f"oc:staff:ip:{address}:{hour}"
         # Two single-key transactions, not one MULTI: the address and the username live in
         # different Redis Cluster slots (a MULTI across them is refused there).
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -194,53 +201,53 @@ class StaffService:
     async def password_step(self, request: StaffPasswordLogin, *, client_ip: str | None) -> StaffOtpSent:
         """Check the password; send the SMS code; return the ticket."""
         await self._limit(request.username, client_ip)
-        row = await self.repository.by_username(request.username)
-        stored = row["password_hash"] if row is not None and not row["disabled"] else None
-        if not await self._passwords.verify(stored, request.password) or row is None:
+        member = await self.repository.by_username(request.username)
+        stored = member.password_hash if member is not None and not member.disabled else None
+        if not await self._passwords.verify(stored, request.password) or member is None:
             await self._count_failure(request.username)
             await self._audit(
                 AuditEvent(
                     action="staff.login.password",
                     outcome="failure",
                     actor_type="anonymous",
-                    subject_id=row["id"] if row is not None else None,
+                    subject_id=member.id if member is not None else None,
                     client_ip=client_ip,
                 )
             )
             raise Unauthorized(_WRONG, error="invalid_grant")
         await self._redis.delete(self._fail_key(request.username))
-        if self._passwords.needs_rehash(row["password_hash"]):
-            await self.repository.set_password_hash(row["id"], await self._passwords.hash_async(request.password))
+        if self._passwords.needs_rehash(member.password_hash):
+            await self.repository.set_password_hash(member.id, await self._passwords.hash_async(request.password))
         ticket = secrets.token_urlsafe(32)
         key = self._ticket_key(ticket)
-        webauthn = await self.webauthn.sign_in_options(row["id"])
-        if webauthn is None and row["webauthn_blocked"]:
+        webauthn = await self.webauthn.sign_in_options(member.id)
+        if webauthn is None and member.webauthn_blocked:
             # The last key was caught cloned: only a security administrator's recovery helps.
-            await self._login_failed("webauthn", "blocked", client_ip, row["id"])
+            await self._login_failed("webauthn", "blocked", client_ip, member.id)
             raise AuthenticatorCloned()
         if webauthn is not None:
             # An account with a security key must use it: no SMS goes out.
             challenge, options = webauthn
             ttl = self._settings.webauthn_challenge_ttl_s
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"k": "webauthn", "s": row["id"], "c": base64.b64encode(challenge)})
+                pipe.hset(key, mapping={"k": "webauthn", "s": member.id, "c": base64.b64encode(challenge)})
                 pipe.expire(key, ttl)
                 await pipe.execute()
-            await self._audit_password_ok(row["id"], client_ip, "webauthn")
+            await self._audit_password_ok(member.id, client_ip, "webauthn")
             STEP_UPS.labels("webauthn").inc()
             return StaffOtpSent(ticket=ticket, expires_in=ttl, second_factor="webauthn", webauthn=options)
         code = f"{secrets.randbelow(1_000_000):06d}"
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"k": "sms", "h": self._code_hash(ticket, code), "s": row["id"], "n": 0})
+            pipe.hset(key, mapping={"k": "sms", "h": self._code_hash(ticket, code), "s": member.id, "n": 0})
             pipe.expire(key, self._settings.otp_ttl_s)
             await pipe.execute()
-        phone = self._vault.decrypt_text(row["phone_enc"], context="staff-phone")
+        phone = self._vault.decrypt_text(member.phone_enc, context="staff-phone")
         try:
             await self._sms.send(phone, f"【OneCity】工作人员登录验证码 {code}，5分钟内有效。请勿告诉他人。")
         except DepartmentError:
             await self._redis.delete(key)
             raise
-        await self._audit_password_ok(row["id"], client_ip, "sms")
+        await self._audit_password_ok(member.id, client_ip, "sms")
         STEP_UPS.labels("sms").inc()
         return StaffOtpSent(ticket=ticket, expires_in=self._settings.otp_ttl_s)
 
@@ -280,8 +287,8 @@ class StaffService:
         if outcome == "webauthn":
             await self._login_failed("sms", "webauthn_required", client_ip)
             raise WebAuthnRequired()
-        row = await self.repository.by_id(staff_id.decode()) if outcome == "ok" else None
-        if row is None or row["disabled"]:
+        member = await self.repository.by_id(staff_id.decode()) if outcome == "ok" else None
+        if member is None or member.disabled:
             await self._login_failed("sms", outcome if outcome != "ok" else "disabled", client_ip)
             details = {
                 "wrong": "The code is wrong",
@@ -289,18 +296,18 @@ class StaffService:
                 "none": "The sign-in ticket is invalid or expired: sign in again",
             }
             raise Unauthorized(details.get(outcome, _WRONG), error="invalid_grant")
-        if row["webauthn_blocked"]:
-            await self._login_failed("sms", "blocked", client_ip, row["id"])
+        if member.webauthn_blocked:
+            await self._login_failed("sms", "blocked", client_ip, member.id)
             raise AuthenticatorCloned()
-        if await self.repository.has_authenticator(row["id"]):
+        if await self.repository.has_authenticator(member.id):
             # A key was registered after this SMS ticket was issued: the key it is.
-            await self._login_failed("sms", "webauthn_required", client_ip, row["id"])
+            await self._login_failed("sms", "webauthn_required", client_ip, member.id)
             raise WebAuthnRequired()
         if self._settings.webauthn_required:
             SECOND_FACTOR.labels("sms", "enrolment").inc()
-            return await self._enrolment_token(row, client_ip)
+            return await self._enrolment_token(member, client_ip)
         SECOND_FACTOR.labels("sms", "success").inc()
-        return await self._issue(row, ["pwd", "otp", "sms"], client_ip, {"second_factor": "sms"})
+        return await self._issue(member, ["pwd", "otp", "sms"], client_ip, {"second_factor": "sms"})
 
     async def webauthn_step(self, request: StaffWebAuthnLogin, *, client_ip: str | None) -> StaffToken:
         """Exchange the ticket and a security key's assertion for a staff access token.
@@ -316,8 +323,8 @@ class StaffService:
             await self._login_failed("webauthn", "unknown_ticket", client_ip)
             raise SecondFactorFailed("The sign-in ticket is invalid, used or expired: sign in again")
         staff_id = fields[b"s"].decode()
-        row = await self.repository.by_id(staff_id)
-        if row is None or row["disabled"]:
+        member = await self.repository.by_id(staff_id)
+        if member is None or member.disabled:
             await self._login_failed("webauthn", "disabled", client_ip, staff_id)
             raise Unauthorized(_WRONG, error="invalid_grant")
         try:
@@ -332,11 +339,11 @@ class StaffService:
             raise
         SECOND_FACTOR.labels("webauthn", "success").inc()
         return await self._issue(
-            row, _AMR_WEBAUTHN, client_ip, {"second_factor": "webauthn", "authenticator_id": authenticator_id}
+            member, _AMR_WEBAUTHN, client_ip, {"second_factor": "webauthn", "authenticator_id": authenticator_id}
         )
 
-    async def _enrolment_token(self, row: Row, client_ip: str | None) -> StaffToken:
-        profile = self.profile_of(row)
+    async def _enrolment_token(self, member: StaffRow, client_ip: str | None) -> StaffToken:
+        profile = self.profile_of(member)
         access, ttl = self._tokens.issue(
             subject=profile.id,
             client_id=STAFF_AUDIENCE,
@@ -357,8 +364,10 @@ class StaffService:
         )
         return StaffToken(access_token=access, expires_in=ttl, staff=profile, enrolment_only=True)
 
-    async def _issue(self, row: Row, amr: Sequence[str], client_ip: str | None, details: dict[str, Any]) -> StaffToken:
-        profile = self.profile_of(row)
+    async def _issue(
+        self, member: StaffRow, amr: Sequence[str], client_ip: str | None, details: dict[str, Any]
+    ) -> StaffToken:
+        profile = self.profile_of(member)
         access, ttl = self._tokens.issue(
             subject=profile.id,
             client_id=STAFF_AUDIENCE,
@@ -366,10 +375,10 @@ class StaffService:
             extra={"roles": profile.roles, "region": profile.region, "amr": list(amr)},
             ttl_s=self._settings.token_ttl_s,
         )
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            await self.repository.touch_login(conn, profile.id)
+        async with self.repository.transaction() as tx:
+            await self.repository.touch_login(tx, profile.id)
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="staff.login",
@@ -386,15 +395,15 @@ class StaffService:
 
     # security keys ------------------------------------------------------------------------
 
-    async def _enrolling_row(self, who: EnrollingStaff) -> Row:
-        row = await self.repository.by_id(who.staff_id)
-        if row is None or row["disabled"]:
+    async def _enrolling_member(self, who: EnrollingStaff) -> StaffRow:
+        member = await self.repository.by_id(who.staff_id)
+        if member is None or member.disabled:
             raise Unauthorized("This staff account is disabled", error="invalid_token")
-        return row
+        return member
 
     async def registration_options(self, who: EnrollingStaff) -> WebAuthnOptions:
         """Options to register a security key (a new challenge each time)."""
-        return await self.webauthn.registration_options(await self._enrolling_row(who))
+        return await self.webauthn.registration_options(await self._enrolling_member(who))
 
     async def register_authenticator(
         self, who: EnrollingStaff, request: AuthenticatorRegistration, *, client_ip: str | None
@@ -406,21 +415,21 @@ class StaffService:
             RegistrationFailed: see :meth:`WebAuthnCeremonies.register`, or the enrolment
                 token has registered a key already.
         """
-        row = await self._enrolling_row(who)
+        member = await self._enrolling_member(who)
         if who.enrolment_jti is not None:
             # It bootstraps the first key only: with a key, more are added signed in with it.
-            if await self.repository.has_authenticator(row["id"]):
+            if await self.repository.has_authenticator(member.id):
                 raise RegistrationFailed("This account has a security key: sign in with it to add another")
             ttl = max(1, who.expires_at - int(time.time()) + 60)
             if not await self._redis.set(f"oc:staff:enrolled:{who.enrolment_jti}", b"1", nx=True, ex=ttl):
                 raise RegistrationFailed("This enrolment token has registered a key already: sign in with it")
-        return await self.webauthn.register(row["id"], request, actor_id=row["id"], client_ip=client_ip)
+        return await self.webauthn.register(member.id, request, actor_id=member.id, client_ip=client_ip)
 
     async def authenticators(self, who: EnrollingStaff) -> AuthenticatorList:
         """The member's active security keys."""
-        row = await self._enrolling_row(who)
+        member = await self._enrolling_member(who)
         return AuthenticatorList(
-            authenticators=[view_of(r) for r in await self.repository.active_authenticators(row["id"])]
+            authenticators=[view_of(key) for key in await self.repository.active_authenticators(member.id)]
         )
 
     async def me(self, principal: StaffPrincipal) -> StaffProfile:
@@ -429,7 +438,7 @@ class StaffService:
         Raises:
             Unauthorized: the account no longer exists or was disabled.
         """
-        row = await self.repository.by_id(principal.staff_id)
-        if row is None or row["disabled"]:
+        member = await self.repository.by_id(principal.staff_id)
+        if member is None or member.disabled:
             raise Unauthorized("This staff account is disabled", error="invalid_token")
-        return self.profile_of(row)
+        return self.profile_of(member)

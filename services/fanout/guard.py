@@ -225,11 +225,6 @@ class GuardedDepartment:
         subject = self._hasher.keyed_hash(id_number, domain="fanout-cache").hex()[:32]
         return f"oc:fan:{self.name}:{resource}:{subject}" + (f":{params}" if params else "")
 
-    @property
-    def retry_budget(self) -> RetryBudget:
-        """This department's retry budget."""
-        return self._budget
-
     async def read(
         self,
         resource: str,
@@ -360,13 +355,14 @@ class GuardedDepartment:
             await asyncio.sleep(delay)
 
     def _our_timeout(self, timeout: float, started: float) -> bool:
-        """Whether a timed-out attempt says more about us than about the department.
+        """Whether a timed-out attempt says more about this process than about the department.
 
-        Two cases are ours, and no verdict goes to the breaker: the screen's deadline cut the
-        attempt below the call timeout (the department never had its full time), or the
-        timeout fired late by more than the shortest attempt (``min_attempt_ms``), i.e. this
-        process's event loop was too busy to read an answer that may well have arrived (under
-        overload the breakers used to open while the departments answered in 20 ms).
+        In two cases the timeout is this process's own, and no verdict goes to the breaker: the
+        screen's deadline cut the attempt below the call timeout (the department never had its
+        full time), or the timeout fired late by more than the shortest attempt
+        (``min_attempt_ms``), i.e. this process's event loop was too busy to read an answer that
+        may well have arrived (under overload, counting these opened the breakers while the
+        departments answered in 20 ms).
         """
         if timeout < self._call_timeout_s:
             return True

@@ -44,8 +44,8 @@ DEFAULT_TTLS: Final[Mapping[str, Mapping[str, CacheTtl]]] = {
 class DepartmentBreakerConfig(BreakerConfig, frozen=True, kw_only=True):
     """:class:`BreakerConfig` of a department: it judges only from 20 calls in its window.
 
-    Fewer are one or two citizens' screens, not evidence about the department: three slow home
-    screens of one citizen used to open the health breaker for everyone. A subclass rather than
+    Fewer are one or two citizens' screens, not evidence about the department: without the floor,
+    three slow home screens of one citizen would open the health breaker for everyone. A subclass rather than
     a value in :class:`FanoutSettings`, so that setting one breaker variable from the
     environment keeps this default.
     """

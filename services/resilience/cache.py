@@ -24,7 +24,8 @@ import asyncio
 import enum
 import logging
 import time
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import msgspec
 import redis.exceptions
@@ -32,6 +33,8 @@ import redis.exceptions
 from core.redis import Redis, is_cluster
 from services.resilience.breaker import BreakerConfig, CircuitBreaker
 from services.resilience.deadline import Clock
+
+_T = TypeVar("_T")
 
 __all__ = ["CacheEntry", "CacheTtl", "Freshness", "SwrCache"]
 
@@ -104,6 +107,23 @@ class SwrCache:
 
     async def get(self, key: str, *, timeout_s: float | None = None) -> CacheEntry | None:
         """The entry under ``key``, or ``None`` on a miss, a broken entry or any Redis trouble."""
+        return self._decode(await self._read(lambda r: r.get(key), timeout_s))
+
+    async def get_many(self, keys: list[str], *, timeout_s: float | None = None) -> list[CacheEntry | None]:
+        """:meth:`get` of several keys in one round trip (``MGET``; one ``GET`` each, concurrently,
+        on a Redis Cluster, where the keys live in different slots). Fails open the same way."""
+        if not keys:
+            return []
+        if self._redis is None or is_cluster(self._redis):
+            return list(await asyncio.gather(*(self.get(key, timeout_s=timeout_s) for key in keys)))
+        raws = await self._read(lambda r: r.mget(keys), timeout_s)
+        if raws is None:
+            return [None] * len(keys)
+        return [self._decode(raw) for raw in raws]
+
+    async def _read(self, command: Callable[[Redis], Awaitable[_T]], timeout_s: float | None) -> _T | None:
+        """``command``'s answer, or ``None`` when there is no Redis, its breaker is open, or it
+        failed or took longer than the cache's timeout (or the caller's, if shorter)."""
         wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
         if self._redis is None or wait <= 0:
             return None
@@ -112,7 +132,7 @@ class SwrCache:
             return None
         try:
             async with asyncio.timeout(wait):
-                raw = await self._redis.get(key)
+                answer = await command(self._redis)
         except TimeoutError:
             if wait < self._timeout:
                 permit.release()  # the caller's deadline was short, not Redis slow: no verdict
@@ -128,41 +148,7 @@ class SwrCache:
             permit.release()
             raise
         permit.success()
-        return self._decode(raw)
-
-    async def get_many(self, keys: list[str], *, timeout_s: float | None = None) -> list[CacheEntry | None]:
-        """:meth:`get` of several keys in one round trip (``MGET``; one ``GET`` each, concurrently,
-        on a Redis Cluster, where the keys live in different slots). Fails open the same way."""
-        if not keys:
-            return []
-        if self._redis is None or is_cluster(self._redis):
-            return list(await asyncio.gather(*(self.get(key, timeout_s=timeout_s) for key in keys)))
-        wait = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
-        misses: list[CacheEntry | None] = [None] * len(keys)
-        if wait <= 0:
-            return misses
-        permit = self._breaker.acquire()
-        if permit is None:
-            return misses
-        try:
-            async with asyncio.timeout(wait):
-                raws = await self._redis.mget(keys)
-        except TimeoutError:
-            if wait < self._timeout:
-                permit.release()
-            else:
-                permit.failure()
-                log.warning("cache read skipped", extra={"error": "TimeoutError"})
-            return misses
-        except (OSError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
-            permit.failure()
-            log.warning("cache read skipped", extra={"error": exc.__class__.__name__})
-            return misses
-        except BaseException:
-            permit.release()
-            raise
-        permit.success()
-        return [self._decode(raw) for raw in raws]
+        return answer
 
     @staticmethod
     def _decode(raw: bytes | str | None) -> CacheEntry | None:

@@ -2,7 +2,8 @@
 
 Each implements its department's fixed contract (DESIGN, "Department contracts"), enforces the
 service token, and can be told to misbehave through ``/_sim/faults``. This is the only part of
-:mod:`services` that imports Litestar; the BFF imports it only to run the simulators.
+:mod:`services` that imports Litestar, and it serves them with uvicorn (the optional extra
+``embedded``); the BFF imports it only to run the simulators.
 """
 
 from services.simulators.base import FaultState, FaultUpdate, SimulatorState, Stats, build_simulator

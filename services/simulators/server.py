@@ -175,7 +175,7 @@ async def start_in_process(
     async def run() -> None:
         try:
             await server.serve(sockets=[sock])
-        except SystemExit as exc:  # uvicorn exits the process on startup failure; we must not
+        except SystemExit as exc:  # uvicorn exits the process on startup failure; the host process stays
             raise RuntimeError("the server failed to start") from exc
         finally:
             sock.close()

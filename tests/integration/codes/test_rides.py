@@ -20,7 +20,7 @@ from codes.ride import (
     parse_device_certificate,
     verify_ride_code,
 )
-from codes.rides import POP_CONTEXT
+from codes.ride_devices import POP_CONTEXT
 from codes.schemas import RIDE_LOG_MAX_BYTES, RIDE_LOG_MAX_LINES
 from core.db import Pool
 from core.signing import Ed25519Signer, b64url_encode

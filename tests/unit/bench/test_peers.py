@@ -11,7 +11,7 @@ import pytest
 
 from bench.cli import parse_options
 from bench.cpu import CpuUsage
-from bench.peers import DEFAULT_PEERS, PeerError, parse_results, results_path, run_peers
+from bench.peers import DEFAULT_PEERS, PeerError, parse_results, read_peer_results, results_path, run_peers
 from bench.report import Machine, RunReport, ScenarioResult, render_run
 from bench.scenarios import NODE_OIDC, SCENARIOS
 from bench.wrk import WrkResult, WrkSettings
@@ -153,3 +153,22 @@ def test_peers_option() -> None:
     assert options.peers_script.parent.name == "peers"
     assert options.output is not None  # a peers run is written to RESULTS.md
     assert not parse_options([]).peers
+
+
+def test_peers_results_of_an_earlier_run_in_the_window_are_read_and_a_bad_file_is_refused(tmp_path: Path) -> None:
+    results = tmp_path / "results-20261201T101828.jsonl"
+    results.write_text(_RECORDED_RESULTS)
+    options = parse_options(["--peers-results", str(results), "--scenarios", "client_credentials"])
+    assert options.peers_results == results
+    assert not options.peers
+    peers = read_peer_results(results)
+    assert [(p.server, p.scenario) for p in peers][:3] == [
+        (NODE_OIDC, "trivial"),
+        (NODE_OIDC, "client_credentials"),
+        (NODE_OIDC, "refresh"),
+    ]
+    with pytest.raises(PeerError, match="cannot read the peers' results"):
+        read_peer_results(tmp_path / "missing.jsonl")
+    (tmp_path / "bad.jsonl").write_text("not a result\n")
+    with pytest.raises(PeerError, match="line 1 of the peers' results is not a result"):
+        read_peer_results(tmp_path / "bad.jsonl")

@@ -92,3 +92,63 @@ def test_topology_settings_parse_and_default() -> None:
 def test_topology_settings_reject_bad_values(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+def _default_of(path: str) -> object:
+    value: object = Settings()
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+#: Numbers of identity, single sign-on and staff that their settings Structs do not bound yet
+#: (``core.settings.Seconds`` / ``Count`` in identity/settings.py, identity/oidc/settings.py,
+#: identity/staff/settings.py); each leaves this set when its field gets its alias.
+AWAITING_DOMAIN_BOUNDS = frozenset(
+    {
+        "ONECITY_ACCESS_TOKEN_TTL_S",
+        "ONECITY_REFRESH_IDLE_TTL_S",
+        "ONECITY_SESSION_TTL_S",
+        "ONECITY_OTP_SENDS_PER_IP_PER_HOUR",
+        "ONECITY_OIDC_ACCESS_TOKEN_TTL_S",
+        "ONECITY_OIDC_CLIENT_TOKEN_TTL_S",
+        "ONECITY_OIDC_REFRESH_IDLE_TTL_S",
+        "ONECITY_OIDC_GRANT_TTL_S",
+        "ONECITY_OIDC_CLIENT_CACHE_TTL_S",
+        "ONECITY_STAFF_TOKEN_TTL_S",
+    }
+)
+
+
+def _numeric_variables() -> list[str]:
+    from bff.settings import ENVIRONMENT
+
+    return [
+        name
+        for name, path in ENVIRONMENT.items()
+        if isinstance(_default_of(path), int | float)
+        and not isinstance(_default_of(path), bool)
+        and name not in AWAITING_DOMAIN_BOUNDS
+    ]
+
+
+@pytest.mark.parametrize("name", _numeric_variables())
+def test_a_negative_number_is_refused_at_start_naming_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{name}\b"):
+        load_settings({name: "-1"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ONECITY_DB_POOL_MAX", "0"), ("ONECITY_MAX_BODY_BYTES", "0"), ("ONECITY_PEAK_LOOP_LAG_MS", "0")],
+)
+def test_a_size_or_lifetime_of_zero_is_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{name}: Expected `int` >= 1$"):
+        load_settings({name: value})
+
+
+def test_a_rule_across_fields_names_the_variable_of_the_field_it_blames() -> None:
+    with pytest.raises(SettingsError, match=r"^ONECITY_OIDC_CODE_TTL_S must be between 1 and 60 seconds$"):
+        load_settings({"ONECITY_OIDC_CODE_TTL_S": "61"})
+    with pytest.raises(SettingsError, match=r"^ONECITY_TRUSTED_PROXIES holds '10\.0\.0\.0/33', which is not"):
+        load_settings({"ONECITY_TRUSTED_PROXIES": "10.0.0.0/33"})

@@ -13,7 +13,8 @@ from bff.settings import SettingsError, load_settings
 from codes.holders import HolderAccount
 from codes.partner_cache import PartnerCache
 from codes.payload import CodeType
-from codes.rulebook import RuleBook
+from codes.repository import StoredOverride, StoredStatus
+from codes.rule_versions import RuleBook
 from codes.scanlog import ScanLog
 from codes.settings import CodesSettings
 from codes.status import SharedReads, StatusResolver
@@ -186,11 +187,14 @@ class _Store:
     async def latest_ruleset(self) -> None:
         return None
 
-    async def get_override(self, account_id: str) -> dict[str, Any] | None:
-        return self.override
+    async def get_override(self, account_id: str) -> StoredOverride | None:
+        if self.override is None:
+            return None
+        return StoredOverride(account_id=account_id, set_by="s1", set_at=NOW, **self.override)
 
-    async def last_status(self, account_id: str, code_type: str) -> dict[str, Any] | None:
-        return self.statuses.get((account_id, code_type))
+    async def last_status(self, account_id: str, code_type: str) -> StoredStatus | None:
+        row = self.statuses.get((account_id, code_type))
+        return None if row is None else StoredStatus(**row)
 
     async def save_status(self, **row: Any) -> None:
         self.statuses[(row["account_id"], row["code_type"])] = {

@@ -16,7 +16,7 @@ from core.errors import InsufficientLevel, RateLimited, Unauthorized
 from core.keys import KeyManager
 from core.redis import Redis
 from identity.errors import ReverificationRequired
-from identity.repository import IdentityRepository
+from identity.repository import AccountRow, IdentityRepository
 from identity.revocation import RevocationSet
 from identity.schemas import Account, Device, OtpSent
 from identity.service import IdentityService, Principal
@@ -141,6 +141,17 @@ async def test_sending_a_code_delivers_it_and_audits_the_budget(
     assert await _audit(pool) == [("auth.otp.send", "success", IP, {"budget": "stranger"})]
 
 
+async def test_no_key_a_send_leaves_in_redis_names_the_address(service: IdentityService, redis: Redis) -> None:
+    await service.send_otp(PHONE, client_ip=IP, device_id=DEVICE.id)
+    names = [key async for key in redis.scan_iter(match="*")]
+    assert names, "a send writes its limits to Redis"
+    for name in names:
+        assert IP.encode() not in name and PHONE.encode() not in name and DEVICE.id.encode() not in name
+    # The per-address hourly counter is there, under the address's keyed hash.
+    (hourly,) = [name async for name in redis.scan_iter(match="oc:otp:ip:*")]
+    assert await redis.get(hourly) == b"1"
+
+
 async def test_a_refused_send_is_429_with_its_reason(service: IdentityService, pool: Pool) -> None:
     await service.send_otp(PHONE, client_ip=IP)
     with pytest.raises(RateLimited) as refused:
@@ -233,18 +244,20 @@ async def test_login_creates_an_l2_account_with_a_masked_view(
 
 def test_the_account_view_masks_and_hides_while_held_back(service: IdentityService, vault: Vault) -> None:
     created = datetime(2026, 1, 1, tzinfo=UTC)
-    row = {
-        "id": "acc-1",
-        "level": "L3",
-        "phone_enc": vault.encrypt_text("13800000001", context="phone"),
-        "name_enc": vault.encrypt_text("欧阳娜娜", context="name"),
-        "id_number_enc": vault.encrypt_text("110101199003070011", context="id_number"),
-        "created_at": created,
-    }
-    assert service.account_view(row) == Account(  # type: ignore[arg-type]
+    account = AccountRow(
+        id="acc-1",
+        level="L3",
+        phone_enc=vault.encrypt_text("13800000001", context="phone"),
+        name_enc=vault.encrypt_text("欧阳娜娜", context="name"),
+        id_number_enc=vault.encrypt_text("110101199003070011", context="id_number"),
+        id_number_index=vault.blind_index("110101199003070011", domain="id_number"),
+        region_code="110101",
+        created_at=created,
+    )
+    assert service.account_view(account) == Account(
         id="acc-1", level="L3", phone="138****0001", name="欧***", id_number="1101**********0011", created_at=created
     )
-    assert service.account_view(row, reverify=True) == Account(  # type: ignore[arg-type]
+    assert service.account_view(account, reverify=True) == Account(
         id="acc-1",
         level="L3",
         phone="138****0001",

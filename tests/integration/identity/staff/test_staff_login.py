@@ -65,6 +65,18 @@ async def test_wrong_password_and_unknown_user_look_the_same(
     assert len((await sms.outbox(officer.phone)).messages) == before  # no code for a wrong password
 
 
+async def test_no_redis_key_names_the_address_of_a_sign_in(
+    client: AsyncTestClient, officer: Member, pool: Pool, redis: Redis
+) -> None:
+    wrong = await client.post("/v1/staff/login/password", json={"username": officer.username, "password": "x"})
+    assert wrong.status_code == 401
+    address = await pool.fetchval("SELECT client_ip FROM audit_log WHERE action = 'staff.login.password'")
+    assert address
+    names = [name async for name in redis.scan_iter(match="*")]
+    assert any(name.startswith(b"oc:staff:ip:") for name in names)  # the per-address hourly count
+    assert [name for name in names if address.encode() in name] == []
+
+
 async def test_wrong_passwords_lock_the_username_briefly(client: AsyncTestClient, officer: Member) -> None:
     for _ in range(10):
         response = await client.post("/v1/staff/login/password", json={"username": officer.username, "password": "x"})

@@ -1,4 +1,4 @@
-"""Request guards that apply to every route: the body's content type.
+"""The content-type middleware: every route refuses a body of a media type it does not take.
 
 Litestar would happily decode a JSON body sent as ``text/plain``; a client doing that has a
 bug it should hear about (and a browser form posted cross-site at a JSON endpoint is a CSRF
@@ -9,10 +9,9 @@ that takes forms declares it with ``opt={"content_types": ("application/x-www-fo
 from __future__ import annotations
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
-from msgspec.json import encode
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from core.problem import PROBLEM_MEDIA_TYPE, TYPE_BASE, ProblemDocument
+from bff.problems import send_problem
 
 __all__ = ["JSON_ONLY", "ContentTypeMiddleware"]
 
@@ -48,25 +47,13 @@ class ContentTypeMiddleware:
             accepted = (handler.opt.get("content_types") if handler is not None else None) or JSON_ONLY
             media_type = _media_type(scope)
             if media_type not in accepted and not (media_type.endswith("+json") and "application/json" in accepted):
-                body = ProblemDocument(
-                    type=TYPE_BASE + "unsupported-media-type",
-                    title="Unsupported media type",
+                await send_problem(
+                    scope,
+                    send,
                     status=415,
+                    slug="unsupported-media-type",
+                    title="Unsupported media type",
                     detail=f"Send the body as {' or '.join(accepted)}",
-                    instance=scope["path"],
-                    request_id=scope.get("state", {}).get("request_id"),
                 )
-                payload = encode(body)
-                start: HTTPResponseStartEvent = {
-                    "type": "http.response.start",
-                    "status": 415,
-                    "headers": [
-                        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                        (b"content-length", str(len(payload)).encode()),
-                    ],
-                }
-                await send(start)
-                end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
-                await send(end)
                 return
         await self.app(scope, receive, send)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from codes.holders import Holders
 from codes.live import LiveCodes
+from codes.online_verification import OnlineVerifier
 from codes.payload import CodeType
 from codes.repository import CodesRepository
 from codes.ride import RideRecord, device_id_of, find_replays, issue_device_certificate
@@ -45,7 +46,6 @@ from codes.schemas import (
 )
 from codes.settings import CodesSettings
 from codes.status import StatusResolver
-from codes.verification import OnlineVerifier
 from core.audit import AuditBatcher, AuditEvent, write_audit
 from core.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, Unauthorized, UnprocessableEntity
 from core.keys import KeyManager
@@ -145,9 +145,9 @@ class Rides:
             ) from None
         device_id = device_id_of(raw_key)
         device = await self._repository.get_device(device_id)
-        if device is not None and device["account_id"] != principal.account_id:
+        if device is not None and device.account_id != principal.account_id:
             raise Conflict("This device key is registered to another account")
-        if device is not None and (device["revoked_at"] is not None or device["flagged_at"] is not None):
+        if device is not None and (device.revoked_at is not None or device.flagged_at is not None):
             raise Forbidden("This device key no longer gets certificates: register a new key")
         holder = await self._holders.get(principal.account_id)
         if holder is None:
@@ -171,16 +171,16 @@ class Rides:
         not_before = datetime.fromtimestamp(now, UTC)
         not_after = datetime.fromtimestamp(now + self._settings.device_certificate_s, UTC)
         # A credential granted: its audit row commits with it, or neither does.
-        async with self._repository.pool.acquire() as conn, conn.transaction():
+        async with self._repository.transaction() as tx:
             await self._repository.certify_device(
+                tx,
                 device_id=device_id,
                 account_id=principal.account_id,
                 public_key=raw_key,
                 not_before=not_before,
                 not_after=not_after,
-                conn=conn,
             )
-            await write_audit(conn, [self._device_event("codes.device.certify", principal, device_id)])
+            await write_audit(tx, [self._device_event("codes.device.certify", principal, device_id)])
         return DeviceCertificateResponse(
             device_id=device_id,
             certificate=base64.urlsafe_b64encode(certificate).rstrip(b"=").decode("ascii"),
@@ -194,12 +194,10 @@ class Rides:
         Raises:
             NotFound: not a live device of this account.
         """
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            if not await self._repository.revoke_device(
-                device_id=device_id, account_id=principal.account_id, conn=conn
-            ):
+        async with self._repository.transaction() as tx:
+            if not await self._repository.revoke_device(tx, device_id=device_id, account_id=principal.account_id):
                 raise NotFound("No such device")
-            await write_audit(conn, [self._device_event("codes.device.revoke", principal, device_id)])
+            await write_audit(tx, [self._device_event("codes.device.revoke", principal, device_id)])
 
     @staticmethod
     def _device_event(action: str, principal: Principal, device_id: str) -> AuditEvent:
@@ -268,13 +266,13 @@ class Rides:
         stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows}, replayed_only=True)
         replays = find_replays(
             RideRecord(
-                device_id=r["device_id"],
-                counter=r["counter"],
-                at=r["ride_at"],
-                validator_id=r["validator_id"],
-                scanned_at=r["scanned_at"].timestamp(),
-                subject=r["subject"],
-                partner_id=r["partner_id"],
+                device_id=r.device_id,
+                counter=r.counter,
+                at=r.ride_at,
+                validator_id=r.validator_id,
+                scanned_at=r.scanned_at.timestamp(),
+                subject=r.subject,
+                partner_id=r.partner_id,
             )
             for r in stored
         )

@@ -9,6 +9,7 @@ holder-cache miss costs database reads.
 
 An invalid code is a normal answer (``valid: false`` with a reason), and it tells the partner
 nothing about the holder: the masked name and the current status are given for valid codes only.
+The offline verifier partners copy is :mod:`codes.verifier`; this module is the server's service.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class OnlineVerifier:
             venue = await self._repository.get_venue(subject)
             if venue is None:
                 return None
-            entry = HolderEntry(account_id=None, name=venue["name"], status=venue["status"], jti=venue["code_jti"])
+            entry = HolderEntry(account_id=None, name=venue.name, status=venue.status, jti=venue.code_jti)
         else:
             account_id = await self._holders.account_of(code_type, subject)
             account = await self._holders.get(account_id) if account_id is not None else None

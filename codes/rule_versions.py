@@ -3,7 +3,8 @@
 A published version is immutable (a database trigger refuses changes); a change is a new
 document with a higher ``version``, and the highest stored version is active. Each process keeps
 the active version in memory and re-reads it every ``refresh_s`` seconds, so a publication
-reaches every process within that time (at once in the publishing process).
+reaches every process within that time (at once in the publishing process). Evaluating a
+version is the pure :mod:`codes.rules`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from codes.repository import CodesRepository
@@ -47,7 +47,7 @@ class RuleBook:
         async with self._lock:
             if self._active is None or time.monotonic() - self._loaded_at >= self._refresh_s:
                 row = await self._repository.latest_ruleset()
-                self._active = DEFAULT_RULESET if row is None else validate_ruleset(row["document"])
+                self._active = DEFAULT_RULESET if row is None else validate_ruleset(row.document)
                 self._loaded_at = time.monotonic()
             return self._active
 
@@ -66,42 +66,39 @@ class RuleBook:
             ruleset = validate_ruleset(document)
         except RuleSetError as exc:
             raise UnprocessableEntity(str(exc), extensions={"field": "document"}) from None
-        pool = self._repository.pool
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                stored = await CodesRepository.lock_rules(conn)
-                current = stored if stored is not None else DEFAULT_RULESET.version
-                if ruleset.version <= current:
-                    raise Conflict(
-                        f"Version {ruleset.version} is not higher than the current version {current}",
-                        extensions={"current_version": current},
+        repository = self._repository
+        async with repository.transaction() as tx:
+            stored = await repository.lock_rules(tx)
+            current = stored if stored is not None else DEFAULT_RULESET.version
+            if ruleset.version <= current:
+                raise Conflict(
+                    f"Version {ruleset.version} is not higher than the current version {current}",
+                    extensions={"current_version": current},
+                )
+            published = await repository.insert_ruleset(
+                tx,
+                version=ruleset.version,
+                document=msgspec.to_builtins(ruleset),
+                published_by=published_by,
+            )
+            actor_type, _, actor_id = published_by.partition(":")
+            await write_audit(
+                tx,
+                [
+                    AuditEvent(
+                        action="codes.rules.publish",
+                        outcome="success",
+                        actor_type=actor_type if actor_type in ("staff", "system") else "system",
+                        actor_id=actor_id or published_by,
+                        details={"version": ruleset.version, "rules": len(ruleset.rules)},
                     )
-                row = await CodesRepository.insert_ruleset(
-                    conn,
-                    version=ruleset.version,
-                    document=msgspec.to_builtins(ruleset),
-                    published_by=published_by,
-                )
-                actor_type, _, actor_id = published_by.partition(":")
-                await write_audit(
-                    conn,
-                    [
-                        AuditEvent(
-                            action="codes.rules.publish",
-                            outcome="success",
-                            actor_type=actor_type if actor_type in ("staff", "system") else "system",
-                            actor_id=actor_id or published_by,
-                            details={"version": ruleset.version, "rules": len(ruleset.rules)},
-                        )
-                    ],
-                )
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"Version {ruleset.version} is already published") from None
+                ],
+            )
         self._active, self._loaded_at = ruleset, time.monotonic()
         return RuleSetVersion(
-            version=row["version"],
-            published_by=row["published_by"],
-            published_at=row["published_at"],
+            version=published.version,
+            published_by=published.published_by,
+            published_at=published.published_at,
             active=True,
             document=ruleset,
         )
@@ -112,7 +109,7 @@ class RuleBook:
         return RuleSetList(
             versions=[
                 RuleSetVersion(
-                    version=r["version"], published_by=r["published_by"], published_at=r["published_at"], active=i == 0
+                    version=r.version, published_by=r.published_by, published_at=r.published_at, active=i == 0
                 )
                 for i, r in enumerate(rows)
             ]
@@ -124,8 +121,8 @@ class RuleBook:
         Raises:
             NotFound: no such version is stored.
         """
-        row = await self._repository.get_ruleset(version)
-        if row is None:
+        stored = await self._repository.get_ruleset(version)
+        if stored is None:
             if version == DEFAULT_RULESET.version:
                 # Not stored (an emptied table): the built-in default is version 1.
                 return RuleSetVersion(
@@ -138,9 +135,9 @@ class RuleBook:
             raise NotFound(f"No health rules version {version}")
         active = await self.active()
         return RuleSetVersion(
-            version=row["version"],
-            published_by=row["published_by"],
-            published_at=row["published_at"],
-            active=active.version == row["version"],
-            document=validate_ruleset(row["document"]),
+            version=stored.version,
+            published_by=stored.published_by,
+            published_at=stored.published_at,
+            active=active.version == stored.version,
+            document=validate_ruleset(stored.document),
         )
