@@ -15,6 +15,7 @@ from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
 from identity.oidc.clients import AUTH_METHODS, SECRET_METHODS, Client, SecretHasher, generate_secret, parse_client_jwks
+from identity.oidc.errors import ClientExists
 from identity.oidc.repository import OidcRepository
 from identity.oidc.scopes import CITIZEN_SCOPES, PARTNER_SCOPES, SCOPES
 from identity.oidc.uris import redirect_uri_problem
@@ -142,44 +143,45 @@ class ClientAdmin:
         display = name or client_id
         if not 1 <= len(display) <= 128:
             raise ClientAdminError("name: 1-128 characters")
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            inserted = await self._repository.insert_client(
-                conn,
-                client_id=client_id,
-                name=display,
-                client_type=client_type,
-                auth_method=method,
-                secret_hash=self._hasher.hash(client_id, new_secret) if new_secret else None,
-                jwks=jwks,
-                redirect_uris=list(dict.fromkeys(redirect_uris)),
-                scopes=list(dict.fromkeys(scopes)),
-                grant_types=list(dict.fromkeys(grant_types)),
-                sector_id=sector_id or client_id,
-                if_absent=if_absent,
-                require_par=require_par,
-                dpop_bound=dpop_bound,
-            )
-            if not inserted:
-                if if_absent:
+        try:
+            async with self._repository.transaction() as tx:
+                inserted = await self._repository.insert_client(
+                    tx,
+                    client_id=client_id,
+                    name=display,
+                    client_type=client_type,
+                    auth_method=method,
+                    secret_hash=self._hasher.hash(client_id, new_secret) if new_secret else None,
+                    jwks=jwks,
+                    redirect_uris=list(dict.fromkeys(redirect_uris)),
+                    scopes=list(dict.fromkeys(scopes)),
+                    grant_types=list(dict.fromkeys(grant_types)),
+                    sector_id=sector_id or client_id,
+                    if_absent=if_absent,
+                    require_par=require_par,
+                    dpop_bound=dpop_bound,
+                )
+                if not inserted:
                     return None
-                raise ClientAdminError(f"client {client_id!r} exists")  # pragma: no cover - unique violation first
-            await write_audit(
-                conn,
-                [
-                    self._event(
-                        "oidc.client.added",
-                        client_id,
-                        {"type": client_type, "require_par": require_par, "dpop_bound": dpop_bound},
-                    )
-                ],
-            )
-        row = await self._repository.get_client(client_id)
-        assert row is not None
-        return NewClient(Client.from_row(row), new_secret)
+                await write_audit(
+                    tx,
+                    [
+                        self._event(
+                            "oidc.client.added",
+                            client_id,
+                            {"type": client_type, "require_par": require_par, "dpop_bound": dpop_bound},
+                        )
+                    ],
+                )
+        except ClientExists as exc:
+            raise ClientAdminError(exc.detail) from None
+        client = await self._repository.get_client(client_id)
+        assert client is not None
+        return NewClient(client, new_secret)
 
     async def list(self) -> list[Client]:
         """Every client (disabled ones included)."""
-        return [Client.from_row(r) for r in await self._repository.list_clients()]
+        return await self._repository.list_clients()
 
     async def rotate_secret(self, client_id: str, *, grace_s: int = 0) -> str:
         """Give a secret-based client a new secret; the old one works ``grace_s`` more seconds.
@@ -188,13 +190,13 @@ class ClientAdmin:
             ClientAdminError: no such secret-based client.
         """
         secret = generate_secret()
-        async with self._repository.pool.acquire() as conn, conn.transaction():
+        async with self._repository.transaction() as tx:
             done = await self._repository.set_secret(
-                conn, client_id, self._hasher.hash(client_id, secret), grace_s=max(0, grace_s)
+                tx, client_id, self._hasher.hash(client_id, secret), grace_s=max(0, grace_s)
             )
             if not done:
                 raise ClientAdminError(f"no client {client_id!r} authenticating with a secret")
-            await write_audit(conn, [self._event("oidc.client.secret_rotated", client_id, {"grace_s": grace_s})])
+            await write_audit(tx, [self._event("oidc.client.secret_rotated", client_id, {"grace_s": grace_s})])
         return secret
 
     async def disable(self, client_id: str) -> int:
@@ -208,11 +210,11 @@ class ClientAdmin:
             raise ClientAdminError(
                 "disabling a client needs the revocation set (Redis, ONECITY_REDIS_URL): its tokens would keep working"
             )
-        async with self._repository.pool.acquire() as conn, conn.transaction():
-            grants = await self._repository.disable_client(conn, client_id)
+        async with self._repository.transaction() as tx:
+            grants = await self._repository.disable_client(tx, client_id)
             if grants is None:
                 raise ClientAdminError(f"no enabled client {client_id!r}")
-            await write_audit(conn, [self._event("oidc.client.disabled", client_id, {"grants_revoked": len(grants)})])
+            await write_audit(tx, [self._event("oidc.client.disabled", client_id, {"grants_revoked": len(grants)})])
         await self._revocations.revoke(CLIENTS, [client_id])
         await self._revocations.revoke(GRANTS, grants)
         return len(grants)

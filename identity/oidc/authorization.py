@@ -209,6 +209,29 @@ class Authorizer:
         """(scope, English, Chinese) descriptions for a consent screen."""
         return [(s, SCOPES[s].description, SCOPES[s].description_zh) for s in scopes if s in SCOPES]
 
+    async def deny(self, params: AuthorizationParams, *, account_id: str, channel: str, client_ip: str | None) -> str:
+        """Record that the citizen denied the request; return the ``access_denied`` redirect URL."""
+        async with self.repository.connection() as conn:
+            await write_audit(
+                conn,
+                [
+                    AuditEvent(
+                        action="oidc.authorize",
+                        outcome="denied",
+                        actor_type="citizen",
+                        actor_id=account_id,
+                        subject_id=account_id,
+                        client_ip=client_ip,
+                        details={"client_id": params.client.client_id, "channel": channel},
+                    )
+                ],
+            )
+        return self.error_redirect(params.redirect_uri, params.state, "access_denied", "The citizen denied the request")
+
+    async def current_level(self, account_id: str) -> str | None:
+        """The account's identity level now, or ``None`` if it no longer exists."""
+        return await self.repository.account_level(account_id)
+
     # codes --------------------------------------------------------------------------------
 
     async def complete(
@@ -247,13 +270,13 @@ class Authorizer:
                 options[scope] = opts
         full_name = bool({**existing, **options}.get("profile", {}).get("full_name", False))
         code = secrets.token_urlsafe(32)
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.transaction() as tx:
             if options:
                 await self.repository.record_consents(
-                    conn, account_id=account_id, client_id=client.client_id, options=options
+                    tx, account_id=account_id, client_id=client.client_id, options=options
                 )
             await self.repository.insert_code(
-                conn,
+                tx,
                 code_hash=self.code_hash(code),
                 client_id=client.client_id,
                 account_id=account_id,
@@ -270,7 +293,7 @@ class Authorizer:
             )
             # Housekeeping on a low-volume path keeps the table small without a scheduler.
             if secrets.randbelow(50) == 0:
-                await self.repository.purge_codes(conn, keep_s=_CODE_KEEP_S)
+                await self.repository.purge_codes(tx, keep_s=_CODE_KEEP_S)
             events = [
                 AuditEvent(
                     action="oidc.authorize",
@@ -294,5 +317,5 @@ class Authorizer:
                         details={"client_id": client.client_id, "scopes": sorted(options), "full_name": full_name},
                     )
                 )
-            await write_audit(conn, events)
+            await write_audit(tx, events)
         return with_params(params.redirect_uri, {"code": code, "state": params.state, "iss": self.issuer})

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from core.audit import AuditEvent, write_audit
 from core.errors import RateLimited, Unauthorized
 from core.redis import Redis
 from identity.masking import mask_phone
@@ -39,7 +38,7 @@ from identity.oidc.authorization import (
     UnsafeAuthorizationRequest,
 )
 from identity.oidc.pages import consent_page, error_page, login_page, otp_page
-from identity.oidc.par import AUTHORIZATION_PARAMS, JKT_PATTERN
+from identity.oidc.par import AUTHORIZATION_PARAMS, JKT_PATTERN, PushedRequests
 from identity.oidc.schemas import BrowserConsentForm, BrowserOtpForm, BrowserPhoneForm
 from identity.oidc.settings import OidcSettings
 from identity.otp import OtpOutcome
@@ -123,6 +122,7 @@ class BrowserFlow:
 
     Args:
         authorizer: Validation, consent and codes.
+        pushed: Pushed requests (RFC 9126) a browser's request may refer to.
         identity: OTP sending and checking, accounts.
         redis: Transactions and browser sessions.
         settings: Lifetimes.
@@ -133,12 +133,14 @@ class BrowserFlow:
         self,
         *,
         authorizer: Authorizer,
+        pushed: PushedRequests,
         identity: IdentityService,
         redis: Redis,
         settings: OidcSettings,
         base_path: str = COOKIE_PATH,
     ) -> None:
         self._authorizer = authorizer
+        self._pushed = pushed
         self._identity = identity
         self._redis = redis
         self._settings = settings
@@ -255,7 +257,7 @@ class BrowserFlow:
         assert tx.account_id is not None
         assert tx.amr is not None
         assert tx.auth_time is not None
-        level = await self._authorizer.repository.account_level(tx.account_id)
+        level = await self._authorizer.current_level(tx.account_id)
         if level is None:
             return self._authorizer.error_redirect(
                 params.redirect_uri, params.state, "access_denied", "The account no longer exists"
@@ -276,7 +278,12 @@ class BrowserFlow:
     async def start(
         self, query: Mapping[str, list[str]], cookies: Mapping[str, str], *, client_ip: str | None
     ) -> BrowserResult:
-        """``GET /oauth/authorize``."""
+        """``GET /oauth/authorize``: a pushed request (RFC 9126) replaces the query, and
+        clients that must push are held to it."""
+        try:
+            query = await self._pushed.front_channel_query(query)
+        except UnsafeAuthorizationRequest as exc:
+            return self._unsafe(exc.message)
         values = {name: query.get(name, []) for name in AUTHORIZATION_PARAMS}
         try:
             if len(values["client_id"]) > 1 or len(values["redirect_uri"]) > 1:
@@ -472,22 +479,8 @@ class BrowserFlow:
         if not await self._redis.delete(self._tx_key(form.tx)):
             return self._expired()
         if form.decision == "deny":
-            await write_audit(
-                self._authorizer.repository.pool,
-                [
-                    AuditEvent(
-                        action="oidc.authorize",
-                        outcome="denied",
-                        actor_type="citizen",
-                        actor_id=tx.account_id,
-                        subject_id=tx.account_id,
-                        client_ip=client_ip,
-                        details={"client_id": params.client.client_id, "channel": "browser"},
-                    )
-                ],
-            )
-            location = self._authorizer.error_redirect(
-                params.redirect_uri, params.state, "access_denied", "The citizen denied the request"
+            location = await self._authorizer.deny(
+                params, account_id=tx.account_id, channel="browser", client_ip=client_ip
             )
             return self._redirect(location, 303)
         share = form.share_full_name == "on" if params.wants_full_name_choice else None

@@ -35,7 +35,7 @@ from core.crypto import Vault
 from core.redis import Redis
 from core.structs import FrozenStruct
 from identity.oidc.errors import OAuthError, invalid_client, invalid_request
-from identity.oidc.repository import OidcRepository, Row
+from identity.oidc.repository import Client, OidcRepository
 
 __all__ = [
     "ASSERTION_ALGORITHMS",
@@ -111,52 +111,6 @@ class SecretHasher:
     def matches(self, client_id: str, secret: str, stored: bytes | None) -> bool:
         """Constant-time comparison with a stored hash."""
         return stored is not None and hmac.compare_digest(self.hash(client_id, secret), stored)
-
-
-class Client(FrozenStruct, frozen=True):
-    """A registered client as the provider sees it."""
-
-    client_id: str
-    name: str
-    client_type: str  # confidential | public
-    auth_method: str
-    redirect_uris: tuple[str, ...]
-    scopes: frozenset[str]
-    grant_types: frozenset[str]
-    sector_id: str
-    disabled: bool = False
-    secret_hash: bytes | None = None
-    previous_secret_hash: bytes | None = None
-    previous_secret_expires_at: float | None = None
-    jwks: dict[str, Any] | None = None
-    require_par: bool = False  # authorization requests only through PAR (RFC 9126)
-    dpop_bound: bool = False  # access tokens only DPoP-bound (RFC 9449)
-
-    @property
-    def is_public(self) -> bool:
-        """A client that cannot keep a secret (a mini-program, a single-page app)."""
-        return self.client_type == "public"
-
-    @classmethod
-    def from_row(cls, row: Row) -> Client:
-        """Build from a repository row."""
-        return cls(
-            client_id=row["client_id"],
-            name=row["name"],
-            client_type=row["client_type"],
-            auth_method=row["auth_method"],
-            redirect_uris=tuple(row["redirect_uris"]),
-            scopes=frozenset(row["scopes"]),
-            grant_types=frozenset(row["grant_types"]),
-            sector_id=row["sector_id"],
-            disabled=row["disabled"],
-            secret_hash=row["secret_hash"],
-            previous_secret_hash=row["previous_secret_hash"],
-            previous_secret_expires_at=row["previous_secret_expires_at"],
-            jwks=dict(row["jwks"]) if row["jwks"] is not None else None,
-            require_par=row["require_par"],
-            dpop_bound=row["dpop_bound"],
-        )
 
 
 class ClientCredentials(FrozenStruct, frozen=True):
@@ -296,8 +250,7 @@ class ClientRegistry:
         if hit is not None and hit[0] > now:
             return hit[1]
         # Anything not shaped like a client id (NUL bytes, 10 kB) never reaches the database.
-        row = await self._repository.get_client(client_id) if CLIENT_ID_PATTERN.fullmatch(client_id) else None
-        client = Client.from_row(row) if row is not None else None
+        client = await self._repository.get_client(client_id) if CLIENT_ID_PATTERN.fullmatch(client_id) else None
         if client is not None and client.disabled:
             client = None
         if self._ttl > 0:

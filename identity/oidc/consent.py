@@ -31,26 +31,25 @@ class Consents:
 
     async def list(self, account_id: str) -> ConsentList:
         """Every client the citizen shares something with, and what."""
-        rows = await self._repository.list_consents(account_id)
         grouped: dict[str, ConsentInfo] = {}
-        for row in rows:
-            known = grouped.get(row["client_id"])
-            full_name = bool(dict(row["options"]).get("full_name", False))
+        for entry in await self._repository.list_consents(account_id):
+            known = grouped.get(entry.client_id)
+            full_name = bool(entry.options.get("full_name", False))
             if known is None:
-                grouped[row["client_id"]] = ConsentInfo(
-                    client_id=row["client_id"],
-                    client_name=row["client_name"],
-                    scopes=[row["scope"]],
+                grouped[entry.client_id] = ConsentInfo(
+                    client_id=entry.client_id,
+                    client_name=entry.client_name,
+                    scopes=[entry.scope],
                     full_name=full_name,
-                    granted_at=row["granted_at"],
+                    granted_at=entry.granted_at,
                 )
             else:
-                grouped[row["client_id"]] = ConsentInfo(
+                grouped[entry.client_id] = ConsentInfo(
                     client_id=known.client_id,
                     client_name=known.client_name,
-                    scopes=[*known.scopes, row["scope"]],
+                    scopes=[*known.scopes, entry.scope],
                     full_name=known.full_name or full_name,
-                    granted_at=max(known.granted_at, row["granted_at"]),
+                    granted_at=max(known.granted_at, entry.granted_at),
                 )
         return ConsentList(consents=list(grouped.values()))
 
@@ -62,14 +61,14 @@ class Consents:
         """
         if not CLIENT_ID_PATTERN.fullmatch(client_id):
             raise NotFound("You share nothing with this client")
-        async with self._repository.pool.acquire() as conn, conn.transaction():
+        async with self._repository.transaction() as tx:
             deleted, grant_ids = await self._repository.withdraw_consents(
-                conn, account_id=account_id, client_id=client_id
+                tx, account_id=account_id, client_id=client_id
             )
             if not deleted and not grant_ids:
                 raise NotFound("You share nothing with this client")
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="oidc.consent.withdrawn",

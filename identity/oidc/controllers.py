@@ -1,4 +1,8 @@
-"""HTTP endpoints of the OpenID Connect provider: thin, each decodes a Struct and calls the provider.
+"""HTTP endpoints of the OpenID Connect provider: thin, each decodes a Struct and calls one service.
+
+Handlers receive the service they call by name from :data:`~identity.oidc.dependencies.OIDC_DEPENDENCIES`
+(``token_endpoint``, ``pushed_requests``, ``browser_flow``, ``consents``, or ``oidc`` for
+discovery and the app's authorization).
 
 - ``DiscoveryController``: ``/.well-known/openid-configuration``.
 - ``OAuthController``: token, introspection, revocation, userinfo. Form bodies, OAuth error
@@ -14,7 +18,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
@@ -25,11 +29,13 @@ from litestar.types import ExceptionHandlersMap
 
 from core.http import BEARER, error_responses
 from identity.dependencies import client_ip, presented_token
-from identity.oidc.authorization import UnsafeAuthorizationRequest
-from identity.oidc.browser import BrowserResult
-from identity.oidc.dependencies import provide_oidc
+from identity.oidc.browser import BrowserFlow, BrowserResult
+from identity.oidc.consent import Consents
+from identity.oidc.dependencies import OIDC_DEPENDENCIES
 from identity.oidc.errors import NO_STORE, invalid_request, oauth_exception_handlers
+from identity.oidc.grants import TokenEndpoint
 from identity.oidc.pages import PAGE_HEADERS, error_page
+from identity.oidc.par import PushedRequests
 from identity.oidc.schemas import (
     AppAuthorizeRequest,
     AuthorizePreview,
@@ -54,7 +60,6 @@ from identity.principal import Principal
 __all__ = ["AuthorizeController", "ConsentController", "DiscoveryController", "OAuthController"]
 
 FORM: dict[str, Any] = {"content_types": ("application/x-www-form-urlencoded",)}
-_OIDC = {"oidc": Provide(provide_oidc, sync_to_thread=False)}
 
 
 def _oauth_errors(*statuses: int) -> dict[int, ResponseSpec]:
@@ -72,7 +77,7 @@ class DiscoveryController(Controller):
 
     path = "/.well-known"
     tags = ["openid-connect"]
-    dependencies = _OIDC
+    dependencies = OIDC_DEPENDENCIES
 
     @get("/openid-configuration", summary="OpenID Connect discovery document", cache_control=None)
     async def configuration(self, oidc: NamedDependency[OidcProvider]) -> Response[ProviderMetadata]:
@@ -85,14 +90,14 @@ class OAuthController(Controller):
 
     path = "/oauth"
     tags = ["openid-connect"]
-    dependencies = _OIDC
+    dependencies = OIDC_DEPENDENCIES
     exception_handlers: ExceptionHandlersMap = oauth_exception_handlers()
 
     @post("/token", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
     async def token(
         self,
         data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        token_endpoint: NamedDependency[TokenEndpoint],
         request: Request[Any, Any, Any],
     ) -> Response[TokenResponse]:
         """Token endpoint: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``.
@@ -100,10 +105,9 @@ class OAuthController(Controller):
         Client authentication: ``client_secret_basic``, ``client_secret_post``,
         ``private_key_jwt``, or ``none`` for public clients (codes and refresh tokens only).
         """
-        result = await oidc.endpoint.token(
+        result = await token_endpoint.token(
             data,
             authorization=request.headers.get("authorization"),
-            endpoint_url=f"{oidc.issuer}/oauth/token",
             client_ip=client_ip(request),
             dpop_proofs=request.headers.getall("dpop", []),
         )
@@ -113,7 +117,7 @@ class OAuthController(Controller):
     async def par(
         self,
         data: Annotated[ParForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        pushed_requests: NamedDependency[PushedRequests],
         request: Request[Any, Any, Any],
     ) -> Response[ParResponse]:
         """Pushed Authorization Request (RFC 9126): the authorization request, authenticated
@@ -121,10 +125,9 @@ class OAuthController(Controller):
 
         A ``DPoP`` proof sent here binds the authorization code to its key (RFC 9449 section 10).
         """
-        result = await oidc.par.push(
+        result = await pushed_requests.push(
             data,
             authorization=request.headers.get("authorization"),
-            endpoint_url=f"{oidc.issuer}/oauth/par",
             dpop_proofs=request.headers.getall("dpop", []),
         )
         return Response(result, status_code=HTTP_201_CREATED, headers=NO_STORE)
@@ -133,38 +136,33 @@ class OAuthController(Controller):
     async def introspect(
         self,
         data: Annotated[IntrospectForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        token_endpoint: NamedDependency[TokenEndpoint],
         request: Request[Any, Any, Any],
     ) -> Response[IntrospectionResponse]:
         """RFC 7662 introspection of the calling client's own tokens (others: inactive)."""
-        result = await oidc.endpoint.introspect(
-            data, authorization=request.headers.get("authorization"), endpoint_url=f"{oidc.issuer}/oauth/introspect"
-        )
+        result = await token_endpoint.introspect(data, authorization=request.headers.get("authorization"))
         return Response(result, headers=NO_STORE)
 
     @post("/revoke", status_code=HTTP_200_OK, opt=FORM, responses=_oauth_errors(401))
     async def revoke(
         self,
         data: Annotated[RevokeForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        token_endpoint: NamedDependency[TokenEndpoint],
         request: Request[Any, Any, Any],
     ) -> Response[bytes]:
         """RFC 7009 revocation. Always 200 (empty body) for an authenticated client, whatever the token."""
-        await oidc.endpoint.revoke(
-            data,
-            authorization=request.headers.get("authorization"),
-            endpoint_url=f"{oidc.issuer}/oauth/revoke",
-            client_ip=client_ip(request),
+        await token_endpoint.revoke(
+            data, authorization=request.headers.get("authorization"), client_ip=client_ip(request)
         )
         return Response(b"", media_type=MediaType.TEXT, headers=NO_STORE)
 
     @get("/userinfo", security=BEARER, responses=_oauth_errors(401, 403))
     async def userinfo(
-        self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]
+        self, token_endpoint: NamedDependency[TokenEndpoint], request: Request[Any, Any, Any]
     ) -> Response[dict[str, Any]]:
         """The consented claims of the citizen behind the access token (Bearer, or DPoP with a proof)."""
         scheme, token = presented_token(request)
-        claims = await oidc.endpoint.userinfo(
+        claims = await token_endpoint.userinfo(
             token,
             client_ip=client_ip(request),
             scheme=scheme,
@@ -177,7 +175,7 @@ class OAuthController(Controller):
     async def userinfo_post(
         self,
         data: Annotated[UserinfoForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        token_endpoint: NamedDependency[TokenEndpoint],
         request: Request[Any, Any, Any],
     ) -> Response[dict[str, Any]]:
         """Userinfo with the token in the header or in the form body (RFC 6750 section 2.2)."""
@@ -185,7 +183,7 @@ class OAuthController(Controller):
         if in_header and data.access_token:
             raise invalid_request("Send the access token once")
         scheme, token = ("bearer", data.access_token) if data.access_token else presented_token(request)
-        claims = await oidc.endpoint.userinfo(
+        claims = await token_endpoint.userinfo(
             token,
             client_ip=client_ip(request),
             scheme=scheme,
@@ -252,7 +250,7 @@ class AuthorizeController(Controller):
 
     path = "/oauth/authorize"
     tags = ["openid-connect"]
-    dependencies = _OIDC
+    dependencies = OIDC_DEPENDENCIES
 
     @post("/", status_code=HTTP_200_OK, security=BEARER, responses=error_responses(401))
     async def app_authorize(
@@ -309,53 +307,46 @@ class AuthorizeController(Controller):
         responses=_BROWSER_START_RESPONSES,
     )
     async def browser_start(
-        self, oidc: NamedDependency[OidcProvider], request: Request[Any, Any, Any]
+        self, browser_flow: NamedDependency[BrowserFlow], request: Request[Any, Any, Any]
     ) -> Response[Any]:
         """Authorization code request from a partner's web page (``response_type=code``,
         PKCE S256 required). Shows the login page, then the consent page, then redirects."""
         query = {key: request.query_params.getall(key) for key in request.query_params}
-        try:
-            # A pushed request (RFC 9126) replaces the query; clients that must push are held to it.
-            query = await oidc.par.front_channel_query(query)
-        except UnsafeAuthorizationRequest as exc:
-            return Response(
-                error_page(exc.message), status_code=400, media_type=MediaType.HTML, headers=dict(PAGE_HEADERS)
-            )
-        result = await oidc.browser.start(query, request.cookies, client_ip=client_ip(request))
-        return _browser_response(result, secure=oidc.browser.secure_cookies)
+        result = await browser_flow.start(query, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=browser_flow.secure_cookies)
 
     @post("/otp", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
     async def browser_otp(
         self,
         data: Annotated[BrowserPhoneForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        browser_flow: NamedDependency[BrowserFlow],
         request: Request[Any, Any, Any],
     ) -> Response[Any]:
         """Login page: send the one-time code."""
-        result = await oidc.browser.send_code(data, request.cookies, client_ip=client_ip(request))
-        return _browser_response(result, secure=oidc.browser.secure_cookies)
+        result = await browser_flow.send_code(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=browser_flow.secure_cookies)
 
     @post("/login", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
     async def browser_login(
         self,
         data: Annotated[BrowserOtpForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        browser_flow: NamedDependency[BrowserFlow],
         request: Request[Any, Any, Any],
     ) -> Response[Any]:
         """Code page: sign in."""
-        result = await oidc.browser.login(data, request.cookies, client_ip=client_ip(request))
-        return _browser_response(result, secure=oidc.browser.secure_cookies)
+        result = await browser_flow.login(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=browser_flow.secure_cookies)
 
     @post("/consent", opt=FORM, media_type=MediaType.HTML, include_in_schema=False, exception_handlers=_BROWSER_ERRORS)
     async def browser_consent(
         self,
         data: Annotated[BrowserConsentForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        oidc: NamedDependency[OidcProvider],
+        browser_flow: NamedDependency[BrowserFlow],
         request: Request[Any, Any, Any],
     ) -> Response[Any]:
         """Consent page: approve or deny."""
-        result = await oidc.browser.consent(data, request.cookies, client_ip=client_ip(request))
-        return _browser_response(result, secure=oidc.browser.secure_cookies)
+        result = await browser_flow.consent(data, request.cookies, client_ip=client_ip(request))
+        return _browser_response(result, secure=browser_flow.secure_cookies)
 
 
 class ConsentController(Controller):
@@ -364,22 +355,22 @@ class ConsentController(Controller):
     path = "/v1/me/consents"
     tags = ["openid-connect"]
     security = BEARER
-    dependencies = _OIDC
+    dependencies = OIDC_DEPENDENCIES
 
     @get("/", responses=error_responses(401))
     async def list_consents(
-        self, principal: NamedDependency[Principal], oidc: NamedDependency[OidcProvider]
+        self, principal: NamedDependency[Principal], consents: NamedDependency[Consents]
     ) -> ConsentList:
         """Every partner the citizen shares something with, and what."""
-        return await oidc.consents.list(principal.account_id)
+        return await consents.list(principal.account_id)
 
     @delete("/{client_id:str}", status_code=HTTP_204_NO_CONTENT, responses=error_responses(401, 404))
     async def withdraw(
         self,
         client_id: FromPath[str],
         principal: NamedDependency[Principal],
-        oidc: NamedDependency[OidcProvider],
+        consents: NamedDependency[Consents],
         request: Request[Any, Any, Any],
     ) -> None:
         """Withdraw consent: the partner's refresh and access tokens for this citizen stop working."""
-        await oidc.consents.withdraw(principal.account_id, client_id, client_ip=client_ip(request))
+        await consents.withdraw(principal.account_id, client_id, client_ip=client_ip(request))

@@ -16,10 +16,11 @@ from litestar import Request, Response
 from litestar.exceptions import ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from core.errors import OneCityError
+from core.errors import Conflict, OneCityError
 
 __all__ = [
     "NO_STORE",
+    "ClientExists",
     "OAuthError",
     "access_denied",
     "insufficient_scope",
@@ -59,6 +60,10 @@ class OAuthError(Exception):
     def body(self) -> dict[str, str]:
         """The JSON body."""
         return {"error": self.error, "error_description": self.description}
+
+
+class ClientExists(Conflict):
+    """A client with this id is registered already."""
 
 
 def invalid_request(description: str = "The request is missing a parameter or is malformed") -> OAuthError:

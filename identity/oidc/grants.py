@@ -109,6 +109,11 @@ class TokenEndpoint:
         self.audit = audit
         self.settings = settings
         self.issuer = issuer
+        # The URLs clients call: DPoP proofs name them (``htu``), so they are the public ones.
+        self._token_url = f"{issuer}/oauth/token"
+        self._introspection_url = f"{issuer}/oauth/introspect"
+        self._revocation_url = f"{issuer}/oauth/revoke"
+        self._userinfo_url = f"{issuer}/oauth/userinfo"
 
     # helpers ------------------------------------------------------------------------------
 
@@ -147,10 +152,10 @@ class TokenEndpoint:
         self.audit.add(self._event(action, outcome, client, client_ip=client_ip, **details))
 
     async def _revoke_grant(self, grant_id: str, *, reason: str, client_id: str, client_ip: str | None) -> None:
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            await self.repository.revoke_grant(conn, grant_id, reason=reason)
+        async with self.repository.transaction() as tx:
+            await self.repository.revoke_grant(tx, grant_id, reason=reason)
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action=f"oidc.{reason}",
@@ -172,7 +177,6 @@ class TokenEndpoint:
         form: TokenForm,
         *,
         authorization: str | None,
-        endpoint_url: str,
         client_ip: str | None,
         dpop_proofs: Sequence[str] = (),
     ) -> TokenResponse:
@@ -192,7 +196,7 @@ class TokenEndpoint:
             # Checked before client authentication, so a nonce round trip does not burn the
             # client's assertion.
             try:
-                proof = await self.dpop.verify(dpop_proofs, method="POST", url=endpoint_url, require_nonce=True)
+                proof = await self.dpop.verify(dpop_proofs, method="POST", url=self._token_url, require_nonce=True)
             except DPoPError as exc:
                 raise dpop_error(exc, self.dpop.nonce()) from None
         credentials = ClientCredentials.from_request(
@@ -203,7 +207,7 @@ class TokenEndpoint:
             assertion=form.client_assertion,
         )
         try:
-            client = await self.registry.authenticate(credentials, endpoint_url=endpoint_url, allow_public=True)
+            client = await self.registry.authenticate(credentials, endpoint_url=self._token_url, allow_public=True)
         except OAuthError:
             self._audit(
                 "oidc.token", "failure", None, client_ip=client_ip, grant_type=form.grant_type, reason="invalid_client"
@@ -279,59 +283,59 @@ class TokenEndpoint:
         failure: str | None = None
         grant_id = ""
         refresh: str | None = None
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            row = await self.repository.spend_code(conn, code_hash)
-            if row is None:
+        async with self.repository.transaction() as tx:
+            code = await self.repository.spend_code(tx, code_hash)
+            if code is None:
                 failure = "unknown_or_used"
-            elif row["client_id"] != client.client_id:
+            elif code.client_id != client.client_id:
                 failure = "other_client"
-            elif not row["live"]:
+            elif not code.live:
                 failure = "expired"
-            elif row["redirect_uri"] != form.redirect_uri:
+            elif code.redirect_uri != form.redirect_uri:
                 failure = "redirect_uri"
-            elif not _pkce_ok(form.code_verifier, row["code_challenge"]):
+            elif not _pkce_ok(form.code_verifier, code.code_challenge):
                 failure = "pkce"
-            elif row["dpop_jkt"] is not None and row["dpop_jkt"] != jkt:
+            elif code.dpop_jkt is not None and code.dpop_jkt != jkt:
                 # The code was bound at PAR to a DPoP key (RFC 9449 section 10).
                 failure = "dpop_key"
             else:
                 grant_id = await self.repository.insert_grant(
-                    conn,
+                    tx,
                     client_id=client.client_id,
-                    account_id=row["account_id"],
-                    scope=row["scope"],
-                    claims=row["claims"],
-                    acr=row["acr"],
-                    amr=row["amr"],
-                    auth_time=row["auth_time"],
+                    account_id=code.account_id,
+                    scope=code.scope,
+                    claims=code.claims,
+                    acr=code.acr,
+                    amr=code.amr,
+                    auth_time=code.auth_time,
                     ttl_s=self.settings.grant_ttl_s,
                     # A public client has no credential of its own: the DPoP key it redeemed
                     # the code with is what its refresh tokens are bound to (RFC 9449 section 5).
                     dpop_jkt=jkt if client.is_public else None,
                 )
-                await self.repository.attach_grant(conn, code_hash, grant_id)
+                await self.repository.attach_grant(tx, code_hash, grant_id)
                 if "refresh_token" in client.grant_types:
                     refresh = self._new_refresh_token()
                     await self.repository.insert_refresh_token(
-                        conn,
+                        tx,
                         token_hash=self._refresh_hash(refresh),
                         grant_id=grant_id,
                         client_id=client.client_id,
                         idle_ttl_s=self.settings.refresh_idle_ttl_s,
                     )
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="oidc.token",
                         outcome="failure" if failure else "success",
                         actor_type="partner",
                         actor_id=client.client_id,
-                        subject_id=row["account_id"] if row is not None and not failure else None,
+                        subject_id=code.account_id if code is not None and not failure else None,
                         client_ip=client_ip,
                         details={"grant_type": "authorization_code", "reason": failure}
-                        if failure or row is None
-                        else {"grant_type": "authorization_code", "grant_id": grant_id, "scope": row["scope"]},
+                        if failure or code is None
+                        else {"grant_type": "authorization_code", "grant_id": grant_id, "scope": code.scope},
                     )
                 ],
             )
@@ -340,31 +344,31 @@ class TokenEndpoint:
             used = await self.repository.used_code(code_hash)
             # Only the client the code was issued to can have leaked it into a replay worth
             # revoking for; another client replaying it must not end a partner's grant.
-            if used is not None and used["grant_id"] is not None and used["client_id"] == client.client_id:
+            if used is not None and used.grant_id is not None and used.client_id == client.client_id:
                 await self._revoke_grant(
-                    used["grant_id"], reason="code_reuse", client_id=client.client_id, client_ip=client_ip
+                    used.grant_id, reason="code_reuse", client_id=client.client_id, client_ip=client_ip
                 )
             elif used is not None:
                 log.warning("oauth code reused", extra={"client_id": client.client_id})
             raise invalid_grant()
-        if failure is not None or row is None:
+        if failure is not None or code is None:
             raise invalid_grant()
         return self._respond(
             client,
             grant_id=grant_id,
-            account_id=row["account_id"],
-            scope=row["scope"],
-            acr=row["acr"],
-            amr=row["amr"],
-            auth_time=row["auth_time"],
-            nonce=row["nonce"],
+            account_id=code.account_id,
+            scope=code.scope,
+            acr=code.acr,
+            amr=code.amr,
+            auth_time=code.auth_time,
+            nonce=code.nonce,
             released=release_claims(
-                scopes=row["scope"].split(),
-                options=row["claims"],
+                scopes=code.scope.split(),
+                options=code.claims,
                 vault=self.vault,
-                level=row["level"],
-                phone_enc=row["phone_enc"],
-                name_enc=row["name_enc"],
+                level=code.level,
+                phone_enc=code.phone_enc,
+                name_enc=code.name_enc,
             ),
             refresh=refresh,
             jkt=jkt,
@@ -429,56 +433,56 @@ class TokenEndpoint:
         narrowed: tuple[str, ...] | None = None
         if form.scope is not None or client.is_public:
             current = await self.repository.find_refresh_token(old_hash)
-            if current is None or current["client_id"] != client.client_id:
+            if current is None or current.client_id != client.client_id:
                 raise invalid_grant()
             # Checked before rotating: a thief without the key must not spend the token
             # (which would make the rightful client's next refresh look like reuse).
-            if current["dpop_jkt"] is not None and current["dpop_jkt"] != jkt:
+            if current.dpop_jkt is not None and current.dpop_jkt != jkt:
                 self._audit("oidc.token", "failure", client, client_ip=client_ip, grant_type="refresh_token")
                 raise OAuthError("invalid_dpop_proof", "This refresh token is bound to another DPoP key")
             if form.scope is not None:
                 narrowed = parse_scope(form.scope)
-                if narrowed is None or not set(narrowed) <= set(current["scope"].split()):
+                if narrowed is None or not set(narrowed) <= set(current.scope.split()):
                     raise invalid_scope()
         new_token = self._new_refresh_token()
         # A token grant: its audit row commits with the rotation, or neither does.
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            row = await self.repository.rotate_refresh_token(
+        async with self.repository.transaction() as tx:
+            grant = await self.repository.rotate_refresh_token(
+                tx,
                 old_hash=old_hash,
                 client_id=client.client_id,
                 new_hash=self._refresh_hash(new_token),
                 idle_ttl_s=self.settings.refresh_idle_ttl_s,
-                conn=conn,
             )
-            if row is not None:
+            if grant is not None:
                 event = self._event(
                     "oidc.token",
                     "success",
                     client,
                     client_ip=client_ip,
                     grant_type="refresh_token",
-                    grant_id=row["grant_id"],
-                    subject_id=row["account_id"],
+                    grant_id=grant.grant_id,
+                    subject_id=grant.account_id,
                 )
-                await write_audit(conn, [event])
-        if row is None:
+                await write_audit(tx, [event])
+        if grant is None:
             spent = await self.repository.find_refresh_token(old_hash)
-            if spent is not None and spent["rotated"] and spent["client_id"] == client.client_id:
+            if spent is not None and spent.rotated and spent.client_id == client.client_id:
                 await self._revoke_grant(
-                    spent["grant_id"], reason="refresh_reuse", client_id=client.client_id, client_ip=client_ip
+                    spent.grant_id, reason="refresh_reuse", client_id=client.client_id, client_ip=client_ip
                 )
             else:
                 self._audit("oidc.token", "failure", client, client_ip=client_ip, grant_type="refresh_token")
             raise invalid_grant()
-        scope = " ".join(narrowed) if narrowed else row["scope"]
+        scope = " ".join(narrowed) if narrowed else grant.scope
         return self._respond(
             client,
-            grant_id=row["grant_id"],
-            account_id=row["account_id"],
+            grant_id=grant.grant_id,
+            account_id=grant.account_id,
             scope=scope,
-            acr=row["acr"],
-            amr=row["amr"],
-            auth_time=row["auth_time"],
+            acr=grant.acr,
+            amr=grant.amr,
+            auth_time=grant.auth_time,
             nonce=None,
             released=None,
             refresh=new_token,
@@ -506,28 +510,26 @@ class TokenEndpoint:
             assertion=form.client_assertion,
         )
 
-    async def introspect(
-        self, form: IntrospectForm, *, authorization: str | None, endpoint_url: str
-    ) -> IntrospectionResponse:
+    async def introspect(self, form: IntrospectForm, *, authorization: str | None) -> IntrospectionResponse:
         """RFC 7662. A client learns about its own tokens only; anything else is inactive."""
         client = await self.registry.authenticate(
-            self._credentials(form, authorization), endpoint_url=endpoint_url, allow_public=False
+            self._credentials(form, authorization), endpoint_url=self._introspection_url, allow_public=False
         )
         inactive = IntrospectionResponse(active=False)
         token = form.token
         if token.startswith(REFRESH_PREFIX):
-            row = await self.repository.find_refresh_token(self._refresh_hash(token))
-            if row is None or not row["active"] or row["client_id"] != client.client_id:
+            state = await self.repository.find_refresh_token(self._refresh_hash(token))
+            if state is None or not state.active or state.client_id != client.client_id:
                 return inactive
             return IntrospectionResponse(
                 active=True,
-                scope=row["scope"],
+                scope=state.scope,
                 client_id=client.client_id,
-                sub=self._subject(client, row["account_id"]),
-                iat=row["iat"],
-                exp=row["exp"],
+                sub=self._subject(client, state.account_id),
+                iat=state.iat,
+                exp=state.exp,
                 iss=self.issuer,
-                acr=row["acr"],
+                acr=state.acr,
             )
         if token.count(".") != 2:
             return inactive
@@ -550,35 +552,33 @@ class TokenEndpoint:
             acr=claims.acr,
         )
 
-    async def revoke(
-        self, form: RevokeForm, *, authorization: str | None, endpoint_url: str, client_ip: str | None
-    ) -> None:
+    async def revoke(self, form: RevokeForm, *, authorization: str | None, client_ip: str | None) -> None:
         """RFC 7009. Unknown tokens and other clients' tokens are a silent no-op (200)."""
         client = await self.registry.authenticate(
-            self._credentials(form, authorization), endpoint_url=endpoint_url, allow_public=True
+            self._credentials(form, authorization), endpoint_url=self._revocation_url, allow_public=True
         )
         token = form.token
         if token.startswith(REFRESH_PREFIX):
-            row = await self.repository.find_refresh_token(self._refresh_hash(token))
-            if row is not None and row["client_id"] == client.client_id:
+            state = await self.repository.find_refresh_token(self._refresh_hash(token))
+            if state is not None and state.client_id == client.client_id:
                 # RFC 7009 section 2.1: revoking a refresh token ends its grant's access tokens too.
-                async with self.repository.pool.acquire() as conn, conn.transaction():
-                    await self.repository.revoke_grant(conn, row["grant_id"], reason="revoked_by_client")
+                async with self.repository.transaction() as tx:
+                    await self.repository.revoke_grant(tx, state.grant_id, reason="revoked_by_client")
                     await write_audit(
-                        conn,
+                        tx,
                         [
                             AuditEvent(
                                 action="oidc.revoke",
                                 outcome="success",
                                 actor_type="partner",
                                 actor_id=client.client_id,
-                                subject_id=row["account_id"],
+                                subject_id=state.account_id,
                                 client_ip=client_ip,
-                                details={"token_type": "refresh_token", "grant_id": row["grant_id"]},
+                                details={"token_type": "refresh_token", "grant_id": state.grant_id},
                             )
                         ],
                     )
-                await self.revocations.revoke(GRANTS, [row["grant_id"]])
+                await self.revocations.revoke(GRANTS, [state.grant_id])
             return
         if token.count(".") != 2:
             return
@@ -588,12 +588,12 @@ class TokenEndpoint:
             return
         if claims.client_id != client.client_id:
             return
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.transaction() as tx:
             await self.repository.insert_revoked_token(
-                conn, jti=claims.jti, client_id=client.client_id, expires_at=claims.exp
+                tx, jti=claims.jti, client_id=client.client_id, expires_at=claims.exp
             )
             await write_audit(
-                conn,
+                tx,
                 [
                     AuditEvent(
                         action="oidc.revoke",
@@ -637,7 +637,7 @@ class TokenEndpoint:
                 jkt=claims.jkt,
                 proofs=dpop_proofs,
                 method=method,
-                url=f"{self.issuer}/oauth/userinfo",
+                url=self._userinfo_url,
             )
         except PresentationError as exc:
             raise OAuthError(exc.error, exc.description, status=401, headers=exc.headers) from None
@@ -645,26 +645,26 @@ class TokenEndpoint:
             raise insufficient_scope("openid")
         grant = await self.repository.grant_with_account(claims.sid)
         client = await self.registry.get(claims.client_id)
-        if grant is None or client is None or grant["client_id"] != claims.client_id:
+        if grant is None or client is None or grant.client_id != claims.client_id:
             raise invalid_token()
-        subject = self._subject(client, grant["account_id"])
+        subject = self._subject(client, grant.account_id)
         if not hmac.compare_digest(subject, claims.sub):
             raise invalid_token()
-        granted = set(grant["scope"].split()) & claims.scopes
+        granted = set(grant.scope.split()) & claims.scopes
         released = release_claims(
             scopes=granted,
-            options=grant["claims"],
+            options=grant.claims,
             vault=self.vault,
-            level=grant["level"],
-            phone_enc=grant["phone_enc"],
-            name_enc=grant["name_enc"],
+            level=grant.level,
+            phone_enc=grant.phone_enc,
+            name_enc=grant.name_enc,
         )
         self._audit(
             "oidc.userinfo",
             "success",
             client,
             client_ip=client_ip,
-            subject_id=grant["account_id"],
+            subject_id=grant.account_id,
             claims=sorted(released),
         )
         return {"sub": subject, **released}

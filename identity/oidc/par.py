@@ -83,14 +83,14 @@ class PushedRequests:
         self._authorizer = authorizer
         self._dpop = dpop
         self._ttl = settings.par_ttl_s
+        # The URL clients push to: DPoP proofs name it (``htu``), so it is the public one.
+        self._push_url = f"{authorizer.issuer}/oauth/par"
 
     @staticmethod
     def _key(request_uri: str) -> str:
         return "oc:oidc:par:" + hashlib.sha256(request_uri.encode()).hexdigest()
 
-    async def push(
-        self, form: ParForm, *, authorization: str | None, endpoint_url: str, dpop_proofs: Sequence[str]
-    ) -> ParResponse:
+    async def push(self, form: ParForm, *, authorization: str | None, dpop_proofs: Sequence[str]) -> ParResponse:
         """``POST /oauth/par``: authenticate the client, validate and store the request.
 
         Raises:
@@ -104,7 +104,7 @@ class PushedRequests:
             assertion_type=form.client_assertion_type,
             assertion=form.client_assertion,
         )
-        client = await self._registry.authenticate(credentials, endpoint_url=endpoint_url, allow_public=True)
+        client = await self._registry.authenticate(credentials, endpoint_url=self._push_url, allow_public=True)
         if form.client_id is not None and form.client_id != client.client_id:
             raise invalid_request("client_id does not match the authenticated client")
         if form.request_uri is not None:
@@ -133,7 +133,7 @@ class PushedRequests:
         jkt: str | None = None
         if dpop_proofs:
             try:
-                proof = await self._dpop.verify(dpop_proofs, method="POST", url=endpoint_url, require_nonce=True)
+                proof = await self._dpop.verify(dpop_proofs, method="POST", url=self._push_url, require_nonce=True)
             except DPoPError as exc:
                 raise dpop_error(exc, self._dpop.nonce()) from None
             jkt = proof.jkt

@@ -106,12 +106,14 @@ class OidcProvider:
         self.authorizer = Authorizer(
             repository=self.repository, registry=self.registry, vault=vault, settings=settings, issuer=self.issuer
         )
-        self.browser = BrowserFlow(authorizer=self.authorizer, identity=identity, redis=redis, settings=settings)
         self.dpop = DPoPVerifier(
             redis, vault, max_age_s=settings.dpop_proof_max_age_s, clock_skew_s=settings.clock_skew_s
         )
         self.par = PushedRequests(
             redis=redis, registry=self.registry, authorizer=self.authorizer, dpop=self.dpop, settings=settings
+        )
+        self.browser = BrowserFlow(
+            authorizer=self.authorizer, pushed=self.par, identity=identity, redis=redis, settings=settings
         )
         self.endpoint = TokenEndpoint(
             repository=self.repository,
@@ -305,9 +307,9 @@ class OidcProvider:
         location = await self.authorizer.complete(
             params,
             account_id=principal.account_id,
-            acr=context["level"],
-            amr=AMR_OF_METHOD.get(context["auth_method"], ("otp",)),
-            auth_time=context["auth_time"],
+            acr=context.level,
+            amr=AMR_OF_METHOD.get(context.auth_method, ("otp",)),
+            auth_time=context.auth_time,
             share_full_name=request.share_full_name if "profile" in params.scopes else None,
             channel="app",
             client_ip=client_ip,

@@ -115,6 +115,10 @@ async def test_cli_reports_errors_without_a_traceback(
     assert await _run(settings, "add", "x", "--redirect-uri", "http://evil.example/cb") == 2
     assert "onecity clients:" in capsys.readouterr().err
     assert await _run(settings, "rotate-secret", "nobody") == 2
+    assert await _run(settings, "add", "twice", "--scope", "codes:verify") == 0
+    capsys.readouterr()
+    assert await _run(settings, "add", "twice", "--scope", "codes:verify") == 2
+    assert "onecity clients: client 'twice' exists" in capsys.readouterr().err
 
 
 async def test_demo_partner_seed_is_idempotent_and_works(client: AsyncTestClient, pool: Pool, vault: Vault) -> None:

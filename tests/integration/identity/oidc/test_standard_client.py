@@ -187,7 +187,7 @@ async def test_browser_flow_with_login_and_consent_pages(
 
 
 async def test_denying_in_the_browser_returns_access_denied(
-    client: AsyncTestClient, sms: SmsGateway, library: Partner
+    client: AsyncTestClient, sms: SmsGateway, library: Partner, pool: Pool
 ) -> None:
     rp = relying_party(transport(client), library.client_id, library.secret)
     request = await rp.create_authorization_url(redirect_uri=library.redirect_uri)
@@ -202,6 +202,11 @@ async def test_denying_in_the_browser_returns_access_denied(
     answer = query_of(denied.headers["location"])
     assert answer["error"] == "access_denied" and answer["state"] == request["state"]
     assert "code" not in answer
+    denial = await pool.fetchrow(
+        "SELECT actor_type, details FROM audit_log WHERE action = 'oidc.authorize' AND outcome = 'denied'"
+    )
+    assert denial is not None and denial["actor_type"] == "citizen"
+    assert denial["details"] == {"client_id": library.client_id, "channel": "browser"}
     replay = await client.post("/oauth/authorize/consent", data={"tx": tx.group(1), "decision": "approve"})
     assert replay.status_code == 400  # the transaction was single-use
 
