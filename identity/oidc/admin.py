@@ -14,6 +14,7 @@ from typing import Any
 from core.audit import AuditEvent, write_audit
 from core.crypto import Vault
 from core.db import Pool
+from core.errors import UnprocessableEntity
 from identity.oidc.clients import AUTH_METHODS, SECRET_METHODS, Client, SecretHasher, generate_secret, parse_client_jwks
 from identity.oidc.errors import ClientExists
 from identity.oidc.repository import OidcRepository
@@ -27,8 +28,8 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 
-class ClientAdminError(ValueError):
-    """The requested change is invalid; the message says why."""
+class ClientAdminError(UnprocessableEntity, ValueError):
+    """The requested change is invalid; the message says why (422 over HTTP)."""
 
 
 class NewClient:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+from core.settings import Seconds, refuse
 
 __all__ = ["OidcSettings"]
 
@@ -32,25 +36,25 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     code_ttl_s: int = 60
-    access_token_ttl_s: int = 600
-    client_token_ttl_s: int = 600
-    refresh_idle_ttl_s: int = 14 * 24 * 3600
-    grant_ttl_s: int = 90 * 24 * 3600
-    id_token_ttl_s: int = 600
-    assertion_max_lifetime_s: int = 300
-    client_cache_ttl_s: float = 10.0
-    browser_tx_ttl_s: int = 600
-    browser_session_ttl_s: int = 1800
-    clock_skew_s: int = 30
+    access_token_ttl_s: Seconds = 600
+    client_token_ttl_s: Seconds = 600
+    refresh_idle_ttl_s: Seconds = 14 * 24 * 3600
+    grant_ttl_s: Seconds = 90 * 24 * 3600
+    id_token_ttl_s: Seconds = 600
+    assertion_max_lifetime_s: Seconds = 300
+    client_cache_ttl_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    browser_tx_ttl_s: Seconds = 600
+    browser_session_ttl_s: Seconds = 1800
+    clock_skew_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
     par_ttl_s: int = 60
     dpop_proof_max_age_s: int = 60
 
     def __post_init__(self) -> None:
         if not 1 <= self.code_ttl_s <= 60:
-            raise ValueError("code_ttl_s must be between 1 and 60 seconds")
+            raise refuse("code_ttl_s", "must be between 1 and 60 seconds")
         if self.assertion_max_lifetime_s > 600:
-            raise ValueError("assertion_max_lifetime_s must be at most 600 seconds")
+            raise refuse("assertion_max_lifetime_s", "must be at most 600 seconds")
         if not 10 <= self.par_ttl_s <= 600:
-            raise ValueError("par_ttl_s must be between 10 and 600 seconds")
+            raise refuse("par_ttl_s", "must be between 10 and 600 seconds")
         if not 5 <= self.dpop_proof_max_age_s <= 300:
-            raise ValueError("dpop_proof_max_age_s must be between 5 and 300 seconds")
+            raise refuse("dpop_proof_max_age_s", "must be between 5 and 300 seconds")

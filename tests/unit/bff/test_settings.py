@@ -101,29 +101,13 @@ def _default_of(path: str) -> object:
     return value
 
 
-#: Numbers of identity, single sign-on and staff that their settings Structs do not bound yet
-#: (``core.settings.Seconds`` / ``Count`` in identity/settings.py, identity/oidc/settings.py,
-#: identity/staff/settings.py); each leaves this set when its field gets its alias.
-AWAITING_DOMAIN_BOUNDS = frozenset(
-    {
-        "ONECITY_OIDC_ACCESS_TOKEN_TTL_S",
-        "ONECITY_OIDC_CLIENT_TOKEN_TTL_S",
-        "ONECITY_OIDC_REFRESH_IDLE_TTL_S",
-        "ONECITY_OIDC_GRANT_TTL_S",
-        "ONECITY_OIDC_CLIENT_CACHE_TTL_S",
-    }
-)
-
-
 def _numeric_variables() -> list[str]:
     from bff.settings import ENVIRONMENT
 
     return [
         name
         for name, path in ENVIRONMENT.items()
-        if isinstance(_default_of(path), int | float)
-        and not isinstance(_default_of(path), bool)
-        and name not in AWAITING_DOMAIN_BOUNDS
+        if isinstance(_default_of(path), int | float) and not isinstance(_default_of(path), bool)
     ]
 
 
