@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from core.http import BEARER, error_responses
 from core.structs import TEXT_PATTERN, whole
-from hall.dependencies import provide_department, provide_hall_staff
+from hall.dependencies import DEPARTMENT_DEPENDENCIES, STAFF_DEPENDENCIES
 from hall.schemas import (
     Application,
     ApplicationList,
@@ -210,7 +210,7 @@ class DepartmentEventsController(Controller):
     @post(
         "/events",
         status_code=HTTP_202_ACCEPTED,
-        dependencies={"department": provide_department},
+        dependencies=DEPARTMENT_DEPENDENCIES,
         responses=error_responses(401, 403, 404, 409, 422),
     )
     async def event(
@@ -226,7 +226,7 @@ class DepartmentEventsController(Controller):
     @post(
         "/events/batch",
         status_code=HTTP_202_ACCEPTED,
-        dependencies={"department": provide_department},
+        dependencies=DEPARTMENT_DEPENDENCIES,
         responses=error_responses(401, 403, 413),
     )
     async def events(
@@ -246,7 +246,7 @@ class HallAdminController(Controller):
     path = "/v1/admin"
     tags = ["hall-admin"]
     security = BEARER
-    dependencies = {"staff": provide_hall_staff}
+    dependencies = STAFF_DEPENDENCIES
 
     @get("/applications", responses=error_responses(401, 403, 422))
     async def queue(
