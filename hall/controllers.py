@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
@@ -253,13 +253,11 @@ class HallAdminController(Controller):
         self,
         staff: NamedDependency[StaffPrincipal],
         hall: NamedDependency[HallService],
-        request: Request[Any, Any, Any],
         status: StatusQuery = None,
         overdue: Annotated[bool | None, QueryParameter()] = None,
         cursor: Cursor = None,
     ) -> StaffApplicationList:
         """Applications of citizens registered in the staff member's region (audited reads)."""
-        del request
         return await hall.staff_queue(staff, status=status, overdue=overdue, cursor=cursor)
 
     @get("/ratings/summary", responses=error_responses(401, 403))
