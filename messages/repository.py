@@ -36,7 +36,7 @@ class DeliveryTarget(msgspec.Struct, frozen=True, kw_only=True):
 
     id: int
     account_id: str
-    category: str
+    category: Category
     title: str
 
 
