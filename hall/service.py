@@ -661,7 +661,9 @@ class HallService:
             if resubmission:
                 await desk.resubmit(
                     applicant.id_number,
-                    case_id=row.case_id,
+                    # Unset only when the submission's receipt was lost: the department then
+                    # refuses the unknown case ("None"), and the retry rules below decide.
+                    case_id=str(row.case_id),
                     form=form,
                     idempotency_key=f"{row.number}:resubmit:{payload.n}",
                 )
