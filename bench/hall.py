@@ -112,7 +112,7 @@ async def insert_applications(
         if row is None:
             raise RuntimeError(f"matter {matter!r} is not in the catalogue")
         now = dt.datetime.now(dt.UTC)
-        due_at = add_working_days(now, row["time_limit_working_days"])
+        due_at = add_working_days(now, row.time_limit_working_days)
         numbers = []
         async with pool.acquire() as conn, conn.transaction():
             for i in range(count):
@@ -127,9 +127,9 @@ async def insert_applications(
                     number=number,
                     account_id=uuid.UUID(citizen.account_id),
                     region_code=citizen.id_number[:6],
-                    matter_code=row["code"],
-                    matter_version=row["version"],
-                    department=row["department"],
+                    matter_code=row.code,
+                    matter_version=row.version,
+                    department=row.department,
                     status="submitted",
                     form_enc=ctx.vault.encrypt(msgspec.json.encode(form), context="hall-form"),
                     submitted_at=now,

@@ -31,7 +31,7 @@ from bff.ops import JwksController, MetricsController, OpsController
 from bff.peak import Admission
 from bff.problems import exception_handlers
 from bff.resources import close_resources, open_resources
-from bff.screens import ScreensController, provide_screens
+from bff.screens import SCREENS_DEPENDENCIES, ScreensController
 from bff.settings import Settings
 from codes import (
     CODES_DEPENDENCIES,
@@ -168,7 +168,7 @@ def create_app(settings: Settings) -> Litestar:
             # identity-reverification-required everywhere (codes, screens, partner approval)
             # except identity's own /v1/me and /v1/auth routes, which provide_principal.
             "principal": Provide(provide_confirmed_principal),
-            "screens": Provide(provide_screens, sync_to_thread=False),
+            **SCREENS_DEPENDENCIES,
             **CODES_DEPENDENCIES,
             **HALL_DEPENDENCIES,
             **MESSAGES_DEPENDENCIES,

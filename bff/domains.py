@@ -121,8 +121,9 @@ def attach_domains(state: State, resources: Resources) -> None:
         codes_summary=state.codes.summary,
         client_names=state.oidc.client_names,
     )
+    messages_repository = MessagesRepository(resources.pool)
     state.messages = MessageCentre(
-        repository=MessagesRepository(resources.pool),
+        repository=messages_repository,
         redis=resources.redis,
         vault=resources.vault,
         settings=settings.messages,
@@ -132,9 +133,10 @@ def attach_domains(state: State, resources: Resources) -> None:
     security = SecurityMessages(state.messages)
     state.identity.on_security_event.append(security.notice)
     state.identity.after_security_events.append(security.committed)
-    state.codes.status.on_health_status.append(CodeStatusMessages(state.messages).observed)
+    state.codes.status.on_health_status.append(CodeStatusMessages(state.messages, messages_repository).observed)
     state.messages.delivery = Delivery(
         centre=state.messages,
+        repository=messages_repository,
         identity=state.identity,
         push=resources.departments.push,
         sms=resources.departments.sms,
@@ -160,7 +162,9 @@ async def start_hall_worker(state: State, resources: Resources) -> HallWorker | 
     reevaluation = None
     if settings.codes.reevaluate_interval_s > 0:
         reevaluation = ReevaluationJobs(
-            state.codes.reevaluation, resources.pool, interval_s=settings.codes.reevaluate_interval_s
+            state.codes.reevaluation,
+            MessagesRepository(resources.pool),
+            interval_s=settings.codes.reevaluate_interval_s,
         )
     state.reevaluation_jobs = reevaluation
     worker = hall_worker(state.hall, settings.database.url, settings.hall, state.messages.delivery, reevaluation)

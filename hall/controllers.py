@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from core.http import BEARER, error_responses
 from core.structs import TEXT_PATTERN, whole
-from hall.dependencies import provide_department, provide_hall_staff
+from hall.dependencies import DEPARTMENT_DEPENDENCIES, STAFF_DEPENDENCIES
 from hall.schemas import (
     Application,
     ApplicationList,
@@ -210,7 +210,7 @@ class DepartmentEventsController(Controller):
     @post(
         "/events",
         status_code=HTTP_202_ACCEPTED,
-        dependencies={"department": provide_department},
+        dependencies=DEPARTMENT_DEPENDENCIES,
         responses=error_responses(401, 403, 404, 409, 422),
     )
     async def event(
@@ -226,7 +226,7 @@ class DepartmentEventsController(Controller):
     @post(
         "/events/batch",
         status_code=HTTP_202_ACCEPTED,
-        dependencies={"department": provide_department},
+        dependencies=DEPARTMENT_DEPENDENCIES,
         responses=error_responses(401, 403, 413),
     )
     async def events(
@@ -246,20 +246,18 @@ class HallAdminController(Controller):
     path = "/v1/admin"
     tags = ["hall-admin"]
     security = BEARER
-    dependencies = {"staff": provide_hall_staff}
+    dependencies = STAFF_DEPENDENCIES
 
     @get("/applications", responses=error_responses(401, 403, 422))
     async def queue(
         self,
         staff: NamedDependency[StaffPrincipal],
         hall: NamedDependency[HallService],
-        request: Request[Any, Any, Any],
         status: StatusQuery = None,
         overdue: Annotated[bool | None, QueryParameter()] = None,
         cursor: Cursor = None,
     ) -> StaffApplicationList:
         """Applications of citizens registered in the staff member's region (audited reads)."""
-        del request
         return await hall.staff_queue(staff, status=status, overdue=overdue, cursor=cursor)
 
     @get("/ratings/summary", responses=error_responses(401, 403))

@@ -21,6 +21,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+# pgqueuer's driver adapter (AsyncpgPoolDriver) takes a raw asyncpg pool, and the worker's
+# pool must not be the app's: it holds a LISTEN connection for the queue's whole life and its
+# connections keep asyncpg's default codecs, which pgqueuer's own queries are written for.
 import asyncpg
 import msgspec
 from pgqueuer.adapters.drivers.asyncpg import AsyncpgPoolDriver

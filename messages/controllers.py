@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post, put
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -13,7 +13,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from core.http import BEARER, error_responses
 from core.structs import TEXT_PATTERN
 from identity.principal import Principal
-from identity.staff.permissions import StaffPrincipal, provide_staff_principal
+from identity.staff.permissions import StaffPrincipal
+from messages.delivery import Delivery
+from messages.dependencies import NOTICE_DEPENDENCIES
 from messages.schemas import Message, MessageList, NoticeAccepted, NoticeRequest, Preferences, PushTokenRequest, ReadAll
 from messages.service import MessageCentre
 
@@ -102,15 +104,14 @@ class NoticesController(Controller):
     path = "/v1/admin/notices"
     tags = ["messages"]
     security = BEARER
-    dependencies = {"staff": Provide(provide_staff_principal)}
+    dependencies = NOTICE_DEPENDENCIES
 
     @post("/", status_code=HTTP_202_ACCEPTED, responses=error_responses(401, 403, 422))
     async def notify(
         self,
         data: JSONBody[NoticeRequest],
         staff: NamedDependency[StaffPrincipal],
-        messages: NamedDependency[MessageCentre],
+        notices: NamedDependency[Delivery],
     ) -> NoticeAccepted:
         """Accept a notice (202); it reaches the region's citizens in batches."""
-        assert messages.delivery is not None
-        return await messages.delivery.notice(staff, data)
+        return await notices.notice(staff, data)

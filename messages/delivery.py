@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from core.audit import AuditEvent, write_audit
+from core.audit import AuditEvent
 from core.errors import Forbidden
 from core.ledger import SMS_FALLBACK_ACTION
 from hall.jobs import JobPayload, RetryLater, enqueue
@@ -34,6 +34,7 @@ from services.errors import DepartmentError
 
 if TYPE_CHECKING:
     from identity import IdentityService
+    from messages.repository import MessagesRepository
     from messages.service import MessageCentre
     from services.departments import SmsGateway
     from services.departments.push import PushGateway
@@ -67,99 +68,98 @@ class Delivery:
     """The message centre's jobs.
 
     Args:
-        centre: Messages, preferences, push tokens.
+        centre: Producing messages, push tokens.
+        repository: The message centre's SQL (messages, preferences, deliveries, notices).
         identity: The citizen's phone (SMS fallback) and the accounts of a region (notices).
         push: The push gateway (``None``: nothing is pushed).
         sms: The SMS gateway (the ``security`` fallback).
     """
 
     def __init__(
-        self, *, centre: MessageCentre, identity: IdentityService, push: PushGateway | None, sms: SmsGateway
+        self,
+        *,
+        centre: MessageCentre,
+        repository: MessagesRepository,
+        identity: IdentityService,
+        push: PushGateway | None,
+        sms: SmsGateway,
     ) -> None:
         self.centre = centre
+        self._repository = repository
         self.identity = identity
         self.push = push
         self.sms = sms
 
     async def _record(self, message_id: int, outcome: str, category: str = "") -> None:
         DELIVERIES.labels(category, outcome).inc()
-        await self.centre.repository.pool.execute(
-            """INSERT INTO message_deliveries (message_id, outcome) VALUES ($1, $2)
-               ON CONFLICT (message_id) DO UPDATE SET outcome = excluded.outcome, at = now()""",
-            message_id,
-            outcome,
-        )
+        await self._repository.record_delivery(message_id, outcome)
 
     async def deliver(self, payload: JobPayload, attempts: int) -> None:
         """Job: push one message (or send the ``security`` SMS fallback)."""
         assert payload.message_id is not None
-        row = await self.centre.repository.pool.fetchrow(
-            "SELECT id, account_id::text AS account_id, category, title FROM messages WHERE id = $1",
-            payload.message_id,
-        )
+        row = await self._repository.delivery_target(payload.message_id)
         if row is None:
             return
-        document = await self.centre.repository.preferences(row["account_id"])
+        document = await self._repository.preferences(row.account_id)
         prefs = Preferences() if document is None else msgspec.convert(document, Preferences)
-        category = row["category"]
+        category = row.category
         security = category == "security"
         default_sms = security
         choice = prefs.categories.get(category)
         want_push = security or (choice.push if choice is not None else True)
         want_sms = security and (choice.sms if choice is not None else default_sms)
         if not want_push:
-            await self._record(row["id"], "push_off", category)
+            await self._record(row.id, "push_off", category)
             return
         if not security and in_quiet_hours(prefs.quiet_hours, dt.datetime.now(dt.UTC)):
-            await self._record(row["id"], "quiet_hours", category)
+            await self._record(row.id, "quiet_hours", category)
             return
-        tokens = await self.centre.push_tokens(row["account_id"])
+        tokens = await self.centre.push_tokens(row.account_id)
         pushed = False
         if tokens and self.push is not None:
-            data = {"message_id": str(row["id"]), "category": category}
+            data = {"message_id": str(row.id), "category": category}
             try:
                 for token in tokens:
-                    await self.push.push(token, title=row["title"], body=_GENERIC_BODY, data=data)
+                    await self.push.push(token, title=row.title, body=_GENERIC_BODY, data=data)
                 pushed = True
             except DepartmentError as exc:
                 log.warning("push failed", extra={"kind": exc.kind, "category": category})
                 if not security:
                     if attempts < _PUSH_RETRIES:
                         raise RetryLater(min(300.0, 2.0 * 2**attempts)) from None
-                    await self._record(row["id"], "push_failed", category)
+                    await self._record(row.id, "push_failed", category)
                     return
         if pushed:
-            await self._record(row["id"], "pushed", category)
+            await self._record(row.id, "pushed", category)
             return
         if want_sms:
-            applicant = await self.identity.applicant(row["account_id"])
+            applicant = await self.identity.applicant(row.account_id)
             if applicant is not None:
                 try:
                     await self.sms.send(
-                        applicant.phone, f"【OneCity】{row['title']}，请打开 OneCity 查看。", purpose="security"
+                        applicant.phone, f"【OneCity】{row.title}，请打开 OneCity 查看。", purpose="security"
                     )
                 except DepartmentError:
                     if attempts < _PUSH_RETRIES:
                         raise RetryLater(min(300.0, 2.0 * 2**attempts)) from None
-                    await self._record(row["id"], "sms_failed", category)
+                    await self._record(row.id, "sms_failed", category)
                     return
                 # The phone went to the SMS gateway: a disclosure the citizen's ledger shows.
-                await write_audit(
-                    self.centre.repository.pool,
+                await self._repository.audit(
                     [
                         AuditEvent(
                             action=SMS_FALLBACK_ACTION,
                             outcome="success",
                             actor_type="system",
                             actor_id="onecity",
-                            subject_id=row["account_id"],
-                            details={"department": "sms", "category": category, "message_id": row["id"]},
+                            subject_id=row.account_id,
+                            details={"department": "sms", "category": category, "message_id": row.id},
                         )
-                    ],
+                    ]
                 )
-                await self._record(row["id"], "sms", category)
+                await self._record(row.id, "sms", category)
                 return
-        await self._record(row["id"], "no_channel", category)
+        await self._record(row.id, "no_channel", category)
 
     # notices ------------------------------------------------------------------------------
 
@@ -172,18 +172,17 @@ class Delivery:
         if not region_covers(staff.region, request.region):
             raise Forbidden("Your region does not cover this region")
         notice_id = str(uuid.uuid4())
-        async with self.centre.repository.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO message_notices (id, region, title, body, staff_id)
-                   VALUES ($1::uuid, $2, $3, $4, $5)""",
-                notice_id,
-                request.region,
-                request.title,
-                request.body,
-                staff.staff_id,
+        async with self._repository.transaction() as tx:
+            await self._repository.insert_notice(
+                tx,
+                notice_id=notice_id,
+                region=request.region,
+                title=request.title,
+                body=request.body,
+                staff_id=staff.staff_id,
             )
             await enqueue(
-                conn,
+                tx,
                 ENTRY_NOTICE,
                 JobPayload(notice_id=notice_id, first_at=dt.datetime.now(dt.UTC).timestamp()),
             )
@@ -193,38 +192,28 @@ class Delivery:
         """Job: one batch of a notice's recipients, then enqueue the next batch."""
         del attempts
         assert payload.notice_id is not None
-        pool = self.centre.repository.pool
-        notice = await pool.fetchrow(
-            "SELECT region, title, body FROM message_notices WHERE id = $1::uuid", payload.notice_id
-        )
+        notice = await self._repository.notice(payload.notice_id)
         if notice is None:
             return
         size = self.centre.settings.notice_batch
-        accounts = await self.identity.accounts_in_region(notice["region"], after=payload.after, limit=size)
-        async with pool.acquire() as conn, conn.transaction():
+        accounts = await self.identity.accounts_in_region(notice.region, after=payload.after, limit=size)
+        async with self._repository.transaction() as tx:
             made = 0
             for account_id in accounts:
                 ident = await self.centre.produce(
-                    conn,
+                    tx,
                     account_id=account_id,
                     category="notice",
-                    title=notice["title"],
-                    body=notice["body"],
+                    title=notice.title,
+                    body=notice.body,
                     dedupe_key=f"notice:{payload.notice_id}",
                 )
                 made += ident is not None
             if len(accounts) == size:
                 await enqueue(
-                    conn,
+                    tx,
                     ENTRY_NOTICE,
                     JobPayload(notice_id=payload.notice_id, after=accounts[-1], first_at=payload.first_at),
                 )
-            await conn.execute(
-                """UPDATE message_notices SET recipients = recipients + $2,
-                       finished_at = CASE WHEN $3 THEN now() ELSE finished_at END
-                   WHERE id = $1::uuid""",
-                payload.notice_id,
-                made,
-                len(accounts) < size,
-            )
+            await self._repository.count_recipients(tx, payload.notice_id, made=made, finished=len(accounts) < size)
         await self.centre.announce(*accounts)

@@ -8,6 +8,7 @@ from typing import Final
 
 from core.db import Connection
 from identity import SecurityNotice
+from messages.repository import MessagesRepository
 from messages.service import MessageCentre
 
 __all__ = ["CodeStatusMessages", "SecurityMessages"]
@@ -57,43 +58,26 @@ _CODE_TEXT: Final = {"G": "绿码", "Y": "黄码", "R": "红码"}
 
 class CodeStatusMessages:
     """A health code's status *change* as a ``code`` message (and the SSE ``code_status``
-    event that goes with it), from codes' status hook: decided on any read and by overrides."""
+    event that goes with it), from codes' status hook: decided on any read and by overrides.
 
-    def __init__(self, centre: MessageCentre) -> None:
+    Args:
+        centre: Produces the message.
+        repository: The message centre's SQL (each code's last known status).
+    """
+
+    def __init__(self, centre: MessageCentre, repository: MessagesRepository) -> None:
         self.centre = centre
+        self._repository = repository
 
     async def observed(self, account_id: str, code_type: str, status: str) -> None:
         """A status was decided. The first one known is the baseline (no message); each
         different one after it is one message, however many workers decide it at once."""
-        pool = self.centre.repository.pool
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO message_code_status (account_id, code_type, status, version)
-                   VALUES ($1::uuid, $2, $3, 0) ON CONFLICT DO NOTHING""",
-                account_id,
-                code_type,
-                status,
-            )
-            row = await conn.fetchrow(
-                """SELECT status, version FROM message_code_status
-                   WHERE account_id = $1::uuid AND code_type = $2 FOR UPDATE""",
-                account_id,
-                code_type,
-            )
-            assert row is not None
-            if row["status"] == status:
+        async with self._repository.transaction() as tx:
+            version = await self._repository.change_code_status(tx, account_id, code_type, status)
+            if version is None:
                 return
-            version = row["version"] + 1
-            await conn.execute(
-                """UPDATE message_code_status SET status = $3, version = $4, changed_at = now()
-                   WHERE account_id = $1::uuid AND code_type = $2""",
-                account_id,
-                code_type,
-                status,
-                version,
-            )
             await self.centre.produce(
-                conn,
+                tx,
                 account_id=account_id,
                 category="code",
                 title="健康码状态变化",

@@ -18,8 +18,8 @@ import time
 from typing import Final
 
 from codes.reevaluation import HealthReevaluation
-from core.db import Pool
 from hall.jobs import JobPayload, enqueue
+from messages.repository import MessagesRepository
 
 __all__ = ["ENTRY_REEVALUATE", "ReevaluationJobs"]
 
@@ -35,13 +35,13 @@ class ReevaluationJobs:
 
     Args:
         reevaluation: Re-evaluates a batch.
-        pool: Where the queue is.
+        repository: Where the queue is (the message centre's database).
         interval_s: From the start of one pass to the start of the next.
     """
 
-    def __init__(self, reevaluation: HealthReevaluation, pool: Pool, *, interval_s: int) -> None:
+    def __init__(self, reevaluation: HealthReevaluation, repository: MessagesRepository, *, interval_s: int) -> None:
         self.reevaluation = reevaluation
-        self.pool = pool
+        self._repository = repository
         self.interval_s = interval_s
 
     async def run(self, payload: JobPayload, attempts: int) -> None:
@@ -50,7 +50,7 @@ class ReevaluationJobs:
         changed, last = await self.reevaluation.batch(payload.after)
         if changed:
             log.info("health statuses changed on re-evaluation", extra={"changed": changed})
-        async with self.pool.acquire() as conn:
+        async with self._repository.connection() as conn:
             if last is not None:
                 await enqueue(
                     conn,
@@ -72,16 +72,12 @@ class ReevaluationJobs:
     async def schedule(self) -> bool:
         """Queue a pass ``interval_s`` from now unless one is queued or running; whether one was
         queued. (Not at once: a fleet restarting must not re-read every holder's data.)"""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEDULE_LOCK)
-            running = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pgqueuer WHERE entrypoint = $1 AND status IN ('queued', 'picked'))",
-                ENTRY_REEVALUATE,
-            )
-            if running:
+        async with self._repository.transaction() as tx:
+            await self._repository.lock_schedule(tx, _SCHEDULE_LOCK)
+            if await self._repository.job_pending(tx, ENTRY_REEVALUATE):
                 return False
             await enqueue(
-                conn,
+                tx,
                 ENTRY_REEVALUATE,
                 JobPayload(first_at=time.time() + self.interval_s),
                 delay_s=float(self.interval_s),

@@ -1,30 +1,66 @@
-"""All SQL of the message centre."""
+"""All SQL of the message centre, and the typed rows it returns."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
+import msgspec
 
-from core.db import Connection, Pool
+from core.audit import AuditEvent, write_audit
+from core.db import Connection, Repository, row_as, rows_as
+from messages.schemas import Category
 
-__all__ = ["MessagesRepository", "Row"]
-
-Row = asyncpg.Record
+__all__ = ["DeliveryTarget", "MessageRow", "MessagesRepository", "NoticeRow", "PushTokenRow"]
 
 _COLUMNS = "id, category, title, body, link_kind, link_id, data, created_at, read_at"
 
 
-class MessagesRepository:
-    """Inboxes, preferences and push tokens in PostgreSQL.
+class MessageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of an inbox (``id`` is also its SSE event id)."""
+
+    id: int
+    category: Category
+    title: str
+    body: str
+    link_kind: str | None
+    link_id: str | None
+    data: Any
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+class DeliveryTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """What the push job needs of a message: whose it is, its category and its title."""
+
+    id: int
+    account_id: str
+    category: Category
+    title: str
+
+
+class PushTokenRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One session's device push token (sealed)."""
+
+    session_id: str
+    token_enc: bytes
+
+
+class NoticeRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A staff notice to a region."""
+
+    region: str
+    title: str
+    body: str
+
+
+class MessagesRepository(Repository):
+    """Inboxes, preferences, push tokens, deliveries, notices and code statuses in PostgreSQL.
 
     Args:
         pool: The shared pool.
     """
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
 
     @staticmethod
     async def insert(
@@ -70,9 +106,9 @@ class MessagesRepository:
             await conn.execute("UPDATE message_streams SET last_id = $2 WHERE account_id = $1::uuid", account_id, ident)
         return ident
 
-    async def page(self, account_id: str, *, unread: bool | None, before: int | None, limit: int) -> list[Row]:
+    async def page(self, account_id: str, *, unread: bool | None, before: int | None, limit: int) -> list[MessageRow]:
         """A page of the inbox, newest first, older than ``before`` (keyset)."""
-        return await self.pool.fetch(
+        rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM messages
                 WHERE account_id = $1::uuid AND expires_at > now()
                   AND ($2::bigint IS NULL OR id < $2)
@@ -83,6 +119,7 @@ class MessagesRepository:
             unread,
             limit,
         )
+        return rows_as(MessageRow, rows)
 
     async def unread_count(self, account_id: str) -> int:
         """How many unexpired messages are unread."""
@@ -92,15 +129,16 @@ class MessagesRepository:
         )
         return count
 
-    async def after(self, account_id: str, after_id: int, limit: int) -> list[Row]:
+    async def after(self, account_id: str, after_id: int, limit: int) -> list[MessageRow]:
         """Messages newer than ``after_id``, oldest first (an SSE stream's replay)."""
-        return await self.pool.fetch(
+        rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM messages WHERE account_id = $1::uuid AND id > $2
                 ORDER BY id LIMIT $3""",  # noqa: S608
             account_id,
             after_id,
             limit,
         )
+        return rows_as(MessageRow, rows)
 
     async def last_id(self, account_id: str) -> int:
         """The newest message id of the account (0 if none)."""
@@ -109,22 +147,24 @@ class MessagesRepository:
         )
         return value or 0
 
-    async def get(self, account_id: str, message_id: int) -> Row | None:
+    async def get(self, account_id: str, message_id: int) -> MessageRow | None:
         """One of the account's messages (``None`` for anyone else's)."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM messages WHERE id = $1 AND account_id = $2::uuid AND expires_at > now()",  # noqa: S608
             message_id,
             account_id,
         )
+        return row_as(MessageRow, row)
 
-    async def mark_read(self, account_id: str, message_id: int) -> Row | None:
+    async def mark_read(self, account_id: str, message_id: int) -> MessageRow | None:
         """Mark one message read (keeps the first ``read_at``); ``None`` if not the account's."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             f"""UPDATE messages SET read_at = coalesce(read_at, now())
                 WHERE id = $1 AND account_id = $2::uuid AND expires_at > now() RETURNING {_COLUMNS}""",  # noqa: S608
             message_id,
             account_id,
         )
+        return row_as(MessageRow, row)
 
     async def mark_all_read(self, account_id: str) -> int:
         """Mark every unread message read; how many were."""
@@ -170,9 +210,120 @@ class MessagesRepository:
             token_enc,
         )
 
-    async def push_tokens(self, account_id: str) -> list[Row]:
+    async def push_tokens(self, account_id: str) -> list[PushTokenRow]:
         """The push tokens of the account's sessions, newest first."""
-        return await self.pool.fetch(
+        rows = await self.pool.fetch(
             "SELECT session_id, token_enc FROM push_tokens WHERE account_id = $1::uuid ORDER BY updated_at DESC",
             account_id,
         )
+        return rows_as(PushTokenRow, rows)
+
+    # deliveries ---------------------------------------------------------------------------
+
+    async def delivery_target(self, message_id: int) -> DeliveryTarget | None:
+        """Whose message ``message_id`` is, and its category and title (``None``: gone)."""
+        row = await self.pool.fetchrow(
+            "SELECT id, account_id::text AS account_id, category, title FROM messages WHERE id = $1", message_id
+        )
+        return row_as(DeliveryTarget, row)
+
+    async def record_delivery(self, message_id: int, outcome: str) -> None:
+        """The latest outcome of a message's push job."""
+        await self.pool.execute(
+            """INSERT INTO message_deliveries (message_id, outcome) VALUES ($1, $2)
+               ON CONFLICT (message_id) DO UPDATE SET outcome = excluded.outcome, at = now()""",
+            message_id,
+            outcome,
+        )
+
+    async def audit(self, events: Sequence[AuditEvent]) -> None:
+        """Write ``events`` on their own (a disclosure made outside any other change)."""
+        await write_audit(self.pool, events)
+
+    # notices ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def insert_notice(
+        conn: Connection, *, notice_id: str, region: str, title: str, body: str, staff_id: str
+    ) -> None:
+        """Record a staff notice (its fan-out job is enqueued in the same transaction)."""
+        await conn.execute(
+            """INSERT INTO message_notices (id, region, title, body, staff_id)
+               VALUES ($1::uuid, $2, $3, $4, $5)""",
+            notice_id,
+            region,
+            title,
+            body,
+            staff_id,
+        )
+
+    async def notice(self, notice_id: str) -> NoticeRow | None:
+        """One staff notice."""
+        row = await self.pool.fetchrow("SELECT region, title, body FROM message_notices WHERE id = $1::uuid", notice_id)
+        return row_as(NoticeRow, row)
+
+    @staticmethod
+    async def count_recipients(conn: Connection, notice_id: str, *, made: int, finished: bool) -> None:
+        """Add one batch's new messages to the notice's count; mark it finished after the last."""
+        await conn.execute(
+            """UPDATE message_notices SET recipients = recipients + $2,
+                   finished_at = CASE WHEN $3 THEN now() ELSE finished_at END
+               WHERE id = $1::uuid""",
+            notice_id,
+            made,
+            finished,
+        )
+
+    # code statuses ------------------------------------------------------------------------
+
+    @staticmethod
+    async def change_code_status(conn: Connection, account_id: str, code_type: str, status: str) -> int | None:
+        """Record ``status`` as the code's current one; its new version when it changed, ``None``
+        when it is the one known (or the first one known: the baseline, version 0).
+
+        The row is locked for the rest of ``conn``'s transaction, so workers deciding the same
+        change at once make one version of it.
+        """
+        await conn.execute(
+            """INSERT INTO message_code_status (account_id, code_type, status, version)
+               VALUES ($1::uuid, $2, $3, 0) ON CONFLICT DO NOTHING""",
+            account_id,
+            code_type,
+            status,
+        )
+        row = await conn.fetchrow(
+            """SELECT status, version FROM message_code_status
+               WHERE account_id = $1::uuid AND code_type = $2 FOR UPDATE""",
+            account_id,
+            code_type,
+        )
+        assert row is not None
+        known: str = row["status"]
+        if known == status:
+            return None
+        version: int = row["version"] + 1
+        await conn.execute(
+            """UPDATE message_code_status SET status = $3, version = $4, changed_at = now()
+               WHERE account_id = $1::uuid AND code_type = $2""",
+            account_id,
+            code_type,
+            status,
+            version,
+        )
+        return version
+
+    # job scheduling -----------------------------------------------------------------------
+
+    @staticmethod
+    async def lock_schedule(conn: Connection, lock: int) -> None:
+        """Serialise schedulers on ``lock`` until ``conn``'s transaction ends."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+
+    @staticmethod
+    async def job_pending(conn: Connection, entrypoint: str) -> bool:
+        """Whether a job of ``entrypoint`` is queued or running."""
+        found = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pgqueuer WHERE entrypoint = $1 AND status IN ('queued', 'picked'))",
+            entrypoint,
+        )
+        return bool(found)

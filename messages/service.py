@@ -29,7 +29,7 @@ from identity import Principal
 from messages.delivery import ENTRY_DELIVER, Delivery
 from messages.live import WAKE_CHANNEL, StreamSlots, WakeHub
 from messages.metrics import MESSAGES, STREAMS
-from messages.repository import MessagesRepository, Row
+from messages.repository import MessageRow, MessagesRepository
 from messages.schemas import (
     CATEGORIES,
     CategoryPreference,
@@ -59,15 +59,15 @@ class TooManyStreams(RateLimited):
     type_slug = "too-many-streams"
 
 
-def _message(row: Row) -> Message:
+def _message(row: MessageRow) -> Message:
     return Message(
-        id=str(row["id"]),
-        category=row["category"],
-        title=row["title"],
-        body=row["body"],
-        created_at=row["created_at"],
-        read_at=row["read_at"],
-        link=Link(kind=row["link_kind"], id=row["link_id"]) if row["link_kind"] else None,
+        id=str(row.id),
+        category=row.category,
+        title=row.title,
+        body=row.body,
+        created_at=row.created_at,
+        read_at=row.read_at,
+        link=Link(kind=row.link_kind, id=row.link_id) if row.link_kind and row.link_id is not None else None,
     )
 
 
@@ -91,7 +91,7 @@ class MessageCentre:
     def __init__(
         self, *, repository: MessagesRepository, redis: Redis, vault: Vault, settings: MessagesSettings
     ) -> None:
-        self.repository = repository
+        self._repository = repository
         self.redis = redis
         self.vault = vault
         self.settings = settings
@@ -119,7 +119,7 @@ class MessageCentre:
         Titles and bodies must not carry ID numbers or phones: they are shown on lock screens.
         """
         assert category in CATEGORIES, category
-        ident = await self.repository.insert(
+        ident = await self._repository.insert(
             conn,
             account_id=account_id,
             category=category,
@@ -152,8 +152,8 @@ class MessageCentre:
 
     async def post(self, **message: Any) -> int | None:
         """Produce one message in its own transaction and announce it."""
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            ident = await self.produce(conn, **message)
+        async with self._repository.transaction() as tx:
+            ident = await self.produce(tx, **message)
         if ident is not None:
             await self.announce(message["account_id"])
         return ident
@@ -168,29 +168,29 @@ class MessageCentre:
                 raise UnprocessableEntity("cursor: not a cursor of this list", extensions={"field": "cursor"})
             before = int(cursor)
         size = self.settings.page_size
-        rows = await self.repository.page(principal.account_id, unread=unread, before=before, limit=size + 1)
+        rows = await self._repository.page(principal.account_id, unread=unread, before=before, limit=size + 1)
         page = rows[:size]
         return MessageList(
             messages=[_message(r) for r in page],
-            unread_count=await self.repository.unread_count(principal.account_id),
-            next_cursor=str(page[-1]["id"]) if len(rows) > size else None,
+            unread_count=await self._repository.unread_count(principal.account_id),
+            next_cursor=str(page[-1].id) if len(rows) > size else None,
         )
 
     async def read(self, principal: Principal, message_id: str) -> Message:
         """Mark one message read; another citizen's message does not exist (404)."""
-        row = await self.repository.mark_read(principal.account_id, _message_id(message_id))
+        row = await self._repository.mark_read(principal.account_id, _message_id(message_id))
         if row is None:
             raise NotFound("No such message")
         return _message(row)
 
     async def read_all(self, principal: Principal) -> ReadAll:
         """Mark every message read."""
-        marked = await self.repository.mark_all_read(principal.account_id)
-        return ReadAll(marked=marked, unread_count=await self.repository.unread_count(principal.account_id))
+        marked = await self._repository.mark_all_read(principal.account_id)
+        return ReadAll(marked=marked, unread_count=await self._repository.unread_count(principal.account_id))
 
     async def purge_expired(self) -> int:
         """Delete messages past their retention (a batch; run periodically)."""
-        return await self.repository.purge_expired(1000)
+        return await self._repository.purge_expired(1000)
 
     # live ---------------------------------------------------------------------------------
 
@@ -214,14 +214,14 @@ class MessageCentre:
         STREAMS.inc()
         try:
             if after is None:
-                after = await self.repository.last_id(account_id)
+                after = await self._repository.last_id(account_id)
             # Tells the client (and any proxy) the stream is open before the first message.
             yield ServerSentEventMessage(data=None, comment="open", retry=3000)
             while True:
                 wake.clear()
-                rows = await self.repository.after(account_id, after, _REPLAY_BATCH)
+                rows = await self._repository.after(account_id, after, _REPLAY_BATCH)
                 for row in rows:
-                    after = row["id"]
+                    after = row.id
                     for event in self._sse(row):
                         yield event
                 if len(rows) == _REPLAY_BATCH:
@@ -240,16 +240,16 @@ class MessageCentre:
                 log.warning("stream slot not released (its lease expires)", exc_info=True)
 
     @staticmethod
-    def _sse(row: Row) -> list[ServerSentEventMessage]:
+    def _sse(row: MessageRow) -> list[ServerSentEventMessage]:
         events = []
-        data = row["data"]
-        if row["category"] == "code" and isinstance(data, Mapping) and "status" in data:
+        data = row.data
+        if row.category == "code" and isinstance(data, Mapping) and "status" in data:
             # Sent before its message and without an id: a client that drops in between
             # resumes before both and sees them again together, never one without the other.
             status = CodeStatusEvent(type=str(data.get("type", "health")), status=str(data["status"]))
             events.append(ServerSentEventMessage(data=msgspec.json.encode(status).decode(), event="code_status"))
         events.append(
-            ServerSentEventMessage(data=msgspec.json.encode(_message(row)).decode(), event="message", id=row["id"])
+            ServerSentEventMessage(data=msgspec.json.encode(_message(row)).decode(), event="message", id=row.id)
         )
         return events
 
@@ -257,7 +257,7 @@ class MessageCentre:
 
     async def preferences(self, principal: Principal) -> Preferences:
         """The citizen's notification preferences (the defaults until they set any)."""
-        document = await self.repository.preferences(principal.account_id)
+        document = await self._repository.preferences(principal.account_id)
         stored = Preferences() if document is None else msgspec.convert(document, Preferences)
         return _effective(stored)
 
@@ -270,12 +270,12 @@ class MessageCentre:
         if preferences.quiet_hours is not None:
             _check_timezone(preferences.quiet_hours.timezone)
         stored = Preferences(categories=categories, quiet_hours=preferences.quiet_hours)
-        await self.repository.put_preferences(principal.account_id, msgspec.to_builtins(stored))
+        await self._repository.put_preferences(principal.account_id, msgspec.to_builtins(stored))
         return _effective(stored)
 
     async def set_push_token(self, principal: Principal, token: str) -> None:
         """Remember this session's device push token (encrypted)."""
-        await self.repository.put_push_token(
+        await self._repository.put_push_token(
             principal.session_id,
             principal.account_id,
             self.vault.encrypt_text(token, context=_PUSH_TOKEN_CONTEXT),
@@ -283,8 +283,8 @@ class MessageCentre:
 
     async def push_tokens(self, account_id: str) -> list[str]:
         """The account's device push tokens, newest first."""
-        rows = await self.repository.push_tokens(account_id)
-        return [self.vault.decrypt_text(r["token_enc"], context=_PUSH_TOKEN_CONTEXT) for r in rows]
+        rows = await self._repository.push_tokens(account_id)
+        return [self.vault.decrypt_text(r.token_enc, context=_PUSH_TOKEN_CONTEXT) for r in rows]
 
     def background_tasks(self) -> list[asyncio.Task[None]]:
         """Start the retention loop (hourly) and return it, for the owner of the process's

@@ -1,11 +1,13 @@
-"""The citizen's data-access ledger: one page of ``GET /v1/me/data-access`` (docs/data-access.md).
+"""The citizen's data-access ledger: the rules of one page of ``GET /v1/me/data-access``
+(docs/data-access.md); the reads are the repository's, the service runs them.
 
 Entries come from two sources (``audit_log`` and ``scan_log``, see the repository), each read
-newest first by its own keyset, then merged. The order is ``(at, source, key)`` descending, with
-``source`` 1 for scans and 0 for audit rows, so a cursor names one row exactly and a page starts
-strictly after it: rows inserted meanwhile (newer than the cursor) never shift the pages after
-the first, and no row is repeated or skipped. (An entry coming out of its hold keeps its older
-``at``; a walk already past that time sees it on its next fresh read.)
+newest first by its own keyset (:func:`ledger_query`), then merged (:func:`merge_page`). The
+order is ``(at, source, key)`` descending, with ``source`` 1 for scans and 0 for audit rows,
+so a cursor names one row exactly and a page starts strictly after it: rows inserted
+meanwhile (newer than the cursor) never shift the pages after the first, and no row is
+repeated or skipped. (An entry coming out of its hold keeps its older ``at``; a walk already
+past that time sees it on its next fresh read.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from bff.screens.repository import DataAccessRepository
+from bff.screens.repository import AuditLedgerRow, ScanLedgerRow
 from bff.screens.schemas import (
     Accessor,
     ApplicationHandlingEntry,
@@ -34,7 +36,7 @@ from codes.verifier import API_NAMES
 from core.errors import BadRequest
 from core.ledger import ACTIONS_BY_KIND, EXPOSURE_SUBJECT_ACTION, ID_TOKEN_RELEASE_ACTION, KINDS, SMS_FALLBACK_ACTION
 
-__all__ = ["ClientNames", "ledger_page", "parse_kinds"]
+__all__ = ["ClientNames", "LedgerPage", "LedgerQuery", "ledger_query", "merge_page", "parse_kinds"]
 
 #: The display names of partners by client id (:meth:`identity.oidc.OidcProvider.client_names`).
 ClientNames = Callable[[Collection[str]], Awaitable[Mapping[str, str]]]
@@ -113,30 +115,34 @@ def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
     return value
 
 
-async def ledger_page(
-    repository: DataAccessRepository,
-    client_names: ClientNames,
-    *,
-    account_id: str,
-    subjects: Sequence[str],
-    kinds: Collection[str],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    cursor: str | None,
-    limit: int,
-) -> DataAccessPage:
-    """One page of the citizen's ledger, newest first.
+class LedgerQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """What one page reads from each source (:func:`ledger_query`).
 
-    Args:
-        repository: SQL.
-        client_names: The partners' display names by client id (identity's OIDC provider).
-        account_id: The citizen.
-        subjects: The citizen's audit subject ids (the account id, the audit pseudonym).
-        kinds: Which kinds to list.
+    Attributes:
+        actions: The audit actions of the wanted kinds (empty: no audit read).
+        scans: Whether partner verifications are wanted.
         since: Inclusive lower bound of ``at``.
         until: Exclusive upper bound of ``at``.
-        cursor: The previous page's ``next_cursor``.
-        limit: Most entries.
+        before_at: Keyset: only rows older than the cursor's (or as old, see below).
+        before_id: The audit keyset's tie-break at ``before_at`` (``None``: every audit row
+            at ``before_at``, the cursor was a scan row, which sorts first).
+        before_key: The scan keyset's tie-break ``(jti, partner_id)`` at ``before_at``
+            (``None``: no scan row at ``before_at``, the cursor was an audit row).
+    """
+
+    actions: list[str]
+    scans: bool
+    since: dt.datetime | None
+    until: dt.datetime | None
+    before_at: dt.datetime | None = None
+    before_id: int | None = None
+    before_key: tuple[str, str] | None = None
+
+
+def ledger_query(
+    kinds: Collection[str], *, since: dt.datetime | None, until: dt.datetime | None, cursor: str | None
+) -> LedgerQuery:
+    """The reads of one page of ``kinds`` in ``[since, until)`` after ``cursor``.
 
     Raises:
         BadRequest: a cursor this endpoint did not hand out, a time without a zone, or
@@ -146,64 +152,84 @@ async def ledger_page(
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be before until", extensions={"field": "since"})
     after = _decode_cursor(cursor) if cursor else None
-    actions = [action for kind in kinds for action in ACTIONS_BY_KIND[kind]]
-    rows: list[tuple[dt.datetime, int, dict[str, Any]]] = []
-    if actions:
-        audit = await repository.audit_page(
-            subjects,
-            actions,
-            since=since,
-            until=until,
-            before_at=after.at if after else None,
-            before_id=after.id if after and after.source == _AUDIT else None,
-            limit=limit + 1,
+    return LedgerQuery(
+        actions=[action for kind in kinds for action in ACTIONS_BY_KIND[kind]],
+        scans="code_verification" in kinds,
+        since=since,
+        until=until,
+        before_at=after.at if after else None,
+        before_id=after.id if after and after.source == _AUDIT else None,
+        before_key=(after.jti, after.partner)
+        if after and after.source == _SCAN and after.jti and after.partner
+        else None,
+    )
+
+
+_LedgerRow = AuditLedgerRow | ScanLedgerRow
+
+
+class LedgerPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of merged rows, newest first, before the partners' names are known.
+
+    Attributes:
+        rows: The page.
+        next_cursor: Where the next page starts (``None``: this is the last).
+    """
+
+    rows: list[_LedgerRow]
+    next_cursor: str | None
+
+    @property
+    def partners(self) -> set[str]:
+        """The client ids of the partners the page names."""
+        return {p for row in self.rows if (p := _partner_id(row)) is not None}
+
+    def render(self, client_names: Mapping[str, str]) -> DataAccessPage:
+        """The page as the citizen sees it, partners by their registered names."""
+        return DataAccessPage(
+            items=[
+                _audit_entry(row, client_names) if isinstance(row, AuditLedgerRow) else _scan_entry(row, client_names)
+                for row in self.rows
+            ],
+            next_cursor=self.next_cursor,
         )
-        rows.extend((row["at"], _AUDIT, row) for row in audit)
-    if "code_verification" in kinds:
-        scans = await repository.scan_page(
-            account_id,
-            since=since,
-            until=until,
-            before_at=after.at if after else None,
-            before_key=(after.jti, after.partner)
-            if after and after.source == _SCAN and after.jti and after.partner
-            else None,
-            limit=limit + 1,
-        )
-        rows.extend((row["at"], _SCAN, row) for row in scans)
-    # Stable sort on (at, source): within one source the SQL order (its keyset) is kept.
+
+
+def merge_page(audit: Sequence[AuditLedgerRow], scans: Sequence[ScanLedgerRow], limit: int) -> LedgerPage:
+    """The newest ``limit`` of both sources (each read newest first with ``limit + 1`` rows).
+
+    The order is ``(at, source)`` descending; a stable sort keeps each source's own keyset
+    order within one ``at``.
+    """
+    rows: list[tuple[dt.datetime, int, _LedgerRow]] = [(row.at, _AUDIT, row) for row in audit]
+    rows.extend((row.at, _SCAN, row) for row in scans)
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
-        at, source, last = page[-1]
+        at, _, last = page[-1]
         next_cursor = _encode_cursor(
-            _Cursor(at=at, source=_AUDIT, id=last["id"])
-            if source == _AUDIT
-            else _Cursor(at=at, source=_SCAN, jti=last["jti"], partner=last["partner_id"])
+            _Cursor(at=at, source=_AUDIT, id=last.id)
+            if isinstance(last, AuditLedgerRow)
+            else _Cursor(at=at, source=_SCAN, jti=last.jti, partner=last.partner_id)
         )
-    # Partners appear by the name they are registered under (identity's, asked once a page).
-    partners = {p for _, source, row in page if (p := _partner_id(source, row)) is not None}
-    names = await client_names(partners) if partners else {}
-    for _, source, row in page:
-        partner_id = _partner_id(source, row)
-        row["client_name"] = names.get(partner_id) if partner_id is not None else None
-    return DataAccessPage(
-        items=[_audit_entry(row) if source == _AUDIT else _scan_entry(row) for _, source, row in page],
-        next_cursor=next_cursor,
-    )
+    return LedgerPage(rows=[row for _, _, row in page], next_cursor=next_cursor)
 
 
-def _partner_id(source: int, row: dict[str, Any]) -> str | None:
+def _partner_id(row: _LedgerRow) -> str | None:
     """The partner a ledger row names, if any (a scan's verifier, a partner's audited act)."""
-    if source == _SCAN:
-        partner: str | None = row["partner_id"]
-        return partner
-    return row["actor_id"] if row["actor_type"] == "partner" else None
+    if isinstance(row, ScanLedgerRow):
+        return row.partner_id
+    return row.actor_id if row.actor_type == "partner" else None
 
 
-def _details(row: dict[str, Any]) -> dict[str, Any]:
-    details = row["details"]
+def _client_name(row: AuditLedgerRow, client_names: Mapping[str, str]) -> str | None:
+    partner_id = _partner_id(row)
+    return client_names.get(partner_id) if partner_id is not None else None
+
+
+def _details(row: AuditLedgerRow) -> dict[str, Any]:
+    details = row.details
     return details if isinstance(details, dict) else {}
 
 
@@ -221,42 +247,42 @@ def _partner(client_id: str | None, name: str | None) -> Accessor:
     return Accessor(type="partner", id=client_id, name=name)
 
 
-def _scan_entry(row: dict[str, Any]) -> CodeVerificationEntry:
+def _scan_entry(row: ScanLedgerRow, client_names: Mapping[str, str]) -> CodeVerificationEntry:
     return CodeVerificationEntry(
-        at=row["at"],
-        who=_partner(row["partner_id"], row["client_name"]),
+        at=row.at,
+        who=_partner(row.partner_id, client_names.get(row.partner_id)),
         purpose="code-verification",
-        code_type=_CODE_TYPE_NAMES.get(row["code_type"], row["code_type"]),
-        venue_id=row["venue_id"],
-        valid=row["result"] == "valid",
-        result=row["result"],
-        consumed=bool(row["consumed"]),
+        code_type=_CODE_TYPE_NAMES.get(row.code_type, row.code_type),
+        venue_id=row.venue_id,
+        valid=row.result == "valid",
+        result=row.result,
+        consumed=row.consumed,
     )
 
 
-def _audit_entry(row: dict[str, Any]) -> LedgerItem:
-    action: str = row["action"]
+def _audit_entry(row: AuditLedgerRow, client_names: Mapping[str, str]) -> LedgerItem:
+    action = row.action
     details = _details(row)
     if action in (ID_TOKEN_RELEASE_ACTION, "oidc.userinfo"):
         id_token = action == ID_TOKEN_RELEASE_ACTION
         claims = details.get("claims")
         return ClaimsReleaseEntry(
-            at=row["at"],
-            who=_partner(row["actor_id"], row["client_name"]),
+            at=row.at,
+            who=_partner(row.actor_id, _client_name(row, client_names)),
             purpose="sign-in" if id_token else "profile-request",
             via="id_token" if id_token else "userinfo",
             claims=[str(c) for c in claims] if isinstance(claims, list) else [],
         )
     if action in _APPLICATION_ACTIONS:
         handled, purpose = _APPLICATION_ACTIONS[action]
-        actor = str(row["actor_id"] or "")
+        actor = str(row.actor_id or "")
         who = (
             Accessor(type="staff", id=actor)
-            if row["actor_type"] == "staff"
+            if row.actor_type == "staff"
             else Accessor(type="department", id=actor.removeprefix(_DEPARTMENT_CLIENT_PREFIX))
         )
         return ApplicationHandlingEntry(
-            at=row["at"],
+            at=row.at,
             who=who,
             purpose=purpose,
             action=handled,
@@ -267,7 +293,7 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
     if action == SMS_FALLBACK_ACTION:
         message_id = details.get("message_id")
         return MessageDeliveryEntry(
-            at=row["at"],
+            at=row.at,
             who=Accessor(type="department", id=str(details.get("department") or "sms")),
             purpose="security-alert",
             channel="sms",
@@ -280,7 +306,7 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
         roles = details.get("roles")
         who = Accessor(
             type="staff",
-            id=row["actor_id"],
+            id=row.actor_id,
             roles=[str(r) for r in roles] if isinstance(roles, list) else None,
             region=details.get("region") if isinstance(details.get("region"), str) else None,
         )
@@ -288,7 +314,7 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
         # The override's free-text reason is not shown: staff write it for staff, and it may
         # name other people (a contact, a case). The citizen sees the decision itself.
         return StaffActionEntry(
-            at=row["at"],
+            at=row.at,
             who=who,
             purpose=purpose,
             action=kind,
@@ -301,12 +327,12 @@ def _audit_entry(row: dict[str, Any]) -> LedgerItem:
             held_until=_time(details.get("hold_until")),
         )
     return DataAccessEntry(
-        at=row["at"],
+        at=row.at,
         who=Accessor(type="onecity"),
         purpose=str(details.get("purpose", "")),
         department=str(details.get("department", "")),
         resource=str(details.get("resource", "")),
-        outcome=row["outcome"],
+        outcome=row.outcome,
         source=details.get("source"),
         reader="onecity",
     )

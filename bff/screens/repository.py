@@ -18,9 +18,36 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from core.db import Pool
+import msgspec
 
-__all__ = ["DataAccessRepository"]
+from core.db import Repository, rows_as
+
+__all__ = ["AuditLedgerRow", "DataAccessRepository", "ScanLedgerRow"]
+
+
+class AuditLedgerRow(msgspec.Struct, frozen=True, kw_only=True):
+    """An ``audit_log`` row of the citizen's ledger (``details`` as stored, normally an object)."""
+
+    id: int
+    at: dt.datetime
+    action: str
+    actor_type: str
+    actor_id: str | None
+    outcome: str
+    details: Any
+
+
+class ScanLedgerRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A partner's verification of one of the citizen's codes (``scan_log``)."""
+
+    at: dt.datetime
+    partner_id: str
+    venue_id: str | None
+    code_type: str
+    jti: str | None
+    result: str
+    consumed: bool
+
 
 _AUDIT = """
 SELECT a.id, a.at, a.action, a.actor_type, a.actor_id, a.outcome, a.details
@@ -50,7 +77,7 @@ LIMIT $7
 """
 
 
-class DataAccessRepository:
+class DataAccessRepository(Repository):
     """Reads the ledger rows of one citizen, newest first, by keyset pagination.
 
     Args:
@@ -58,9 +85,6 @@ class DataAccessRepository:
             needs the newest row; a read or scan of the last replication lag shows up a
             moment later.
     """
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
 
     async def audit_page(
         self,
@@ -72,7 +96,7 @@ class DataAccessRepository:
         before_at: dt.datetime | None,
         before_id: int | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditLedgerRow]:
         """Up to ``limit`` audit rows of ``subjects`` with one of ``actions``, in ``[since, until)``.
 
         Args:
@@ -86,7 +110,7 @@ class DataAccessRepository:
             limit: Most rows.
         """
         rows = await self.pool.fetch(_AUDIT, list(subjects), list(actions), since, until, before_at, before_id, limit)
-        return [dict(row) for row in rows]
+        return rows_as(AuditLedgerRow, rows)
 
     async def scan_page(
         self,
@@ -97,7 +121,7 @@ class DataAccessRepository:
         before_at: dt.datetime | None,
         before_key: tuple[str, str] | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ScanLedgerRow]:
         """Up to ``limit`` verifications of the citizen's codes, in ``[since, until)``.
 
         Args:
@@ -111,4 +135,4 @@ class DataAccessRepository:
         """
         jti, partner = before_key if before_key is not None else (None, None)
         rows = await self.pool.fetch(_SCANS, account_id, since, until, before_at, jti, partner, limit)
-        return [dict(row) for row in rows]
+        return rows_as(ScanLedgerRow, rows)

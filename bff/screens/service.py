@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from bff.screens.ledger import ClientNames, ledger_page, parse_kinds
+from bff.screens.ledger import ClientNames, ledger_query, merge_page, parse_kinds
 from bff.screens.repository import DataAccessRepository
 from bff.screens.schemas import (
     CodesState,
@@ -207,7 +207,7 @@ class ScreenService:
     ) -> None:
         self.departments = departments
         self.identity = identity
-        self.repository = repository
+        self._repository = repository
         self.hasher = hasher
         self.codes_summary: CodesSummary = codes_summary or _no_codes
         self.client_names: ClientNames = client_names or _no_client_names
@@ -451,14 +451,33 @@ class ScreenService:
             if id_number is not None:
                 # Reads made through the plain department Protocols carry a pseudonym instead.
                 subjects.append(audit_subject_of(self.hasher, id_number))
-        return await ledger_page(
-            self.repository,
-            self.client_names,
-            account_id=principal.account_id,
-            subjects=subjects,
-            kinds=kinds,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
+        query = ledger_query(kinds, since=since, until=until, cursor=cursor)
+        audit = (
+            await self._repository.audit_page(
+                subjects,
+                query.actions,
+                since=query.since,
+                until=query.until,
+                before_at=query.before_at,
+                before_id=query.before_id,
+                limit=limit + 1,
+            )
+            if query.actions
+            else []
         )
+        scans = (
+            await self._repository.scan_page(
+                principal.account_id,
+                since=query.since,
+                until=query.until,
+                before_at=query.before_at,
+                before_key=query.before_key,
+                limit=limit + 1,
+            )
+            if query.scans
+            else []
+        )
+        page = merge_page(audit, scans, limit)
+        # Partners appear by the name they are registered under (identity's, asked once a page).
+        partners = page.partners
+        return page.render(await self.client_names(partners) if partners else {})
