@@ -33,9 +33,8 @@ import msgspec
 from bench.context import BenchContext
 from bench.fixtures import Citizen, basic_auth, create_citizens
 from core.db import create_pool
+from hall import add_working_days, seed_department_clients
 from hall.repository import HallRepository
-from hall.seed import seed_department_clients
-from hall.workdays import add_working_days
 
 __all__ = [
     "BUNDLE_FLOOR_S",

@@ -16,19 +16,26 @@ from hall import (
     HallService,
     HallSettings,
     HallWorker,
+    Handler,
     JobPayload,
 )
-from hall.jobs import Handler
 from identity import AccessTokens, IdentityRepository, IdentityService, Principal
 from identity.oidc import OidcProvider
 from identity.revocation import RevocationSet, revocation_window_s
 from identity.staff import StaffService
 from identity.staff.passwords import Passwords
 from identity.staff.repository import StaffRepository
-from messages import MessageCentre, MessagesRepository
-from messages.delivery import ENTRY_DELIVER, ENTRY_NOTICE, Delivery
-from messages.producers import CodeStatusMessages, SecurityMessages
-from messages.reevaluation import ENTRY_REEVALUATE, ReevaluationJobs
+from messages import (
+    ENTRY_DELIVER,
+    ENTRY_NOTICE,
+    ENTRY_REEVALUATE,
+    CodeStatusMessages,
+    Delivery,
+    MessageCentre,
+    MessagesRepository,
+    ReevaluationJobs,
+    SecurityMessages,
+)
 
 __all__ = ["attach_domains", "hall_worker", "start_hall_worker"]
 

@@ -6,7 +6,7 @@ from bff.settings import Settings
 from codes.seed import seed_demo_venue
 from core.crypto import Vault
 from core.db import create_pool
-from hall.seed import seed_department_clients
+from hall import seed_department_clients
 from identity.oidc import seed_demo_partner
 from identity.seed import seed_demo_citizens
 

@@ -13,10 +13,12 @@ from hall.controllers import (
     MyApplicationsController,
 )
 from hall.dependencies import HALL_DEPENDENCIES, provide_hall
-from hall.jobs import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, HallWorker, JobPayload
+from hall.jobs import ENTRY_BUNDLE, ENTRY_RESUBMIT, ENTRY_SUBMIT, HallWorker, Handler, JobPayload
 from hall.repository import HallRepository
+from hall.seed import seed_department_clients
 from hall.service import HallService
 from hall.settings import HallSettings
+from hall.workdays import add_working_days
 
 HALL_CONTROLLERS = (
     MattersController,
@@ -39,8 +41,11 @@ __all__ = [
     "HallService",
     "HallSettings",
     "HallWorker",
+    "Handler",
     "JobPayload",
     "MattersController",
     "MyApplicationsController",
+    "add_working_days",
     "provide_hall",
+    "seed_department_clients",
 ]
