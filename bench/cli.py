@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import os
@@ -19,10 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from bench.context import BenchContext
 from bench.cpu import sample_cpu, usage_between
@@ -224,16 +225,50 @@ def parse_options(argv: list[str] | None = None) -> Options:
     return options
 
 
-def _topology(options: Options) -> dict[str, Any]:
-    """The :class:`SystemConfig` fields ``--topology`` and ``--pgbouncer`` set."""
-    return {"topology": options.topology, "pgbouncer": options.pgbouncer}
-
-
 _START = time.monotonic()
 
 
 def _say(message: str) -> None:
     print(f"[{time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _config(options: Options, workdir: Path, extra_env: Mapping[str, str] | None = None) -> SystemConfig:
+    """The system of one run: the servers of the environment, ``--workers``, ``--topology``, ``--pgbouncer``."""
+    return SystemConfig(
+        os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL),
+        os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        options.workers,
+        workdir,
+        dict(extra_env or {}),
+        topology=options.topology,
+        pgbouncer=options.pgbouncer,
+    )
+
+
+@contextlib.contextmanager
+def _scratch(options: Options, prefix: str) -> Iterator[Path]:
+    """A directory for a run's logs, scripts and data, removed afterwards unless ``--keep``."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if options.keep:
+            _say(f"logs, scripts and data are kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _guarded(mode: Callable[[], int]) -> int:
+    """Run one mode of the command: its exit status, 1 when a system did not start or a load
+    run failed (said on stderr), 130 on Ctrl-C. A system that started is already stopped and
+    its database dropped by then (:meth:`System.__exit__`)."""
+    try:
+        return mode()
+    except (StartError, WrkError, PeerError, RuntimeError, OSError) as exc:
+        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def run_scenario(system: System, scenario: Scenario, settings: WrkSettings) -> ScenarioResult:
@@ -317,17 +352,8 @@ def run(options: Options) -> RunReport:
     """
     machine = describe_machine()
     settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=options.duration)
-    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
-    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
-    workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
-    try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
-        return _measure(options, settings, machine, config)
-    finally:
-        if options.keep:
-            _say(f"logs, scripts and data are kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with _scratch(options, "onecity-bench-") as workdir:
+        return _measure(options, settings, machine, _config(options, workdir))
 
 
 def _measure(options: Options, settings: WrkSettings, machine: Machine, config: SystemConfig) -> RunReport:
@@ -403,21 +429,15 @@ def run_soak_mode(options: Options) -> SoakReport:
     """
     machine = describe_machine()
     settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=options.duration)
-    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
-    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
-    workdir = Path(tempfile.mkdtemp(prefix="onecity-bench-"))
     # The mix's partner token is fetched once and must outlive the whole pass.
     token_ttl = {"ONECITY_OIDC_CLIENT_TOKEN_TTL_S": str(options.soak_duration + 3600)}
     load = os.getloadavg()
     if load[0] > 0.5:
         _say(f"warning: load average {load[0]:.2f} before the run; the numbers will be lower than this machine can do")
-    try:
+    with _scratch(options, "onecity-bench-") as workdir:
         for part in ("capacity", "soak"):
             (workdir / part).mkdir()
-            config = SystemConfig(
-                admin_url, redis_url, options.workers, workdir / part, token_ttl, **_topology(options)
-            )
-            with System(config) as system:
+            with System(_config(options, workdir / part, token_ttl)) as system:
                 _say(f"{part}: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
                 system.start()
                 _say(f"ready at {system.base_url}")
@@ -437,11 +457,6 @@ def run_soak_mode(options: Options) -> SoakReport:
                     )
                 _say("stopping the system and dropping the database")
         return report
-    finally:
-        if options.keep:
-            _say(f"logs, scripts and data are kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -459,26 +474,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     if options.soak:
-        return _main_soak(options)
-    if options.peak:
-        return _main_peak(options)
-    if options.bundles:
-        return _main_bundles(options, options.bundles)
+        mode = _main_soak
+    elif options.peak:
+        mode = _main_peak
+    elif options.bundles:
+        mode = _main_bundles
+    else:
+        mode = _main_scenarios
+    return _guarded(lambda: mode(options))
+
+
+def _main_scenarios(options: Options) -> int:
+    """The scenarios (after the peers' harness with ``--peers``): 0 once reported."""
     peers: list[PeerResult] = []
-    try:
-        if options.peers:
-            # Right before OneCity, so both are measured in one window of the same machine.
-            _say(f"peers: {options.peers_script} {' '.join(DEFAULT_PEERS)} (about 15 minutes)")
-            peers = run_peers(options.peers_script, DEFAULT_PEERS)
-        elif options.peers_results is not None:
-            peers = read_peer_results(options.peers_results)
-        report = run(options)
-    except (StartError, WrkError, PeerError, RuntimeError, OSError) as exc:
-        # The system is already stopped and its database dropped (System.__exit__).
-        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    if options.peers:
+        # Right before OneCity, so both are measured in one window of the same machine.
+        _say(f"peers: {options.peers_script} {' '.join(DEFAULT_PEERS)} (about 15 minutes)")
+        peers = run_peers(options.peers_script, DEFAULT_PEERS)
+    elif options.peers_results is not None:
+        peers = read_peer_results(options.peers_results)
+    report = run(options)
     if options.peers:
         report.peers = peers
         report.peers_command = f"../shared/peers/run_all.sh {' '.join(DEFAULT_PEERS)}"
@@ -497,14 +512,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_soak(options: Options) -> int:
-    """``--soak``: 0 when the soak had no errors, 1 otherwise or when the system failed."""
-    try:
-        report = run_soak_mode(options)
-    except (StartError, WrkError, RuntimeError, OSError) as exc:
-        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    """``--soak``: 0 when the soak had no errors, 1 otherwise."""
+    report = run_soak_mode(options)
     section = render_soak(report)
     print()
     print(section)
@@ -520,27 +529,14 @@ def _main_peak(options: Options) -> int:
 
     duration = options.peak_duration or (10 if options.quick else 60)
     rate = options.peak_rate * options.peak_factor
-    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
-    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
-    workdir = Path(tempfile.mkdtemp(prefix="onecity-peak-"))
-    try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
-        with System(config) as system:
-            _say(f"peak drill: database {system.database_name}, BFF with {options.workers} worker(s)")
-            system.start()
-            _say(f"ready at {system.base_url}; {rate:,.0f} req/s for {duration} s")
-            ctx = system.context(duration_s=duration, connections=options.connections)
-            report = run_peak_drill(ctx, rate=rate, duration_s=duration)
-            report.topology = system.topology
-            _say("stopping the system and dropping the database")
-    except (StartError, RuntimeError, OSError) as exc:
-        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if not options.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with _scratch(options, "onecity-peak-") as workdir, System(_config(options, workdir)) as system:
+        _say(f"peak drill: database {system.database_name}, BFF with {options.workers} worker(s)")
+        system.start()
+        _say(f"ready at {system.base_url}; {rate:,.0f} req/s for {duration} s")
+        ctx = system.context(duration_s=duration, connections=options.connections)
+        report = run_peak_drill(ctx, rate=rate, duration_s=duration)
+        report.topology = system.topology
+        _say("stopping the system and dropping the database")
     # Printed only: a drill's numbers depend on the machine's load; RESULTS.md is edited by hand.
     print()
     print(render_peak(report))
@@ -548,48 +544,36 @@ def _main_peak(options: Options) -> int:
     return 0 if tier0.ok_pct >= 99.0 and report.nothing_lost else 1
 
 
-def _main_bundles(options: Options, count: int) -> int:
+def _main_bundles(options: Options) -> int:
     """``--bundles N``: 0 when every bundle completed with one case per step, 1 otherwise."""
     from bench.hall import BUNDLE_FLOOR_S, BundleReport, prepare_bundle_drill, render_bundles, run_bundle_drill
 
-    admin_url = os.environ.get("ONECITY_BENCH_DATABASE_URL", DEFAULT_ADMIN_DATABASE_URL)
-    redis_url = os.environ.get("ONECITY_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
-    workdir = Path(tempfile.mkdtemp(prefix="onecity-bundles-"))
+    count = options.bundles or 0
     # Submitting takes N / rate seconds; the last bundle needs the floor and some more after it.
     span = math.ceil(count / options.bundle_rate)
-    try:
-        config = SystemConfig(admin_url, redis_url, options.workers, workdir, **_topology(options))
-        with System(config) as system:
-            _say(f"bundles: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
-            system.start()
-            _say(f"ready at {system.base_url}; topology: {system.topology}")
-            settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=span)
-            _warm_up(system, settings, options.warmup)
-            ctx = system.context(duration_s=span, connections=options.connections)
-            citizens = asyncio.run(prepare_bundle_drill(ctx, count))
-            report = BundleReport(count, options.bundle_rate, topology=system.topology)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                background = None
-                if options.bundle_load != "none":
-                    background = _start_background(system, options, duration_s=span + int(BUNDLE_FLOOR_S), pool=pool)
-                _say(f"starting {count} newborn bundles at {options.bundle_rate:g}/s")
-                run_bundle_drill(ctx, citizens, rate=options.bundle_rate, timeout_s=_BUNDLE_WAIT_S, report=report)
-                if background is not None:
-                    item = background.result()
-                    r = item.result
-                    report.background = (
-                        f"{item.name} at -c{item.connections} for {r.duration_s:.0f} s, {r.rps:,.0f} req/s, "
-                        f"p99 {r.p99_ms:.0f} ms, {r.errors:,} errors"
-                    )
-            _say("stopping the system and dropping the database")
-    except (StartError, WrkError, RuntimeError, OSError) as exc:
-        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if not options.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with _scratch(options, "onecity-bundles-") as workdir, System(_config(options, workdir)) as system:
+        _say(f"bundles: database {system.database_name}, 7 simulators, BFF with {options.workers} worker(s)")
+        system.start()
+        _say(f"ready at {system.base_url}; topology: {system.topology}")
+        settings = WrkSettings(threads=options.threads, connections=options.connections, duration_s=span)
+        _warm_up(system, settings, options.warmup)
+        ctx = system.context(duration_s=span, connections=options.connections)
+        citizens = asyncio.run(prepare_bundle_drill(ctx, count))
+        report = BundleReport(count, options.bundle_rate, topology=system.topology)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            background = None
+            if options.bundle_load != "none":
+                background = _start_background(system, options, duration_s=span + int(BUNDLE_FLOOR_S), pool=pool)
+            _say(f"starting {count} newborn bundles at {options.bundle_rate:g}/s")
+            run_bundle_drill(ctx, citizens, rate=options.bundle_rate, timeout_s=_BUNDLE_WAIT_S, report=report)
+            if background is not None:
+                item = background.result()
+                r = item.result
+                report.background = (
+                    f"{item.name} at -c{item.connections} for {r.duration_s:.0f} s, {r.rps:,.0f} req/s, "
+                    f"p99 {r.p99_ms:.0f} ms, {r.errors:,} errors"
+                )
+        _say("stopping the system and dropping the database")
     # Printed only, as the peak drill: the lead copies a quiet machine's numbers to RESULTS.md.
     print()
     print(render_bundles(report))

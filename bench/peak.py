@@ -9,8 +9,10 @@ The drill paces that mix open-loop (requests leave on a fixed schedule whether o
 ones are answered, as a crowd does) at ``--peak-rate`` requests/s times ``--peak-factor``
 (default 10) for ``--peak-duration`` seconds, in this process with httpx (wrk is not needed),
 and reports per tier the share of 2xx, p50/p99 latency and the requests shed (503
-``overloaded``). Nothing may be lost: after the load, the scan-log rows of the run must
-equal the verifications the gates got a 200 for.
+``overloaded``), then the same per window of a few seconds: whether tier 0 suffers at the
+start of the burst or all along, and how late the load generator itself sent (a late
+generator measures its own queue, not the server's). Nothing may be lost: after the load,
+the scan-log rows of the run must equal the verifications the gates got a 200 for.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 from bench.context import BenchContext
 from bench.fixtures import create_citizens, issue_codes, partner_token
 
-__all__ = ["MIX", "PeakReport", "TierResult", "render_peak", "run_peak_drill"]
+__all__ = ["MIX", "PeakReport", "TierResult", "render_peak", "run_peak_drill", "window_length"]
 
 OVERLOADED = "https://onecity.example/problems/overloaded"
 
@@ -83,6 +85,14 @@ class PeakReport:
     client_dropped: int
     #: What the BFF ran against (``bench.system.System.topology``).
     topology: str = "single Redis"
+    #: Seconds per window of :attr:`windows`.
+    window_s: int = 5
+    #: Per window of the schedule (by the time a request was due): what each tier got.
+    windows: list[dict[int, TierResult]] = field(default_factory=list)
+    #: Per window: the most the generator sent a request after it was due (ms).
+    late_ms: list[float] = field(default_factory=list)
+    #: Per request of the mix (``verify``, ``issue``, ...): what it got.
+    kinds: dict[str, TierResult] = field(default_factory=dict)
 
     @property
     def nothing_lost(self) -> bool:
@@ -99,12 +109,22 @@ async def _scan_rows(ctx: BenchContext) -> int:
         await conn.close()
 
 
+def window_length(duration_s: int) -> int:
+    """Seconds per window of the drill's timeline: about a dozen windows, at least 1 s each."""
+    return max(1, duration_s // 12)
+
+
 async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: int) -> PeakReport:
     people = await create_citizens(ctx, citizens, pool=21)
     payloads = await issue_codes(ctx, people)
     gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
     scans_before = await _scan_rows(ctx)
     tiers = {0: TierResult(), 1: TierResult(), 2: TierResult()}
+    window_s = window_length(duration_s)
+    count = math.ceil(duration_s / window_s)
+    windows = [{0: TierResult(), 1: TierResult(), 2: TierResult()} for _ in range(count)]
+    late_ms = [0.0] * count
+    kinds = {name: TierResult() for name, _, _ in MIX}
     verified_ok = 0
     dropped = 0
     outstanding = 0
@@ -112,6 +132,7 @@ async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: i
     tier_of = {name: tier for name, tier, _ in MIX}
     rng = random.Random(13)
     fresh = list(payloads)
+    loop = asyncio.get_running_loop()
 
     def request(http: httpx.AsyncClient, name: str) -> Callable[[], object]:
         citizen = rng.choice(people)
@@ -130,35 +151,44 @@ async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: i
             return lambda: http.get("/v1/me/codes/transit/image", headers=me)
         return lambda: http.get("/v1/me", headers=me)
 
-    async def one(http: httpx.AsyncClient, name: str) -> None:
+    async def one(http: httpx.AsyncClient, name: str, index: int, due: float) -> None:
         nonlocal verified_ok, outstanding
-        result = tiers[tier_of[name]]
-        result.sent += 1
+        window = min(count - 1, int(index / rate) // window_s)
+        late_ms[window] = max(late_ms[window], (loop.time() - due) * 1000)
+        results = (tiers[tier_of[name]], windows[window][tier_of[name]], kinds[name])
+        for result in results:
+            result.sent += 1
         started = time.perf_counter()
         try:
             response = await request(http, name)()  # type: ignore[misc]
         except httpx.HTTPError:
-            result.errors += 1
+            for result in results:
+                result.errors += 1
             return
         finally:
             outstanding -= 1
         status = response.status_code
         if 200 <= status < 300:
-            result.ok += 1
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            latency_ms = (time.perf_counter() - started) * 1000
+            for result in results:
+                result.ok += 1
+                result.latencies_ms.append(latency_ms)
             if name == "verify":
                 verified_ok += 1
             elif name == "issue":
                 fresh.append(response.json()["payload"])
                 del fresh[: max(0, len(fresh) - 2000)]
-        elif status == 503 and response.headers.get("content-type", "").startswith("application/problem+json"):
-            body = response.json()
-            if body.get("type") == OVERLOADED:
+            return
+        shed = (
+            status == 503
+            and response.headers.get("content-type", "").startswith("application/problem+json")
+            and response.json().get("type") == OVERLOADED
+        )
+        for result in results:
+            if shed:
                 result.shed += 1
             else:
                 result.other[status] = result.other.get(status, 0) + 1
-        else:
-            result.other[status] = result.other.get(status, 0) + 1
 
     # Many small clients, not one large one: httpcore's pool scans its whole queue of waiting
     # requests on every release, so one client with thousands of requests in flight spends the
@@ -171,17 +201,17 @@ async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: i
         ]
         tasks: set[asyncio.Task[None]] = set()
         total = int(rate * duration_s)
-        loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(total):
-            delay = start + i / rate - loop.time()
+            due = start + i / rate
+            delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             if outstanding >= _MAX_OUTSTANDING:
                 dropped += 1
                 continue
             outstanding += 1
-            task = asyncio.create_task(one(clients[i % _CLIENTS], names[i % len(names)]))
+            task = asyncio.create_task(one(clients[i % _CLIENTS], names[i % len(names)], i, due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
@@ -194,6 +224,10 @@ async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: i
         verified_ok=verified_ok,
         scan_rows=await _scan_rows(ctx) - scans_before,
         client_dropped=dropped,
+        window_s=window_s,
+        windows=windows,
+        late_ms=late_ms,
+        kinds=kinds,
     )
 
 
@@ -224,4 +258,38 @@ def render_peak(report: PeakReport) -> str:
         f"→ {'nothing lost' if report.nothing_lost else 'MISMATCH'}",
         f"- requests the client itself could not send (over {_MAX_OUTSTANDING} outstanding): {report.client_dropped:,}",
     ]
+    if report.kinds:
+        lines += [
+            "",
+            "By request:",
+            "",
+            "| request | tier | sent | 2xx % | p50 ms | p99 ms | shed | other statuses | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        ]
+        for name, tier, _ in MIX:
+            kind = report.kinds.get(name)
+            if kind is None:
+                continue
+            other = ", ".join(f"{s}: {n}" for s, n in sorted(kind.other.items())) or "-"
+            lines.append(
+                f"| {name} | {tier} | {kind.sent:,} | {kind.ok_pct:.1f} | {kind.percentile(0.5):.1f} | "
+                f"{kind.percentile(0.99):.1f} | {kind.shed:,} | {other} | {kind.errors:,} |"
+            )
+    if report.windows:
+        lines += [
+            "",
+            f"By {report.window_s} s window (requests by when they were due):",
+            "",
+            "| seconds | tier 0 sent | tier 0 not 2xx | tier 0 p99 ms | tier 1 shed | tier 2 shed "
+            "| generator late, max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for index, (window, late) in enumerate(zip(report.windows, report.late_ms, strict=True)):
+            first = index * report.window_s
+            last = min(report.duration_s, first + report.window_s)
+            tier0 = window[0]
+            lines.append(
+                f"| {first}–{last} | {tier0.sent:,} | {tier0.sent - tier0.ok:,} | {tier0.percentile(0.99):.1f} | "
+                f"{window[1].shed:,} | {window[2].shed:,} | {late:.0f} |"
+            )
     return "\n".join(lines)

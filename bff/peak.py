@@ -24,14 +24,20 @@ Each worker admits a request or sheds it at once (503 ``overloaded`` problem JSO
   tier 0 needs (below half, a burst from one channel may use the idle capacity);
 * peak mode (``onecity peak on``, a Redis key every worker reads every half second): tier 2 is
   shed outright and tier 1 gets two fifths of the budget;
-* automatic: when the event loop's lag (a moving average of samples taken twice a second, so
-  one slow callback does not count) exceeds ``loop_lag_ms`` (the worker is saturated) tier 2
-  is shed; beyond twice that, tier 1 too. The same holds for the time the tier 0 requests that
-  call no department take (verify, keys, refresh, token: a moving average over their
-  completions, ``tier0_latency_ms``): an asyncio worker with a hundred requests in flight
-  queues them in many short loop iterations, so its loop lag stays small while every answer
-  waits a second; those requests' duration shows that queue, and a slow department cannot
-  inflate it.
+* automatic, on the worker's queue: the tier 0 requests that call no department (verify,
+  keys, refresh, token: "own work") take a few milliseconds when the worker keeps up, and a
+  slow department cannot make them slower, so how long they take is how long this worker
+  queues. When three own-work requests still in flight have each been running longer than
+  ``tier0_latency_ms`` tier 2 is shed, beyond twice that tier 1 too (reason ``queue``; three,
+  so that one verification stuck on a slow commit is not taken for a queue). That is read at
+  every admission: it trips within ``tier0_latency_ms`` of a queue forming, at the
+  first second of a burst, with no average to converge and no answer to wait for. The moving
+  average of their durations (over about the last 20 completions) and the event loop's lag
+  (a moving average of samples taken twice a second, so one slow callback does not count;
+  ``loop_lag_ms``) hold the shedding while the overload lasts (reason ``overload``). Loop lag
+  alone misses the common overload: an asyncio worker with a hundred requests in flight
+  queues them in many short loop iterations, so its lag stays small while every answer waits
+  a second.
 
 Health, metrics, key sets and the schema are never shed: the load balancer and the monitoring
 must keep seeing the worker.
@@ -42,10 +48,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import jwt
@@ -57,6 +65,7 @@ from core.redis import Redis
 
 __all__ = [
     "PEAK_KEY",
+    "QUEUE_WITNESSES",
     "Admission",
     "peak_status",
     "set_peak",
@@ -70,6 +79,8 @@ PEAK_KEY: Final = "oc:peak"
 _POLL_S: Final = 0.5
 _LAG_ALPHA: Final = 0.3  # weight of the newest lag sample in the moving average
 _TIER0_ALPHA: Final = 0.05  # weight of one tier 0 completion (about the last 20 count)
+#: Own-work requests that must all have waited beyond the limit before it counts as a queue.
+QUEUE_WITNESSES: Final = 3
 
 ADMISSIONS: Final = Counter(
     "onecity_admission",
@@ -131,10 +142,12 @@ class Admission:
         max_in_flight: Requests this worker serves at once (tier 0 may use all of it).
         channel_max_in_flight: Requests one channel may have in flight in this worker.
         loop_lag_ms: Event-loop lag above which tier 2 is shed (tier 1 above twice it).
-        tier0_latency_ms: Moving average of tier 0 request durations above which tier 2 is
-            shed (tier 1 above twice it).
+        tier0_latency_ms: How long the third-oldest own-work tier 0 request in flight may
+            have been running, or their moving average may take, before tier 2 is shed
+            (tier 1 above twice it).
         retry_after_s: The ``Retry-After`` of a shed request.
         redis: Where the peak-mode switch lives.
+        clock: Seconds, monotonic; when requests start and end (tests step it by hand).
     """
 
     def __init__(
@@ -146,6 +159,7 @@ class Admission:
         retry_after_s: int,
         redis: Redis,
         tier0_latency_ms: int = 100,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._max = max_in_flight
         self._channel_max = channel_max_in_flight
@@ -153,6 +167,7 @@ class Admission:
         self._tier0_limit_s = tier0_latency_ms / 1000
         self._retry_after = str(retry_after_s)
         self._redis = redis
+        self._clock = clock
         self.in_flight = 0
         self._by_channel: dict[str, int] = {}
         self._labels: set[str] = set()
@@ -166,6 +181,10 @@ class Admission:
         #: Moving average of tier 0 request durations (seconds) and completions since the last poll.
         self.tier0_s = 0.0
         self._tier0_done = 0
+        # Start times of the own-work requests in flight, oldest first (insertion order; an
+        # OrderedDict finds its first entry in constant time however many left before it).
+        self._own_work_started: OrderedDict[int, float] = OrderedDict()
+        self._tickets = itertools.count()
 
     # -- state from Redis and the event loop ---------------------------------------------------
 
@@ -217,13 +236,37 @@ class Admission:
         self.tier0_s += _TIER0_ALPHA * (seconds - self.tier0_s)
         self._tier0_done += 1
 
+    def own_work_started(self, now: float) -> int:
+        """An own-work tier 0 request starts (``now``: :func:`time.perf_counter`); its ticket."""
+        ticket = next(self._tickets)
+        self._own_work_started[ticket] = now
+        return ticket
+
+    def own_work_done(self, ticket: int, now: float) -> None:
+        """The request of ``ticket`` finished: no longer in flight, its duration averaged."""
+        started = self._own_work_started.pop(ticket)
+        self.tier0_done(now - started)
+
+    def queue_delay_s(self, now: float) -> float:
+        """How long the :data:`QUEUE_WITNESSES`-th oldest own-work request in flight has been
+        running (0 with fewer in flight): the least this worker's queue has held each of them."""
+        if len(self._own_work_started) < QUEUE_WITNESSES:
+            return 0.0
+        oldest = iter(self._own_work_started.values())
+        for _ in range(QUEUE_WITNESSES - 1):
+            next(oldest)
+        return now - next(oldest)
+
     # -- the decision --------------------------------------------------------------------------
 
-    def _shed_reason(self, tier: int, channel: str) -> str | None:
+    def shed_reason(self, tier: int, channel: str, now: float) -> str | None:
+        """Why a request of ``tier`` from ``channel`` is shed at ``now``, or ``None`` to admit it."""
         if self.peak and tier == 2:
             return "peak"
         if tier >= 1:
             factor = 2 if tier == 1 else 1
+            if self.queue_delay_s(now) > self._tier0_limit_s * factor:
+                return "queue"
             if self.lag_s > self._lag_s * factor or self.tier0_s > self._tier0_limit_s * factor:
                 return "overload"
         share = (_PEAK_SHARES if self.peak else _SHARES)[tier]
@@ -280,6 +323,7 @@ class Admission:
         """ASGI middleware factory for Litestar's ``middleware=[...]``."""
         admission = self
         retry_after = self._retry_after.encode()
+        clock = self._clock
 
         async def admit(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] != "http":
@@ -291,7 +335,8 @@ class Admission:
                 return
             channel = admission.channel_of(scope)
             label = admission._label(channel)
-            reason = admission._shed_reason(tier, channel)
+            started = clock()
+            reason = admission.shed_reason(tier, channel, started)
             if reason is not None:
                 ADMISSIONS.labels(str(tier), label, "shed", reason).inc()
                 await _shed(scope, send, tier, retry_after)
@@ -304,14 +349,14 @@ class Admission:
             admission._by_channel[channel] = admission._by_channel.get(channel, 0) + 1
             gauge = IN_FLIGHT.labels(str(tier))
             gauge.inc()
-            timed = tier == 0 and _OWN_WORK.match(scope["path"]) is not None
-            started = time.perf_counter()
+            own_work = tier == 0 and _OWN_WORK.match(scope["path"]) is not None
+            ticket = admission.own_work_started(started) if own_work else None
             try:
                 await app(scope, receive, send)
             finally:
                 gauge.dec()
-                if timed:
-                    admission.tier0_done(time.perf_counter() - started)
+                if ticket is not None:
+                    admission.own_work_done(ticket, clock())
                 admission.in_flight -= 1
                 left = admission._by_channel[channel] - 1
                 if left:

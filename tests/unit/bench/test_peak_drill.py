@@ -1,5 +1,5 @@
 from bench.cli import parse_options
-from bench.peak import MIX, PeakReport, TierResult, render_peak
+from bench.peak import MIX, PeakReport, TierResult, render_peak, window_length
 from bff.peak import tier_of
 
 
@@ -49,48 +49,23 @@ def test_tiers_of_requests() -> None:
     assert tier_of("OPTIONS", "/v1/me/home") is None
 
 
-def test_sustained_event_loop_lag_sheds_tier2_then_tier1_never_tier0() -> None:
-    from typing import Any, cast
-
-    from bff.peak import Admission
-
-    admission = Admission(
-        max_in_flight=10, channel_max_in_flight=5, loop_lag_ms=500, retry_after_s=2, redis=cast(Any, None)
+def test_report_shows_each_window_of_the_burst() -> None:
+    start = {0: TierResult(sent=10, ok=8, shed=2, latencies_ms=[5.0] * 7 + [1500.0]), 1: TierResult(), 2: TierResult()}
+    later = {0: TierResult(sent=10, ok=10, latencies_ms=[5.0] * 10), 1: TierResult(shed=3), 2: TierResult(shed=4)}
+    report = PeakReport(
+        rate=300,
+        duration_s=60,
+        tiers={0: TierResult(), 1: TierResult(), 2: TierResult()},
+        verified_ok=0,
+        scan_rows=0,
+        client_dropped=0,
+        window_s=window_length(60),
+        windows=[start, later],
+        late_ms=[12.4, 3.0],
+        kinds={"verify": TierResult(sent=3, ok=2, other={409: 1}, latencies_ms=[1.0, 3.0])},
     )
-    reasons = admission._shed_reason
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, None]
-    admission.lag_s = 0.6
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "overload"]
-    admission.lag_s = 1.1
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, "overload", "overload"]
-    admission.lag_s, admission.peak = 0.0, True
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "peak"]
-    admission.in_flight = 4  # peak mode: tier 1 gets two fifths of the budget
-    assert [reasons(t, "app") for t in (0, 1)] == [None, "budget"]
-
-
-def test_slow_own_tier0_answers_shed_tier2_then_tier1_and_the_memory_fades() -> None:
-    from typing import Any, cast
-
-    from bff.peak import Admission
-
-    admission = Admission(
-        max_in_flight=10,
-        channel_max_in_flight=5,
-        loop_lag_ms=500,
-        retry_after_s=2,
-        redis=cast(Any, None),
-        tier0_latency_ms=100,
-    )
-    reasons = admission._shed_reason
-    for _ in range(100):  # verifications answering in 150 ms: the worker queues its work
-        admission.tier0_done(0.150)
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, "overload"]
-    for _ in range(100):
-        admission.tier0_done(0.250)
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, "overload", "overload"]
-    admission.fade_tier0()  # answers arrived since the last poll: nothing fades yet
-    assert reasons(1, "app") == "overload"
-    for _ in range(4):  # two seconds without a tier 0 answer
-        admission.fade_tier0()
-    assert [reasons(t, "app") for t in (0, 1, 2)] == [None, None, None]
+    text = render_peak(report)
+    assert "| verify | 0 | 3 | 66.7 | 3.0 | 3.0 | 0 | 409: 1 | 0 |" in text and "| issue |" not in text
+    rows = [line for line in text.splitlines() if line.startswith(("| 0–5 ", "| 5–10 "))]
+    assert rows == ["| 0–5 | 10 | 2 | 1500.0 | 0 | 0 | 12 |", "| 5–10 | 10 | 0 | 5.0 | 3 | 4 | 3 |"]
+    assert window_length(10) == 1 and window_length(5) == 1
