@@ -15,7 +15,6 @@ Numbers from a shared or contended machine are not results; record them with the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench.context import BenchContext
 from bench.fixtures import create_citizens, partner_token
-from bench.system import System, SystemConfig
+from bench.standalone import standalone_parser, started_system
 from codes.ride import make_ride_code
 from codes.ride_devices import POP_CONTEXT
 from core.signing import b64url_decode, b64url_encode
@@ -170,23 +169,12 @@ def measure(ctx: BenchContext, *, uploads: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the upload-stall benchmark and print its numbers as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m bench.upload_stall", description=__doc__.splitlines()[0])
-    parser.add_argument("--admin-database-url", required=True)
-    parser.add_argument("--redis-url", required=True)
+    parser = standalone_parser("python -m bench.upload_stall", __doc__, workdir=Path(".onecity/bench-upload-stall"))
     parser.add_argument("--processes", type=int, default=1, help="ONECITY_RIDE_VERIFY_PROCESSES of the BFF")
     parser.add_argument("--uploads", type=int, default=5)
-    parser.add_argument("--workdir", type=Path, default=Path(".onecity/bench-upload-stall"))
     args = parser.parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    config = SystemConfig(
-        admin_database_url=args.admin_database_url,
-        redis_url=args.redis_url,
-        workers=1,
-        workdir=args.workdir,
-        extra_env={"ONECITY_RIDE_VERIFY_PROCESSES": str(args.processes)},
-    )
-    with System(config) as system:
-        system.start()
+    # One BFF worker: the upload and the probes share one event loop.
+    with started_system(args, workers=1, extra_env={"ONECITY_RIDE_VERIFY_PROCESSES": str(args.processes)}) as system:
         result = measure(system.context(duration_s=60, connections=4), uploads=args.uploads)
     print(json.dumps({"processes": args.processes, **result}, indent=2))
     return 0

@@ -17,6 +17,7 @@ The format and the offline checks are :mod:`codes.ride`; this module is what the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -262,6 +263,9 @@ class Rides:
                     partner_id,
                 )
             )
+        # Building the rows and encoding them for PostgreSQL each cost a 1 MiB log several
+        # milliseconds of event loop: other requests get a turn in between.
+        await asyncio.sleep(0)
         inserted = await self._repository.insert_ride_records(rows)
         stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows}, replayed_only=True)
         replays = find_replays(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from bff.inputs import MAX_JSON_DEPTH, too_deep
+import pytest
+from litestar import Litestar, post
+from litestar.testing import AsyncTestClient
+
+from bff.inputs import LARGE_BODY_BYTES, MAX_JSON_DEPTH, BoundedRequest, too_deep
+from bff.problems import exception_handlers
 
 
 @pytest.mark.parametrize(
@@ -25,3 +30,23 @@ from bff.inputs import MAX_JSON_DEPTH, too_deep
 )
 def test_too_deep(body: bytes, deep: bool) -> None:
     assert too_deep(body) is deep
+
+
+@post("/echo", status_code=200)
+async def _echo(data: dict[str, Any]) -> dict[str, Any]:
+    return {"keys": sorted(data), "items": len(data["items"])}
+
+
+async def test_a_large_body_is_scanned_and_decoded_like_a_small_one() -> None:
+    items = b", ".join(b'{"v": "' + b"[" * 40 + b'"}' for _ in range(3000))  # brackets in strings
+    shallow = b'{"items": [' + items + b"]}"
+    deep = b'{"items": [' + items + b"]" + b", " + b"[" * 40 + b"]" * 40 + b"}"
+    assert len(shallow) > LARGE_BODY_BYTES
+    app = Litestar([_echo], request_class=BoundedRequest, exception_handlers=exception_handlers())
+    async with AsyncTestClient(app) as client:
+        headers = {"Content-Type": "application/json"}
+        ok = await client.post("/echo", content=shallow, headers=headers)
+        assert ok.status_code == 200 and ok.json() == {"keys": ["items"], "items": 3000}
+        refused = await client.post("/echo", content=deep, headers=headers)
+        assert refused.status_code == 400
+        assert refused.json()["type"].endswith("/json-too-deep")
