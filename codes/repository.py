@@ -26,6 +26,7 @@ __all__ = [
     "SCAN_LOG_COLUMNS",
     "CodesRepository",
     "PublishedRuleSet",
+    "RideBatch",
     "StoredCheckin",
     "StoredDevice",
     "StoredOverride",
@@ -109,6 +110,26 @@ class StoredDevice(msgspec.Struct, frozen=True):
     public_key: bytes
     revoked_at: datetime | None
     flagged_at: datetime | None
+
+
+class RideBatch(msgspec.Struct, frozen=True):
+    """The accepted lines of one ride-log upload, as the JSON text the repository sends.
+
+    Attributes:
+        lines: How many lines the batch holds.
+        json: ``[[device_id, counter, ride_at, scanned_at (Unix seconds), subject], ...]``.
+    """
+
+    lines: int
+    json: str
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[str, int, int, float, str | None]]) -> RideBatch:
+        """The batch of ``(device_id, counter, ride_at, scanned_at, subject)`` rows."""
+        return cls(lines=len(rows), json=_ride_batch_encoder.encode(rows).decode())
+
+
+_ride_batch_encoder = msgspec.json.Encoder()
 
 
 class StoredRide(msgspec.Struct, frozen=True):
@@ -566,43 +587,45 @@ class CodesRepository(Repository):
         )
         return [r["device_id"] for r in rows]
 
-    async def insert_ride_records(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Store ride records ``(device_id, counter, ride_at, validator_id, scanned_at, subject,
-        partner_id)``; returns how many were new (a re-uploaded line is skipped)."""
-        if not rows:
+    async def insert_ride_records(self, batch: RideBatch, *, validator_id: str, partner_id: str) -> int:
+        """Store the rides of one upload; how many were new (a re-uploaded line is skipped).
+
+        The batch travels as one JSON text parameter, unpacked by PostgreSQL: encoding seven
+        arrays of a 5,000-line log value by value (timestamps above all) held the event loop
+        for ~8 ms of CPU, the JSON text is one copy.
+        """
+        if not batch.lines:
             return 0
         inserted: int = await self.pool.fetchval(
             """WITH ins AS (
                    INSERT INTO ride_records (device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id)
-                   SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
-                                        $6::text[], $7::text[])
+                   SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint, $2, to_timestamp((r->>3)::float8), r->>4, $3
+                   FROM jsonb_array_elements($1::text::jsonb) AS r
                    ON CONFLICT DO NOTHING RETURNING 1
                ) SELECT count(*) FROM ins""",
-            *(list(column) for column in zip(*rows, strict=True)),
+            batch.json,
+            validator_id,
+            partner_id,
         )
         return inserted
 
-    async def ride_records_for(
-        self, keys: Iterable[tuple[str, int]], *, replayed_only: bool = False
-    ) -> list[StoredRide]:
-        """Every stored record of the given ``(device_id, counter)`` pairs; with
-        ``replayed_only``, only those of pairs stored more than once (in the usual upload without
-        a replay: none, so the caller has nothing to group on the event loop)."""
-        pairs = list(keys)
-        if not pairs:
+    async def replayed_rides(self, batch: RideBatch) -> list[StoredRide]:
+        """Every stored record of the batch's ``(device_id, counter)`` pairs that were stored more
+        than once (in the usual upload without a replay: none, so the caller has nothing to
+        group on the event loop)."""
+        if not batch.lines:
             return []
         rows = await self.pool.fetch(
             """SELECT device_id, counter, ride_at, validator_id, scanned_at, subject, partner_id FROM (
                    SELECT r.device_id, r.counter, r.ride_at, r.validator_id, r.scanned_at, r.subject, r.partner_id,
                           count(*) OVER (PARTITION BY r.device_id, r.counter) AS scans
                    FROM ride_records r
-                   JOIN unnest($1::text[], $2::bigint[]) AS k(device_id, counter)
+                   JOIN (SELECT DISTINCT e->>0 AS device_id, (e->>1)::bigint AS counter
+                         FROM jsonb_array_elements($1::text::jsonb) AS e) AS k
                      ON r.device_id = k.device_id AND r.counter = k.counter
                ) AS t
-               WHERE scans > $3""",
-            [p[0] for p in pairs],
-            [p[1] for p in pairs],
-            1 if replayed_only else 0,
+               WHERE scans > 1""",
+            batch.json,
         )
         # A replay of a whole log is thousands of rows: built positionally (columns in field order).
         return [StoredRide(*row) for row in rows]

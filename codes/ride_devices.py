@@ -32,7 +32,7 @@ from codes.holders import Holders
 from codes.live import LiveCodes
 from codes.online_verification import OnlineVerifier
 from codes.payload import CodeType
-from codes.repository import CodesRepository
+from codes.repository import CodesRepository, RideBatch
 from codes.ride import RideRecord, device_id_of, find_replays, issue_device_certificate
 from codes.ride_check import Accepted, CheckerUnavailable, RideLogChecker, raw_keys
 from codes.schemas import (
@@ -246,28 +246,21 @@ class Rides:
         """
         checked = await self._check(request)
         rejected: list[RideRejection] = []
-        rows = []
+        rows: list[tuple[str, int, int, float, str | None]] = []
         for index, (outcome, ride) in enumerate(zip(checked, request.rides, strict=True)):
             if isinstance(outcome, str):
                 rejected.append(RideRejection(index=index, reason=outcome))
                 continue
             device_id, counter, at, subject = outcome
-            rows.append(
-                (
-                    device_id,
-                    counter,
-                    at,
-                    request.validator_id,
-                    datetime.fromtimestamp(ride.scanned_at, UTC),
-                    subject,
-                    partner_id,
-                )
-            )
-        # Building the rows and encoding them for PostgreSQL each cost a 1 MiB log several
-        # milliseconds of event loop: other requests get a turn in between.
+            rows.append((device_id, counter, at, ride.scanned_at, subject))
+        batch = RideBatch.of(rows)
+        # Building the batch and storing it each cost a 1 MiB log a few milliseconds of event
+        # loop: other requests get a turn in between.
         await asyncio.sleep(0)
-        inserted = await self._repository.insert_ride_records(rows)
-        stored = await self._repository.ride_records_for({(r[0], r[1]) for r in rows}, replayed_only=True)
+        inserted = await self._repository.insert_ride_records(
+            batch, validator_id=request.validator_id, partner_id=partner_id
+        )
+        stored = await self._repository.replayed_rides(batch)
         replays = find_replays(
             RideRecord(
                 device_id=r.device_id,
