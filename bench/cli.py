@@ -69,6 +69,7 @@ class Options(argparse.Namespace):
     peak_rate: float
     peak_factor: float
     peak_duration: int | None
+    peak_steady: int | None
     topology: str
     pgbouncer: bool
     bundles: int | None
@@ -161,6 +162,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--peak-factor", type=float, default=10.0, help="peak = steady x this (default 10)")
     parser.add_argument(
         "--peak-duration", type=_positive, default=None, help="seconds of peak load (default 60; --quick 10)"
+    )
+    parser.add_argument(
+        "--peak-steady",
+        type=int,
+        default=None,
+        help="seconds of the steady load first, unmeasured, as a city serves it before its peak "
+        "(default 20; --quick 5; 0: the burst hits a cold system)",
     )
     parser.add_argument(
         "--topology",
@@ -528,13 +536,14 @@ def _main_peak(options: Options) -> int:
     from bench.peak import render_peak, run_peak_drill
 
     duration = options.peak_duration or (10 if options.quick else 60)
+    steady = options.peak_steady if options.peak_steady is not None else (5 if options.quick else 20)
     rate = options.peak_rate * options.peak_factor
     with _scratch(options, "onecity-peak-") as workdir, System(_config(options, workdir)) as system:
         _say(f"peak drill: database {system.database_name}, BFF with {options.workers} worker(s)")
         system.start()
-        _say(f"ready at {system.base_url}; {rate:,.0f} req/s for {duration} s")
+        _say(f"ready at {system.base_url}; {options.peak_rate:,.0f} req/s for {steady} s, then {rate:,.0f} req/s")
         ctx = system.context(duration_s=duration, connections=options.connections)
-        report = run_peak_drill(ctx, rate=rate, duration_s=duration)
+        report = run_peak_drill(ctx, rate=rate, duration_s=duration, steady_rate=options.peak_rate, steady_s=steady)
         report.topology = system.topology
         _say("stopping the system and dropping the database")
     # Printed only: a drill's numbers depend on the machine's load; RESULTS.md is edited by hand.

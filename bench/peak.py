@@ -85,6 +85,9 @@ class PeakReport:
     client_dropped: int
     #: What the BFF ran against (``bench.system.System.topology``).
     topology: str = "single Redis"
+    #: The unmeasured steady load before the burst (0 s: the burst hit a cold system).
+    steady_rate: float = 0.0
+    steady_s: int = 0
     #: Seconds per window of :attr:`windows`.
     window_s: int = 5
     #: Per window of the schedule (by the time a request was due): what each tier got.
@@ -231,15 +234,41 @@ async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: i
     )
 
 
-def run_peak_drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: int = 200) -> PeakReport:
-    """Run the drill against a started system (see :class:`bench.system.System`)."""
-    return asyncio.run(_drill(ctx, rate=rate, duration_s=duration_s, citizens=citizens))
+def run_peak_drill(
+    ctx: BenchContext,
+    *,
+    rate: float,
+    duration_s: int,
+    steady_rate: float = 0.0,
+    steady_s: int = 0,
+    citizens: int = 200,
+) -> PeakReport:
+    """Run the drill against a started system (see :class:`bench.system.System`).
+
+    With ``steady_s``, the same mix runs first at ``steady_rate`` for that long, unmeasured: a
+    city meets its peak with warm pools, prepared statements and caches, so the burst measures
+    admission control rather than a cold start (``steady_s=0`` measures the cold start).
+    """
+
+    async def steady_then_peak() -> PeakReport:
+        if steady_s > 0 and steady_rate > 0:
+            await _drill(ctx, rate=steady_rate, duration_s=steady_s, citizens=citizens)
+        report = await _drill(ctx, rate=rate, duration_s=duration_s, citizens=citizens)
+        report.steady_rate, report.steady_s = (steady_rate, steady_s) if steady_s > 0 else (0.0, 0)
+        return report
+
+    return asyncio.run(steady_then_peak())
 
 
 def render_peak(report: PeakReport) -> str:
     """The drill as Markdown (printed; written to RESULTS.md only when asked)."""
     lines = [
-        f"## Peak drill: {report.rate:,.0f} req/s for {report.duration_s} s (open loop)",
+        f"## Peak drill: {report.rate:,.0f} req/s for {report.duration_s} s (open loop)"
+        + (
+            f", after {report.steady_s} s of the steady {report.steady_rate:,.0f} req/s (unmeasured)"
+            if report.steady_s
+            else ", on a cold system"
+        ),
         "",
         f"Topology: {report.topology}.",
         "",

@@ -36,6 +36,19 @@ def test_report_says_whether_anything_was_lost() -> None:
 def test_peak_options() -> None:
     options = parse_options(["--peak", "--quick", "--peak-rate", "5"])
     assert options.peak and options.peak_rate == 5 and options.peak_factor == 10 and options.peak_duration is None
+    assert options.peak_steady is None  # 20 s, or 5 s with --quick, chosen when the drill runs
+    assert parse_options(["--peak", "--peak-steady", "0"]).peak_steady == 0
+
+
+def test_report_says_whether_the_burst_met_a_warm_or_a_cold_system() -> None:
+    tiers = {0: TierResult(), 1: TierResult(), 2: TierResult()}
+    warm = PeakReport(rate=300, duration_s=60, tiers=tiers, verified_ok=0, scan_rows=0, client_dropped=0)
+    warm.steady_rate, warm.steady_s = 30, 20
+    assert render_peak(warm).splitlines()[0] == (
+        "## Peak drill: 300 req/s for 60 s (open loop), after 20 s of the steady 30 req/s (unmeasured)"
+    )
+    cold = PeakReport(rate=300, duration_s=60, tiers=tiers, verified_ok=0, scan_rows=0, client_dropped=0)
+    assert render_peak(cold).splitlines()[0] == "## Peak drill: 300 req/s for 60 s (open loop), on a cold system"
 
 
 def test_tiers_of_requests() -> None:
