@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bench.context import BenchContext
-from bench.fixtures import create_citizens, issue_codes, partner_token
+from bench.fixtures import Citizen, create_citizens, issue_codes, partner_token
 
 __all__ = ["MIX", "PeakReport", "TierResult", "render_peak", "run_peak_drill", "window_length"]
 
@@ -117,10 +117,9 @@ def window_length(duration_s: int) -> int:
     return max(1, duration_s // 12)
 
 
-async def _drill(ctx: BenchContext, *, rate: float, duration_s: int, citizens: int) -> PeakReport:
-    people = await create_citizens(ctx, citizens, pool=21)
-    payloads = await issue_codes(ctx, people)
-    gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
+async def _drill(
+    ctx: BenchContext, *, rate: float, duration_s: int, people: list[Citizen], payloads: list[str], gate: dict[str, str]
+) -> PeakReport:
     scans_before = await _scan_rows(ctx)
     tiers = {0: TierResult(), 1: TierResult(), 2: TierResult()}
     window_s = window_length(duration_s)
@@ -251,9 +250,12 @@ def run_peak_drill(
     """
 
     async def steady_then_peak() -> PeakReport:
+        people = await create_citizens(ctx, citizens, pool=21)
+        payloads = await issue_codes(ctx, people)
+        gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
         if steady_s > 0 and steady_rate > 0:
-            await _drill(ctx, rate=steady_rate, duration_s=steady_s, citizens=citizens)
-        report = await _drill(ctx, rate=rate, duration_s=duration_s, citizens=citizens)
+            await _drill(ctx, rate=steady_rate, duration_s=steady_s, people=people, payloads=payloads, gate=gate)
+        report = await _drill(ctx, rate=rate, duration_s=duration_s, people=people, payloads=payloads, gate=gate)
         report.steady_rate, report.steady_s = (steady_rate, steady_s) if steady_s > 0 else (0.0, 0)
         return report
 
