@@ -52,7 +52,9 @@ async def _corpus(
         mint(Ed25519Signer("code-20990101-0badc0de", Ed25519PrivateKey.generate())),  # unknown key
         mint(token_signer),  # a token key
         f"OC1:{head}.{b64url_encode(json.dumps(tampered_claims).encode())}.{signature}",  # tampered
-        f"OC1:{head}.{claims}.{signature[:-2]}AA",  # signature changed
+        # Signature changed in its first character, whose 6 bits all count: "AA" at the end was a
+        # no-op for 1 signature in 256 (the last character carries only 2 bits).
+        f"OC1:{head}.{claims}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}",
         f"OC1:{head}.{claims}",  # truncated
         good[0] + "x" * 40,  # trailing garbage
         _signed(signer, base, alg="HS256"),
