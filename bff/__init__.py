@@ -13,8 +13,9 @@ loads nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import lazy_exports, sources_of
 
 if TYPE_CHECKING:
     from bff.app import create_app
@@ -30,17 +31,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "bff.resources": ("Resources", "StartupError"),
     "bff.settings": ("ENVIRONMENT", "Settings", "SettingsError", "load_settings"),
 }
-_SOURCES = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first access."""
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bff' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, sources_of(_EXPORTS), globals())
 
 
 __all__ = [

@@ -126,7 +126,11 @@ _SOURCES: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first access."""
+    """Import the submodule that defines ``name`` on first access.
+
+    ``core.lazy.lazy_exports`` does the same for other packages; codes keeps its own copy so
+    that ``import codes.verifier`` loads nothing of OneCity but ``codes`` itself.
+    """
     module = _SOURCES.get(name)
     if module is None:
         raise AttributeError(f"module 'codes' has no attribute {name!r}")

@@ -22,8 +22,9 @@ does not load asyncpg or redis-py; other modules of ``core`` are imported by the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import lazy_exports, sources_of
 
 if TYPE_CHECKING:
     from core.audit import AuditBatcher, AuditEvent, write_audit
@@ -121,17 +122,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "whole",
     ),
 }
-_SOURCES = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first access."""
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, sources_of(_EXPORTS), globals())
 
 
 __all__ = [
