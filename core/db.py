@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from core.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from core.audit import AuditEvent
 
 __all__ = [
     "DEFAULT_STATEMENT_CACHE_SIZE",
@@ -189,6 +192,14 @@ class Repository:
         except asyncpg.DataError as exc:
             # The message may quote the value (PII), so it is not carried along.
             raise InvalidValue(f"A value cannot be stored ({exc.__class__.__name__}).") from None
+
+    async def audit(self, events: Iterable[AuditEvent]) -> None:
+        """Write audit ``events`` on their own, outside any transaction (a refusal, a read, a
+        disclosure that changed nothing else); inside one, pass ``tx`` to ``write_audit``."""
+        # Imported here: core.audit builds on this module.
+        from core.audit import write_audit
+
+        await write_audit(self.pool, events)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

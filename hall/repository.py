@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from core.audit import AuditEvent, write_audit
 from core.db import Connection, Pool, Repository, row_as, rows_as
 from core.levels import Level
 from hall.errors import AlreadyRated
@@ -398,10 +397,6 @@ class HallRepository(Repository):
         await conn.execute("DELETE FROM hall_held_events WHERE event_id = $1", event_id)
 
     # audit --------------------------------------------------------------------------------
-
-    async def audit(self, events: Sequence[AuditEvent]) -> None:
-        """Write ``events`` on their own (a disclosure or a read that changed nothing else)."""
-        await write_audit(self.pool, events)
 
     # ratings ------------------------------------------------------------------------------
 

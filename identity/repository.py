@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from core.audit import AuditEvent, write_audit
 from core.db import Connection, Repository, rows_as
 from core.levels import Level
 from identity.errors import IdNumberBoundElsewhere
@@ -138,10 +137,6 @@ class IdentityRepository(Repository):
     Methods that take a ``conn`` run inside the caller's :meth:`transaction`; the others
     run on a pooled connection of their own.
     """
-
-    async def audit(self, *events: AuditEvent) -> None:
-        """Write audit events outside any transaction (failures, refusals)."""
-        await write_audit(self.pool, events)
 
     # accounts -----------------------------------------------------------------------------
 

@@ -233,7 +233,7 @@ class IdentityService:
         )
 
     async def _audit(self, *events: AuditEvent) -> None:
-        await self.repository.audit(*events)
+        await self.repository.audit(events)
 
     # authentication -----------------------------------------------------------------------
 

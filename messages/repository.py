@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from core.audit import AuditEvent, write_audit
 from core.db import Connection, Repository, row_as, rows_as
 from messages.schemas import Category
 
@@ -235,10 +233,6 @@ class MessagesRepository(Repository):
             message_id,
             outcome,
         )
-
-    async def audit(self, events: Sequence[AuditEvent]) -> None:
-        """Write ``events`` on their own (a disclosure made outside any other change)."""
-        await write_audit(self.pool, events)
 
     # notices ------------------------------------------------------------------------------
 

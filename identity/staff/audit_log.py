@@ -109,19 +109,21 @@ class AuditReader:
             for r in rows[:limit]
         ]
         await self._repository.audit(
-            AuditEvent(
-                action="audit.read",
-                outcome="success",
-                actor_type="staff",
-                actor_id=auditor.staff_id,
-                client_ip=client_ip,
-                details={
-                    "action": action,
-                    "since": since.isoformat() if since else None,
-                    "cursor": before,
-                    "rows": len(events),
-                },
-            )
+            [
+                AuditEvent(
+                    action="audit.read",
+                    outcome="success",
+                    actor_type="staff",
+                    actor_id=auditor.staff_id,
+                    client_ip=client_ip,
+                    details={
+                        "action": action,
+                        "since": since.isoformat() if since else None,
+                        "cursor": before,
+                        "rows": len(events),
+                    },
+                )
+            ]
         )
         next_cursor = encode_cursor(events[-1].id) if len(rows) > limit else None
         return AuditPage(events=events, next_cursor=next_cursor)

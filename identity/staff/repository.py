@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from core.audit import AuditEvent, write_audit
 from core.db import Connection, Repository
 from identity.staff.errors import AuthenticatorAlreadyRegistered, SeparationOfDuties, UsernameTaken
 
@@ -136,10 +135,6 @@ class StaffRepository(Repository):
     Methods that take a ``conn`` run inside the caller's :meth:`transaction`; the others
     run on a pooled connection of their own.
     """
-
-    async def audit(self, *events: AuditEvent) -> None:
-        """Write audit events outside any transaction."""
-        await write_audit(self.pool, events)
 
     async def by_username(self, username: str) -> StaffRow | None:
         """One staff member by username (disabled ones too)."""

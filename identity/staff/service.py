@@ -146,7 +146,7 @@ class StaffService:
         return f"oc:staff:fail:{username}"
 
     async def _audit(self, *events: AuditEvent) -> None:
-        await self.repository.audit(*events)
+        await self.repository.audit(events)
 
     @staticmethod
     def profile_of(member: StaffRow) -> StaffProfile:

@@ -105,8 +105,10 @@ async def test_a_key_registered_twice_is_the_staff_domains_error(repository: Sta
 async def test_audit_rows_are_structs_scoped_by_region(repository: StaffRepository, vault: Vault) -> None:
     staff_id = await _add(repository, vault, "officer.one", ["health_officer"])
     await repository.audit(
-        AuditEvent(action="staff.test", outcome="success", actor_type="system", subject_id=staff_id),
-        AuditEvent(action="staff.test", outcome="success", actor_type="system", subject_id="partner-1"),
+        [
+            AuditEvent(action="staff.test", outcome="success", actor_type="system", subject_id=staff_id),
+            AuditEvent(action="staff.test", outcome="success", actor_type="system", subject_id="partner-1"),
+        ]
     )
     page = await repository.audit_page(
         region="1101",
