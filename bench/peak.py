@@ -29,10 +29,24 @@ import httpx
 
 from bench.context import BenchContext
 from bench.fixtures import Citizen, create_citizens, issue_codes, partner_token
+from bff.peak import PEAK_POLL_S, set_peak
 
-__all__ = ["MIX", "PeakReport", "TierResult", "render_peak", "run_peak_drill", "window_length"]
+__all__ = [
+    "GOAL_TIER0_OK_PCT",
+    "GOAL_TIER0_P99_MS",
+    "MIX",
+    "PeakReport",
+    "TierResult",
+    "render_peak",
+    "run_peak_drill",
+    "window_length",
+]
 
 OVERLOADED = "https://onecity.example/problems/overloaded"
+#: Issue 13's goal for the burst: tier 0 keeps this share of 2xx answers ...
+GOAL_TIER0_OK_PCT = 99.9
+#: ... with at most this p99 (ms), and nothing acknowledged is lost.
+GOAL_TIER0_P99_MS = 1000.0
 
 #: (name, tier, weight): the mix per 20 requests.
 MIX: tuple[tuple[str, int, int], ...] = (
@@ -96,11 +110,19 @@ class PeakReport:
     late_ms: list[float] = field(default_factory=list)
     #: Per request of the mix (``verify``, ``issue``, ...): what it got.
     kinds: dict[str, TierResult] = field(default_factory=dict)
+    #: Peak mode was switched on (as ``onecity peak on`` does) for the burst.
+    peak_switch: bool = False
 
     @property
     def nothing_lost(self) -> bool:
         """Every acknowledged verification has its scan-log row."""
         return self.scan_rows == self.verified_ok
+
+    @property
+    def goal_met(self) -> bool:
+        """Tier 0 kept :data:`GOAL_TIER0_OK_PCT` 2xx within :data:`GOAL_TIER0_P99_MS`, nothing lost."""
+        tier0 = self.tiers[0]
+        return tier0.ok_pct >= GOAL_TIER0_OK_PCT and tier0.percentile(0.99) <= GOAL_TIER0_P99_MS and self.nothing_lost
 
 
 async def _scan_rows(ctx: BenchContext) -> int:
@@ -241,12 +263,16 @@ def run_peak_drill(
     steady_rate: float = 0.0,
     steady_s: int = 0,
     citizens: int = 200,
+    peak_switch: bool = False,
 ) -> PeakReport:
     """Run the drill against a started system (see :class:`bench.system.System`).
 
     With ``steady_s``, the same mix runs first at ``steady_rate`` for that long, unmeasured: a
     city meets its peak with warm pools, prepared statements and caches, so the burst measures
     admission control rather than a cold start (``steady_s=0`` measures the cold start).
+    With ``peak_switch`` the operator's switch is on for the burst (tier 2 shed outright, tier 1
+    held to two fifths of the budget), as ``onecity peak on`` would turn it on before an
+    announced peak, and off again afterwards.
     """
 
     async def steady_then_peak() -> PeakReport:
@@ -255,8 +281,18 @@ def run_peak_drill(
         gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
         if steady_s > 0 and steady_rate > 0:
             await _drill(ctx, rate=steady_rate, duration_s=steady_s, people=people, payloads=payloads, gate=gate)
-        report = await _drill(ctx, rate=rate, duration_s=duration_s, people=people, payloads=payloads, gate=gate)
+        redis = ctx.redis()
+        try:
+            if peak_switch:
+                await set_peak(redis, True, for_s=duration_s + 60)
+                await asyncio.sleep(2 * PEAK_POLL_S)  # every worker has read the switch
+            report = await _drill(ctx, rate=rate, duration_s=duration_s, people=people, payloads=payloads, gate=gate)
+        finally:
+            if peak_switch:
+                await set_peak(redis, False)
+            await redis.aclose()
         report.steady_rate, report.steady_s = (steady_rate, steady_s) if steady_s > 0 else (0.0, 0)
+        report.peak_switch = peak_switch
         return report
 
     return asyncio.run(steady_then_peak())
@@ -272,7 +308,8 @@ def render_peak(report: PeakReport) -> str:
             else ", on a cold system"
         ),
         "",
-        f"Topology: {report.topology}.",
+        f"Topology: {report.topology}."
+        + (" Peak mode switched on for the burst (`onecity peak on`)." if report.peak_switch else ""),
         "",
         "| tier | sent | 2xx % | p50 ms | p99 ms | shed (503 overloaded) | other statuses | errors |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
@@ -288,6 +325,8 @@ def render_peak(report: PeakReport) -> str:
         f"- acknowledged verifications: {report.verified_ok:,}; scan-log rows written: {report.scan_rows:,} "
         f"→ {'nothing lost' if report.nothing_lost else 'MISMATCH'}",
         f"- requests the client itself could not send (over {_MAX_OUTSTANDING} outstanding): {report.client_dropped:,}",
+        f"- goal (tier 0 ≥ {GOAL_TIER0_OK_PCT} % 2xx, p99 ≤ {GOAL_TIER0_P99_MS:,.0f} ms, nothing lost): "
+        + ("met" if report.goal_met else "not met"),
     ]
     if report.kinds:
         lines += [

@@ -65,6 +65,7 @@ from core.redis import Redis
 
 __all__ = [
     "PEAK_KEY",
+    "PEAK_POLL_S",
     "QUEUE_WITNESSES",
     "Admission",
     "peak_status",
@@ -76,7 +77,8 @@ log = logging.getLogger("onecity.peak")
 
 #: Redis key of the peak-mode switch (value: JSON ``{"since": unix seconds}``, optional TTL).
 PEAK_KEY: Final = "oc:peak"
-_POLL_S: Final = 0.5
+#: How often every worker reads the switch (seconds).
+PEAK_POLL_S: Final = 0.5
 _LAG_ALPHA: Final = 0.3  # weight of the newest lag sample in the moving average
 _TIER0_ALPHA: Final = 0.05  # weight of one tier 0 completion (about the last 20 count)
 #: Own-work requests that must all have waited beyond the limit before it counts as a queue.
@@ -194,10 +196,10 @@ class Admission:
         unreadable = False
         while True:
             started = loop.time()
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(PEAK_POLL_S)
             # Smoothed: one slow callback (a big render, a hash) is not overload; a loop that
             # keeps lagging for a few seconds is.
-            sample = max(0.0, loop.time() - started - _POLL_S)
+            sample = max(0.0, loop.time() - started - PEAK_POLL_S)
             self.lag_s += _LAG_ALPHA * (sample - self.lag_s)
             LOOP_LAG.set(self.lag_s)
             self.fade_tier0()

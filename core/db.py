@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STATEMENT_CACHE_SIZE",
+    "WARMED_ARRAY_TYPES",
     "Connection",
     "Pool",
     "Repository",
@@ -68,6 +69,16 @@ _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
 
+#: The array types OneCity's statements send or read that asyncpg has no built-in codec for
+#: (``text[]`` it has): the scan log's batched insert sends float8, char(1), bigint and boolean
+#: arrays, grant revocation and the hall's history uuid arrays, and pgqueuer's enqueue statement
+#: (run on this pool by hall.jobs) int, bytea, interval and jsonb arrays.
+#: ``tests/integration/core/test_db.py`` finds every array cast in the code and fails if
+#: one would still be learnt outside this warm-up.
+WARMED_ARRAY_TYPES: Final = ("float8", "char(1)", "bigint", "boolean", "uuid", "int", "bytea", "interval", "jsonb")
+_WARM_UP = "SELECT " + ", ".join(f"NULL::{name}[]" for name in WARMED_ARRAY_TYPES)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out through msgspec: one JSON library everywhere, and faster than json.
     await conn.set_type_codec(
@@ -77,6 +88,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         schema="pg_catalog",
         format="binary",
     )
+    # asyncpg learns an array type with a recursive catalog query, once per connection, the
+    # first time a statement uses it. It turns PostgreSQL's JIT off around that query with
+    # two session settings; behind a transaction pooler each lands on whichever server
+    # connection is free, so the query is JIT-compiled: 0.8 s of database CPU (EXPLAIN
+    # ANALYZE, PostgreSQL 15), and 2-3.5 s under load, for every connection a pool opens.
+    # At a burst's start every worker's pool grows at once and the requests waiting on those
+    # connections took p99 to 5-9 s (bench/RESULTS.md, peak drill behind PgBouncer). Inside
+    # one transaction all three statements reach the same server connection.
+    async with conn.transaction():
+        await conn.fetchrow(_WARM_UP)
 
 
 async def _keep_session(conn: asyncpg.Connection[Any]) -> None:

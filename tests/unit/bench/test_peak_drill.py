@@ -82,3 +82,34 @@ def test_report_shows_each_window_of_the_burst() -> None:
     rows = [line for line in text.splitlines() if line.startswith(("| 0–5 ", "| 5–10 "))]
     assert rows == ["| 0–5 | 10 | 2 | 1500.0 | 0 | 0 | 12 |", "| 5–10 | 10 | 0 | 5.0 | 3 | 4 | 3 |"]
     assert window_length(10) == 1 and window_length(5) == 1
+
+
+def _report(tier0: TierResult, *, verified_ok: int = 0, scan_rows: int = 0) -> PeakReport:
+    return PeakReport(
+        rate=300,
+        duration_s=60,
+        tiers={0: tier0, 1: TierResult(), 2: TierResult()},
+        verified_ok=verified_ok,
+        scan_rows=scan_rows,
+        client_dropped=0,
+    )
+
+
+def test_goal_needs_the_share_the_latency_and_nothing_lost() -> None:
+    fast = [5.0] * 999
+    met = _report(TierResult(sent=1000, ok=999, latencies_ms=fast), verified_ok=10, scan_rows=10)
+    assert met.goal_met and "p99 ≤ 1,000 ms, nothing lost): met" in render_peak(met)
+    too_few = _report(TierResult(sent=1000, ok=998, latencies_ms=fast[:998]))  # 99.8 %
+    too_slow = _report(TierResult(sent=100, ok=100, latencies_ms=[5.0] * 98 + [1001.0] * 2))
+    lost = _report(TierResult(sent=1000, ok=1000, latencies_ms=[*fast, 5.0]), verified_ok=10, scan_rows=9)
+    for report in (too_few, too_slow, lost):
+        assert not report.goal_met and render_peak(report).count("): not met") == 1
+
+
+def test_the_peak_switch_is_an_option_and_said_in_the_report() -> None:
+    assert parse_options(["--peak", "--peak-switch"]).peak_switch
+    assert not parse_options(["--peak"]).peak_switch
+    report = _report(TierResult())
+    assert "Peak mode switched on" not in render_peak(report)
+    report.peak_switch = True
+    assert "Peak mode switched on for the burst (`onecity peak on`)." in render_peak(report)
