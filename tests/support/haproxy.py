@@ -3,6 +3,11 @@
 It listens on 127.0.0.1 on a free port, in HTTP mode, and appends the address it saw to
 ``X-Forwarded-For`` (as a production balancer does), so the servers behind it can tell
 clients apart when it is one of their ``ONECITY_TRUSTED_PROXIES``.
+
+With ``server_maxconn`` it is the configuration docs/operations.md recommends ("Load
+balancer"): each server takes at most that many requests at once, a request that waits longer
+than ``timeout queue`` is refused with OneCity's own 503 ``overloaded`` problem, and with
+``split_streams`` the live event streams go to a backend of their own without that cap.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from urllib.parse import urlsplit
 
 from tests.support.processes import free_port
 
-__all__ = ["haproxy", "haproxy_binary"]
+__all__ = ["OVERLOADED_BODY", "haproxy", "haproxy_binary"]
+
+#: What the balancer answers when a server's queue wait runs out: the shape and type of the
+#: BFF's own shed answer (bff/peak.py), so the app treats both alike (it keeps the last code).
+OVERLOADED_BODY = (
+    '{"type":"https://onecity.example/problems/overloaded","title":"Service overloaded","status":503,'
+    '"detail":"OneCity is shedding load to keep codes working; retry after the given delay"}'
+)
 
 
 def haproxy_binary() -> str | None:
@@ -30,32 +42,71 @@ def haproxy_binary() -> str | None:
     )
 
 
+def _config(
+    port: int, backends: Sequence[str], *, server_maxconn: int | None, queue_timeout_s: int, split_streams: bool
+) -> str:
+    def servers(cap: int | None) -> str:
+        limit = f" maxconn {cap}" if cap else ""
+        return "".join(
+            f"    server s{i} {urlsplit(url).hostname}:{urlsplit(url).port}{limit}\n" for i, url in enumerate(backends)
+        )
+
+    frontend = f"frontend web\n    bind 127.0.0.1:{port}\n"
+    if split_streams:
+        frontend += "    use_backend streams if { path /v1/me/events }\n"
+    frontend += "    default_backend bff\n"
+    bff = "backend bff\n    balance roundrobin\n"
+    if server_maxconn:
+        bff += (
+            f"    timeout queue {queue_timeout_s}s\n"
+            "    http-error status 503 content-type application/problem+json"
+            f" string '{OVERLOADED_BODY}' hdr retry-after 2 hdr cache-control no-store\n"
+        )
+    config = (
+        "global\n"
+        "    maxconn 2000\n"
+        "defaults\n"
+        "    mode http\n"
+        "    timeout connect 2s\n"
+        "    timeout client 30s\n"
+        "    timeout server 30s\n"
+        "    option forwardfor\n"
+        "    option http-server-close\n" + frontend + bff + servers(server_maxconn)
+    )
+    if split_streams:
+        config += "backend streams\n    balance roundrobin\n" + servers(None)
+    return config
+
+
 @contextlib.asynccontextmanager
-async def haproxy(backends: Sequence[str]) -> AsyncIterator[str]:
-    """Run HAProxy round-robin over ``backends`` (base URLs); yield its base URL."""
+async def haproxy(
+    backends: Sequence[str],
+    *,
+    server_maxconn: int | None = None,
+    queue_timeout_s: int = 2,
+    split_streams: bool = False,
+) -> AsyncIterator[str]:
+    """Run HAProxy round-robin over ``backends`` (base URLs); yield its base URL.
+
+    Args:
+        backends: The servers' base URLs.
+        server_maxconn: Requests each server takes at once (``None``: no cap).
+        queue_timeout_s: With a cap: how long a request may wait for a server before the 503.
+        split_streams: ``GET /v1/me/events`` goes to a backend of its own, without the cap.
+    """
     binary = haproxy_binary()
     assert binary, "haproxy is not installed (apt-get install -y haproxy)"
     port = free_port()
-    servers = "".join(
-        f"    server s{i} {urlsplit(url).hostname}:{urlsplit(url).port}\n" for i, url in enumerate(backends)
-    )
     with tempfile.TemporaryDirectory(prefix="onecity-haproxy-") as folder:
         config = Path(folder) / "haproxy.cfg"
         config.write_text(
-            "global\n"
-            "    maxconn 2000\n"
-            "defaults\n"
-            "    mode http\n"
-            "    timeout connect 2s\n"
-            "    timeout client 30s\n"
-            "    timeout server 30s\n"
-            "    option forwardfor\n"
-            "    option http-server-close\n"
-            "frontend web\n"
-            f"    bind 127.0.0.1:{port}\n"
-            "    default_backend bff\n"
-            "backend bff\n"
-            "    balance roundrobin\n" + servers
+            _config(
+                port,
+                backends,
+                server_maxconn=server_maxconn,
+                queue_timeout_s=queue_timeout_s,
+                split_streams=split_streams,
+            )
         )
         # -db: stay in the foreground (no daemon), so the test owns the process.
         process = subprocess.Popen(  # noqa: ASYNC220 - returns at once

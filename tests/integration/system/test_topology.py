@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
@@ -43,7 +44,7 @@ from services.simulators.demo import registry_name
 from tests.conftest import MASTER_KEY, reset_state
 from tests.support.backends import DatabaseFactory
 from tests.support.citizens import bearer, latest_otp
-from tests.support.haproxy import haproxy, haproxy_binary
+from tests.support.haproxy import OVERLOADED_BODY, haproxy, haproxy_binary
 from tests.support.pgbouncer import PgBouncer, pgbouncer, pgbouncer_binary
 from tests.support.processes import server_process
 from tests.support.redis_cluster import redis_cluster
@@ -245,6 +246,49 @@ async def test_a_clients_own_forwarded_header_sent_straight_to_a_server_is_ignor
             )
             statuses.append(response.status_code)
     assert statuses[:AUTH_RATE] == [202] * AUTH_RATE and statuses[AUTH_RATE] == 429, statuses
+
+
+async def _open_streams(
+    stack: contextlib.AsyncExitStack, client: httpx.AsyncClient, citizen: dict[str, str], n: int
+) -> None:
+    for _ in range(n):
+        stream = await stack.enter_async_context(client.stream("GET", "/v1/me/events", headers=citizen))
+        assert stream.status_code == 200
+
+
+async def test_a_full_server_is_refused_by_the_balancer_with_the_apps_overloaded_answer(
+    city: City, sms: SmsGateway
+) -> None:
+    # docs/operations.md "Load balancer": a per-server cap with a short queue, so a request that
+    # cannot be served soon is refused at once, in the shape the app already handles; the
+    # event streams must not count against that cap, or a few idle streams fill the server.
+    async with _from("127.0.0.1", city.balancer) as lb:
+        citizen = bearer((await _login(lb, sms, "13600000601"))["access_token"])
+    server = [city.servers[0]]
+    # The cap alone: two idle event streams take both places, the next request waits the
+    # queue timeout and gets the balancer's 503 in OneCity's problem shape.
+    async with (
+        haproxy(server, server_maxconn=2, queue_timeout_s=1) as capped,
+        _from("127.0.0.1", capped) as client,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        await _open_streams(stack, client, citizen, 2)
+        refused = await client.get("/v1/codes/keys")
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "2" and refused.headers["cache-control"] == "no-store"
+        assert refused.json()["type"] == "https://onecity.example/problems/overloaded"
+        assert refused.text == OVERLOADED_BODY
+    # The recommended split: streams go to their own backend, so three of them leave the
+    # API's two places free.
+    async with (
+        haproxy(server, server_maxconn=2, queue_timeout_s=1, split_streams=True) as split,
+        _from("127.0.0.1", split) as client,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        await _open_streams(stack, client, citizen, 3)
+        keys = await client.get("/v1/codes/keys")
+        assert keys.status_code == 200 and keys.json()["keys"], keys.text
 
 
 async def test_three_concurrent_migrate_commands_through_the_pooler(
