@@ -107,10 +107,12 @@ class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """``GET /_sim/stats``: contract requests received, by ``"METHOD /path"``; for a
-    case-owning department also the cases taken per application number."""
+    case-owning department also the cases taken per application number and what became of
+    the events it reported (``sent``, ``given_up``, ``in_flight_max``)."""
 
     requests: dict[str, int]
     cases: dict[str, int] | None = None
+    events: dict[str, int] | None = None
 
 
 class SimulatorState:
@@ -297,15 +299,16 @@ def _control_handlers(state: SimulatorState) -> list[ControllerRouterHandler]:
 
     @get("/_sim/stats", sync_to_thread=False)
     def read_stats() -> Stats:
-        cases = None if state.cases is None else dict(state.cases.received)
-        return Stats(requests=dict(state.stats), cases=cases)
+        if state.cases is None:
+            return Stats(requests=dict(state.stats))
+        return Stats(requests=dict(state.stats), cases=dict(state.cases.received), events=dict(state.cases.reports))
 
     @delete("/_sim/stats", status_code=200, sync_to_thread=False)
     def reset_stats() -> Stats:
         state.stats.clear()
         if state.cases is not None:
             state.cases.reset()
-        return Stats(requests={}, cases=None if state.cases is None else {})
+        return Stats(requests={}) if state.cases is None else Stats(requests={}, cases={}, events={})
 
     return [read_faults, set_faults, clear_faults, read_stats, reset_stats]
 

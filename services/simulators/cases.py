@@ -7,6 +7,14 @@ department's back office would, and reports each step to OneCity's
 ``POST /v1/departments/events`` with a ``client_credentials`` token of its own client
 (``dept-<name>`` / ``dept-<name>-secret``, scope ``applications:events``).
 
+Like a real department's outbound integration, the desk sends at most
+:attr:`CaseDesk.report_concurrency` events at once over a client with as many connections; the
+other cases' events wait their turn (each case's own events stay in order). Without that bound a
+burst of cases had every case's report queued inside httpx's connection pool, whose queue
+handling costs time proportional to its length on every request: the simulator spent its whole
+event loop there, answered its own ``POST /v1/cases`` in tens of seconds, and OneCity's case
+submissions timed out and backed off (bench/RESULTS.md, "after ``hall_submit``").
+
 The path a case takes: ``accepted → under_review → approved → delivered``; a form with
 ``"simulate": "deny"`` ends ``denied`` after review, one with ``"simulate": "correction"`` asks
 for a correction first and goes the normal way after the resubmission.
@@ -20,6 +28,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
@@ -40,6 +49,10 @@ _DENY: Final = ("accepted", "under_review", "denied")
 _CORRECTION: Final = ("accepted", "correction_requested")
 _AFTER_RESUBMISSION: Final = ("accepted", "under_review", "approved", "delivered")
 _MAX_KEY_CHARS: Final = 200
+#: Events one desk sends at once (and the connections of its events client).
+REPORT_CONCURRENCY: Final = 8
+#: Tries of one event before the desk gives it up (0.2 s backoff, doubling, at most 10 s).
+_REPORT_TRIES: Final = 12
 
 
 class CaseBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +96,9 @@ class CaseDesk:
         step_delay_s: Pause between two steps of a case's life.
         auto_progress: Whether cases move on their own (tests that send events themselves turn
             it off).
+        report_concurrency: Events sent at once; the rest wait for a free slot.
+        reports: What happened to the events: ``sent`` (OneCity answered for good),
+            ``given_up`` (every try failed), ``in_flight_max`` (most sent at once).
     """
 
     def __init__(self, department: str) -> None:
@@ -94,6 +110,10 @@ class CaseDesk:
         self.cases_by_id: dict[str, _Case] = {}
         self.resubmissions: dict[str, str] = {}
         self.received: Counter[str] = Counter()
+        self.report_concurrency = REPORT_CONCURRENCY
+        self.reports: Counter[str] = Counter()
+        self._in_flight = 0
+        self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._token: tuple[str, float] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -123,6 +143,7 @@ class CaseDesk:
         self.cases_by_id.clear()
         self.resubmissions.clear()
         self.received.clear()
+        self.reports.clear()
 
     def open_case(self, key: str, body: CaseBody) -> CaseReceipt:
         """Take a case once per idempotency key."""
@@ -177,25 +198,46 @@ class CaseDesk:
             "at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         }
         delay = 0.2
-        for _ in range(12):
-            with contextlib.suppress(httpx.HTTPError):
-                http = self._client()
-                token = await self._access_token(http)
-                response = await http.post(
-                    f"{self.onecity_url}/v1/departments/events",
-                    json=event,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                if response.status_code in (202, 409, 403, 404):
-                    return  # taken, or refused for good: retrying would not change the answer
-                if response.status_code == 401:
-                    self._token = None
-            await asyncio.sleep(delay)
+        for _ in range(_REPORT_TRIES):
+            async with self._slot():
+                with contextlib.suppress(httpx.HTTPError):
+                    http = self._client()
+                    token = await self._access_token(http)
+                    response = await http.post(
+                        f"{self.onecity_url}/v1/departments/events",
+                        json=event,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    if response.status_code in (202, 409, 403, 404):
+                        self.reports["sent"] += 1
+                        return  # taken, or refused for good: retrying would not change the answer
+                    if response.status_code == 401:
+                        self._token = None
+            await asyncio.sleep(delay)  # backing off holds no slot
             delay = min(delay * 2, 10.0)
+        self.reports["given_up"] += 1
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the :attr:`report_concurrency` sending slots, for one try of one event."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.report_concurrency)
+        async with self._slots:
+            self._in_flight += 1
+            self.reports["in_flight_max"] = max(self.reports["in_flight_max"], self._in_flight)
+            try:
+                yield
+            finally:
+                self._in_flight -= 1
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+            # As many connections as sending slots: no request ever queues inside the pool.
+            connections = self.report_concurrency
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(10.0, connect=2.0),
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            )
         return self._http
 
     async def _access_token(self, http: httpx.AsyncClient) -> str:
@@ -223,6 +265,7 @@ class CaseDesk:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        self._slots = None  # the next event loop gets its own
 
 
 def _idempotency_key(request: Request[Any, Any, Any]) -> str:

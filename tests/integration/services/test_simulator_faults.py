@@ -166,12 +166,12 @@ async def test_stats_count_contract_requests_by_route(
     await http.get(f"{health}/_sim/faults")  # control routes are not counted
     stats = (await http.get(f"{health}/_sim/stats")).json()
     # health owns matters, so it also counts cases per application number (none yet)
-    assert stats == {"requests": {"GET /v1/me/tests": 3, "GET /v1/me/risk": 2}, "cases": {}}
+    assert stats == {"requests": {"GET /v1/me/tests": 3, "GET /v1/me/risk": 2}, "cases": {}, "events": {}}
 
     transport = simulators["transport"].base_url
     token = make_token("transport", ZHANG_SAN)
     await http.get(f"{transport}/v1/me/trips", headers={"Authorization": f"Bearer {token}"}, params={"since": "x"})
     assert (await http.get(f"{transport}/_sim/stats")).json() == {"requests": {"GET /v1/me/trips": 1}}
 
-    assert (await http.delete(f"{health}/_sim/stats")).json() == {"requests": {}, "cases": {}}
-    assert (await http.get(f"{health}/_sim/stats")).json() == {"requests": {}, "cases": {}}
+    assert (await http.delete(f"{health}/_sim/stats")).json() == {"requests": {}, "cases": {}, "events": {}}
+    assert (await http.get(f"{health}/_sim/stats")).json() == {"requests": {}, "cases": {}, "events": {}}
