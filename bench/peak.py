@@ -22,7 +22,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -255,6 +255,19 @@ async def _drill(
     )
 
 
+@contextlib.asynccontextmanager
+async def _peak_mode(ctx: BenchContext, *, for_s: int) -> AsyncIterator[None]:
+    """Peak mode on (at most ``for_s``), read by every worker, for the block; then off."""
+    redis = ctx.redis()
+    try:
+        await set_peak(redis, True, for_s=for_s)
+        await asyncio.sleep(2 * PEAK_POLL_S)  # every worker has read the switch
+        yield
+    finally:
+        await set_peak(redis, False)
+        await redis.aclose()
+
+
 def run_peak_drill(
     ctx: BenchContext,
     *,
@@ -281,16 +294,8 @@ def run_peak_drill(
         gate = {"Authorization": f"Bearer {await partner_token(ctx)}"}
         if steady_s > 0 and steady_rate > 0:
             await _drill(ctx, rate=steady_rate, duration_s=steady_s, people=people, payloads=payloads, gate=gate)
-        redis = ctx.redis()
-        try:
-            if peak_switch:
-                await set_peak(redis, True, for_s=duration_s + 60)
-                await asyncio.sleep(2 * PEAK_POLL_S)  # every worker has read the switch
+        async with _peak_mode(ctx, for_s=duration_s + 60) if peak_switch else contextlib.nullcontext():
             report = await _drill(ctx, rate=rate, duration_s=duration_s, people=people, payloads=payloads, gate=gate)
-        finally:
-            if peak_switch:
-                await set_peak(redis, False)
-            await redis.aclose()
         report.steady_rate, report.steady_s = (steady_rate, steady_s) if steady_s > 0 else (0.0, 0)
         report.peak_switch = peak_switch
         return report

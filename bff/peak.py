@@ -64,6 +64,8 @@ from bff.problems import send_problem
 from core.redis import Redis
 
 __all__ = [
+    "OVERLOADED_DETAIL",
+    "OVERLOADED_TITLE",
     "PEAK_KEY",
     "PEAK_POLL_S",
     "QUEUE_WITNESSES",
@@ -75,6 +77,9 @@ __all__ = [
 
 log = logging.getLogger("onecity.peak")
 
+#: Title and detail of the 503 ``overloaded`` problem (a balancer's own 503 should say the same).
+OVERLOADED_TITLE: Final = "Service overloaded"
+OVERLOADED_DETAIL: Final = "OneCity is shedding load to keep codes working; retry after the given delay"
 #: Redis key of the peak-mode switch (value: JSON ``{"since": unix seconds}``, optional TTL).
 PEAK_KEY: Final = "oc:peak"
 #: How often every worker reads the switch (seconds).
@@ -375,8 +380,8 @@ async def _shed(scope: Any, send: Any, tier: int, retry_after: bytes) -> None:
         send,
         status=503,
         slug="overloaded",
-        title="Service overloaded",
-        detail="OneCity is shedding load to keep codes working; retry after the given delay",
+        title=OVERLOADED_TITLE,
+        detail=OVERLOADED_DETAIL,
         headers=[(b"retry-after", retry_after), (b"cache-control", b"no-store")],
         extensions={"tier": tier},
     )

@@ -23,16 +23,20 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import msgspec
+
+from bff.peak import OVERLOADED_DETAIL, OVERLOADED_TITLE
+from core.problem import problem_document
 from tests.support.processes import free_port
 
 __all__ = ["OVERLOADED_BODY", "haproxy", "haproxy_binary"]
 
-#: What the balancer answers when a server's queue wait runs out: the shape and type of the
-#: BFF's own shed answer (bff/peak.py), so the app treats both alike (it keeps the last code).
-OVERLOADED_BODY = (
-    '{"type":"https://onecity.example/problems/overloaded","title":"Service overloaded","status":503,'
-    '"detail":"OneCity is shedding load to keep codes working; retry after the given delay"}'
-)
+#: What the balancer answers when a server's queue wait runs out: the BFF's own shed answer
+#: (bff/peak.py) without the per-request members, so the app treats both alike (it keeps the
+#: last code).
+OVERLOADED_BODY = msgspec.json.encode(
+    problem_document(status=503, slug="overloaded", title=OVERLOADED_TITLE, detail=OVERLOADED_DETAIL)
+).decode()
 
 
 def haproxy_binary() -> str | None:

@@ -138,6 +138,11 @@ async def department_token(http: httpx.AsyncClient, department: str) -> dict[str
     return bearer(response.json()["access_token"])
 
 
+def without_worker(settings: Settings) -> Settings:
+    """``settings`` with the hall's job worker off (a test drives cases or events itself)."""
+    return msgspec.structs.replace(settings, hall=msgspec.structs.replace(settings.hall, worker=False))
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, every_s: float = 0.1) -> None:
     """Wait until ``check()`` is true, or fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

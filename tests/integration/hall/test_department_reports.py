@@ -9,8 +9,6 @@ seconds and the hall's jobs timed out and backed off (bench/RESULTS.md, "after `
 
 from __future__ import annotations
 
-import msgspec
-
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
@@ -18,7 +16,7 @@ from services.departments.sms import SmsGateway
 from services.simulators import RunningServer
 from services.simulators.cases import REPORT_CONCURRENCY, CaseBody
 from services.simulators.server import case_desk
-from tests.integration.hall.conftest import ZHANG_SAN, citizen, configure_desks, eventually, serve_hall
+from tests.integration.hall.conftest import ZHANG_SAN, citizen, configure_desks, eventually, serve_hall, without_worker
 
 CASES = 60
 PATH = ["submitted", "accepted", "under_review", "approved", "delivered"]
@@ -28,8 +26,7 @@ async def test_a_burst_of_cases_reports_through_a_bounded_number_of_requests(
     settings: Settings, clean: None, pool: Pool, vault: Vault, simulators: dict[str, RunningServer], sms: SmsGateway
 ) -> None:
     # No worker: the cases are opened below, all in one go, as a burst of submissions would.
-    quiet = msgspec.structs.replace(settings, hall=msgspec.structs.replace(settings.hall, worker=False))
-    async with serve_hall(quiet, pool, vault, simulators) as hall:
+    async with serve_hall(without_worker(settings), pool, vault, simulators) as hall:
         configure_desks(simulators, auto_progress=False)
         me = await citizen(hall.http, sms, ZHANG_SAN)
         numbers = []

@@ -9,8 +9,6 @@ import random
 import time
 from typing import Any
 
-import msgspec
-
 from bff.settings import Settings
 from core.crypto import Vault
 from core.db import Pool
@@ -23,6 +21,7 @@ from tests.integration.hall.conftest import (
     configure_desks,
     department_token,
     serve_hall,
+    without_worker,
 )
 
 TOTAL = 10_000
@@ -38,8 +37,7 @@ async def test_ten_thousand_events(
     settings: Settings, clean: None, pool: Pool, vault: Vault, simulators: dict[str, RunningServer], sms: SmsGateway
 ) -> None:
     # No worker: the applications' case submissions are not what is measured here.
-    quiet = msgspec.structs.replace(settings, hall=msgspec.structs.replace(settings.hall, worker=False))
-    async with serve_hall(quiet, pool, vault, simulators) as hall:
+    async with serve_hall(without_worker(settings), pool, vault, simulators) as hall:
         configure_desks(simulators, auto_progress=False)
         me = await citizen(hall.http, sms, ZHANG_SAN)
         semaphore = asyncio.Semaphore(8)
