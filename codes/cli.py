@@ -228,19 +228,17 @@ async def _flag_device(repository: CodesRepository, device_id: str) -> None:
     if await repository.get_device(device_id) is None:
         raise LookupError(f"no registered device {device_id!r}")
     flagged = await repository.flag_devices([device_id])
-    async with repository.connection() as conn:
-        await write_audit(
-            conn,
-            [
-                AuditEvent(
-                    action="codes.device.flag",
-                    outcome="success",
-                    actor_type="system",
-                    actor_id=_actor(),
-                    details={"device_id": device_id, "already_flagged": not flagged},
-                )
-            ],
-        )
+    await repository.audit(
+        [
+            AuditEvent(
+                action="codes.device.flag",
+                outcome="success",
+                actor_type="system",
+                actor_id=_actor(),
+                details={"device_id": device_id, "already_flagged": not flagged},
+            )
+        ]
+    )
     click.echo(f"flagged {device_id}" if flagged else f"{device_id} was already flagged")
 
 

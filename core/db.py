@@ -220,7 +220,8 @@ class Repository:
         # Imported here: core.audit builds on this module.
         from core.audit import write_audit
 
-        await write_audit(self.pool, events)
+        async with self.connection() as conn:
+            await write_audit(conn, events)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

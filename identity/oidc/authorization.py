@@ -211,21 +211,19 @@ class Authorizer:
 
     async def deny(self, params: AuthorizationParams, *, account_id: str, channel: str, client_ip: str | None) -> str:
         """Record that the citizen denied the request; return the ``access_denied`` redirect URL."""
-        async with self.repository.connection() as conn:
-            await write_audit(
-                conn,
-                [
-                    AuditEvent(
-                        action="oidc.authorize",
-                        outcome="denied",
-                        actor_type="citizen",
-                        actor_id=account_id,
-                        subject_id=account_id,
-                        client_ip=client_ip,
-                        details={"client_id": params.client.client_id, "channel": channel},
-                    )
-                ],
-            )
+        await self.repository.audit(
+            [
+                AuditEvent(
+                    action="oidc.authorize",
+                    outcome="denied",
+                    actor_type="citizen",
+                    actor_id=account_id,
+                    subject_id=account_id,
+                    client_ip=client_ip,
+                    details={"client_id": params.client.client_id, "channel": channel},
+                )
+            ]
+        )
         return self.error_redirect(params.redirect_uri, params.state, "access_denied", "The citizen denied the request")
 
     async def current_level(self, account_id: str) -> str | None:
